@@ -1,0 +1,31 @@
+"""tinyvec: a transparent reverse-mode autograd engine with Flux-style layers that expose the
+quantities of vector analysis (O^{k-1}, A^k, δ^k, ΔW^k) at every step.
+
+Map of the package:
+
+- `engine`: Tensor and tracing, the derivative table (`ops`), activations, losses;
+- `layers`: the layer protocol, Dense, Chain / SkipConnection / Parallel, initialisers;
+- `optimise`: optimiser rules, gradient / setup / update / train;
+- `recorder`, `io` (save / load), `devices` (to / gpu / cpu / f32 / f64), `backend`.
+"""
+
+from . import ops
+from .devices import cpu, f32, f64, gpu, to
+from .engine import (
+    Activation, Tensor, atan, crossentropy, gelu, identity, leakyrelu, mse, no_grad, onehot, r2,
+    relu, sigmoid, softplus, tanh,
+)
+from .engine.ops import concat, vcat
+from .io import load, save
+from .layers import (
+    Chain, Dense, DimensionMismatch, Layer, Parallel, SkipConnection, activations, add,
+    dense_layers, fmap, glorot_normal, glorot_uniform, kaiming_normal, mul, scaled, seed, show,
+    trainables,
+)
+from .optimise import (
+    Adam, AdamW, ClipNorm, Descent, Momentum, Nesterov, NonFiniteLoss, OptimiserChain, OptState,
+    Rule, Tree, WeightDecay, gradient, setup, train, update, withgradient,
+)
+from .recorder import Recorder
+
+__version__ = "0.1.0"

@@ -1,0 +1,78 @@
+"""Array namespaces and devices.
+
+Every array operation in tinyvec goes through ``xp = namespace(x)``, the Python array API
+standard namespace of the data: NumPy (whose main namespace implements the standard since
+2.0), CuPy, array-api-strict, or anything `array_api_compat` recognises. Nothing in the
+engine calls NumPy directly, so the same code runs on the CPU and on a GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+from types import ModuleType
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+_NAMESPACES: dict[type, ModuleType] = {np.ndarray: np}
+
+
+def namespace(x: Any) -> ModuleType:
+    """The array API namespace of array ``x`` (cached per array type: this is a hot path)."""
+    xp = _NAMESPACES.get(type(x))
+    if xp is None:
+        if isinstance(x, np.generic):  # NumPy reductions return scalars, not 0-d arrays
+            return np
+        try:
+            xp = array_api_compat.array_namespace(x)
+        except TypeError:
+            raise TypeError(f"expected an array, got {type(x).__name__}") from None
+        _NAMESPACES[type(x)] = xp
+    return xp
+
+
+def is_array(x: Any) -> bool:
+    return type(x) in _NAMESPACES or array_api_compat.is_array_api_obj(x)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A NumPy copy (or view) of any array, from any device."""
+    if isinstance(x, np.ndarray | np.generic):
+        return np.asarray(x)
+    if hasattr(x, "get"):  # CuPy: device → host
+        return x.get()
+    try:
+        return np.from_dlpack(x)
+    except (TypeError, RuntimeError, BufferError, AttributeError):
+        return np.asarray(x)
+
+
+def to_namespace(xp: ModuleType, x: Any) -> Any:
+    """Array ``x`` as an array of namespace ``xp`` (copying across devices when needed)."""
+    if is_array(x) and namespace(x) is xp:
+        return x
+    if xp is np or getattr(xp, "__name__", "") == "array_api_compat.numpy":
+        return to_numpy(x)
+    return xp.asarray(to_numpy(x))
+
+
+@functools.cache
+def cupy() -> ModuleType:
+    try:
+        import cupy as cp  # type: ignore[import-not-found]
+    except ImportError as e:
+        raise RuntimeError(
+            'tv.gpu needs CuPy: pip install "tinyvec[gpu]" (and a CUDA device)'
+        ) from e
+    if cp.cuda.runtime.getDeviceCount() == 0:
+        raise RuntimeError("tv.gpu: CuPy is installed but sees no CUDA device")
+    return cp
+
+
+def has_gpu() -> bool:
+    try:
+        cupy()
+    except Exception:
+        return False
+    return True

@@ -1,0 +1,95 @@
+"""Activation functions σ. Each is its formula beside its derivative σ′, written in terms
+of the pre-activation A and the output O = σ(A) (whichever is cheaper): Dense uses σ′ to
+form δ^k = ∂L/∂O^k ⊙ σ′(A^k) in its fused backward pass.
+
+    >>> import numpy as np, tinyvec as tv
+    >>> tv.relu(np.array([-1.0, 2.0]))
+    array([0., 2.])
+    >>> tv.tanh.derivative(np.array([0.0]), np.array([0.0]))
+    array([1.])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from ..backend import namespace
+from .tensor import primitive
+
+GELU_C = math.sqrt(2 / math.pi)
+
+
+class Activation:
+    """σ with its derivative: ``f(A) -> O`` and ``derivative(A, O) -> σ′(A)``."""
+
+    def __init__(self, name: str, f: Callable, derivative: Callable | None) -> None:
+        self.name, self.f, self.derivative = name, f, derivative
+        self._op = primitive(f, lambda g, O, A: (g * derivative(A, O),))
+
+    def __call__(self, x: Any) -> Any:
+        return self._op(x)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def _sigmoid(A):  # the tanh form cannot overflow
+    return 0.5 * namespace(A).tanh(0.5 * A) + 0.5
+
+
+def _gelu(A):  # the tanh approximation, as Flux's default gelu
+    xp = namespace(A)
+    return 0.5 * A * (1 + xp.tanh(GELU_C * (A + 0.044715 * A**3)))
+
+
+def _gelu_derivative(A, O):
+    xp = namespace(A)
+    t = xp.tanh(GELU_C * (A + 0.044715 * A**3))
+    return 0.5 * (1 + t) + 0.5 * A * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * A**2)
+
+
+def _positive(A):
+    """σ′ of relu: 1 where A > 0, else 0."""
+    return namespace(A).astype(A > 0, A.dtype)
+
+
+def _leaky(A):
+    xp = namespace(A)
+    return xp.where(A > 0, A, LEAKY_SLOPE * A)
+
+
+LEAKY_SLOPE = 0.01
+
+identity = Activation("identity", _identity, None)
+identity._op = _identity  # no node at all
+tanh = Activation("tanh", lambda A: namespace(A).tanh(A), lambda A, O: 1 - O * O)
+atan = Activation("atan", lambda A: namespace(A).atan(A), lambda A, O: 1 / (1 + A * A))
+relu = Activation("relu", lambda A: namespace(A).maximum(A, 0.0), lambda A, O: _positive(A))
+leakyrelu = Activation(
+    "leakyrelu", _leaky, lambda A, O: (1 - LEAKY_SLOPE) * _positive(A) + LEAKY_SLOPE
+)
+sigmoid = Activation("sigmoid", _sigmoid, lambda A, O: O * (1 - O))
+softplus = Activation(
+    "softplus", lambda A: namespace(A).logaddexp(A, 0.0), lambda A, O: _sigmoid(A)
+)
+gelu = Activation("gelu", _gelu, _gelu_derivative)
+
+ACTIVATIONS = {a.name: a for a in (identity, tanh, atan, relu, leakyrelu, sigmoid, softplus, gelu)}
+
+
+def activation(sigma: Any) -> Activation:
+    """Look up σ by object or name; anything else is a clear error."""
+    if isinstance(sigma, Activation):
+        return sigma
+    if isinstance(sigma, str) and sigma in ACTIVATIONS:
+        return ACTIVATIONS[sigma]
+    raise ValueError(
+        f"unknown activation {sigma!r}: use one of {', '.join(ACTIVATIONS)} "
+        "or an Activation(name, f, derivative)"
+    )

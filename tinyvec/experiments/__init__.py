@@ -1,0 +1,1 @@
+"""Experiments, each a module with ``main(argv) -> int`` run by the ``tinyvec`` command."""

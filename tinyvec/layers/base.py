@@ -1,0 +1,142 @@
+"""The layer protocol, and the tree walks every other part is built on.
+
+A layer is any callable object that names two things:
+
+- ``params``: the attributes holding the arrays training changes (e.g. ``("weight", "bias")``;
+  an attribute that is ``None`` is skipped);
+- ``children``: the attributes holding sub-layers, each a layer or a tuple of layers.
+
+That is all `gradient`, `setup`/`update`, `tv.to`, `save`/`load` and printing need (Flux gets
+the same from Functors.jl). Inside `tv.gradient` each parameter attribute temporarily holds a
+`Tensor`, so a layer's ``__call__`` written with ordinary operators is differentiated
+automatically; outside it holds a plain array. See ``examples/custom_layer.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..backend import namespace
+from ..engine.tensor import data
+
+
+class DimensionMismatch(ValueError):
+    """An input of the wrong shape for a layer (the message names the layer and the sizes)."""
+
+
+class Layer:
+    """Base class for layers: declares ``params`` and ``children`` (both empty here)."""
+
+    params: tuple[str, ...] = ()
+    children: tuple[str, ...] = ()
+
+    def __call__(self, x: Any) -> Any:  # pragma: no cover - every layer defines it
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return show(self)
+
+
+def child_layers(layer: Any) -> Iterator[tuple[str, Any]]:
+    """(path suffix, sub-layer) for each child of ``layer``: ``.layer`` or ``.layers[2]``."""
+    for name in getattr(layer, "children", ()):
+        value = getattr(layer, name)
+        if isinstance(value, tuple | list):
+            for i, sub in enumerate(value):
+                yield f".{name}[{i}]", sub
+        elif value is not None:
+            yield f".{name}", value
+
+
+def walk(model: Any, path: str = "model") -> Iterator[tuple[str, Any]]:
+    """(path, layer) for ``model`` and every layer inside it, in forward (depth) order."""
+    stack = [(path, model)]
+    while stack:
+        path, layer = stack.pop()
+        yield path, layer
+        stack.extend(reversed([(path + s, c) for s, c in child_layers(layer)]))
+
+
+def trainables(model: Any) -> Iterator[tuple[str, Any, str]]:
+    """(path, layer, name) for every parameter array, each shared layer once."""
+    seen: set[int] = set()
+    for path, layer in walk(model):
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        for name in getattr(layer, "params", ()):
+            if getattr(layer, name) is not None:
+                yield f"{path}.{name}", layer, name
+
+
+def fmap(fn: Callable[[Any], Any], model: Any) -> Any:
+    """A copy of ``model`` with ``fn`` applied to every parameter array (Functors' ``fmap``);
+    the recorded activations of the copy are cleared."""
+    done: dict[int, Any] = {}
+
+    def rebuild(layer: Any) -> Any:
+        if id(layer) in done:  # a shared layer stays shared
+            return done[id(layer)]
+        new = copy.copy(layer)
+        done[id(layer)] = new
+        if hasattr(new, "forget"):
+            new.forget()
+        for name in getattr(layer, "params", ()):
+            if getattr(layer, name) is not None:
+                setattr(new, name, fn(data(getattr(layer, name))))
+        for name in getattr(layer, "children", ()):
+            value = getattr(layer, name)
+            if isinstance(value, tuple | list):
+                setattr(new, name, type(value)(rebuild(v) for v in value))
+            elif value is not None:
+                setattr(new, name, rebuild(value))
+        return new
+
+    return rebuild(model)
+
+
+def nparams(layer: Any) -> tuple[int, int, int]:
+    """(arrays, parameters, bytes) of ``layer`` and everything inside it."""
+    arrays = count = nbytes = 0
+    for _, owner, name in trainables(layer):
+        a = data(getattr(owner, name))
+        arrays += 1
+        count += a.size
+        nbytes += a.size * namespace(a).finfo(a.dtype).bits // 8
+    return arrays, count, nbytes
+
+
+# --- printing, in Flux's style --------------------------------------------------------------
+def show(model: Any) -> str:
+    """Multi-line summary: a line per leaf layer with its parameter count, then a total."""
+    lines: list[str] = []
+    _show(model, 0, lines, comma="")
+    if list(child_layers(model)):
+        arrays, count, nbytes = nparams(model)
+        lines[-1] = lines[-1].ljust(20) + (
+            f"# Total: {arrays} arrays, {count:_} parameters, {nbytes / 1024:.3f} KiB."
+        )
+    return "\n".join(lines)
+
+
+def _show_items(layer: Any) -> list[Any]:
+    """What a container prints between its parentheses: sub-layers, and strings such as "+"."""
+    if hasattr(layer, "show_items"):
+        return list(layer.show_items())
+    return [c for _, c in child_layers(layer)]
+
+
+def _show(item: Any, depth: int, lines: list[str], comma: str) -> None:
+    indent = "  " * depth
+    items = [] if isinstance(item, str) else _show_items(item)
+    if not items:
+        text = f"{indent}{item if isinstance(item, str) else repr(item)}{comma}"
+        count = 0 if isinstance(item, str) else nparams(item)[1]
+        lines.append(text.ljust(40) + f"# {count:_} parameters" if count else text)
+        return
+    lines.append(f"{indent}{type(item).__name__}(")
+    for sub in items:
+        _show(sub, depth + 1, lines, comma=",")
+    lines.append(f"{indent}){comma}")

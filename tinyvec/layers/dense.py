@@ -1,0 +1,150 @@
+"""The Dense layer: one fused operation whose backward pass forms the error vector δ^k
+explicitly. That is both the fast path and what makes δ^k free to expose."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from ..backend import is_array, namespace
+from ..engine import ops
+from ..engine.activations import Activation, activation, identity
+from ..engine.tensor import Tensor, data, grad_enabled
+from .base import DimensionMismatch, Layer
+from .init import glorot_uniform
+
+_warned: set[tuple[str, str]] = set()
+
+
+class Dense(Layer):
+    """``Dense(in, out, σ=identity, *, bias=True, init=glorot_uniform, rng=None)``
+
+    The fully connected layer k, on a batch whose columns are samples::
+
+        A^k = W^k O^{k-1} + b^k        (W^k: out × in, b^k: out)
+        O^k = σ(A^k)
+
+    Its backward pass, fused: ``δ^k = ∂L/∂O^k ⊙ σ′(A^k)``, then ``∂L/∂W^k = δ^k O^{k-1}ᵀ``,
+    ``∂L/∂b^k = Σ_batch δ^k`` and ``∂L/∂O^{k-1} = W^kᵀ δ^k``.
+
+    What it exposes, as arrays of the model's backend (no copies are made):
+
+    - ``weight``, ``bias``: W^k and b^k;
+    - ``input``, ``preact``, ``output``: O^{k-1}, A^k, O^k of the last forward pass;
+    - ``delta``: δ^k = ∂L/∂A^k of the last gradient, shape (out, batch);
+    - ``dW``, ``db``: the increments ΔW^k, Δb^k applied by the last `update`.
+
+    ``bias`` may be False (no bias) or an array; ``init(shape, rng)`` makes the weight.
+
+    >>> import numpy as np, tinyvec as tv
+    >>> d = tv.Dense(2, 3, tv.tanh, rng=0)
+    >>> d
+    Dense(2 => 3, tanh)
+    >>> d.weight.shape, d.bias.shape
+    ((3, 2), (3,))
+    >>> d(np.ones((2, 5))).shape
+    (3, 5)
+    >>> d(np.ones((4, 5)))
+    Traceback (most recent call last):
+    ...
+    tinyvec.layers.base.DimensionMismatch: layer Dense(2 => 3, tanh) expects size(input, 0) == 2, but got an input of shape (4, 5)
+    """
+
+    params = ("weight", "bias")
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        sigma: Activation | str = identity,
+        *,
+        bias: Any = True,
+        init: Any = glorot_uniform,
+        rng: Any = None,
+    ) -> None:
+        self.weight = init((out_features, in_features), rng)
+        if bias is True:
+            xp = namespace(self.weight)
+            bias = xp.zeros(out_features, dtype=self.weight.dtype)
+        self.bias = bias if is_array(bias) else None
+        self.sigma = activation(sigma)
+        self.forget()
+
+    @classmethod
+    def from_weights(cls, weight: Any, bias: Any = None, sigma: Any = identity) -> Dense:
+        """A Dense layer around given arrays (Flux's ``Dense(W, b, σ)``)."""
+        out, in_ = weight.shape
+        return cls(in_, out, sigma, bias=False if bias is None else bias, init=lambda s, r: weight)
+
+    def forget(self) -> None:
+        """Clear what the last forward, gradient and update recorded."""
+        self.input = self.preact = self.output = self.delta = None
+        self.step: dict[str, Any] = {}
+
+    # ΔW = -step: `update` stores the step it subtracted; negating it on demand costs no copy
+    # per training step.
+    dW = property(lambda self: -self.step["weight"] if "weight" in self.step else None)
+    db = property(lambda self: -self.step["bias"] if "bias" in self.step else None)
+
+    def __repr__(self) -> str:
+        out, in_ = data(self.weight).shape
+        sigma = "" if self.sigma is identity else f", {self.sigma!r}"
+        bias = "" if self.bias is not None else ", bias=False"
+        return f"Dense({in_} => {out}{sigma}{bias})"
+
+    def __call__(self, x: Any) -> Any:
+        O = data(x)  # O^{k-1}
+        W, b = self.weight, self.bias
+        Wd = data(W)
+        if not is_array(O):
+            raise TypeError(f"layer {self!r} takes an array (features × batch), got {type(x).__name__}")
+        if O.ndim != 2:
+            return self._call_reshaped(x, O)
+        if O.shape[0] != Wd.shape[1]:
+            raise DimensionMismatch(
+                f"layer {self!r} expects size(input, 0) == {Wd.shape[1]}, "
+                f"but got an input of shape {tuple(O.shape)}"
+            )
+        if O.dtype != Wd.dtype:
+            O = self._convert(O, Wd.dtype)
+        A = Wd @ O
+        if b is not None:
+            A = A + data(b)[:, None]
+        out = self.sigma.f(A)
+        self.input, self.preact, self.output = O, A, out
+        if not (isinstance(x, Tensor) or isinstance(W, Tensor) or isinstance(b, Tensor)):
+            return out
+        if not grad_enabled():
+            return Tensor(out)
+
+        def vjp(g: Any) -> tuple[Any, Any, Any]:
+            delta = g if self.sigma is identity else g * self.sigma.derivative(A, out)
+            self.delta = delta
+            return (
+                Wd.mT @ delta if isinstance(x, Tensor) else None,
+                delta @ O.mT if isinstance(W, Tensor) else None,
+                namespace(delta).sum(delta, axis=1) if isinstance(b, Tensor) else None,
+            )
+
+        return Tensor(out, (x, W, b), vjp)
+
+    def _call_reshaped(self, x: Any, O: Any) -> Any:
+        """One sample as a vector: run it as a batch of one and return a vector."""
+        if O.ndim != 1:
+            raise DimensionMismatch(
+                f"layer {self!r} takes features × batch (2-D) or one sample (1-D), "
+                f"got an input of shape {tuple(O.shape)}"
+            )
+        y = self(ops.reshape(x, (O.shape[0], 1)))
+        return ops.reshape(y, (data(y).shape[0],))
+
+    def _convert(self, O: Any, dtype: Any) -> Any:
+        key = (str(O.dtype), str(dtype))
+        if key not in _warned:
+            _warned.add(key)
+            warnings.warn(
+                f"layer {self!r} with {dtype} parameters got {O.dtype} input; "
+                f"converting it (convert the data, or the model with tv.f32/tv.f64)",
+                stacklevel=3,
+            )
+        return namespace(O).astype(O, dtype)

@@ -1,0 +1,139 @@
+"""Optimisation rules in the style of Optimisers.jl: a rule is a tiny object with
+
+- ``init(x) -> state`` for one parameter array x, and
+- ``apply(state, x, dx) -> (state, step)``, turning the gradient dx into the step that
+  `update` subtracts: x ← x - step, so the applied increment is ΔW = -step.
+
+Rules compose: ``OptimiserChain(ClipNorm(1.0), WeightDecay(1e-4), Descent(0.1))`` feeds each
+rule's step to the next as its gradient. For plain `Descent(α)`, ΔW^k = -α δ^k O^{k-1}ᵀ.
+
+    >>> import numpy as np, tinyvec as tv
+    >>> state, step = tv.Momentum(0.1, 0.9).apply(np.zeros(2), np.ones(2), np.ones(2))
+    >>> step
+    array([0.1, 0.1])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backend import namespace
+
+
+class Rule:
+    """Base rule: no state. Subclasses define ``apply`` and, if stateful, ``init``."""
+
+    def init(self, x: Any) -> Any:
+        return None
+
+    def apply(self, state: Any, x: Any, dx: Any) -> tuple[Any, Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(repr(v) for v in vars(self).values())
+        return f"{type(self).__name__}({args})"
+
+
+class Descent(Rule):
+    """step = η dx (plain gradient descent)."""
+
+    def __init__(self, eta: float = 0.1) -> None:
+        self.eta = eta
+
+    def apply(self, state, x, dx):
+        return state, self.eta * dx
+
+
+class Momentum(Rule):
+    """v ← ρ v + η dx; step = v."""
+
+    def __init__(self, eta: float = 0.01, rho: float = 0.9) -> None:
+        self.eta, self.rho = eta, rho
+
+    def init(self, x):
+        return namespace(x).zeros_like(x)
+
+    def apply(self, v, x, dx):
+        v = self.rho * v + self.eta * dx
+        return v, v
+
+
+class Nesterov(Rule):
+    """Nesterov momentum as Optimisers.jl: v ← ρ v - η dx; step = -ρ² v_old + (1+ρ) η dx."""
+
+    def __init__(self, eta: float = 0.001, rho: float = 0.9) -> None:
+        self.eta, self.rho = eta, rho
+
+    def init(self, x):
+        return namespace(x).zeros_like(x)
+
+    def apply(self, v, x, dx):
+        step = -(self.rho**2) * v + (1 + self.rho) * self.eta * dx
+        return self.rho * v - self.eta * dx, step
+
+
+class Adam(Rule):
+    """m ← β₁m + (1-β₁)dx, v ← β₂v + (1-β₂)dx²; step = η m̂ / (√v̂ + ε), hats bias-corrected."""
+
+    def __init__(self, eta: float = 0.001, beta: tuple[float, float] = (0.9, 0.999), epsilon: float = 1e-8) -> None:
+        self.eta, self.beta, self.epsilon = eta, beta, epsilon
+
+    def init(self, x):
+        xp = namespace(x)
+        return xp.zeros_like(x), xp.zeros_like(x), (1.0, 1.0)
+
+    def apply(self, state, x, dx):
+        m, v, (b1t, b2t) = state
+        b1, b2 = self.beta
+        m = b1 * m + (1 - b1) * dx
+        v = b2 * v + (1 - b2) * dx * dx
+        b1t, b2t = b1t * b1, b2t * b2
+        step = self.eta * (m / (1 - b1t)) / (namespace(v).sqrt(v / (1 - b2t)) + self.epsilon)
+        return (m, v, (b1t, b2t)), step
+
+
+class WeightDecay(Rule):
+    """step = dx + λ x (L2 regularisation, placed in a chain)."""
+
+    def __init__(self, lam: float = 5e-4) -> None:
+        self.lam = lam
+
+    def apply(self, state, x, dx):
+        return state, dx + self.lam * x
+
+
+class ClipNorm(Rule):
+    """Rescale dx to norm ω when ‖dx‖_p > ω (per array)."""
+
+    def __init__(self, omega: float = 10.0, p: float = 2) -> None:
+        self.omega, self.p = omega, p
+
+    def apply(self, state, x, dx):
+        xp = namespace(dx)
+        norm = float(xp.sum(xp.abs(dx) ** self.p) ** (1 / self.p))
+        return state, dx * (self.omega / norm) if norm > self.omega else dx
+
+
+class OptimiserChain(Rule):
+    """Apply rules in order, each to the previous one's step."""
+
+    def __init__(self, *rules: Rule) -> None:
+        self.rules = rules
+
+    def init(self, x):
+        return tuple(r.init(x) for r in self.rules)
+
+    def apply(self, states, x, dx):
+        new = []
+        for rule, s in zip(self.rules, states, strict=True):
+            s, dx = rule.apply(s, x, dx)
+            new.append(s)
+        return tuple(new), dx
+
+    def __repr__(self) -> str:
+        return f"OptimiserChain({', '.join(map(repr, self.rules))})"
+
+
+def AdamW(eta: float = 0.001, beta: tuple[float, float] = (0.9, 0.999), lam: float = 0.01, epsilon: float = 1e-8) -> OptimiserChain:
+    """Adam with decoupled weight decay (Loshchilov & Hutter): step = Adam step + η λ x."""
+    return OptimiserChain(Adam(eta, beta, epsilon), WeightDecay(eta * lam))

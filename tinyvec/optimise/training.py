@@ -1,0 +1,231 @@
+"""gradient / withgradient / setup / update / train, as in Flux.
+
+Gradients and optimiser state are trees that mirror the model: a layer becomes a `Tree` with
+one entry per parameter and per child, a tuple of layers a tuple of trees. So
+``grads.layers[0].weight`` is ∂L/∂W¹ of a Chain.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ..backend import is_array
+from ..engine.tensor import Tensor, data
+from ..layers.base import trainables
+from .rules import Rule
+
+
+class Tree(dict):
+    """A dict whose entries can also be read as attributes: ``tree.layers[0].weight``."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def mirror(model: Any, leaf: Callable[[Any, str], Any]) -> Tree:
+    """A Tree shaped like ``model`` with ``leaf(layer, name)`` for every parameter."""
+
+    def build(layer: Any) -> Tree:
+        tree = Tree()
+        for name in getattr(layer, "params", ()):
+            tree[name] = None if getattr(layer, name) is None else leaf(layer, name)
+        for name in getattr(layer, "children", ()):
+            value = getattr(layer, name)
+            if isinstance(value, tuple | list):
+                tree[name] = tuple(build(v) for v in value)
+            else:
+                tree[name] = None if value is None else build(value)
+        return tree
+
+    return build(model)
+
+
+def paired(model: Any, tree: Any, what: str) -> Iterator[tuple[str, Any, str, Any]]:
+    """(path, layer, name, entry) for each parameter of ``model`` and its entry in ``tree``,
+    each shared layer once; a tree of another shape is refused, naming where it differs."""
+    seen: set[int] = set()
+
+    def visit(layer: Any, entry: Any, path: str) -> Iterator[tuple[str, Any, str, Any]]:
+        if not isinstance(entry, dict):
+            raise ValueError(f"{what} do not match the model at {path} ({type(layer).__name__})")
+        first = id(layer) not in seen
+        seen.add(id(layer))
+        for name in getattr(layer, "params", ()):
+            if getattr(layer, name) is not None and first:
+                if name not in entry:
+                    raise ValueError(f"{what} do not match the model: nothing at {path}.{name}")
+                yield f"{path}.{name}", layer, name, entry[name]
+        for name in getattr(layer, "children", ()):
+            value, sub = getattr(layer, name), entry.get(name)
+            if isinstance(value, tuple | list):
+                if not isinstance(sub, tuple) or len(sub) != len(value):
+                    raise ValueError(
+                        f"{what} do not match the model at {path}.{name}: "
+                        f"{len(value)} layers, {'no' if sub is None else len(sub)} entries"
+                    )
+                for i, (v, s) in enumerate(zip(value, sub, strict=True)):
+                    yield from visit(v, s, f"{path}.{name}[{i}]")
+            elif value is not None:
+                yield from visit(value, sub, f"{path}.{name}")
+
+    return visit(model, tree, "model")
+
+
+# --- gradients ------------------------------------------------------------------------------
+def withgradient(f: Callable[..., Any], *args: Any) -> tuple[Any, Any]:
+    """``(f(args...), gradient)``: the value and the gradient of scalar ``f`` with respect to
+    each argument, a model (→ Tree mirroring it) or an array (→ array). One argument gives one
+    gradient, several a tuple.
+
+    >>> import numpy as np, tinyvec as tv
+    >>> tv.withgradient(lambda x: tv.ops.sum(x * x), np.array([1.0, 2.0]))
+    (array(5.), array([2., 4.]))
+    """
+    tracked: list[tuple[Any, str, Tensor]] = []
+    inputs = []
+    for arg in args:
+        if is_array(arg):
+            inputs.append(Tensor(arg))
+            continue
+        for _, layer, name in trainables(arg):
+            t = Tensor(data(getattr(layer, name)))
+            setattr(layer, name, t)
+            tracked.append((layer, name, t))
+        inputs.append(arg)
+    try:
+        loss = f(*inputs)
+        if isinstance(loss, Tensor):
+            if loss.ndim != 0:
+                raise ValueError(f"gradient needs a scalar loss, got shape {tuple(loss.shape)}")
+            loss.backward()
+    finally:
+        for layer, name, t in tracked:  # parameters are plain arrays again, even on error
+            setattr(layer, name, t.data)
+    grad_of = {(id(layer), name): t.grad for layer, name, t in tracked}
+    grads = [
+        x.grad if isinstance(x, Tensor) else mirror(arg, lambda m, n: grad_of.get((id(m), n)))
+        for x, arg in zip(inputs, args, strict=True)
+    ]
+    return data(loss), grads[0] if len(grads) == 1 else tuple(grads)
+
+
+def gradient(f: Callable[..., Any], *args: Any) -> Any:
+    """The gradient of scalar ``f`` with respect to each argument (see `withgradient`)."""
+    return withgradient(f, *args)[1]
+
+
+# --- optimiser state and update -------------------------------------------------------------
+class Leaf:
+    """A parameter's optimiser rule and its state."""
+
+    __slots__ = ("rule", "state")
+
+    def __init__(self, rule: Rule, state: Any) -> None:
+        self.rule, self.state = rule, state
+
+    def __repr__(self) -> str:
+        return f"Leaf({self.rule!r})"
+
+
+class OptState:
+    """What `setup` returns: a Tree of Leafs mirroring the model (``tree``) and the rule."""
+
+    def __init__(self, rule: Rule, tree: Tree) -> None:
+        self.rule, self.tree = rule, tree
+
+    def __repr__(self) -> str:
+        return f"OptState({self.rule!r})"
+
+
+def setup(rule: Rule, model: Any) -> OptState:
+    """Optimiser state for every parameter of ``model`` (Optimisers.jl's ``setup``)."""
+    if not isinstance(rule, Rule):
+        raise TypeError(f"setup takes an optimisation rule such as tv.Descent(0.1), got {rule!r}")
+    return OptState(rule, mirror(model, lambda layer, name: Leaf(rule, rule.init(getattr(layer, name)))))
+
+
+def update(state: OptState, model: Any, grads: Tree) -> None:
+    """Apply one step of the optimiser to ``model`` in place: x ← x - step for every
+    parameter with a gradient. Each layer keeps what it subtracted in ``layer.step[name]``
+    (Dense shows it as ``dW = -step``, ``db``)."""
+    pairs = list(paired(model, grads, "gradients"))
+    for path, layer, name, g in pairs:  # check everything before changing anything
+        x = getattr(layer, name)
+        if g is not None and (not is_array(g) or tuple(g.shape) != tuple(x.shape)):
+            shape = tuple(g.shape) if is_array(g) else type(g).__name__
+            raise ValueError(
+                f"gradients do not match the model: {path} has shape {tuple(x.shape)}, gradient {shape}"
+            )
+    leaves = {path: leaf for path, _, _, leaf in paired(model, state.tree, "optimiser state")}
+    for path, layer, name, g in pairs:
+        if g is not None:
+            apply_step(leaves[path], layer, name, g)
+
+
+def apply_step(leaf: Leaf, layer: Any, name: str, g: Any) -> None:
+    """One parameter: ask the rule for the step, subtract it, and remember it on the layer."""
+    x = getattr(layer, name)
+    leaf.state, step = leaf.rule.apply(leaf.state, x, g)
+    setattr(layer, name, x - step)
+    if not hasattr(layer, "step"):
+        layer.step = {}
+    layer.step[name] = step
+
+
+# --- the training loop ----------------------------------------------------------------------
+class NonFiniteLoss(FloatingPointError):
+    """The loss was NaN or ±inf; training stopped before updating anything."""
+
+
+def train(
+    loss: Callable[..., Any],
+    model: Any,
+    data: Iterable[Any],
+    state: OptState,
+    *,
+    epochs: int = 1,
+    progress: bool = True,
+    recorder: Any = None,
+    callbacks: Iterable[Callable[..., Any]] = (),
+) -> list[float]:
+    """Flux's ``train!``: for each batch ``d`` in ``data`` (``epochs`` times), take the
+    gradient of ``loss(model, *d)`` (``d`` a tuple such as ``(x, y)``, or one array) and
+    `update`. A NaN or infinite loss raises `NonFiniteLoss` before the update, leaving model
+    and state as they were. ``recorder.record(model, step, loss)`` and each
+    ``callback(step, model, loss)`` run after every update; a callback returning True stops
+    training. Returns the loss of every step.
+    """
+    batches = data if isinstance(data, list | tuple) else list(data)
+    history: list[float] = []
+    step = 0
+    with tqdm(total=epochs * len(batches), disable=not progress, desc="train", leave=False) as bar:
+        for epoch in range(epochs):
+            for batch in batches:
+                args = batch if isinstance(batch, tuple) else (batch,)
+                value, grads = withgradient(lambda m: loss(m, *args), model)
+                value = float(value)
+                if not math.isfinite(value):
+                    raise NonFiniteLoss(
+                        f"loss is {value} at epoch {epoch}, step {step}: stopped before the "
+                        "update; the model and the optimiser state are unchanged"
+                    )
+                update(state, model, grads)
+                history.append(value)
+                step += 1
+                if recorder is not None:
+                    recorder.record(model, step, value)
+                stop = [cb(step, model, value) for cb in callbacks]
+                bar.update()
+                bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+                if any(s is True for s in stop):
+                    return history
+    if recorder is not None and hasattr(recorder, "close"):
+        recorder.close()
+    return history
