@@ -79,6 +79,7 @@ class Dense(Layer):
     def forget(self) -> None:
         """Clear what the last forward, gradient and update recorded."""
         self.input = self.preact = self.output = self.delta = None
+        self.delta_used = None  # δ̃^k, when a δ-rule rewrote δ^k for the last update
         self.step: dict[str, Any] = {}
 
     # ΔW = -step: `update` stores the step it subtracted; negating it on demand costs no copy

@@ -135,20 +135,31 @@ class Leaf:
 
 
 class OptState:
-    """What `setup` returns: a Tree of Leafs mirroring the model (``tree``) and the rule."""
+    """What `setup` returns: a Tree of Leafs mirroring the model (``tree``), the rule, and
+    the δ-rules (``delta``, a tuple, empty for plain backprop)."""
 
-    def __init__(self, rule: Rule, tree: Tree) -> None:
-        self.rule, self.tree = rule, tree
+    def __init__(self, rule: Rule, tree: Tree, delta: tuple[Any, ...] = ()) -> None:
+        self.rule, self.tree, self.delta = rule, tree, delta
 
     def __repr__(self) -> str:
-        return f"OptState({self.rule!r})"
+        delta = f", delta={list(self.delta)!r}" if self.delta else ""
+        return f"OptState({self.rule!r}{delta})"
 
 
-def setup(rule: Rule, model: Any) -> OptState:
-    """Optimiser state for every parameter of ``model`` (Optimisers.jl's ``setup``)."""
+def setup(rule: Rule, model: Any, delta: Any = None) -> OptState:
+    """Optimiser state for every parameter of ``model`` (Optimisers.jl's ``setup``).
+
+    ``delta``: a δ-rule or a list of them (`tinyvec.deltarules`), which `update` lets rewrite
+    each Dense layer's δ^k before that layer is updated."""
     if not isinstance(rule, Rule):
         raise TypeError(f"setup takes an optimisation rule such as tv.Descent(0.1), got {rule!r}")
-    return OptState(rule, mirror(model, lambda layer, name: Leaf(rule, rule.init(getattr(layer, name)))))
+    rules: tuple[Any, ...] = ()
+    if delta is not None:
+        from ..deltarules import check_rules
+
+        rules = check_rules(delta, rule)
+    tree = mirror(model, lambda layer, name: Leaf(rule, rule.init(getattr(layer, name))))
+    return OptState(rule, tree, rules)
 
 
 def update(state: OptState, model: Any, grads: Tree) -> None:
@@ -163,6 +174,11 @@ def update(state: OptState, model: Any, grads: Tree) -> None:
             raise ValueError(
                 f"gradients do not match the model: {path} has shape {tuple(x.shape)}, gradient {shape}"
             )
+    if state.delta:
+        from ..deltarules import update_with_delta_rules
+
+        update_with_delta_rules(state, model, grads)
+        return
     leaves = {path: leaf for path, _, _, leaf in paired(model, state.tree, "optimiser state")}
     for path, layer, name, g in pairs:
         if g is not None:
