@@ -50,6 +50,7 @@ class Chain(Layer):
         self.layers = tuple(layers)
 
     def __call__(self, x: Any) -> Any:
+        self.input = x  # kept (a reference) so a δ-rule sweep can rerun the forward pass
         for i, layer in enumerate(self.layers):
             try:
                 x = layer(x)
@@ -90,6 +91,7 @@ class SkipConnection(Layer):
         self.layer, self.connection = layer, connection
 
     def __call__(self, x: Any) -> Any:
+        self.input = x
         y = self.layer(x)
         try:
             return self.connection(y, x)
@@ -123,6 +125,7 @@ class Parallel(Layer):
         self.connection, self.layers = connection, tuple(layers)
 
     def __call__(self, x: Any) -> Any:
+        self.input = x
         if isinstance(x, tuple):
             if len(x) != len(self.layers):
                 raise DimensionMismatch(f"{self!r} has {len(self.layers)} layers but got {len(x)} inputs")

@@ -15,6 +15,10 @@ from .init import glorot_uniform
 
 _warned: set[tuple[str, str]] = set()
 
+# Set by a δ-rule sweep (`tinyvec.deltarules`) for the length of its extra forward pass:
+# then every Dense call goes to ``forward_hook(layer, x)`` instead of `Dense.forward`.
+forward_hook: Any = None
+
 
 class Dense(Layer):
     """``Dense(in, out, σ=identity, *, bias=True, init=glorot_uniform, rng=None)``
@@ -94,6 +98,12 @@ class Dense(Layer):
         return f"Dense({in_} => {out}{sigma}{bias})"
 
     def __call__(self, x: Any) -> Any:
+        if forward_hook is not None:
+            return forward_hook(self, x)
+        return self.forward(x)
+
+    def forward(self, x: Any) -> Any:
+        """A^k = W^k O^{k-1} + b^k, O^k = σ(A^k), recording all three on the layer."""
         O = data(x)  # O^{k-1}
         W, b = self.weight, self.bias
         Wd = data(W)
