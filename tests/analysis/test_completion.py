@@ -1,0 +1,139 @@
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tinyvec as tv
+from tinyvec.analysis.completion import (
+    CompletionMonitor,
+    classify_trajectory,
+    parameter_residuals,
+    prediction_change,
+)
+
+
+def mse_loss(m, x, y):
+    return tv.mse(m(x), y)
+
+
+@given(rate=st.floats(0.05, 0.9), period=st.integers(2, 4), drift=st.floats(1e-2, 1.0))
+@settings(max_examples=30, deadline=None)
+def test_synthetic_trajectories(rate, period, drift):
+    rng = np.random.default_rng(0)
+    star, e = rng.normal(size=5), rng.normal(size=5)
+    n = 200
+    converge = [star + rate**t * e for t in range(n)]
+    assert classify_trajectory(converge, eps=1e-6)["kind"] == "fixed_point"
+    cycle = [star + e * (t % period) for t in range(n)]
+    r = classify_trajectory(cycle, eps=1e-6, max_period=4)
+    assert (r["kind"], r["period"]) == ("limit_cycle", period)
+    moving = [star + drift * t * e for t in range(n)]
+    assert classify_trajectory(moving, eps=1e-6)["kind"] == "moving"
+
+
+def test_damped_oscillation_is_a_cycle_then_a_fixed_point():
+    star, e = np.array([1.0, 2.0]), np.array([0.3, -0.1])
+    osc = [star + (-0.9) ** t * e for t in range(400)]
+    assert classify_trajectory(osc[:30], eps=1e-3)["kind"] == "moving"
+    assert classify_trajectory(osc, eps=1e-6)["kind"] == "fixed_point"
+    # -0.999^t: the step residual stays large while two steps nearly return
+    slow = [star + (-0.9999) ** t * e for t in range(60)]
+    r = classify_trajectory(slow, eps=1e-3)
+    assert (r["kind"], r["period"]) == ("limit_cycle", 2)
+
+
+def test_function_values_and_losses_count():
+    # parameters frozen but the output still moving (e.g. another part of the system): not fixed
+    params = [np.ones(3)] * 30
+    outputs = [np.array([[1.0 + 0.01 * t]]) for t in range(30)]
+    assert classify_trajectory(params, outputs)["kind"] == "moving"
+    assert classify_trajectory(params, [np.ones((1, 4))] * 30)["kind"] == "fixed_point"
+    losses = [1.0 - 0.01 * t for t in range(30)]
+    assert classify_trajectory(params, losses=losses)["kind"] == "moving"
+    with pytest.raises(ValueError, match="outputs has 2 points"):
+        classify_trajectory(params, outputs[:2])
+    with pytest.raises(ValueError, match="at least two"):
+        classify_trajectory(params[:1])
+
+
+def test_residual_definitions():
+    new = {"a": [np.array([3.0, 4.0]), np.array([1.0])], "b": [np.zeros(2)]}
+    old = {"a": [np.array([3.0, 4.0]), np.array([0.0])], "b": [np.zeros(2)]}
+    r = parameter_residuals(new, old, lr=0.5)
+    assert r["a"] == pytest.approx(1 / (0.5 * 5)) and r["b"] == 0
+    assert parameter_residuals({"b": [np.ones(1)]}, {"b": [np.zeros(1)]})["b"] == math.inf
+    f_old = np.array([[1.0, 2.0, 3.0, 0.0]])
+    f_new = f_old + np.array([[0.0, 2.9e-3, 4.1e-3, 1.1e-3]])  # tol·(1+|f|) = 3e-3, 4e-3, 1e-3
+    assert prediction_change(f_new, f_old, tol=1e-3) == 0.5
+    assert prediction_change(f_new[0], f_old[0], tol=1e-3) == 0.5
+    with pytest.raises(ValueError, match="prediction mode"):
+        prediction_change(f_new, f_old, mode="nearest")
+
+
+def test_convex_regression_reaches_a_fixed_point():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 64))
+    y = rng.normal(size=(2, 4)) @ x + 0.1 * rng.normal(size=(2, 64))  # not realisable
+    m = tv.Dense(4, 2, rng=0)
+    mon = CompletionMonitor(x[:, :16], eps=1e-8, patience=5, lr=0.2, stop=True)
+    hist = tv.train(mse_loss, m, [(x, y)], tv.setup(tv.Descent(0.2), m), epochs=3000,
+                    progress=False, callbacks=[mon])  # fmt: skip
+    s = mon.status()
+    assert s["kind"] == "fixed_point" and s["period"] == 1
+    assert len(hist) < 3000 and s["step"] == len(hist)
+    assert s["function_residual"] < 1e-8 and s["prediction_change"] == 0
+    assert set(s["param_residual"]) == {"model"} and s["loss_residual"] < 1e-8
+    # the least-squares solution: it is the fixed point the monitor found
+    X1 = np.vstack([x, np.ones((1, 64))])
+    sol = np.linalg.lstsq(X1.T, y.T, rcond=None)[0].T
+    assert np.allclose(np.hstack([m.weight, m.bias[:, None]]), sol, atol=1e-6)
+
+
+def test_edge_of_stability_step_is_a_period_two_cycle():
+    # one sample, one output: the loss Hessian in (w, b) is 2 u uᵀ, u = (x, 1); the step
+    # α = 1/‖u‖² puts its eigenvalue at exactly 2/α, and the residual flips sign every step
+    x, y = np.array([[1.0], [0.0]]), np.array([[1.0]])
+    m = tv.Dense.from_weights(np.array([[0.5, 0.3]]), np.zeros(1))
+    mon = CompletionMonitor(x, eps=1e-6, max_period=4, lr=0.5)
+    tv.train(mse_loss, m, [(x, y)], tv.setup(tv.Descent(0.5), m), epochs=20, progress=False,
+             callbacks=[mon])  # fmt: skip
+    s = mon.status()
+    assert (s["kind"], s["period"]) == ("limit_cycle", 2)
+    assert s["param_residual_max"] > 0.1 and s["cycle_residual"][2] < 1e-12
+    m2 = tv.Dense.from_weights(np.array([[0.5, 0.3]]), np.zeros(1))
+    mon2 = CompletionMonitor(x, eps=1e-6, max_period=4, lr=0.4)
+    tv.train(mse_loss, m2, [(x, y)], tv.setup(tv.Descent(0.4), m2), epochs=200, progress=False,
+             callbacks=[mon2])  # fmt: skip
+    assert mon2.status()["kind"] == "fixed_point"
+
+
+def test_probe_leaves_the_training_batch_on_the_layers_and_every():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(3, 8)), rng.normal(size=(1, 8))
+    m = tv.Chain(tv.Dense(3, 5, tv.tanh, rng=0), tv.Dense(5, 1, rng=1))
+    seen = []
+    mon = CompletionMonitor(rng.normal(size=(3, 20)), every=3)
+
+    def after(step, model, loss):
+        seen.append(model.layers[0].input is x and model.layers[1].input.shape == (5, 8))
+
+    hist = tv.train(mse_loss, m, [(x, y)], tv.setup(tv.Descent(0.1), m), epochs=10,
+                    progress=False, callbacks=[mon, after])  # fmt: skip
+    assert all(seen) and len(hist) == 10
+    assert [r["step"] for r in mon.history] == [3, 6, 9]
+    assert all(not math.isnan(r["function_residual"]) for r in mon.history)
+    assert set(mon.status()["param_residual"]) == {"model.layers[0]", "model.layers[1]"}
+    assert mon.series("step") == [3, 6, 9] and mon.status()["checks"] == 3
+
+
+def test_before_any_check_and_bad_input():
+    mon = CompletionMonitor(None)
+    assert mon.status()["kind"] == "moving" and mon.status()["checks"] == 0
+    with pytest.raises(ValueError, match="eps > 0"):
+        CompletionMonitor(None, eps=0)
+    with pytest.raises(TypeError, match="probe must be an array"):
+        CompletionMonitor([[1.0]])
+    with pytest.raises(TypeError, match="trajectory point"):
+        classify_trajectory(["a", "b"])

@@ -1,0 +1,340 @@
+"""When is training complete? A monitor that classifies a run as a fixed point, a limit cycle
+of period p, or still moving (science.md §6; seed 002 asks the question and gives no formula,
+so the definitions below are ours).
+
+At a check after step t, on a fixed probe set X_p (features × N):
+
+- function residual ``‖f_t(X_p) − f_{t−1}(X_p)‖ / ‖f_{t−1}(X_p)‖`` (Frobenius);
+- parameter residual per layer ``‖θ_t − θ_{t−1}‖ / (α ‖θ_{t−1}‖)``, θ all parameters of the
+  layer. α is the constructor's ``lr``: with the optimiser's learning rate it is
+  ``‖∇L‖/‖θ‖`` for plain descent, a measure that does not shrink with the step size; the
+  default α = 1 gives the plain relative change;
+- prediction change: the fraction of probe samples whose prediction changed, the argmax
+  over the output rows for a classifier, and for a regression a sample whose output moved,
+  in some coordinate, by more than ``tol · (1 + |f_{t−1}|)`` (absolute and relative, like
+  ``isclose`` with atol = rtol = tol);
+- loss plateau ``|L_t − L_{t−1}| / |L_1|``, the step's change of the training loss relative
+  to the first loss the monitor saw (relative to L_{t−1} it would never settle on a loss that
+  decays geometrically to 0);
+- cycle residual of period p ``‖θ_t − θ_{t−p}‖ / (α ‖θ_{t−p}‖)`` (the largest over layers).
+
+Classification over the last ``patience`` checks: a **fixed point** when every residual is
+below ``eps`` at each of them; a **limit cycle** of the smallest period 2 ≤ p ≤ max_period
+whose cycle residual is below ``eps`` while each of the last p one-step parameter residuals
+is not; otherwise **moving**.
+
+Parameter arrays are replaced, not mutated, by `tv.update` (``setattr(layer, name, x - step)``),
+so the ring of the last ``max_period + 1`` parameter sets holds references, not copies
+(pass ``copy=True`` for an optimiser that updates in place).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..backend import is_array, namespace
+from ..engine.tensor import data, no_grad
+from ..layers.base import trainables, walk
+
+# What a forward pass records on a layer: the probe's forward pass must not overwrite the
+# training batch's values that other callbacks may still read.
+_RECORDED = ("input", "preact", "output")
+
+
+def _sqnorm(a: Any) -> float:
+    xp = namespace(a)
+    return float(xp.sum(a * a))
+
+
+def _ratio(num: float, den: float) -> float:
+    if math.isnan(num) or math.isnan(den):
+        return math.nan
+    if den > 0:
+        return num / den
+    return 0.0 if num == 0 else math.inf
+
+
+def parameter_residuals(
+    new: Mapping[str, Sequence[Any]], old: Mapping[str, Sequence[Any]], lr: float = 1.0
+) -> dict[str, float]:
+    """``‖θ_new − θ_old‖ / (lr ‖θ_old‖)`` per layer; a layer is a name → list of arrays.
+
+    >>> import numpy as np
+    >>> parameter_residuals({"w": [np.array([3.0, 4.4])]}, {"w": [np.array([3.0, 4.0])]})
+    {'w': 0.08}
+    """
+    out = {}
+    for name, arrays in new.items():
+        diff = sum(_sqnorm(a - b) for a, b in zip(arrays, old[name], strict=True))
+        size = sum(_sqnorm(b) for b in old[name])
+        out[name] = round(_ratio(math.sqrt(diff), lr * math.sqrt(size)), 15)
+    return out
+
+
+def prediction_change(f_new: Any, f_old: Any, mode: str = "auto", tol: float = 1e-3) -> float:
+    """Fraction of probe samples (columns) whose prediction changed: the argmax over rows
+    (``mode="argmax"``; ``"auto"`` picks it for more than one output row) or, for a
+    regression (``"tolerance"``), an output moving by more than ``tol · (1 + |f_old|)``.
+
+    >>> import numpy as np
+    >>> prediction_change(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[1.0, 1.0], [0.0, 0.0]]))
+    0.5
+    """
+    xp = namespace(f_new)
+    if f_new.ndim == 1:
+        f_new, f_old = f_new[None, :], f_old[None, :]
+    if mode == "auto":
+        mode = "argmax" if f_new.shape[0] > 1 else "tolerance"
+    if mode == "argmax":
+        changed = xp.argmax(f_new, axis=0) != xp.argmax(f_old, axis=0)
+    elif mode == "tolerance":
+        moved = xp.abs(f_new - f_old) > tol * (1 + xp.abs(f_old))
+        changed = xp.any(moved, axis=0)
+    else:
+        raise ValueError(f"prediction mode must be 'auto', 'argmax' or 'tolerance', got {mode!r}")
+    return float(xp.sum(xp.astype(changed, f_new.dtype))) / f_new.shape[1]
+
+
+def _record(
+    ring: Sequence[Mapping[str, Sequence[Any]]],
+    lr: float,
+    max_period: int,
+    f_new: Any = None,
+    f_old: Any = None,
+    loss: float = math.nan,
+    loss_old: float = math.nan,
+    loss_first: float = math.nan,
+    predictions: str = "auto",
+    tol: float = 1e-3,
+) -> dict[str, Any]:
+    """The residuals of one check from the ring of parameter sets (oldest first)."""
+    rec: dict[str, Any] = {"param_residual": parameter_residuals(ring[-1], ring[-2], lr)}
+    rec["param_residual_max"] = max(rec["param_residual"].values(), default=0.0)
+    rec["cycle_residual"] = {
+        p: max(parameter_residuals(ring[-1], ring[-1 - p], lr).values(), default=0.0)
+        for p in range(2, max_period + 1)
+        if p < len(ring)
+    }
+    if f_new is not None and f_old is not None:
+        rec["function_residual"] = _ratio(
+            math.sqrt(_sqnorm(f_new - f_old)), math.sqrt(_sqnorm(f_old))
+        )
+        rec["prediction_change"] = prediction_change(f_new, f_old, predictions, tol)
+    else:
+        rec["function_residual"] = rec["prediction_change"] = math.nan
+    rec["loss"] = loss
+    rec["loss_residual"] = _ratio(abs(loss - loss_old), abs(loss_first))
+    return rec
+
+
+def _below(rec: Mapping[str, Any], eps: float) -> bool:
+    """Every residual of the check below eps (a residual not measured, NaN, is skipped)."""
+    values = [rec["param_residual_max"], rec["function_residual"], rec["prediction_change"]]
+    values.append(rec["loss_residual"])
+    return all(v < eps for v in values if not math.isnan(v))
+
+
+def classify(records: Sequence[Mapping[str, Any]], eps: float, patience: int) -> dict[str, Any]:
+    """``{"kind", "period"}`` from the last ``patience`` check records (see the module doc)."""
+    last = records[-patience:]
+    if len(last) < patience:
+        return {"kind": "moving", "period": None}
+    if all(_below(r, eps) for r in last):
+        return {"kind": "fixed_point", "period": 1}
+    steps = [r["param_residual_max"] for r in records]
+    window = range(len(records) - patience, len(records))
+    for p in sorted(set.intersection(*(set(r["cycle_residual"]) for r in last))):
+        if window.start - p + 1 >= 0 and all(
+            records[j]["cycle_residual"][p] < eps and min(steps[j - p + 1 : j + 1]) >= eps
+            for j in window
+        ):
+            return {"kind": "limit_cycle", "period": p}
+    return {"kind": "moving", "period": None}
+
+
+def _as_layers(theta: Any) -> dict[str, list[Any]]:
+    """One point of a trajectory as layer name → arrays: an array, a list of arrays (one per
+    layer) or a dict of arrays or lists of arrays."""
+    if is_array(theta):
+        return {"theta": [theta]}
+    if isinstance(theta, Mapping):
+        return {str(k): list(v) if isinstance(v, list | tuple) else [v] for k, v in theta.items()}
+    if isinstance(theta, list | tuple):
+        return {str(i): [a] for i, a in enumerate(theta)}
+    raise TypeError(
+        f"a trajectory point is an array, a list or a dict of arrays, got {type(theta).__name__}"
+    )
+
+
+def classify_trajectory(
+    params: Sequence[Any],
+    outputs: Sequence[Any] | None = None,
+    losses: Sequence[float] | None = None,
+    *,
+    eps: float = 1e-3,
+    patience: int = 5,
+    max_period: int = 4,
+    lr: float = 1.0,
+    predictions: str = "auto",
+    tol: float | None = None,
+) -> dict[str, Any]:
+    """Classify a given trajectory θ_0, θ_1, ... (and optionally the probe outputs f_t and the
+    losses L_t of the same steps) exactly as `CompletionMonitor` does during training.
+
+    Returns the last check's residuals with ``kind``, ``period`` and ``history`` (all checks).
+
+    >>> import numpy as np
+    >>> converge = [np.array([1.0 + 0.5**t, 2.0]) for t in range(40)]
+    >>> classify_trajectory(converge)["kind"]
+    'fixed_point'
+    >>> flip = [np.array([1.0, (-1.0) ** t]) for t in range(20)]
+    >>> r = classify_trajectory(flip)
+    >>> r["kind"], r["period"]
+    ('limit_cycle', 2)
+    >>> classify_trajectory([np.array([1.0 + 0.1 * t]) for t in range(20)])["kind"]
+    'moving'
+    """
+    if len(params) < 2:
+        raise ValueError("a trajectory needs at least two points")
+    for name, seq in (("outputs", outputs), ("losses", losses)):
+        if seq is not None and len(seq) != len(params):
+            raise ValueError(f"{name} has {len(seq)} points, params {len(params)}")
+    tol = eps if tol is None else tol
+    points = [_as_layers(p) for p in params]
+    history = []
+    for t in range(1, len(points)):
+        ring = points[max(0, t - max_period) : t + 1]
+        history.append(
+            _record(
+                ring, lr, max_period,
+                f_new=None if outputs is None else outputs[t],
+                f_old=None if outputs is None else outputs[t - 1],
+                loss=math.nan if losses is None else float(losses[t]),
+                loss_old=math.nan if losses is None else float(losses[t - 1]),
+                loss_first=math.nan if losses is None else float(losses[0]),
+                predictions=predictions, tol=tol,
+            )
+        )  # fmt: skip
+    return {**history[-1], **classify(history, eps, patience), "history": history}
+
+
+class CompletionMonitor:
+    """``CompletionMonitor(probe, eps=1e-3, patience=5, max_period=4, every=1, *, lr=1.0,
+    stop=False, predictions="auto", tol=None, copy=False)``: a `train` callback that tells
+    whether training has reached a fixed point, a limit cycle of period p, or is moving.
+
+    ``mon(step, model, loss)`` after every update; every ``every`` steps it runs a check: the
+    residuals of the module doc (one step apart, so f is evaluated at steps t−1 and t) and the
+    classification over the last ``patience`` checks. It returns None, or True at a fixed
+    point when constructed with ``stop=True`` (which stops `train`). ``probe``: X_p, features
+    × N, or None to skip the function and prediction residuals. ``tol`` (default eps): the
+    regression tolerance of the prediction change. ``status()`` gives the latest check,
+    ``history`` all of them.
+
+    >>> import numpy as np, tinyvec as tv
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(3, 32)); y = np.array([[1.0, -2.0, 0.5]]) @ x
+    >>> m = tv.Dense(3, 1, rng=0)
+    >>> from tinyvec.analysis import CompletionMonitor
+    >>> mon = CompletionMonitor(x, eps=1e-6, lr=0.1, stop=True)
+    >>> hist = tv.train(lambda m, x, y: tv.mse(m(x), y), m, [(x, y)], tv.setup(tv.Descent(0.1), m),
+    ...                 epochs=2000, progress=False, callbacks=[mon])
+    >>> s = mon.status()
+    >>> s["kind"], len(hist) < 2000, s["function_residual"] < 1e-6
+    ('fixed_point', True, True)
+    """
+
+    def __init__(
+        self,
+        probe: Any,
+        eps: float = 1e-3,
+        patience: int = 5,
+        max_period: int = 4,
+        every: int = 1,
+        *,
+        lr: float = 1.0,
+        stop: bool = False,
+        predictions: str = "auto",
+        tol: float | None = None,
+        copy: bool = False,
+    ) -> None:
+        if not (eps > 0 and patience >= 1 and max_period >= 1 and every >= 1 and lr > 0):
+            raise ValueError(
+                "CompletionMonitor needs eps > 0, lr > 0, patience, max_period, every ≥ 1"
+            )
+        if probe is not None and not is_array(probe):
+            raise TypeError(
+                f"probe must be an array (features × N) or None, got {type(probe).__name__}"
+            )
+        self.probe, self.eps, self.patience, self.max_period = probe, eps, patience, max_period
+        self.every, self.lr, self.stop, self.copy = every, lr, stop, copy
+        self.predictions, self.tol = predictions, eps if tol is None else tol
+        self.ring: deque[dict[str, list[Any]]] = deque(maxlen=max_period + 1)
+        self.history: list[dict[str, Any]] = []
+        self._f: tuple[int, Any] | None = None  # (step, f(X_p)) of the last evaluation
+        self._loss: tuple[float, float] | None = None  # (first loss, previous loss)
+        self._last = {"kind": "moving", "period": None}
+
+    def _params(self, model: Any) -> dict[str, list[Any]]:
+        layers: dict[str, list[Any]] = {}
+        for path, layer, name in trainables(model):
+            a = data(getattr(layer, name))
+            layers.setdefault(path.rsplit(".", 1)[0], []).append(
+                namespace(a).asarray(a, copy=True) if self.copy else a
+            )
+        return layers
+
+    def _probe(self, model: Any) -> Any:
+        saved = [
+            (layer, {k: getattr(layer, k) for k in _RECORDED if hasattr(layer, k)})
+            for _, layer in walk(model)
+        ]
+        try:
+            with no_grad():
+                return data(model(self.probe))
+        finally:
+            for layer, values in saved:
+                for k, v in values.items():
+                    setattr(layer, k, v)
+
+    def __call__(self, step: int, model: Any, loss: float = math.nan) -> bool | None:
+        self.ring.append(self._params(model))
+        first, previous = self._loss if self._loss is not None else (loss, math.nan)
+        self._loss = (first, loss)
+        check = step % self.every == 0 and len(self.ring) >= 2
+        f_old = None
+        if self.probe is not None and (check or (step + 1) % self.every == 0):
+            f_old = self._f[1] if self._f is not None and self._f[0] == step - 1 else None
+            self._f = (step, self._probe(model))
+        if not check:
+            return None
+        rec = _record(
+            list(self.ring), self.lr, self.max_period,
+            f_new=None if f_old is None else self._f[1], f_old=f_old,
+            loss=loss, loss_old=previous, loss_first=first,
+            predictions=self.predictions, tol=self.tol,
+        )  # fmt: skip
+        rec["step"] = step
+        self.history.append(rec)
+        self._last = classify(self.history, self.eps, self.patience)
+        rec.update(self._last)
+        return True if self.stop and self._last["kind"] == "fixed_point" else None
+
+    def status(self) -> dict[str, Any]:
+        """The latest check: ``kind`` ("fixed_point" | "limit_cycle" | "moving"), ``period``
+        (1 for a fixed point, p for a cycle, None), ``step``, ``function_residual``,
+        ``param_residual`` (layer path → value), ``param_residual_max``,
+        ``prediction_change``, ``loss_residual``, ``cycle_residual`` (p → value), ``checks``."""
+        if not self.history:
+            return {"kind": "moving", "period": None, "step": None, "function_residual": math.nan,
+                    "param_residual": {}, "param_residual_max": math.nan,
+                    "prediction_change": math.nan, "loss_residual": math.nan,
+                    "cycle_residual": {}, "checks": 0}  # fmt: skip
+        return {**self.history[-1], "checks": len(self.history)}
+
+    def series(self, name: str) -> list[float]:
+        """One residual over all checks, e.g. ``series("function_residual")``."""
+        return [r[name] for r in self.history]
