@@ -12,19 +12,62 @@ Map of the package:
 from . import ops
 from .devices import cpu, f32, f64, gpu, to
 from .engine import (
-    Activation, Tensor, atan, crossentropy, gelu, identity, leakyrelu, mse, no_grad, onehot, r2,
-    relu, sigmoid, softplus, tanh,
+    Activation,
+    Tensor,
+    atan,
+    crossentropy,
+    gelu,
+    identity,
+    leakyrelu,
+    mse,
+    no_grad,
+    onehot,
+    r2,
+    relu,
+    sigmoid,
+    softplus,
+    tanh,
 )
 from .engine.ops import concat, vcat
 from .io import load, save
 from .layers import (
-    Chain, Dense, DimensionMismatch, Layer, Parallel, SkipConnection, activations, add,
-    dense_layers, fmap, glorot_normal, glorot_uniform, kaiming_normal, mul, scaled, seed, show,
+    Chain,
+    Dense,
+    DimensionMismatch,
+    Layer,
+    Parallel,
+    SkipConnection,
+    activations,
+    add,
+    dense_layers,
+    fmap,
+    glorot_normal,
+    glorot_uniform,
+    kaiming_normal,
+    mul,
+    scaled,
+    seed,
+    show,
     trainables,
 )
 from .optimise import (
-    Adam, AdamW, ClipNorm, Descent, Momentum, Nesterov, NonFiniteLoss, OptimiserChain, OptState,
-    Rule, Tree, WeightDecay, gradient, setup, train, update, withgradient,
+    Adam,
+    AdamW,
+    ClipNorm,
+    Descent,
+    Momentum,
+    Nesterov,
+    NonFiniteLoss,
+    OptimiserChain,
+    OptState,
+    Rule,
+    Tree,
+    WeightDecay,
+    gradient,
+    setup,
+    train,
+    update,
+    withgradient,
 )
 from .recorder import Recorder
 

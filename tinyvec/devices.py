@@ -1,9 +1,9 @@
 """Moving models and arrays between array namespaces, devices and precisions (Flux's names).
 
-    >>> import numpy as np, tinyvec as tv
-    >>> m = tv.f32(tv.Chain(tv.Dense(2, 3, rng=0)))
-    >>> m[0].weight.dtype
-    dtype('float32')
+>>> import numpy as np, tinyvec as tv
+>>> m = tv.f32(tv.Chain(tv.Dense(2, 3, rng=0)))
+>>> m[0].weight.dtype
+dtype('float32')
 """
 
 from __future__ import annotations

@@ -7,6 +7,20 @@ from .losses import crossentropy, mse, onehot, r2
 from .tensor import Tensor, no_grad
 
 __all__ = [
-    "Activation", "Tensor", "atan", "crossentropy", "gelu", "identity", "leakyrelu", "mse",
-    "no_grad", "onehot", "ops", "r2", "relu", "sigmoid", "softplus", "tanh",
+    "Activation",
+    "Tensor",
+    "atan",
+    "crossentropy",
+    "gelu",
+    "identity",
+    "leakyrelu",
+    "mse",
+    "no_grad",
+    "onehot",
+    "ops",
+    "r2",
+    "relu",
+    "sigmoid",
+    "softplus",
+    "tanh",
 ]

@@ -22,11 +22,18 @@ GELU_C = math.sqrt(2 / math.pi)
 
 
 class Activation:
-    """σ with its derivative: ``f(A) -> O`` and ``derivative(A, O) -> σ′(A)``."""
+    """σ with its derivative: ``f(A) -> O`` and ``derivative(A, O) -> σ′(A)``.
 
-    def __init__(self, name: str, f: Callable, derivative: Callable | None) -> None:
+    ``backprop(g, A, O) -> g ⊙ σ′(A)`` is what the backward pass calls; by default it
+    multiplies by `derivative`, and an activation may give a cheaper form of the same product
+    (one array operation less counts on small layers)."""
+
+    def __init__(
+        self, name: str, f: Callable, derivative: Callable | None, backprop: Callable | None = None
+    ) -> None:
         self.name, self.f, self.derivative = name, f, derivative
-        self._op = primitive(f, lambda g, O, A: (g * derivative(A, O),))
+        self.backprop = backprop or (lambda g, A, O: g * derivative(A, O))
+        self._op = primitive(f, lambda g, O, A: (self.backprop(g, A, O),))
 
     def __call__(self, x: Any) -> Any:
         return self._op(x)
@@ -69,7 +76,12 @@ LEAKY_SLOPE = 0.01
 identity = Activation("identity", _identity, None)
 identity._op = _identity  # no node at all
 tanh = Activation("tanh", lambda A: namespace(A).tanh(A), lambda A, O: 1 - O * O)
-atan = Activation("atan", lambda A: namespace(A).atan(A), lambda A, O: 1 / (1 + A * A))
+atan = Activation(
+    "atan",
+    lambda A: namespace(A).atan(A),
+    lambda A, O: 1 / (1 + A * A),
+    lambda g, A, O: g / (1 + A * A),
+)
 relu = Activation("relu", lambda A: namespace(A).maximum(A, 0.0), lambda A, O: _positive(A))
 leakyrelu = Activation(
     "leakyrelu", _leaky, lambda A, O: (1 - LEAKY_SLOPE) * _positive(A) + LEAKY_SLOPE

@@ -1,8 +1,8 @@
 """Losses: a scalar from predictions ŷ and targets y (features × batch, like everything).
 
-    >>> import numpy as np, tinyvec as tv
-    >>> float(tv.mse(np.array([[1.0, 2.0]]), np.array([[1.0, 4.0]])))
-    2.0
+>>> import numpy as np, tinyvec as tv
+>>> float(tv.mse(np.array([[1.0, 2.0]]), np.array([[1.0, 4.0]])))
+2.0
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def _mse(yhat, y):
 
 
 def _mse_vjp(g, L, yhat, y):
-    r = g * 2 * (yhat - y) / yhat.size
+    r = (yhat - y) * (g * (2 / yhat.size))
     return r, -r
 
 

@@ -86,8 +86,8 @@ def _concat_vjp(g, z, *xs, axis=0):
     for x in xs:
         bounds.append((start, start + x.shape[axis]))
         start += x.shape[axis]
-    pick = [slice(None)] * g.ndim
-    return tuple(g[tuple(pick[:axis] + [slice(a, b)] + pick[axis + 1 :])] for a, b in bounds)
+    before = (slice(None),) * axis
+    return tuple(g[(*before, slice(a, b))] for a, b in bounds)
 
 
 _concat_op = primitive(_concat, _concat_vjp)
@@ -120,7 +120,7 @@ def _count(x, axis):
     return math.prod(x.shape[a] for a in axes)
 
 
-sum = primitive(  # noqa: A001 - the array API's name
+sum = primitive(
     lambda x, axis=None, keepdims=False: namespace(x).sum(x, axis=axis, keepdims=keepdims),
     lambda g, z, x, axis=None, keepdims=False: (
         _expand(g, x, axis, keepdims) * namespace(x).ones_like(x),
@@ -148,9 +148,7 @@ logsumexp = primitive(  # keepdims: the result broadcasts against x
 exp = primitive(lambda x: namespace(x).exp(x), lambda g, z, x: (g * z,))
 log = primitive(lambda x: namespace(x).log(x), lambda g, z, x: (g / x,))
 sqrt = primitive(lambda x: namespace(x).sqrt(x), lambda g, z, x: (g / (2 * z),))
-abs = primitive(  # noqa: A001 - the array API's name
-    lambda x: namespace(x).abs(x), lambda g, z, x: (g * namespace(x).sign(x),)
-)
+abs = primitive(lambda x: namespace(x).abs(x), lambda g, z, x: (g * namespace(x).sign(x),))
 
 
 def _maximum_vjp(g, z, x, y):

@@ -73,32 +73,33 @@ class Tensor:
             grad = namespace(self.data).ones_like(self.data)
         self.grad = grad
         for node in reversed(toposort(self)):
-            if node.vjp is None or node.grad is None:
+            if node.grad is None:
                 continue
             for parent, g in zip(node.parents, node.vjp(node.grad), strict=True):
-                if g is not None and isinstance(parent, Tensor):
+                if g is not None and type(parent) is Tensor:
                     # never in place: a cotangent may be shared by several parents
                     parent.grad = g if parent.grad is None else parent.grad + g
 
 
 def toposort(root: Tensor) -> list[Tensor]:
-    """Every Tensor reachable from ``root``, each after its parents (iterative DFS, so a chain
-    of any length is fine)."""
+    """The op nodes ``root`` depends on, each after the nodes it consumes. Leaves (no vjp) are
+    left out: they only receive gradients. Iterative depth-first search, so a chain of any
+    length is fine."""
     order: list[Tensor] = []
-    seen: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    if root.vjp is None:
+        return order
+    seen = {id(root)}
+    stack = [(root, iter(root.parents))]
     while stack:
-        node, parents_done = stack.pop()
-        if parents_done:
+        node, parents = stack[-1]
+        for p in parents:
+            if type(p) is Tensor and p.vjp is not None and id(p) not in seen:
+                seen.add(id(p))
+                stack.append((p, iter(p.parents)))
+                break
+        else:
+            stack.pop()
             order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        for p in node.parents:
-            if isinstance(p, Tensor) and id(p) not in seen:
-                stack.append((p, False))
     return order
 
 
@@ -113,9 +114,15 @@ def primitive(forward: Callable[..., Any], vjp: Callable[..., tuple[Any, ...]]):
     argument. Plain arrays in, plain array out; any Tensor in, Tensor out."""
 
     def op(*args: Any, **kw: Any) -> Any:
-        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+        arrays, tracked = [], False
+        for a in args:  # a plain loop: this runs for every op of every step
+            if type(a) is Tensor:
+                arrays.append(a.data)
+                tracked = True
+            else:
+                arrays.append(a)
         out = forward(*arrays, **kw)
-        if not any(isinstance(a, Tensor) for a in args):
+        if not tracked:
             return out
         if not _grad_enabled:
             return Tensor(out)

@@ -13,7 +13,23 @@ def dense_layers(model) -> list[Dense]:
 
 
 __all__ = [
-    "Chain", "Dense", "DimensionMismatch", "Layer", "Parallel", "SkipConnection", "activations",
-    "add", "dense_layers", "fmap", "glorot_normal", "glorot_uniform", "kaiming_normal", "mul",
-    "scaled", "seed", "show", "trainables", "walk",
+    "Chain",
+    "Dense",
+    "DimensionMismatch",
+    "Layer",
+    "Parallel",
+    "SkipConnection",
+    "activations",
+    "add",
+    "dense_layers",
+    "fmap",
+    "glorot_normal",
+    "glorot_uniform",
+    "kaiming_normal",
+    "mul",
+    "scaled",
+    "seed",
+    "show",
+    "trainables",
+    "walk",
 ]

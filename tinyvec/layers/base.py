@@ -71,6 +71,31 @@ def trainables(model: Any) -> Iterator[tuple[str, Any, str]]:
                 yield f"{path}.{name}", layer, name
 
 
+def parameters(model: Any) -> list[tuple[Any, str]]:
+    """(layer, name) for every parameter array, each shared layer once (`trainables` without
+    the paths: this one is on the hot path of every gradient)."""
+    out: list[tuple[Any, str]] = []
+    seen: set[int] = set()
+
+    def visit(layer: Any) -> None:
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        for name in getattr(layer, "params", ()):
+            if getattr(layer, name) is not None:
+                out.append((layer, name))
+        for name in getattr(layer, "children", ()):
+            value = getattr(layer, name)
+            if isinstance(value, tuple | list):
+                for v in value:
+                    visit(v)
+            elif value is not None:
+                visit(value)
+
+    visit(model)
+    return out
+
+
 def fmap(fn: Callable[[Any], Any], model: Any) -> Any:
     """A copy of ``model`` with ``fn`` applied to every parameter array (Functors' ``fmap``);
     the recorded activations of the copy are cleared."""

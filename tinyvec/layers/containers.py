@@ -128,7 +128,9 @@ class Parallel(Layer):
         self.input = x
         if isinstance(x, tuple):
             if len(x) != len(self.layers):
-                raise DimensionMismatch(f"{self!r} has {len(self.layers)} layers but got {len(x)} inputs")
+                raise DimensionMismatch(
+                    f"{self!r} has {len(self.layers)} layers but got {len(x)} inputs"
+                )
             ys = [layer(xi) for layer, xi in zip(self.layers, x, strict=True)]
         else:
             ys = [layer(x) for layer in self.layers]

@@ -108,7 +108,9 @@ class Dense(Layer):
         W, b = self.weight, self.bias
         Wd = data(W)
         if not is_array(O):
-            raise TypeError(f"layer {self!r} takes an array (features × batch), got {type(x).__name__}")
+            raise TypeError(
+                f"layer {self!r} takes an array (features × batch), got {type(x).__name__}"
+            )
         if O.ndim != 2:
             return self._call_reshaped(x, O)
         if O.shape[0] != Wd.shape[1]:
@@ -116,7 +118,7 @@ class Dense(Layer):
                 f"layer {self!r} expects size(input, 0) == {Wd.shape[1]}, "
                 f"but got an input of shape {tuple(O.shape)}"
             )
-        if O.dtype != Wd.dtype:
+        if O.dtype is not Wd.dtype and O.dtype != Wd.dtype:
             O = self._convert(O, Wd.dtype)
         A = Wd @ O
         if b is not None:
@@ -129,7 +131,7 @@ class Dense(Layer):
             return Tensor(out)
 
         def vjp(g: Any) -> tuple[Any, Any, Any]:
-            delta = g if self.sigma is identity else g * self.sigma.derivative(A, out)
+            delta = g if self.sigma is identity else self.sigma.backprop(g, A, out)
             self.delta = delta
             return (
                 Wd.mT @ delta if isinstance(x, Tensor) else None,

@@ -75,7 +75,9 @@ class Nesterov(Rule):
 class Adam(Rule):
     """m ← β₁m + (1-β₁)dx, v ← β₂v + (1-β₂)dx²; step = η m̂ / (√v̂ + ε), hats bias-corrected."""
 
-    def __init__(self, eta: float = 0.001, beta: tuple[float, float] = (0.9, 0.999), epsilon: float = 1e-8) -> None:
+    def __init__(
+        self, eta: float = 0.001, beta: tuple[float, float] = (0.9, 0.999), epsilon: float = 1e-8
+    ) -> None:
         self.eta, self.beta, self.epsilon = eta, beta, epsilon
 
     def init(self, x):
@@ -134,6 +136,11 @@ class OptimiserChain(Rule):
         return f"OptimiserChain({', '.join(map(repr, self.rules))})"
 
 
-def AdamW(eta: float = 0.001, beta: tuple[float, float] = (0.9, 0.999), lam: float = 0.01, epsilon: float = 1e-8) -> OptimiserChain:
+def AdamW(
+    eta: float = 0.001,
+    beta: tuple[float, float] = (0.9, 0.999),
+    lam: float = 0.01,
+    epsilon: float = 1e-8,
+) -> OptimiserChain:
     """Adam with decoupled weight decay (Loshchilov & Hutter): step = Adam step + η λ x."""
     return OptimiserChain(Adam(eta, beta, epsilon), WeightDecay(eta * lam))

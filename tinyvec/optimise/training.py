@@ -8,14 +8,14 @@ one entry per parameter and per child, a tuple of layers a tuple of trees. So
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from ..backend import is_array
 from ..engine.tensor import Tensor, data
-from ..layers.base import trainables
+from ..layers.base import parameters
 from .rules import Rule
 
 
@@ -47,35 +47,53 @@ def mirror(model: Any, leaf: Callable[[Any, str], Any]) -> Tree:
     return build(model)
 
 
-def paired(model: Any, tree: Any, what: str) -> Iterator[tuple[str, Any, str, Any]]:
-    """(path, layer, name, entry) for each parameter of ``model`` and its entry in ``tree``,
-    each shared layer once; a tree of another shape is refused, naming where it differs."""
+def paired(model: Any, tree: Any, what: str) -> list[tuple[Any, ...]]:
+    """(path, layer, name, entry) for each parameter of ``model`` and its entry in ``tree``
+    (``what`` names the tree in errors), each shared layer once. A tree of another shape than
+    the model is refused, naming where it differs."""
+    return zip_trees(model, (tree,), (what,))
+
+
+def zip_trees(model: Any, trees: tuple[Any, ...], what: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    """`paired` for several trees at once: (path, layer, name, entry₁, entry₂, …)."""
+    out: list[tuple[Any, ...]] = []
     seen: set[int] = set()
 
-    def visit(layer: Any, entry: Any, path: str) -> Iterator[tuple[str, Any, str, Any]]:
-        if not isinstance(entry, dict):
-            raise ValueError(f"{what} do not match the model at {path} ({type(layer).__name__})")
-        first = id(layer) not in seen
+    def visit(layer: Any, entries: list[Any], path: str) -> None:
+        for entry, w in zip(entries, what, strict=True):
+            if not isinstance(entry, dict):
+                raise ValueError(f"{w} do not match the model at {path} ({type(layer).__name__})")
+        if id(layer) in seen:
+            return
         seen.add(id(layer))
         for name in getattr(layer, "params", ()):
-            if getattr(layer, name) is not None and first:
-                if name not in entry:
-                    raise ValueError(f"{what} do not match the model: nothing at {path}.{name}")
-                yield f"{path}.{name}", layer, name, entry[name]
-        for name in getattr(layer, "children", ()):
-            value, sub = getattr(layer, name), entry.get(name)
-            if isinstance(value, tuple | list):
-                if not isinstance(sub, tuple) or len(sub) != len(value):
-                    raise ValueError(
-                        f"{what} do not match the model at {path}.{name}: "
-                        f"{len(value)} layers, {'no' if sub is None else len(sub)} entries"
+            if getattr(layer, name) is not None:
+                try:
+                    out.append((f"{path}.{name}", layer, name, *[e[name] for e in entries]))
+                except KeyError:
+                    missing = " / ".join(
+                        w for e, w in zip(entries, what, strict=True) if name not in e
                     )
-                for i, (v, s) in enumerate(zip(value, sub, strict=True)):
-                    yield from visit(v, s, f"{path}.{name}[{i}]")
+                    raise ValueError(
+                        f"{missing} do not match the model: nothing at {path}.{name}"
+                    ) from None
+        for name in getattr(layer, "children", ()):
+            value = getattr(layer, name)
+            subs = [e.get(name) for e in entries]
+            if isinstance(value, tuple | list):
+                for sub, w in zip(subs, what, strict=True):
+                    if not isinstance(sub, tuple) or len(sub) != len(value):
+                        raise ValueError(
+                            f"{w} do not match the model at {path}.{name}: "
+                            f"{len(value)} layers, {'no' if sub is None else len(sub)} entries"
+                        )
+                for i, v in enumerate(value):
+                    visit(v, [sub[i] for sub in subs], f"{path}.{name}[{i}]")
             elif value is not None:
-                yield from visit(value, sub, f"{path}.{name}")
+                visit(value, subs, f"{path}.{name}")
 
-    return visit(model, tree, "model")
+    visit(model, list(trees), "model")
+    return out
 
 
 # --- gradients ------------------------------------------------------------------------------
@@ -88,31 +106,27 @@ def withgradient(f: Callable[..., Any], *args: Any) -> tuple[Any, Any]:
     >>> tv.withgradient(lambda x: tv.ops.sum(x * x), np.array([1.0, 2.0]))
     (array(5.), array([2., 4.]))
     """
-    tracked: list[tuple[Any, str, Tensor]] = []
-    inputs = []
-    for arg in args:
-        if is_array(arg):
-            inputs.append(Tensor(arg))
-            continue
-        for _, layer, name in trainables(arg):
-            t = Tensor(data(getattr(layer, name)))
-            setattr(layer, name, t)
-            tracked.append((layer, name, t))
-        inputs.append(arg)
+    tracked: list[tuple[Any, str, Any]] = []
+    inputs = [Tensor(arg) if is_array(arg) else arg for arg in args]
     try:
+        for arg in inputs:
+            if not isinstance(arg, Tensor):
+                for layer, name in parameters(arg):
+                    value = getattr(layer, name)
+                    setattr(layer, name, Tensor(value))
+                    tracked.append((layer, name, value))
         loss = f(*inputs)
         if isinstance(loss, Tensor):
             if loss.ndim != 0:
                 raise ValueError(f"gradient needs a scalar loss, got shape {tuple(loss.shape)}")
             loss.backward()
+        grads = [
+            x.grad if isinstance(x, Tensor) else mirror(x, lambda m, n: getattr(m, n).grad)
+            for x in inputs
+        ]
     finally:
-        for layer, name, t in tracked:  # parameters are plain arrays again, even on error
-            setattr(layer, name, t.data)
-    grad_of = {(id(layer), name): t.grad for layer, name, t in tracked}
-    grads = [
-        x.grad if isinstance(x, Tensor) else mirror(arg, lambda m, n: grad_of.get((id(m), n)))
-        for x, arg in zip(inputs, args, strict=True)
-    ]
+        for layer, name, value in tracked:  # parameters are plain arrays again, even on error
+            setattr(layer, name, value)
     return data(loss), grads[0] if len(grads) == 1 else tuple(grads)
 
 
@@ -166,23 +180,22 @@ def update(state: OptState, model: Any, grads: Tree) -> None:
     """Apply one step of the optimiser to ``model`` in place: x ← x - step for every
     parameter with a gradient. Each layer keeps what it subtracted in ``layer.step[name]``
     (Dense shows it as ``dW = -step``, ``db``)."""
-    pairs = list(paired(model, grads, "gradients"))
-    for path, layer, name, g in pairs:  # check everything before changing anything
-        x = getattr(layer, name)
-        if g is not None and (not is_array(g) or tuple(g.shape) != tuple(x.shape)):
+    pairs = zip_trees(model, (grads, state.tree), ("gradients", "optimiser state"))
+    for path, layer, name, g, _ in pairs:  # check everything before changing anything
+        if g is not None and (not is_array(g) or g.shape != getattr(layer, name).shape):
             shape = tuple(g.shape) if is_array(g) else type(g).__name__
             raise ValueError(
-                f"gradients do not match the model: {path} has shape {tuple(x.shape)}, gradient {shape}"
+                f"gradients do not match the model: {path} has shape "
+                f"{tuple(getattr(layer, name).shape)}, gradient {shape}"
             )
     if state.delta:
         from ..deltarules import update_with_delta_rules
 
         update_with_delta_rules(state, model, grads)
         return
-    leaves = {path: leaf for path, _, _, leaf in paired(model, state.tree, "optimiser state")}
-    for path, layer, name, g in pairs:
+    for _, layer, name, g, leaf in pairs:
         if g is not None:
-            apply_step(leaves[path], layer, name, g)
+            apply_step(leaf, layer, name, g)
 
 
 def apply_step(leaf: Leaf, layer: Any, name: str, g: Any) -> None:
