@@ -1,0 +1,256 @@
+"""``tinyvec bench``: the time of one training step (forward, loss, backward, update) for
+tinyvec and for the same step written by hand in NumPy (and PyTorch eager, JAX jit when
+installed), measured in one process on one BLAS thread.
+
+Blocks of steps of each implementation are interleaved, so a slow moment of the machine
+hits all of them; the table shows the median block in µs/step and its ratio to NumPy.
+
+Networks (loss: mse, plain gradient descent):
+  (a) the seed network: Chain(Dense(20,40,atan), SkipConnection(Dense(40,40,atan),+)×3,
+      Dense(40,3,atan), Dense(3,1)), batch 20, float64;
+  (b) 256→512→512→512→512→10 with ReLU, batch 256, float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+LR = 0.01
+
+
+def _one_thread(argv: list[str]) -> None:
+    """Re-run this command with one BLAS thread: the variables only act before NumPy loads."""
+    if all(os.environ.get(v) == "1" for v in THREAD_VARS):
+        return
+    env = {**os.environ, **dict.fromkeys(THREAD_VARS, "1")}
+    env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    os.execve(sys.executable, [sys.executable, "-m", "tinyvec.experiments.bench", *argv], env)
+
+
+# --- the networks, as layer specs: (in, out, activation name, skip?) ----------------------
+def seed_spec() -> list[tuple[int, int, str, bool]]:
+    return [(20, 40, "atan", False)] + [(40, 40, "atan", True)] * 3 + [
+        (40, 3, "atan", False),
+        (3, 1, "identity", False),
+    ]
+
+
+def wide_spec() -> list[tuple[int, int, str, bool]]:
+    sizes = [256, 512, 512, 512, 512]
+    return [(a, b, "relu", False) for a, b in zip(sizes, sizes[1:], strict=False)] + [
+        (512, 10, "identity", False)
+    ]
+
+
+def make_data(spec, batch: int, dtype: str, seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((spec[0][0], batch)).astype(dtype)
+    y = rng.standard_normal((spec[-1][1], batch)).astype(dtype)
+    return x, y
+
+
+# --- implementations: each returns a function doing one training step ---------------------
+def tinyvec_step(spec, x, y, dtype: str) -> Callable[[], Any]:
+    import tinyvec as tv
+
+    layers = []
+    for k, (i, o, act, skip) in enumerate(spec):
+        d = tv.Dense(i, o, act, rng=k)
+        layers.append(tv.SkipConnection(d, tv.add) if skip else d)
+    model = tv.Chain(*layers)
+    model = tv.f32(model) if dtype == "float32" else model
+    state = tv.setup(tv.Descent(LR), model)
+
+    def step() -> None:
+        _, grads = tv.withgradient(lambda m: tv.mse(m(x), y), model)
+        tv.update(state, model, grads)
+
+    return step
+
+
+def numpy_step(spec, x, y, dtype: str) -> Callable[[], Any]:
+    """Backprop by hand: what tinyvec's step computes, written for this network only."""
+    import numpy as np
+
+    import tinyvec as tv
+
+    Ws = [tv.glorot_uniform((o, i), k).astype(dtype) for k, (i, o, _, _) in enumerate(spec)]
+    bs = [np.zeros(o, dtype=dtype) for (_, o, _, _) in spec]
+    acts = [act for (_, _, act, _) in spec]
+    skips = [skip for (_, _, _, skip) in spec]
+
+    def step() -> None:
+        Os, As, o = [], [], x
+        for W, b, act, skip in zip(Ws, bs, acts, skips, strict=True):
+            Os.append(o)
+            A = W @ o + b[:, None]
+            As.append(A)
+            out = np.arctan(A) if act == "atan" else np.maximum(A, 0) if act == "relu" else A
+            o = out + o if skip else out
+        g = 2 * (o - y) / o.size
+        for k in range(len(Ws) - 1, -1, -1):
+            A = As[k]
+            if acts[k] == "atan":
+                delta = g / (1 + A * A)
+            elif acts[k] == "relu":
+                delta = g * (A > 0)
+            else:
+                delta = g
+            dW, db = delta @ Os[k].T, delta.sum(axis=1)
+            if k:
+                g = Ws[k].T @ delta + (g if skips[k] else 0)
+            Ws[k] -= LR * dW
+            bs[k] -= LR * db
+
+    return step
+
+
+def torch_step(spec, x, y, dtype: str) -> Callable[[], Any] | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(1)
+    tdt = getattr(torch, dtype)
+    acts = {"atan": torch.atan, "relu": torch.relu, "identity": lambda a: a}
+    params = []
+    for i, o, _, _ in spec:
+        W = torch.empty(o, i, dtype=tdt)
+        torch.nn.init.xavier_uniform_(W)
+        params += [W.requires_grad_(), torch.zeros(o, 1, dtype=tdt, requires_grad=True)]
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+    def step() -> None:
+        o = tx
+        for k, (_, _, act, skip) in enumerate(spec):
+            out = acts[act](params[2 * k] @ o + params[2 * k + 1])
+            o = out + o if skip else out
+        loss = torch.mean((o - ty) ** 2)
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for p, g in zip(params, grads, strict=True):
+                p -= LR * g
+
+    return step
+
+
+def jax_step(spec, x, y, dtype: str) -> Callable[[], Any] | None:
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    acts = {"atan": jnp.arctan, "relu": jax.nn.relu, "identity": lambda a: a}
+    key = jax.random.PRNGKey(0)
+    params = []
+    for i, o, _, _ in spec:
+        key, sub = jax.random.split(key)
+        s = (6 / (i + o)) ** 0.5
+        params.append((jax.random.uniform(sub, (o, i), dtype, -s, s), jnp.zeros((o, 1), dtype)))
+
+    def loss(params, x, y):
+        o = x
+        for (W, b), (_, _, act, skip) in zip(params, spec, strict=True):
+            out = acts[act](W @ o + b)
+            o = out + o if skip else out
+        return jnp.mean((o - y) ** 2)
+
+    @jax.jit
+    def update(params, x, y):
+        grads = jax.grad(loss)(params, x, y)
+        return jax.tree_util.tree_map(lambda p, g: p - LR * g, params, grads)
+
+    jx, jy = jnp.asarray(x), jnp.asarray(y)
+    box = [params]
+
+    def step() -> None:
+        box[0] = update(box[0], jx, jy)
+        jax.block_until_ready(box[0])
+
+    return step
+
+
+IMPLEMENTATIONS = {
+    "numpy (by hand)": numpy_step,
+    "tinyvec": tinyvec_step,
+    "pytorch eager": torch_step,
+    "jax jit": jax_step,
+}
+
+
+def time_steps(steps: dict[str, Callable[[], Any]], rounds: int, block_s: float) -> dict[str, float]:
+    """Median µs/step over ``rounds`` interleaved blocks of about ``block_s`` seconds each."""
+    sizes = {}
+    for name, step in steps.items():  # warm up, and size a block
+        step()
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < block_s:
+            step()
+            n += 1
+        sizes[name] = max(n, 1)
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            for _ in range(sizes[name]):
+                step()
+            samples[name].append((time.perf_counter() - t0) / sizes[name] * 1e6)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def benchmark(
+    spec, batch: int, dtype: str, rounds: int, block_s: float
+) -> list[tuple[str, float, float]]:
+    x, y = make_data(spec, batch, dtype)
+    steps = {}
+    for name, make in IMPLEMENTATIONS.items():
+        step = make(spec, x, y, dtype)
+        if step is not None:
+            steps[name] = step
+    times = time_steps(steps, rounds, block_s)
+    base = times["numpy (by hand)"]
+    return [(name, t, t / base) for name, t in times.items()]
+
+
+def print_table(title: str, rows: list[tuple[str, float, float]]) -> None:
+    print(f"\n{title}")
+    print("| implementation | µs/step | ratio to NumPy |")
+    print("|---|---:|---:|")
+    for name, t, r in rows:
+        print(f"| {name} | {t:,.1f} | {r:.2f}× |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(prog="tinyvec bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=15, help="interleaved blocks per implementation")
+    p.add_argument("--block", type=float, default=0.2, help="seconds per block")
+    p.add_argument("--quick", action="store_true", help="3 short rounds (a smoke test)")
+    args = p.parse_args(argv)
+    _one_thread(argv)
+    rounds, block = (3, 0.02) if args.quick else (args.rounds, args.block)
+    print("one BLAS thread; median of interleaved blocks; loss mse, Descent")
+    print_table(
+        "(a) seed network, batch 20, float64",
+        benchmark(seed_spec(), 20, "float64", rounds, block),
+    )
+    print_table(
+        "(b) 256→512→512→512→512→10 ReLU, batch 256, float32",
+        benchmark(wide_spec(), 256, "float32", rounds, block),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
