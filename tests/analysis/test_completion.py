@@ -137,3 +137,15 @@ def test_before_any_check_and_bad_input():
         CompletionMonitor([[1.0]])
     with pytest.raises(TypeError, match="trajectory point"):
         classify_trajectory(["a", "b"])
+
+
+def test_array_api_strict():
+    xp = pytest.importorskip("array_api_strict")
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 10))
+    y = np.array([[0.5, -1.0]]) @ x
+    m = tv.to(xp, tv.Dense(2, 1, rng=0))
+    mon = CompletionMonitor(xp.asarray(x), eps=1e-6, lr=0.3, stop=True)
+    tv.train(mse_loss, m, [(xp.asarray(x), xp.asarray(y))], tv.setup(tv.Descent(0.3), m),
+             epochs=2000, progress=False, callbacks=[mon])  # fmt: skip
+    assert mon.status()["kind"] == "fixed_point"

@@ -30,9 +30,10 @@ so the ring of the last ``max_period + 1`` parameter sets holds references, not 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..backend import is_array, namespace
@@ -42,6 +43,22 @@ from ..layers.base import trainables, walk
 # What a forward pass records on a layer: the probe's forward pass must not overwrite the
 # training batch's values that other callbacks may still read.
 _RECORDED = ("input", "preact", "output")
+
+
+@contextlib.contextmanager
+def preserved_forward(model: Any) -> Iterator[None]:
+    """Run an extra forward pass inside this block without losing what the last one recorded:
+    every layer's ``input``, ``preact`` and ``output`` are put back on exit (references)."""
+    saved = [
+        (layer, {k: getattr(layer, k) for k in _RECORDED if hasattr(layer, k)})
+        for _, layer in walk(model)
+    ]
+    try:
+        yield
+    finally:
+        for layer, values in saved:
+            for k, v in values.items():
+                setattr(layer, k, v)
 
 
 def _sqnorm(a: Any) -> float:
@@ -288,17 +305,8 @@ class CompletionMonitor:
         return layers
 
     def _probe(self, model: Any) -> Any:
-        saved = [
-            (layer, {k: getattr(layer, k) for k in _RECORDED if hasattr(layer, k)})
-            for _, layer in walk(model)
-        ]
-        try:
-            with no_grad():
-                return data(model(self.probe))
-        finally:
-            for layer, values in saved:
-                for k, v in values.items():
-                    setattr(layer, k, v)
+        with preserved_forward(model), no_grad():
+            return data(model(self.probe))
 
     def __call__(self, step: int, model: Any, loss: float = math.nan) -> bool | None:
         self.ring.append(self._params(model))
