@@ -1,0 +1,27 @@
+"""δ-rules: rewrite each Dense layer's error vectors δ^k into δ̃^k before its update
+(science.md §2-3, seed 004).
+
+- `Compensation(kappa, variant)`: cancel the share κ of the move that layer k inherits from
+  the training of the layers before it;
+- `Orthogonalization(eps)`: let every sample of a batch move as if trained alone.
+
+``tv.setup(rule, model, delta=[Compensation(0.2), Orthogonalization()])`` applies them in the
+order given; `tv.update` then calls `update_with_delta_rules`, and each Dense layer shows the
+δ̃^k it was updated with in ``delta_used`` (``delta`` stays δ^k). Optimisers: Descent,
+Momentum, Nesterov (adaptive ones such as Adam are refused, see `base.step_size`).
+"""
+
+from .base import DeltaRule, LayerContext, step_size
+from .compensation import Compensation
+from .orthogonalization import Orthogonalization
+from .sweep import check_rules, update_with_delta_rules
+
+__all__ = [
+    "Compensation",
+    "DeltaRule",
+    "LayerContext",
+    "Orthogonalization",
+    "check_rules",
+    "step_size",
+    "update_with_delta_rules",
+]

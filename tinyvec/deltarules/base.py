@@ -1,0 +1,92 @@
+"""What every δ-rule shares: the protocol, the per-layer context it reads, and the check of
+the optimiser rule it runs with.
+
+A δ-rule rewrites the error vectors δ^k of one Dense layer into δ̃^k just before that layer is
+updated, so that the layer's step becomes ``ΔW^k = -α δ̃^k O^{k-1}ᵀ``, ``Δb^k = -α Σ δ̃^k``.
+It sees the layer through a `LayerContext` (W^k, O^{k-1}, ΔO^{k-1}, α) and returns δ̃^k.
+
+The bias is a weight on a constant input 1 (science.md §2), so every sample's squared input
+norm is ``‖ō_i‖² = ‖o_i‖² + 1`` for a layer with a trained bias and ``‖o_i‖²`` otherwise; a
+single sample then moves its own pre-activation by exactly ``ΔW o + Δb = -α ‖ō‖² δ̃``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from ..backend import namespace
+from ..optimise.rules import Descent, Momentum, Nesterov, OptimiserChain, Rule, WeightDecay
+
+
+class DeltaRule:
+    """A δ-rule: ``rewrite(delta, ctx) -> δ̃`` for one Dense layer (shapes (out, batch)).
+    Returning ``delta`` itself means "unchanged": the layer then gets exactly the plain step."""
+
+    def rewrite(self, delta: Any, ctx: LayerContext) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+@dataclass
+class LayerContext:
+    """What a δ-rule may read about Dense layer k during an update.
+
+    - ``W``: W^k before its update; ``O``: O^{k-1} (in, batch) of the gradient's forward pass;
+    - ``dO``: ΔO^{k-1} = Õ^{k-1} − O^{k-1}, the change of the layer's input caused by the
+      already updated layers < k (None when no rule asked for it, or when it is exactly 0);
+    - ``alpha``: the step size α, the factor of the gradient in the optimiser's step;
+    - ``bias``: whether the layer trains a bias (then Ō = [O; 1]).
+    """
+
+    W: Any
+    O: Any
+    dO: Any
+    alpha: float
+    bias: bool
+
+    @functools.cached_property
+    def norms2(self) -> Any:
+        """‖ō_i‖² for every sample, shape (1, batch) (the diagonal D of the Gram matrix)."""
+        xp = namespace(self.O)
+        n2 = xp.sum(self.O * self.O, axis=0, keepdims=True)
+        return n2 + 1 if self.bias else n2
+
+    @functools.cached_property
+    def gram(self) -> Any:
+        """G = Ōᵀ Ō (batch × batch): G_ij = o_i·o_j (+ 1 with a bias)."""
+        G = self.O.mT @ self.O
+        return G + 1 if self.bias else G
+
+
+def step_size(rule: Rule) -> float:
+    """α such that the optimiser's step is ``α · gradient`` plus terms that do not depend on
+    this step's gradient: Descent η; Momentum η (the momentum ρv is the history, not part of
+    α); Nesterov (1+ρ)η; an OptimiserChain of WeightDecay rules and one of these, the same α.
+
+    Adaptive rules (Adam, AdamW) and ClipNorm rescale the gradient in a way that depends on the
+    gradient itself, so ``ΔW = -α δ̃ Oᵀ`` — the relation every δ-rule is built on — does not
+    hold: they are refused.
+
+    >>> import tinyvec as tv
+    >>> step_size(tv.Momentum(0.1, 0.9)), step_size(tv.Nesterov(0.1, 0.5))
+    (0.1, 0.15000000000000002)
+    """
+    if isinstance(rule, Descent | Momentum):
+        return rule.eta
+    if isinstance(rule, Nesterov):
+        return (1 + rule.rho) * rule.eta
+    if isinstance(rule, OptimiserChain):
+        linear = [r for r in rule.rules if not isinstance(r, WeightDecay)]
+        if len(linear) == 1:
+            return step_size(linear[0])
+    raise ValueError(
+        f"δ-rules need an optimiser whose step is α·gradient (+ terms not depending on this "
+        f"gradient): Descent, Momentum, Nesterov, optionally chained after WeightDecay. "
+        f"{rule!r} rescales the gradient by quantities of the gradient itself (as Adam does), "
+        f"so the step would not be -α δ̃ Oᵀ and the δ-rules would not do what they say"
+    )

@@ -1,0 +1,62 @@
+"""Orthogonalization of activation vectors (science.md §3, seed 004).
+
+In a batch, layer k's own step moves sample i's pre-activation by
+``ΔA_i = -α Σ_j (ō_j·ō_i) δ_j``: samples interfere through the Gram matrix ``G = Ōᵀ Ō``
+(Ō = [O; 1] with a bias). Asking each sample to move as in single-sample training,
+``ΔA_i = -α ‖ō_i‖² δ_i``, i.e. ``δ̃ G = δ D`` with ``D = diag(G)``, gives
+
+    δ̃ = δ D G⁻¹.
+
+Regularised here as ``δ̃ = (1+ε) δ D (G + εD)⁻¹``: ε is relative to each sample's own
+‖ō_i‖² (dimensionless, the same for any scale of the activations), and the factor (1+ε) makes
+mutually orthogonal samples — and so a batch of one — give exactly the plain update, since
+then G = D. For a batch narrower than the layer (G invertible) the per-sample moves are
+reached up to O(ε). For a batch larger than the layer width, or repeated inputs with
+different δ, G is singular: no update can give every sample its own move. δ̃ then grows like
+1/ε along directions of the batch that Ō cannot see (‖δ̃‖ in the Recorder can be large), those
+cancel in ``ΔW = -α δ̃ Ōᵀ``, and ΔW tends to the least-squares solution ``-α δ D Ō⁺`` as ε → 0.
+
+Cost per layer: the Gram matrix (in·B²) and one linear solve (B³ + out·B²), B the batch size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backend import namespace
+from .base import DeltaRule, LayerContext
+
+
+class Orthogonalization(DeltaRule):
+    """``Orthogonalization(eps=1e-3)``: δ̃ = (1+ε) δ D (G + εD)⁻¹, G = Ōᵀ Ō, D = diag G.
+
+    >>> import numpy as np, tinyvec as tv
+    >>> from tinyvec.deltarules import Orthogonalization
+    >>> model = tv.Dense(4, 2, rng=0)
+    >>> state = tv.setup(tv.Descent(0.1), model, delta=Orthogonalization(eps=1e-9))
+    >>> x = np.random.default_rng(0).standard_normal((4, 3))
+    >>> _, grads = tv.withgradient(lambda m: tv.mse(m(x), np.zeros((2, 3))), model)
+    >>> delta = model.delta
+    >>> tv.update(state, model, grads)
+    >>> dA = model.dW @ x + model.db[:, None]  # each sample moves as if trained alone:
+    >>> bool(np.allclose(dA, -0.1 * ((x * x).sum(0) + 1) * delta))
+    True
+    """
+
+    def __init__(self, eps: float = 1e-3) -> None:
+        if not isinstance(eps, int | float) or isinstance(eps, bool) or not eps >= 0:
+            raise ValueError(f"Orthogonalization: eps must be a number ≥ 0, got {eps!r}")
+        self.eps = float(eps)
+
+    def rewrite(self, delta: Any, ctx: LayerContext) -> Any:
+        B = delta.shape[1]
+        if B == 1:  # G = D: the plain update, exactly
+            return delta
+        xp = namespace(delta)
+        G, D = ctx.gram, ctx.norms2
+        # a zero input column (no bias) has D_i = 0; regularise it with 1 instead (its right-hand
+        # side is 0, so it gets δ̃_i = 0 and leaves the other samples alone)
+        ridge = self.eps * xp.where(D > 0, D, 1.0)
+        M = G + xp.eye(B, dtype=G.dtype) * ridge
+        # δ̃ᵀ = (G + εD)⁻¹ (1+ε) D δᵀ, as G and D are symmetric: a solve, not an inverse
+        return xp.linalg.solve(M, ((1 + self.eps) * D * delta).mT).mT
