@@ -1,0 +1,77 @@
+"""Shared fixtures: the array namespaces every backend-agnostic test runs on, a central
+finite-difference gradient, the `gpu` marker and the hypothesis profiles.
+
+Hypothesis profiles: "ci" (the default, small and fast) and "thorough" (more examples); pick
+one with ``HYPOTHESIS_PROFILE=thorough pytest ...``.
+"""
+
+import os
+
+import array_api_strict
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+
+from tinyvec.backend import has_gpu
+
+# No example database: the table-driven tests share one function across parameters, and an
+# example saved by one case (an expected failure, say) must not be replayed into another.
+# No "explain" phase: it reruns a failing example many times, slow for an expected failure.
+_common = dict(
+    deadline=None,
+    database=None,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("ci", max_examples=12, **_common)
+settings.register_profile("thorough", max_examples=200, **_common)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` run only where CuPy sees a CUDA device."""
+    if has_gpu():
+        return
+    skip = pytest.mark.skip(reason="needs CuPy and a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(
+    scope="session",
+    params=["numpy", "array_api_strict", pytest.param("cupy", marks=pytest.mark.gpu)],
+)
+def xp(request):
+    """An array namespace: NumPy, array-api-strict (a CPU stand-in for any standard library),
+    or CuPy on a GPU. Session-scoped, so hypothesis tests may use it."""
+    if request.param == "numpy":
+        return np
+    if request.param == "array_api_strict":
+        return array_api_strict
+    import tinyvec.backend
+
+    return tinyvec.backend.cupy()
+
+
+def central_differences(f, x, eps=1e-6):
+    """∂f/∂x for a scalar function f of a float64 NumPy array x, by (f(x+εe) - f(x-εe)) / 2ε
+    for every element e (x is restored afterwards)."""
+    x = np.asarray(x)
+    grad = np.zeros(x.shape)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps
+        up = float(f(x))
+        x[i] = old - eps
+        down = float(f(x))
+        x[i] = old
+        grad[i] = (up - down) / (2 * eps)
+    return grad
+
+
+@pytest.fixture(scope="session")
+def numgrad():
+    """`central_differences(f, x, eps=1e-6)` as a fixture (test files cannot import
+    conftest under --import-mode=importlib)."""
+    return central_differences
