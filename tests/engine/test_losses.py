@@ -1,0 +1,47 @@
+"""Losses: definitions, stability, and onehot (their gradients are in test_ops.py)."""
+
+import numpy as np
+import pytest
+
+import tinyvec as tv
+
+
+def test_mse_is_the_mean_over_all_elements():
+    yhat = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    y = np.zeros((2, 3))
+    assert float(tv.mse(yhat, y)) == pytest.approx(14 / 6, rel=1e-15)
+
+
+def test_crossentropy_is_mean_over_the_batch_of_minus_log_softmax():
+    logits = np.array([[2.0, 0.0], [1.0, 0.0], [0.0, 3.0]])
+    labels = np.array([0, 2])
+    y = tv.onehot(labels, 3)
+    logp = logits - np.log(np.exp(logits).sum(axis=0))
+    expected = -(logp[0, 0] + logp[2, 1]) / 2
+    assert float(tv.crossentropy(logits, y)) == pytest.approx(expected, rel=1e-14)
+
+
+def test_crossentropy_is_stable_for_huge_logits():
+    logits = np.array([[1000.0, -1000.0], [0.0, 0.0]])
+    y = tv.onehot(np.array([1, 0]), 2)  # both samples wrong by 1000
+    loss, g = tv.withgradient(lambda z: tv.crossentropy(z, y), logits)
+    assert np.isfinite(float(loss)) and np.all(np.isfinite(g))
+    assert float(loss) == pytest.approx(1000.0, rel=1e-12)
+
+
+def test_r2_is_squared_correlation():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(20), rng.standard_normal(20)
+    assert float(tv.r2(a, b)) == pytest.approx(np.corrcoef(a, b)[0, 1] ** 2, rel=1e-12)
+    assert float(tv.r2(a, -3 * a + 1)) == pytest.approx(1.0, rel=1e-14)
+
+
+def test_onehot(xp):
+    y = tv.onehot(xp.asarray([2, 0, 1, 2]), 3)
+    np.testing.assert_array_equal(np.asarray(y), [[0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 1]])
+
+
+def test_losses_on_plain_arrays_are_plain(xp):
+    yhat = xp.asarray(np.ones((2, 3)))
+    assert not isinstance(tv.mse(yhat, yhat), tv.Tensor)
+    assert float(tv.mse(yhat, yhat)) == 0.0
