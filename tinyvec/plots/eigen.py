@@ -1,0 +1,217 @@
+"""Figures of the eigen-operator experiment (`tinyvec.experiments.eigen`).
+
+The animation shows the three m × m skip weight matrices as the red, green and blue channels
+of one image per recorded step. Each frame uses one symmetric scale for all three channels,
+``s = max |W|`` over the three matrices of that frame, and maps a weight w to ``(w/s + 1)/2``:
+0 is mid-grey, and where the three matrices agree the pixel is grey (no colour), so colour
+shows where they differ. The scale changes from frame to frame (the weights grow from ≈ 0).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def rgb_frame(W: np.ndarray) -> np.ndarray:
+    """An m × m × 3 image in [0, 1] from W_r, W_g, W_b (shape 3 × m × m), with the shared
+    symmetric scale of the module doc.
+
+    >>> img = rgb_frame(np.stack([np.eye(2), np.eye(2), -np.eye(2)]))
+    >>> img[0, 0].tolist(), img[0, 1].tolist()
+    ([1.0, 1.0, 0.0], [0.5, 0.5, 0.5])
+    """
+    W = np.asarray(W, dtype=float)
+    if W.ndim != 3 or W.shape[0] != 3:
+        raise ValueError(f"rgb_frame takes 3 stacked matrices (3 × m × n), got shape {W.shape}")
+    s = np.abs(W).max()
+    return np.moveaxis((W / s + 1) / 2 if s > 0 else np.full_like(W, 0.5), 0, -1)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def animate(frames: np.ndarray, steps: list[int], lambdas: list[float], path: Path,
+            fps: int = 10) -> list[Path]:  # fmt: skip
+    """GIF (Pillow) of the RGB frames, ``|λ̂|`` and the step in the title; also an MP4 when
+    ffmpeg is on the PATH. Returns the files written."""
+    plt = _plt()
+    from matplotlib import animation
+
+    fig, ax = plt.subplots(figsize=(3.6, 3.9), dpi=80)
+    im = ax.imshow(rgb_frame(frames[0]), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    title = ax.set_title("")
+
+    def draw(i: int):
+        im.set_data(rgb_frame(frames[i]))
+        title.set_text(f"step {steps[i]}   |λ̂| = {abs(lambdas[i]):.4f}")
+        return im, title
+
+    anim = animation.FuncAnimation(fig, draw, frames=len(frames), blit=False)
+    written = [path]
+    anim.save(path, writer=animation.PillowWriter(fps=fps))
+    if shutil.which("ffmpeg"):
+        mp4 = path.with_suffix(".mp4")
+        anim.save(mp4, writer=animation.FFMpegWriter(fps=fps))
+        written.append(mp4)
+    plt.close(fig)
+    return written
+
+
+def save_frame(W: np.ndarray, step: int, lam: float, path: Path) -> None:
+    """One frame of the animation as a PNG."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(3.6, 3.9), dpi=100)
+    ax.imshow(rgb_frame(W), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"step {step}   |λ̂| = {abs(lam):.4f}")
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _col(rows: list[dict[str, Any]], name: str) -> np.ndarray:
+    return np.array([float(r[name]) for r in rows])
+
+
+def plot_lambda_r2(rows, steps_rows, spectrum, path: Path) -> None:
+    """|λ̂| (batch and probe) against the moduli of the true eigenvalues, and 1 − R²."""
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    s, sb = _col(rows, "step"), _col(steps_rows, "step")
+    ax1.plot(sb, np.abs(_col(steps_rows, "lambda_batch")), lw=0.4, alpha=0.4, label="batch")
+    ax1.plot(s, np.abs(_col(rows, "lambda")), lw=1.5, label="probe")
+    seen: set[float] = set()
+    for mu, d in zip(spectrum.values[:12], spectrum.degrees[:12], strict=True):
+        key = round(abs(mu), 9)
+        if key in seen:
+            continue
+        seen.add(key)
+        ax1.axhline(abs(mu), color="k" if d == 1 else "tab:red", lw=0.6,
+                    ls="-" if abs(mu.imag) < 1e-9 else ":")  # fmt: skip
+    ax1.set_ylabel("|λ̂|")
+    lo = min(abs(spectrum.values[11]), np.abs(_col(rows, "lambda"))[len(rows) // 5 :].min())
+    ax1.set_ylim(lo - 0.05, abs(spectrum.values[0]) + 0.05)
+    ax1.set_title("|λ̂|; lines: |μ| of degree 1 (black) / 2 (red), real solid, complex dotted",
+                  fontsize=9)  # fmt: skip
+    ax1.legend(loc="lower right")
+    ax2.semilogy(sb, np.maximum(1 - _col(steps_rows, "r2_batch"), 1e-8), lw=0.4, alpha=0.4,
+                 label="batch")  # fmt: skip
+    ax2.semilogy(s, np.maximum(1 - _col(rows, "r2"), 1e-8), lw=1.5, label="probe")
+    ax2.set_ylabel("1 − R²")
+    ax2.set_xlabel("step")
+    ax2.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_singular_values(frames: np.ndarray, steps: np.ndarray, rows, path: Path) -> None:
+    """The 8 largest singular values of each skip matrix over time, and the effective rank."""
+    plt = _plt()
+    s = np.linalg.svd(frames.astype(float), compute_uv=False)  # records × 3 × m
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
+    for c, (ax, colour) in enumerate(
+        zip(axes[:3], ("tab:red", "tab:green", "tab:blue"), strict=True)
+    ):
+        ax.semilogy(steps, s[:, c, :8], color=colour, lw=1)
+        ax.set_title(f"σ_i(W_{'rgb'[c]}), i ≤ 8")
+        ax.set_xlabel("step")
+    for c, colour in zip("rgb", ("tab:red", "tab:green", "tab:blue"), strict=True):
+        axes[3].plot(_col(rows, "step"), _col(rows, f"erank_{c}"), color=colour, label=f"W_{c}")
+    axes[3].set_title("effective rank exp H(σ/Σσ)")
+    axes[3].set_xlabel("step")
+    axes[3].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_differences(rows, path: Path) -> None:
+    """‖W_i − W_j‖_F / ‖W‖ over time."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for pair in ("rg", "gb", "rb"):
+        ax.plot(_col(rows, "step"), _col(rows, f"diff_{pair}"), label=f"W_{pair[0]} − W_{pair[1]}")
+    ax.axhline(np.sqrt(2), color="k", lw=0.5, ls=":")
+    ax.set_ylim(bottom=0)
+    ax.set_title("relative differences ‖W_i − W_j‖ / ‖W‖ (√2: independent)", fontsize=9)
+    ax.set_xlabel("step")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_spectrum(spectrum, lam: float, path: Path) -> None:
+    """True eigenvalues (degree 1 and 2) in the complex plane, and the learned λ̂."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for d, colour in ((2, "tab:red"), (1, "k")):
+        mu = spectrum.values[spectrum.degrees == d]
+        ax.scatter(mu.real, mu.imag, s=10 if d == 2 else 22, color=colour, label=f"degree {d}")
+    ax.plot(2 * np.cos(np.linspace(0, 2 * np.pi, 200)), 2 * np.sin(np.linspace(0, 2 * np.pi, 200)),
+            color="grey", lw=0.5)  # fmt: skip
+    ax.scatter([lam], [0], marker="x", s=80, color="tab:blue", label="λ̂ (learned)")
+    ax.set_aspect("equal")
+    ax.set_title("spectrum of T on harmonics of degree ≤ 2 (|μ| ≤ 2)", fontsize=9)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def all_plots(out: Path, rows, steps_rows, frames: np.ndarray, spectrum, summary, nframes: int):
+    """Every figure of one run, and the animation (``nframes`` evenly spaced records)."""
+    steps = np.array([int(r["step"]) for r in rows])
+    lambdas = [r["lambda"] for r in rows]
+    pick = np.unique(np.linspace(0, len(rows) - 1, min(nframes, len(rows))).round().astype(int))
+    animate(frames[pick], steps[pick].tolist(), [lambdas[i] for i in pick], out / "animation.gif")
+    save_frame(frames[-1], int(steps[-1]), lambdas[-1], out / "frame.png")
+    plot_lambda_r2(rows, steps_rows, spectrum, out / "lambda_r2.png")
+    plot_singular_values(frames, steps, rows, out / "singular_values.png")
+    plot_differences(rows, out / "differences.png")
+    plot_spectrum(spectrum, summary["lambda"], out / "spectrum.png")
+
+
+def plot_grid(runs: list[Path], path: Path, ncols: int = 4) -> None:
+    """Several seeds: per seed the last RGB frame and |λ̂| (probe) with the dominant |μ|."""
+    plt = _plt()
+    nrows = -(-len(runs) // ncols)
+    fig, axes = plt.subplots(2 * nrows, ncols, figsize=(3.2 * ncols, 5.4 * nrows), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_visible(False)
+    for i, run in enumerate(runs):
+        summary = json.loads((run / "summary.json").read_text())
+        with (run / "metrics.csv").open() as fh:
+            rows = list(csv.DictReader(fh))
+        W = np.load(run / "skip_weights.npz")["W"][-1]
+        top, bottom = axes[2 * (i // ncols), i % ncols], axes[2 * (i // ncols) + 1, i % ncols]
+        top.set_visible(True)
+        bottom.set_visible(True)
+        top.imshow(rgb_frame(W), interpolation="nearest")
+        top.set_xticks([])
+        top.set_yticks([])
+        kind = summary["completion"]["kind"]
+        top.set_title(f"seed {summary['seed']}: R² = {summary['r2']:.4f}\n{kind}", fontsize=9)
+        bottom.plot(_col(rows, "step"), np.abs(_col(rows, "lambda")), lw=1)
+        bottom.axhline(summary["dominant"]["modulus"], color="k", lw=0.6, ls="--")
+        bottom.set_ylim(1.0, 2.0)
+        bottom.set_title(f"|λ̂| = {summary['abs_lambda']:.3f} (dashed: max |μ|)", fontsize=9)
+        bottom.set_xlabel("step", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
