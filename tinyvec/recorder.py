@@ -12,6 +12,8 @@ Per layer k (1-based, depth order) and step, ``rows`` gets a dict with
   due to layer k's own update (science.md §1). It is 1 for one sample and plain descent and
   drops as samples interfere through the Gram matrix Oᵀ O. The full measured ΔA, with the part
   inherited from earlier layers, needs a second forward pass: see `tinyvec.analysis`.
+- with δ-rules (`tinyvec.deltarules`), which update layer k with a rewritten δ̃^k:
+  ``delta_used_norm`` ‖δ̃^k‖ and ``cos_delta_used`` cos(δ̃^k, δ^k); snapshots add ``delta_used``.
 
     >>> import numpy as np, tinyvec as tv
     >>> m = tv.Chain(tv.Dense(2, 3, tv.tanh, rng=0), tv.Dense(3, 1, rng=1))
@@ -50,7 +52,9 @@ class Recorder:
     """Collects summaries at every ``record`` call (``train`` calls it after each update) and,
     when ``every`` is set, snapshots every ``every`` steps, written to ``path`` by `close`."""
 
-    def __init__(self, every: int | None = None, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, every: int | None = None, path: str | os.PathLike[str] | None = None
+    ) -> None:
         if (every is None) != (path is None):
             raise ValueError("Recorder: snapshots need both `every` and `path`")
         self.every, self.path = every, path
@@ -65,19 +69,24 @@ class Recorder:
             dA_own = dW @ d.input
             if "bias" in d.step:
                 dA_own = dA_own + d.db[:, None]
-            self.rows.append(
-                {
-                    "step": step,
-                    "layer": k,
-                    "loss": loss,
-                    "o_norm": _norm(d.input),
-                    "delta_norm": _norm(d.delta),
-                    "dW_norm": _norm(dW),
-                    "cos_dA_delta": _cos(dA_own, -d.delta),
-                }
-            )
+            row = {
+                "step": step,
+                "layer": k,
+                "loss": loss,
+                "o_norm": _norm(d.input),
+                "delta_norm": _norm(d.delta),
+                "dW_norm": _norm(dW),
+                "cos_dA_delta": _cos(dA_own, -d.delta),
+            }
+            arrays = [("input", d.input), ("delta", d.delta), ("dW", dW)]
+            used = getattr(d, "delta_used", None)
+            if used is not None:
+                row["delta_used_norm"] = _norm(used)
+                row["cos_delta_used"] = _cos(used, d.delta)
+                arrays.append(("delta_used", used))
+            self.rows.append(row)
             if self.every and step % self.every == 0:
-                for name, a in (("input", d.input), ("delta", d.delta), ("dW", dW)):
+                for name, a in arrays:
                     self.snapshots[f"step{step}/layer{k}/{name}"] = a
 
     def column(self, name: str, layer: int) -> np.ndarray:

@@ -14,7 +14,10 @@ then G = D. For a batch narrower than the layer (G invertible) the per-sample mo
 reached up to O(ε). For a batch larger than the layer width, or repeated inputs with
 different δ, G is singular: no update can give every sample its own move. δ̃ then grows like
 1/ε along directions of the batch that Ō cannot see (‖δ̃‖ in the Recorder can be large), those
-cancel in ``ΔW = -α δ̃ Ōᵀ``, and ΔW tends to the least-squares solution ``-α δ D Ō⁺`` as ε → 0.
+cancel in ``ΔW = -α δ̃ Ōᵀ``, and as ε → 0 ΔW tends to the least-squares solution of
+``ΔW ō_i = -α‖ō_i‖² δ_i`` with each sample weighted by 1/‖ō_i‖² (least squares on unit-length
+inputs): ``ΔW = -α δ D^½ (Ō D^-½)⁺``. Away from that limit ε also caps how far nearly parallel
+samples with different δ can push the weights: the step grows like 1/ε there.
 
 Cost per layer: the Gram matrix (in·B²) and one linear solve (B³ + out·B²), B the batch size.
 """
