@@ -13,8 +13,10 @@ The inherited part comes from the training of the layers before k and disturbs t
 so that for one sample ``ΔW o + Δb = -α‖ō‖² δ̃ = -α‖ō‖² δ - κ W ΔO`` and
 ``ΔA^k = -α‖ō‖² δ^k + (1-κ) W^k ΔO^{k-1} + ΔW^k ΔO^{k-1}``: κ = 0 is plain backprop, κ = 1
 moves A^k as if layer k alone were trained (up to the second-order term). In a batch the
-samples still interact through the Gram matrix (add `Orthogonalization` after it to remove
-that). With Momentum α = η: only the fresh part η·gradient of the step compensates.
+samples still interact through the Gram matrix: sample j's correction also moves sample i by
+``-κ (ō_i·ō_j)/‖ō_j‖² W ΔO_j``, so with B similar samples the total correction is about B
+times what one asked for (an effective κ near Bκ). `Orthogonalization` after it removes that
+interaction. With Momentum α = η: only the fresh part η·gradient of the step compensates.
 
 ΔO^{k-1} comes from a sweep from input to output through the already updated layers
 (`tinyvec.deltarules.sweep`):

@@ -72,16 +72,17 @@ class _SweepDone(Exception):
     is not needed."""
 
 
-def update_with_delta_rules(state: Any, model: Any, grads: Any, pairs: Any = None) -> None:
-    """`tv.update` with the δ-rules of ``state.delta`` (see the module text). ``pairs``: the
-    ``paired(model, grads)`` list when the caller already has it."""
+def update_with_delta_rules(state: Any, model: Any, grads: Any) -> None:
+    """`tv.update` with the δ-rules of ``state.delta`` (see the module text); `update` has
+    checked that ``grads`` mirrors the model."""
     rules, alpha = state.delta, step_size(state.rule)
-    if pairs is None:
-        pairs = list(paired(model, grads, "gradients"))
-    plan = _plan(state, model)
     targets: dict[int, tuple[Dense, list[tuple[str, Any, Any]]]] = {}
     plain = []
-    for (_, layer, name, g), leaf in zip(pairs, plan.leaves, strict=True):
+    plan = _plan(state, model)
+    for keys, layer, name, leaf in plan.entries:
+        g = grads
+        for key in keys:
+            g = g[key]
         if g is None:
             continue
         if isinstance(layer, Dense):
@@ -108,8 +109,10 @@ def update_with_delta_rules(state: Any, model: Any, grads: Any, pairs: Any = Non
 
 
 class _Plan:
-    """What does not change from step to step for one (state, model): the optimiser leaves in
-    the order of `paired`, and the containers whose recorded input the sweep must restore."""
+    """What does not change from step to step for one (state, model): for every parameter (each
+    shared layer once, as in `paired`) its keys in the trees that mirror the model (``grads``,
+    ``state.tree``), its layer, name and optimiser leaf; and the containers whose recorded
+    input the sweep must restore."""
 
     def __init__(self, state: Any, model: Any) -> None:
         ids = [id(d) for d in dense_layers(model)]
@@ -119,10 +122,21 @@ class _Plan:
                 "recorded δ^k and O^{k-1} for several uses"
             )
         self.model = weakref.ref(model)
-        self.leaves = [leaf for _, _, _, leaf in paired(model, state.tree, "optimiser state")]
-        self.containers = [
-            c for _, c in walk(model) if not isinstance(c, Dense) and hasattr(type(c), "children")
+        owner = {id(leaf): (layer, name) for _, layer, name, leaf in paired(model, state.tree, "")}
+        self.entries = [
+            (keys, *owner[id(leaf)], leaf) for keys, leaf in _keyed(state.tree) if id(leaf) in owner
         ]
+        self.containers = [c for _, c in walk(model) if not isinstance(c, Dense)]
+
+
+def _keyed(tree: Any, keys: tuple = ()) -> Any:
+    """(keys, leaf) for every leaf of a tree of dicts and tuples, in order."""
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree)
+    for key, value in items:
+        if isinstance(value, dict | tuple):
+            yield from _keyed(value, (*keys, key))
+        elif value is not None:
+            yield (*keys, key), value
 
 
 _plans: weakref.WeakKeyDictionary[Any, _Plan] = weakref.WeakKeyDictionary()
