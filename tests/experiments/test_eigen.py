@@ -82,6 +82,9 @@ def test_bad_options_are_refused(capsys):
     with pytest.raises(SystemExit):
         eigen.main(["--opt", "sgd", "--out", "unused"])
     assert "--opt must be one of" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        eigen.main(["--config", "/nonexistent/config.json"])
+    assert "not a readable config.json" in capsys.readouterr().err
     with pytest.raises(ValueError, match="lr"):
         replace(eigen.Config(), lr=0.0).check()
 
@@ -132,6 +135,12 @@ def test_quick_run_writes_every_output(tmp_path):
     A, B = ops["A"], ops["B"]
     probe = unit_vectors(20, config["probe"], np.random.default_rng([1, 3]))
     assert eigen.probe_metrics(model, A, B, probe)[0] == pytest.approx(summary["lambda"])
+    # config.json is enough to rerun: the same numbers
+    again = tmp_path / "again"
+    assert (
+        eigen.main(["--config", str(out / "config.json"), "--out", str(again), "--no-plots"]) == 0
+    )
+    assert (again / "metrics.csv").read_text() == (out / "metrics.csv").read_text()
 
 
 def test_seeds_in_parallel_write_a_table(tmp_path):

@@ -21,7 +21,10 @@ singular values; Roy & Vetterli 2007), their relative differences ``‖W_r − W
 with ``‖W‖ = √((‖W_r‖²_F + ‖W_g‖²_F + ‖W_b‖²_F)/3)`` (≈ √2 for independent random matrices,
 0 for equal ones), the exact spectrum (`eigen_operator`), and completion: the
 `CompletionMonitor` of science.md §6 on the parameters at every step, and the same period-p
-test on λ̂ (on the monitor's probe) at each of the last ``tail`` steps.
+test on λ̂ (on the monitor's probe) at each of the last ``tail`` steps. When the degree-1
+eigenvalue of largest real part is a complex pair, the angle of the learned linear part in its
+invariant plane is tracked too (`rotation`): a rotation there is an oscillation whose period
+is far longer than the monitor's ``max_period``.
 
     tinyvec eigen [--steps N] [--seed S | --seeds a-b] [--out DIR] [--quick] ...
 """
@@ -50,6 +53,7 @@ from tinyvec.experiments.eigen_operator import (
     lambda_hat,
     linear_part,
     make_operators,
+    plane_angle,
     r_squared,
     unit_vectors,
 )
@@ -194,6 +198,23 @@ def degree_analysis(model: Any, spectrum: Spectrum, lam: float, x: np.ndarray) -
     }  # fmt: skip
 
 
+def rotation(angles: list[float], cosines: list[float]) -> dict[str, float]:
+    """How the linear part turns in the invariant plane of a complex pair, from its angle at
+    consecutive steps (`plane_angle`): the mean angular velocity ω (rad/step, unwrapped), the
+    period 2π/|ω| in steps, and the mean cosine of the linear part with the plane.
+
+    >>> r = rotation([0.1 * k for k in range(100)], [1.0] * 100)
+    >>> round(r["angular_velocity"], 9), round(r["period_steps"], 3)
+    (0.1, 62.832)
+    """
+    omega = float(np.mean(np.diff(np.unwrap(angles)))) if len(angles) > 1 else math.nan
+    return {
+        "angular_velocity": omega,
+        "period_steps": 2 * math.pi / abs(omega) if omega else math.inf,
+        "plane_cosine": float(np.mean(cosines)) if cosines else math.nan,
+    }
+
+
 def lag1_autocorrelation(a: np.ndarray) -> float:
     """Correlation of consecutive values: near −1 for a period-2 alternation."""
     d = np.asarray(a) - np.mean(a)
@@ -251,14 +272,24 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True) -> dict
     rows: list[dict[str, Any]] = []
     frames: list[np.ndarray] = []
     tail: list[float] = []
+    tail_angle: list[float] = []
+    tail_cos: list[float] = []
+
+    # the degree-1 eigenvector of largest real part: the one small steps favour
+    top = int(np.argmax(spectrum.values1.real))
+    u_top = spectrum.vectors1[:, top]
+    complex_top = abs(spectrum.values1[top].imag) > 1e-9
 
     def record(step: int, lam_b: float, r2_b: float) -> None:
-        lam, r2, _ = probe_metrics(model, A, B, probe)
+        lam, r2, f = probe_metrics(model, A, B, probe)
+        v, var1 = linear_part(probe, f)
         W = skip_weights(model)
         frames.append(W.astype(np.float32))
         status = monitor.status()
         rows.append({"step": step, "lambda": lam, "r2": r2, "lambda_batch": lam_b,
-                     "r2_batch": r2_b, **weight_stats(W),
+                     "r2_batch": r2_b, "var_degree1": var1, "cos_top1": alignment(v, u_top),
+                     "angle_top1": plane_angle(v, u_top) if complex_top else math.nan,
+                     **weight_stats(W),
                      "function_residual": status["function_residual"],
                      "param_residual": status["param_residual_max"],
                      "completion": status["kind"]})  # fmt: skip
@@ -281,7 +312,12 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True) -> dict
             raise FloatingPointError(f"R² is {r2_b} at step {step} (N(x) constant?)")
         steps_rows.append({"step": step, "lambda_batch": lam_b, "r2_batch": r2_b})
         if step > c.steps - c.tail:
-            tail.append(probe_metrics(model, A, B, mon_probe)[0])
+            lam_t, _, f_t = probe_metrics(model, A, B, mon_probe)
+            tail.append(lam_t)
+            if complex_top:
+                v_t, _ = linear_part(mon_probe, f_t)
+                tail_angle.append(plane_angle(v_t, u_top))
+                tail_cos.append(alignment(v_t, u_top))
         if step % c.record_every == 0 or step == c.steps:
             record(step, lam_b, r2_b)
 
@@ -310,6 +346,7 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True) -> dict
                         "steps": len(tail), "mean": float(np.mean(tail)),
                         "std": float(np.std(tail)),
                         "lag1_autocorrelation": lag1_autocorrelation(np.array(tail))},
+        "rotation": rotation(tail_angle, tail_cos) if complex_top else None,
         "skip_weights": {k: v for k, v in final.items() if k[:5] in ("erank", "sigma", "diff_")},
         "skip_weights_initial": {k: v for k, v in rows[0].items()
                                  if k[:5] in ("erank", "sigma", "diff_")},
@@ -355,11 +392,14 @@ def table_row(s: dict[str, Any]) -> dict[str, Any]:
         "distance": round(d["distance"], 4),
         "dominant": _fmt_complex(dom["real"], dom["imag"]),
         "dominant_gap": round(dom["gap"], 4),
+        "largest_re": _fmt_complex(s["largest_real_part"]["real"], s["largest_real_part"]["imag"])
+        + f" (d{s['largest_real_part']['degree']})",
         "var_deg1": round(deg["variance_degree1"], 3),
         "cos_linear": round(deg["nearest_degree1"]["cosine"], 3),
         "completion": s["completion"]["kind"] + _period(s["completion"]["period"]),
         "lambda_tail": s["lambda_tail"]["kind"] + _period(s["lambda_tail"]["period"]),
         "lag1": round(s["lambda_tail"]["lag1_autocorrelation"], 2),
+        "rotation_period": round(s["rotation"]["period_steps"]) if s["rotation"] else "-",
         "erank_rgb": "/".join(f"{s['skip_weights'][f'erank_{c}']:.1f}" for c in "rgb"),
         "diff_rg_gb_rb": "/".join(f"{s['skip_weights'][f'diff_{p}']:.2f}" for p in ("rg", "gb", "rb")),
         "steps_per_s": round(s["steps_per_second"]),
@@ -413,6 +453,19 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def _read_config(path: str | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        stored = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"--config {path}: not a readable config.json ({e})") from None
+    names = {f.name for f in fields(Config)}
+    if not isinstance(stored, dict) or not set(stored) <= names:
+        raise ValueError(f"--config {path}: unknown keys {sorted(set(stored) - names)}")
+    return stored
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tinyvec eigen", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -422,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out", help="output folder (default runs/eigen-<seed> or runs/eigen-seeds-<a-b>)"
     )
     p.add_argument("--quick", action="store_true", help="a short run (smoke test)")
+    p.add_argument("--config", help="rerun from a config.json (options given here override it)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes for --seeds")
     p.add_argument("--no-plots", action="store_true", help="skip the figures and the animation")
     for f in fields(Config):
@@ -431,8 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     values = {
         f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None
     }
-    base = {**(QUICK if args.quick else {}), **values}
     try:
+        base = {**(QUICK if args.quick else {}), **_read_config(args.config), **values}
         c = replace(defaults, **base).check()
         seeds = parse_seeds(args.seeds) if args.seeds else None
     except ValueError as e:

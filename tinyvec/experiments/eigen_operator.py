@@ -253,3 +253,16 @@ def alignment(v: np.ndarray, eigenvector: np.ndarray) -> float:
         plane = np.column_stack([u.real, u.imag])
     Q, _ = np.linalg.qr(plane)
     return float(np.linalg.norm(Q.T @ v) / np.linalg.norm(v))
+
+
+def plane_angle(v: np.ndarray, eigenvector: np.ndarray) -> float:
+    """The angle of v in the invariant plane of a complex eigenvector u = a + ib of (A+B)ᵀ,
+    eigenvalue μ: with v ≈ c₁a + c₂b (least squares), ``atan2(c₂, c₁)``. One application of
+    (A+B)ᵀ turns this angle by −arg μ, so a rotating linear part shows as a drifting angle.
+
+    >>> round(plane_angle(np.array([0.0, 2.0]), np.array([1.0, 1j])), 6)
+    1.570796
+    """
+    u = np.asarray(eigenvector)
+    c, *_ = np.linalg.lstsq(np.column_stack([u.real, u.imag]), v, rcond=None)
+    return float(np.arctan2(c[1], c[0]))

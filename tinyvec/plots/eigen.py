@@ -90,7 +90,7 @@ def _col(rows: list[dict[str, Any]], name: str) -> np.ndarray:
 def plot_lambda_r2(rows, steps_rows, spectrum, path: Path) -> None:
     """|λ̂| (batch and probe) against the moduli of the true eigenvalues, and 1 − R²."""
     plt = _plt()
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
     s, sb = _col(rows, "step"), _col(steps_rows, "step")
     ax1.plot(sb, np.abs(_col(steps_rows, "lambda_batch")), lw=0.4, alpha=0.4, label="batch")
     ax1.plot(s, np.abs(_col(rows, "lambda")), lw=1.5, label="probe")
@@ -112,8 +112,12 @@ def plot_lambda_r2(rows, steps_rows, spectrum, path: Path) -> None:
                  label="batch")  # fmt: skip
     ax2.semilogy(s, np.maximum(1 - _col(rows, "r2"), 1e-8), lw=1.5, label="probe")
     ax2.set_ylabel("1 − R²")
-    ax2.set_xlabel("step")
     ax2.legend(loc="upper right")
+    ax3.plot(s, _col(rows, "var_degree1"), label="variance of N explained by degree 1")
+    ax3.plot(s, _col(rows, "cos_top1"), label="cos(linear part, eigenvector of max Re μ₁)")
+    ax3.set_ylim(0, 1.02)
+    ax3.set_xlabel("step")
+    ax3.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
