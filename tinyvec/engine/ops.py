@@ -82,12 +82,13 @@ def _concat(*xs, axis=0):
 
 
 def _concat_vjp(g, z, *xs, axis=0):
-    bounds, start = [], 0
+    index = [slice(None)] * g.ndim  # a full index: the array API allows no implicit trailing axes
+    pieces, start = [], 0
     for x in xs:
-        bounds.append((start, start + x.shape[axis]))
+        index[axis] = slice(start, start + x.shape[axis])
+        pieces.append(g[tuple(index)])
         start += x.shape[axis]
-    before = (slice(None),) * axis
-    return tuple(g[(*before, slice(a, b))] for a, b in bounds)
+    return tuple(pieces)
 
 
 _concat_op = primitive(_concat, _concat_vjp)

@@ -106,6 +106,13 @@ def withgradient(f: Callable[..., Any], *args: Any) -> tuple[Any, Any]:
     >>> tv.withgradient(lambda x: tv.ops.sum(x * x), np.array([1.0, 2.0]))
     (array(5.), array([2., 4.]))
     """
+    return _withgradient(f, args)
+
+
+def _withgradient(
+    f: Callable[..., Any], args: tuple[Any, ...], check: Callable[[Any], None] | None = None
+) -> tuple[Any, Any]:
+    """`withgradient`, calling ``check(loss)`` between the forward and the backward pass."""
     tracked: list[tuple[Any, str, Any]] = []
     inputs = [Tensor(arg) if is_array(arg) else arg for arg in args]
     try:
@@ -116,6 +123,8 @@ def withgradient(f: Callable[..., Any], *args: Any) -> tuple[Any, Any]:
                     setattr(layer, name, Tensor(value))
                     tracked.append((layer, name, value))
         loss = f(*inputs)
+        if check is not None:
+            check(data(loss))
         if isinstance(loss, Tensor):
             if loss.ndim != 0:
                 raise ValueError(f"gradient needs a scalar loss, got shape {tuple(loss.shape)}")
@@ -233,28 +242,33 @@ def train(
     """
     batches = data if isinstance(data, list | tuple) else list(data)
     history: list[float] = []
-    step = 0
-    with tqdm(total=epochs * len(batches), disable=not progress, desc="train", leave=False) as bar:
-        for epoch in range(epochs):
+    epoch = step = 0
+
+    def check(value: Any) -> None:  # between forward and backward: nothing has changed yet
+        if not math.isfinite(float(value)):
+            raise NonFiniteLoss(
+                f"loss is {float(value)} at epoch {epoch}, step {step}: stopped before the "
+                "update; the model and the optimiser state are unchanged"
+            )
+
+    bar = tqdm(total=epochs * len(batches), disable=not progress, desc="train", leave=False)
+    try:
+        for epoch in range(epochs):  # noqa: B007 - `check` reads it
             for batch in batches:
                 args = batch if isinstance(batch, tuple) else (batch,)
-                value, grads = withgradient(lambda m: loss(m, *args), model)
-                value = float(value)
-                if not math.isfinite(value):
-                    raise NonFiniteLoss(
-                        f"loss is {value} at epoch {epoch}, step {step}: stopped before the "
-                        "update; the model and the optimiser state are unchanged"
-                    )
+                value, grads = _withgradient(lambda m: loss(m, *args), (model,), check)
                 update(state, model, grads)
-                history.append(value)
+                history.append(float(value))
                 step += 1
                 if recorder is not None:
-                    recorder.record(model, step, value)
-                stop = [cb(step, model, value) for cb in callbacks]
+                    recorder.record(model, step, history[-1])
+                stop = [cb(step, model, history[-1]) for cb in callbacks]
                 bar.update()
-                bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+                bar.set_postfix(loss=f"{history[-1]:.4g}", refresh=False)
                 if any(s is True for s in stop):
                     return history
-    if recorder is not None and hasattr(recorder, "close"):
-        recorder.close()
+    finally:
+        bar.close()
+        if recorder is not None and hasattr(recorder, "close"):
+            recorder.close()
     return history
