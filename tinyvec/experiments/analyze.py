@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, help="batch size (default: the full 128 points)")
     p.add_argument("--eps", type=float, default=1e-3, help="completion threshold ε")
     args = p.parse_args(argv)
-    steps = args.steps or (300 if args.quick else 3000)
+    steps = args.steps if args.steps is not None else (300 if args.quick else 3000)
     if steps < 1 or args.lr <= 0 or (args.batch is not None and args.batch < 1):
         p.error("--steps, --lr and --batch must be positive")
     result = run(args.out, seed=args.seed, steps=steps, lr=args.lr, batch=args.batch, eps=args.eps)

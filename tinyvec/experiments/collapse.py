@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     losses = [s.strip() for s in args.losses.split(",") if s.strip()]
     if not losses or any(s not in LOSSES for s in losses):
         p.error(f"--losses takes a comma-separated list of {', '.join(LOSSES)}")
-    epochs = args.epochs or (30 if args.quick else 300)
+    epochs = args.epochs if args.epochs is not None else (30 if args.quick else 300)
     if min(epochs, args.width, args.depth, args.batch) < 1:
         p.error("--epochs, --width, --depth and --batch must be positive")
     data = load_digits_split(args.seed)

@@ -1,0 +1,45 @@
+import csv
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+pytest.importorskip("matplotlib")
+
+from tinyvec.experiments import collapse
+
+
+def read(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_collapse_writes_its_folder_and_repeats_with_the_seed(tmp_path):
+    args = ["--epochs", "2", "--width", "8", "--depth", "1", "--batch", "512"]
+    assert collapse.main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert collapse.main([*args, "--out", str(tmp_path / "b")]) == 0
+    for name in ("collapse_crossentropy.csv", "collapse_mse.csv", "collapse.png", "summary.md"):
+        assert (tmp_path / "a" / name).stat().st_size > 0
+    rows = read(tmp_path / "a" / "collapse_mse.csv")
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+    assert set(collapse.METRICS) <= set(rows[0]) and {"train_error", "test_error"} <= set(rows[0])
+    assert rows == read(tmp_path / "b" / "collapse_mse.csv")
+    summary = (tmp_path / "a" / "summary.md").read_text()
+    assert "| crossentropy | NC1 |" in summary and "| mse | NC4 |" in summary
+
+
+def test_training_reduces_the_error_and_acceptance_is_first_over_last():
+    data = collapse.load_digits_split(0)
+    assert data[0].shape == (64, 1347) and data[2].shape == (64, 450)
+    rows = collapse.train_run("crossentropy", data, epochs=4, width=32, depth=1, batch=128)
+    assert rows[-1]["train_error"] < rows[0]["train_error"] / 3
+    fall = collapse.acceptance(rows)
+    assert fall["NC1"] == (rows[1]["NC1"], rows[-1]["NC1"], rows[1]["NC1"] / rows[-1]["NC1"])
+    assert np.isnan(rows[0]["loss"]) and rows[1]["lr"] == collapse.DEFAULTS["crossentropy"]["lr"]
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(SystemExit):
+        collapse.main(["--losses", "hinge", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        collapse.main(["--epochs", "0", "--out", str(tmp_path)])
