@@ -125,7 +125,8 @@ def test_quick_run_writes_every_output(tmp_path):
     model = eigen.build_network(eigen.Config(), np.random.default_rng(99))
     tv.load(out / "model.npz", model)  # the saved model has the network's parameters
     summary = json.loads((out / "summary.json").read_text())
-    for key in ("lambda", "r2", "nearest", "nearest_degree", "dominant", "degrees",
+    for key in ("lambda", "r2", "nearest", "nearest_degree", "dominant", "extreme_degree1",
+                "degrees", "rotation",
                 "completion", "lambda_tail", "skip_weights", "steps_per_second"):  # fmt: skip
         assert key in summary, key
     assert summary["completion"]["kind"] in ("fixed_point", "limit_cycle", "moving")

@@ -173,6 +173,10 @@ def test_spectrum_is_sorted_bounded_and_nearest_finds_eigenvalues():
     n = s.nearest(real + 1e-4)["by_value"]
     assert n["distance"] == pytest.approx(1e-4) and n["is_real"]
     assert s.dominant()["modulus"] == pytest.approx(abs(s.values[0]))
+    right, left = s.extreme_degree1(0.5), s.extreme_degree1(-0.5)
+    assert right["real"] == pytest.approx(s.values1.real.max()) and right["degree"] == 1
+    assert left["real"] == pytest.approx(s.values1.real.min())
+    assert left["distance"] == pytest.approx(abs(complex(left["real"], left["imag"]) + 0.5))
 
 
 # --- estimators -------------------------------------------------------------------------------

@@ -4,8 +4,17 @@ the R² between N(x) and targets ``y = N(Ax) + N(Bx)`` that the current network 
 
 Each step draws r fresh unit vectors x (h × r), computes y with N held fixed (a call on plain
 arrays builds no graph, so no gradient flows through y), and takes one optimiser step on
-``−R²(N(x), y)``. Fixed targets from the current network make this a power iteration: if N
-moves towards y, it moves towards T N. The eigenvalue estimate is ``λ̂ = cov(N(x), y)/var(N(x))``.
+``−R²(N(x), y)``. The eigenvalue estimate is ``λ̂ = cov(N(x), y)/var(N(x))``.
+
+Which eigenvalue? With a = f − mean f and b = y − mean y, ``∂R²/∂a = (2 cov/(var a var b))·
+(b − λ̂ a)``, so a step in function space is ``f ← f + η·sign(λ̂)·(T f − λ̂ f)``: a power
+iteration on ``I + η·sign(λ̂)(T − λ̂)``, under which an eigencomponent μ grows relative to the
+current one when ``sign(λ̂)(Re μ − λ̂) > 0``. The real fixed points that survive are the end of
+the spectrum along the real axis on λ̂'s side (largest Re μ for λ̂ > 0, smallest for λ̂ < 0),
+not the eigenvalue of largest modulus; when that end is a complex pair no real f is a fixed
+point and the learned function turns in the pair's plane. The network's own kernel weighs
+this (it favours degree 1: it starts nearly linear), so this is a prediction to check, which
+`run` reports as ``extreme_degree1`` beside the eigenvalue nearest to λ̂.
 
 The network is the seed's, ``Chain(Dense(h,m,atan), SkipConnection(Dense(m,m,atan), +) ×3,
 Dense(m,3,atan))``, with our choice of the "very simple last layer" the seed leaves open: a
@@ -338,6 +347,7 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True) -> dict
         "nearest_degree": nearest["by_value"]["degree"],
         "dominant": spectrum.dominant(),
         "largest_real_part": _largest_real(spectrum),
+        "extreme_degree1": spectrum.extreme_degree1(lam),
         "degrees": degree_analysis(model, spectrum, lam, x_analysis),
         "completion": {k: status[k] for k in ("kind", "period", "step", "function_residual",
                                                "param_residual_max", "prediction_change",
@@ -390,6 +400,7 @@ def table_row(s: dict[str, Any]) -> dict[str, Any]:
         "nearest": _fmt_complex(d["real"], d["imag"]),
         "degree": d["degree"],
         "distance": round(d["distance"], 4),
+        "extreme_deg1": _fmt_complex(s["extreme_degree1"]["real"], s["extreme_degree1"]["imag"]),
         "dominant": _fmt_complex(dom["real"], dom["imag"]),
         "dominant_gap": round(dom["gap"], 4),
         "largest_re": _fmt_complex(s["largest_real_part"]["real"], s["largest_real_part"]["imag"])

@@ -181,6 +181,14 @@ class Spectrum:
             },
         }
 
+    def extreme_degree1(self, lam: float) -> dict:
+        """The degree-1 eigenvalue at the end of the real axis on λ̂'s side: largest real part
+        for λ̂ ≥ 0, smallest for λ̂ < 0, with its distance to λ̂. This is where R² ascent with
+        targets held fixed settles (see `tinyvec.experiments.eigen`) when it is real."""
+        mu = self.values1
+        i = int(np.argmax(mu.real) if lam >= 0 else np.argmin(mu.real))
+        return {**describe(mu[i], 1), "distance": float(abs(mu[i] - lam))}
+
 
 def describe(mu: complex, degree: int) -> dict:
     """A JSON-friendly eigenvalue: real and imaginary parts, modulus, degree, real or not."""

@@ -179,10 +179,12 @@ def plot_spectrum(spectrum, lam: float, path: Path) -> None:
 
 
 def all_plots(out: Path, rows, steps_rows, frames: np.ndarray, spectrum, summary, nframes: int):
-    """Every figure of one run, and the animation (``nframes`` evenly spaced records)."""
+    """Every figure of one run, and the animation: ``nframes`` records spaced quadratically
+    in time, denser early, where the weights change most."""
     steps = np.array([int(r["step"]) for r in rows])
     lambdas = [r["lambda"] for r in rows]
-    pick = np.unique(np.linspace(0, len(rows) - 1, min(nframes, len(rows))).round().astype(int))
+    spacing = np.linspace(0, 1, min(nframes, len(rows))) ** 2 * (len(rows) - 1)
+    pick = np.unique(spacing.round().astype(int))
     animate(frames[pick], steps[pick].tolist(), [lambdas[i] for i in pick], out / "animation.gif")
     save_frame(frames[-1], int(steps[-1]), lambdas[-1], out / "frame.png")
     plot_lambda_r2(rows, steps_rows, spectrum, out / "lambda_r2.png")
