@@ -497,7 +497,8 @@ def deltarule_benchmark(blocks: int = 7, steps: int = 20, dtype: str = "float64"
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="tinyvec compensation",
-        description="The δ-compensation study of seed 004 (see the module docstring).",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default="results/compensation", help="output folder")
     p.add_argument("--quick", action="store_true", help="a tiny grid (under a minute)")
@@ -518,10 +519,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         eps=float,
     )
     for name, kind in lists.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=kind, nargs="+")
-    p.add_argument("--ortho", choices=["both", "off", "on"])
+        p.add_argument(
+            f"--{name.replace('_', '-')}", type=kind, nargs="+", help=f"default {DEFAULT[name]}"
+        )
+    p.add_argument("--ortho", choices=["both", "off", "on"], help="default both (mini-batch)")
     for name in ("batch", "points", "epochs_sample", "epochs_batch", "seeds", "seed"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=int)
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"default {DEFAULT[name]}")
     return p.parse_args(argv)
 
 
