@@ -115,3 +115,9 @@ def test_array_api_strict():
     ref = neural_collapse(H, labels, W, b)
     got = neural_collapse(xp.asarray(H), xp.asarray(labels), xp.asarray(W), xp.asarray(b))
     assert all(got[k] == pytest.approx(ref[k], rel=1e-12) for k in ref)
+
+
+def test_coinciding_class_means_leave_nc1_undefined():
+    H = np.zeros((3, 6))  # e.g. a dead ReLU layer
+    nc = neural_collapse(H, np.arange(6) % 2, np.ones((2, 3)))
+    assert np.isnan(nc["NC1"]) and np.isnan(nc["NC2_equinorm"]) and np.isnan(nc["NC3"])

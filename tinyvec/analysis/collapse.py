@@ -29,7 +29,10 @@ def _equiangularity(V: Any) -> float:
     """avg_{c≠c′} |cos(v_c, v_c′) + 1/(C−1)| over the columns v_c of V (0 for a simplex ETF)."""
     xp = namespace(V)
     C = V.shape[1]
-    U = V / xp.linalg.vector_norm(V, axis=0)
+    norms = xp.linalg.vector_norm(V, axis=0)
+    if float(xp.min(norms)) == 0:
+        return math.nan
+    U = V / norms
     off = (U.mT @ U + 1 / (C - 1)) * (1 - xp.eye(C, dtype=V.dtype))
     return float(xp.sum(xp.abs(off))) / (C * (C - 1))
 
@@ -43,7 +46,7 @@ def neural_collapse(features: Any, labels: Any, W: Any, b: Any = None) -> dict[s
       one. Papyan et al. define it with the /C; some public code omits it; we include it.
       Σ_B⁺ is the pseudo-inverse on the span of M (rank ≤ C−1): with the thin SVD
       M = U S Vᵀ, Σ_B⁺ = C U S⁻² Uᵀ, so NC1 = Σ_j (u_jᵀ Σ_W u_j) / s_j² (s_j above
-      max(p, C)·ε·s_max);
+      max(p, C)·ε·s_max); NaN when all class means coincide;
     - ``NC2_equinorm`` = std_c ‖μ_c − μ_G‖ / mean_c ‖μ_c − μ_G‖ and ``NC2_equinorm_W``, the
       same for the rows w_c of W;
     - ``NC2_equiangular`` = avg_{c≠c′} |cos(μ_c − μ_G, μ_c′ − μ_G) + 1/(C−1)| (a simplex ETF
@@ -88,20 +91,23 @@ def neural_collapse(features: Any, labels: Any, W: Any, b: Any = None) -> dict[s
     U, S, _ = xp.linalg.svd(M, full_matrices=False)
     keep = S > max(p, C) * xp.finfo(H.dtype).eps * S[0]
     Z = U.mT @ (H - means @ Y)  # within-class deviations in the basis of span(M)
-    nc1 = xp.sum(xp.where(keep, xp.sum(Z * Z, axis=1) / N / xp.where(keep, S, 1.0) ** 2, 0.0))
+    # no spread between the class means (e.g. every feature 0): NC1 is undefined
+    spread = xp.sum(Z * Z, axis=1) / N / xp.where(keep, S, 1.0) ** 2  # u_jᵀ Σ_W u_j / s_j²
+    nc1 = math.nan if float(S[0]) == 0 else float(xp.sum(xp.where(keep, spread, 0.0)))
 
     Wt = W.mT
-    nc3 = Wt / xp.linalg.vector_norm(W) - M / xp.linalg.vector_norm(M)
+    W_norm, M_norm = float(xp.linalg.vector_norm(W)), float(xp.linalg.vector_norm(M))
+    nc3 = Wt / W_norm - M / M_norm if W_norm > 0 and M_norm > 0 else None
 
     logits = W @ H if b is None else W @ H + b[:, None]
     nearest = xp.argmin(xp.sum(means * means, axis=0)[:, None] - 2 * (means.mT @ H), axis=0)
     disagree = xp.astype(nearest != xp.argmax(logits, axis=0), H.dtype)
     return {
-        "NC1": float(nc1),
+        "NC1": nc1,
         "NC2_equinorm": _stdmean(xp.linalg.vector_norm(M, axis=0)),
         "NC2_equinorm_W": _stdmean(xp.linalg.vector_norm(W, axis=1)),
         "NC2_equiangular": _equiangularity(M),
         "NC2_equiangular_W": _equiangularity(Wt),
-        "NC3": float(xp.sum(nc3 * nc3)),
+        "NC3": math.nan if nc3 is None else float(xp.sum(nc3 * nc3)),
         "NC4": float(xp.mean(disagree)),
     }
