@@ -109,3 +109,15 @@ def test_snapshots_need_both_every_and_path(tmp_path):
         tv.Recorder(every=2)
     with pytest.raises(ValueError, match="both"):
         tv.Recorder(path=tmp_path / "x.npz")
+
+
+def test_snapshots_are_written_when_a_callback_stops_training(tmp_path):
+    m = model()
+    path = tmp_path / "early.npz"
+    rec = tv.Recorder(every=1, path=path)
+    tv.train(
+        mse_loss, m, batches(5, 2), tv.setup(tv.Descent(0.05), m),
+        recorder=rec, callbacks=[lambda step, mm, loss: step == 2], progress=False,
+    )  # fmt: skip
+    with np.load(path, allow_pickle=False) as f:
+        assert {k.split("/")[0] for k in f.files} == {"step1", "step2"}
