@@ -159,14 +159,16 @@ def effective_rank(s: np.ndarray) -> float:
 
 
 def weight_stats(W: np.ndarray) -> dict[str, float]:
-    """Effective rank and top singular value of each skip matrix, and their pairwise relative
-    differences ‖W_i − W_j‖_F / ‖W‖ (‖W‖ the RMS of the three Frobenius norms)."""
+    """Per skip matrix the effective rank, the top singular value and ``energy5``, the share
+    of ‖W‖²_F in the 5 largest singular values; and the pairwise relative differences
+    ‖W_i − W_j‖_F / ‖W‖ (‖W‖ the RMS of the three Frobenius norms)."""
     s = np.linalg.svd(W, compute_uv=False)
     norm = math.sqrt(float((W**2).sum()) / 3)
     out: dict[str, float] = {}
     for c, si in zip("rgb", s, strict=True):
         out[f"erank_{c}"] = effective_rank(si)
         out[f"sigma1_{c}"] = float(si[0])
+        out[f"energy5_{c}"] = float((si[:5] ** 2).sum() / (si**2).sum()) if si[0] > 0 else 1.0
     for a, b in ("rg", "gb", "rb"):
         i, j = "rgb".index(a), "rgb".index(b)
         out[f"diff_{a}{b}"] = float(np.linalg.norm(W[i] - W[j]) / norm) if norm else 0.0
@@ -205,6 +207,12 @@ def degree_analysis(model: Any, spectrum: Spectrum, lam: float, x: np.ndarray) -
         "dominant_degree1": {"real": float(mu1[top].real), "imag": float(mu1[top].imag),
                              "cosine": alignment(v, V1[:, top])},
     }  # fmt: skip
+
+
+def _weight_part(row: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: v for k, v in row.items() if k.split("_")[0] in ("erank", "sigma1", "energy5", "diff")
+    }
 
 
 def rotation(angles: list[float], cosines: list[float]) -> dict[str, float]:
@@ -304,11 +312,11 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True) -> dict
                      "completion": status["kind"]})  # fmt: skip
 
     record(0, math.nan, math.nan)
-    train_time = 0.0
+    train_time = cpu_time = 0.0
     # no tqdm object at all without a bar: in a spawned worker it would leave a semaphore behind
     steps = range(1, c.steps + 1)
     for step in tqdm(steps, desc=f"eigen seed {c.seed}") if progress else steps:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         x = unit_vectors(c.h, c.r, data_rng)
         y = targets(model, A, B, x)
         loss, grads = tv.withgradient(lambda m, x=x, y=y: -tv.r2(m(x), y), model)
@@ -316,6 +324,7 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True) -> dict
         tv.update(state, model, grads)
         monitor(step, model, float(loss))
         train_time += time.perf_counter() - t0
+        cpu_time += time.process_time() - c0
         lam_b, r2_b = lambda_hat(f, y), -float(loss)
         if not math.isfinite(r2_b):
             raise FloatingPointError(f"R² is {r2_b} at step {step} (N(x) constant?)")
@@ -357,11 +366,12 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True) -> dict
                         "std": float(np.std(tail)),
                         "lag1_autocorrelation": lag1_autocorrelation(np.array(tail))},
         "rotation": rotation(tail_angle, tail_cos) if complex_top else None,
-        "skip_weights": {k: v for k, v in final.items() if k[:5] in ("erank", "sigma", "diff_")},
-        "skip_weights_initial": {k: v for k, v in rows[0].items()
-                                 if k[:5] in ("erank", "sigma", "diff_")},
+        "skip_weights": _weight_part(final),
+        "skip_weights_initial": _weight_part(rows[0]),
         "steps": c.steps,
         "steps_per_second": c.steps / train_time,
+        # CPU time of this process: the wall clock counts other jobs on a shared machine
+        "steps_per_cpu_second": c.steps / cpu_time if cpu_time > 0 else math.nan,
     }  # fmt: skip
     write_csv(out / "metrics.csv", rows)
     write_csv(out / "steps.csv", steps_rows)
@@ -412,6 +422,7 @@ def table_row(s: dict[str, Any]) -> dict[str, Any]:
         "lag1": round(s["lambda_tail"]["lag1_autocorrelation"], 2),
         "rotation_period": round(s["rotation"]["period_steps"]) if s["rotation"] else "-",
         "erank_rgb": "/".join(f"{s['skip_weights'][f'erank_{c}']:.1f}" for c in "rgb"),
+        "energy5_rgb": "/".join(f"{s['skip_weights'][f'energy5_{c}']:.2f}" for c in "rgb"),
         "diff_rg_gb_rb": "/".join(f"{s['skip_weights'][f'diff_{p}']:.2f}" for p in ("rg", "gb", "rb")),
         "steps_per_s": round(s["steps_per_second"]),
     }  # fmt: skip
