@@ -49,18 +49,35 @@ neg = primitive(lambda x: -x, lambda g, z, x: (-g,))
 
 
 def _pow_vjp(g, z, x, y):
-    dx = g * y * x ** (y - 1) if shape_of(y) is not None or y != 0 else None
-    dy = unbroadcast(g * z * _xp(x).log(x), y) if shape_of(y) is not None else None
-    return unbroadcast(dx, x) if dx is not None else None, dy
+    dx = unbroadcast(g * y * x ** (y - 1), x) if shape_of(x) is not None else None
+    dy = None
+    if shape_of(y) is not None:
+        log_x = _xp(x).log(x) if shape_of(x) is not None else math.log(x)
+        dy = unbroadcast(g * z * log_x, y)
+    return dx, dy
 
 
 power = primitive(lambda x, y: x**y, _pow_vjp)
 
+
 # --- linear algebra and shapes --------------------------------------------------------------
-matmul = primitive(
-    lambda x, y: x @ y,
-    lambda g, z, x, y: (unbroadcast(g @ y.mT, x), unbroadcast(x.mT @ g, y)),
-)
+def _matmul_vjp(g, z, x, y):
+    # a vector operand is a row (on the left) or a column (on the right), as in the forward
+    xp = namespace(g)
+    x2 = xp.reshape(x, (1, x.shape[0])) if x.ndim == 1 else x
+    y2 = xp.reshape(y, (y.shape[0], 1)) if y.ndim == 1 else y
+    if x.ndim == 1 and y.ndim == 1:
+        g2 = xp.reshape(g, (1, 1))
+    else:
+        g2 = xp.expand_dims(g, axis=-2) if x.ndim == 1 else g
+        g2 = xp.expand_dims(g2, axis=-1) if y.ndim == 1 else g2
+    return (
+        xp.reshape(unbroadcast(g2 @ y2.mT, x2), x.shape),
+        xp.reshape(unbroadcast(x2.mT @ g2, y2), y.shape),
+    )
+
+
+matmul = primitive(lambda x, y: x @ y, _matmul_vjp)
 matrix_transpose = primitive(lambda x: x.mT, lambda g, z, x: (g.mT,))
 reshape = primitive(
     lambda x, shape: namespace(x).reshape(x, shape),

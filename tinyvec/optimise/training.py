@@ -103,8 +103,9 @@ def withgradient(f: Callable[..., Any], *args: Any) -> tuple[Any, Any]:
     gradient, several a tuple.
 
     >>> import numpy as np, tinyvec as tv
-    >>> tv.withgradient(lambda x: tv.ops.sum(x * x), np.array([1.0, 2.0]))
-    (array(5.), array([2., 4.]))
+    >>> loss, g = tv.withgradient(lambda x: tv.ops.sum(x * x), np.array([1.0, 2.0]))
+    >>> float(loss), g
+    (5.0, array([2., 4.]))
     """
     return _withgradient(f, args)
 
