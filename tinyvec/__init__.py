@@ -6,10 +6,14 @@ Map of the package:
 - `engine`: Tensor and tracing, the derivative table (`ops`), activations, losses;
 - `layers`: the layer protocol, Dense, Chain / SkipConnection / Parallel, initialisers;
 - `optimise`: optimiser rules, gradient / setup / update / train;
+- `deltarules`: δ-rules (compensation, orthogonalization of activation vectors);
+- `analysis`: vector analysis of a step, neural collapse, training completion;
+- `experiments` (the ``tinyvec`` commands) and `plots`;
 - `recorder`, `io` (save / load), `devices` (to / gpu / cpu / f32 / f64), `backend`.
 """
 
-from . import ops
+from . import analysis, ops
+from .deltarules import Compensation, DeltaRule, Orthogonalization
 from .devices import cpu, f32, f64, gpu, to
 from .engine import (
     Activation,
