@@ -87,6 +87,8 @@ def test_bad_options_are_refused(capsys):
     assert "not a readable config.json" in capsys.readouterr().err
     with pytest.raises(ValueError, match="lr"):
         replace(eigen.Config(), lr=0.0).check()
+    with pytest.raises(ValueError, match="lr_final"):
+        replace(eigen.Config(), lr_final=-1.0).check()
 
 
 SHORT = {"steps": 40, "probe": 50, "record_every": 10, "tail": 10, "monitor_probe": 16,
