@@ -20,7 +20,7 @@ def test_quick_run_writes_everything_and_is_reproducible(tmp_path):
     assert cfg["seeds"] == 2 and cfg["tasks"] == ["sin"] and "--quick" in cfg["command"]
     rows = list(csv.DictReader(open(a / "results.csv")))
     plain = [r for r in rows if float(r["kappa"]) == 0 and r["ortho"] == "False"]
-    assert plain and all(float(r["ratio"]) == 1 for r in plain)
+    assert plain and all(float(r["mean_ratio"]) == 1 for r in plain)
     assert len(list(csv.DictReader(open(a / "runs.csv")))) == len(study.grid(cfg))
     text = (a / "results.md").read_text()
     assert "stagnated" in text and "κ=0.2 exact" in text
@@ -57,10 +57,12 @@ def test_summary_ratios_are_paired_geometric_means():
         run(1.0, 1, 8.0),
     ]
     rows = {r["kappa"]: r for r in study.summarise(results)}
-    assert rows[0.2]["ratio"] == pytest.approx(math.sqrt(0.5 * 0.25))
+    assert rows[0.2]["mean_ratio"] == pytest.approx(0.75 / 2.5)
+    assert rows[0.2]["median_ratio"] == pytest.approx((0.5 + 0.25) / 2)
     assert rows[0.2]["wins"] == 1 and rows[0.2]["stagnated"] == 0.5
-    assert rows[1.0]["ratio"] == pytest.approx(2.0) and rows[1.0]["diverged"] == 0.5
-    assert rows[1.0]["mean"] == 8.0
+    # the diverged seed is left out of the ratio of means, for the plain twin too
+    assert rows[1.0]["mean_ratio"] == pytest.approx(2.0) and rows[1.0]["diverged"] == 0.5
+    assert rows[1.0]["mean"] == 8.0 and math.isnan(results[4]["ratio"])
 
 
 def test_stagnation():

@@ -41,7 +41,10 @@ def learning_curves(
     ax.set_xlabel("epoch")
     ax.set_ylabel("training MSE (median, IQR band)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    if ax.lines:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "every run diverged", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
