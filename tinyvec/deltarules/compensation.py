@@ -73,8 +73,8 @@ class Compensation(DeltaRule):
     def rewrite(self, delta: Any, ctx: LayerContext) -> Any:
         if self.kappa == 0 or ctx.dO is None:
             return delta
-        xp = namespace(delta)
         n2 = ctx.norms2
-        # a zero input without a bias: no step can move that sample, so nothing to compensate
-        n2 = xp.where(n2 > 0, n2, xp.inf)
-        return delta + (self.kappa / ctx.alpha) * (ctx.W @ ctx.dO) / n2
+        if not ctx.bias:  # a zero input: no step can move that sample, nothing to compensate
+            xp = namespace(n2)
+            n2 = xp.where(n2 > 0, n2, xp.inf)
+        return delta + (ctx.W @ ctx.dO) * ((self.kappa / ctx.alpha) / n2)

@@ -56,10 +56,11 @@ class Orthogonalization(DeltaRule):
         if B == 1:  # G = D: the plain update, exactly
             return delta
         xp = namespace(delta)
-        G, D = ctx.gram, ctx.norms2
+        G = ctx.gram
+        D = xp.linalg.diagonal(G)  # ‖ō_i‖²
         # a zero input column (no bias) has D_i = 0; regularise it with 1 instead (its right-hand
         # side is 0, so it gets δ̃_i = 0 and leaves the other samples alone)
-        ridge = self.eps * xp.where(D > 0, D, 1.0)
+        ridge = self.eps * (D if ctx.bias else xp.where(D > 0, D, 1.0))
         M = G + xp.eye(B, dtype=G.dtype) * ridge
         # δ̃ᵀ = (G + εD)⁻¹ (1+ε) D δᵀ, as G and D are symmetric: a solve, not an inverse
-        return xp.linalg.solve(M, ((1 + self.eps) * D * delta).mT).mT
+        return xp.linalg.solve(M, (delta * ((1 + self.eps) * D)).mT).mT
