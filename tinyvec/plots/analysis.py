@@ -69,15 +69,16 @@ def layer_series(
     recorder: Any, names: Sequence[str], path: str | os.PathLike[str], *, title: str | None = None
 ) -> Path:
     """One panel per figure in ``names``, a line per Dense layer k over the measured steps;
-    log scale where every value is positive."""
-    fig, axes = _grid(len(names))
-    steps = recorder.steps(names[0])
+    log scale where no value is negative and the positive ones span more than 20× (zeros,
+    such as the inherited part of layer 1, are then not drawn)."""
+    fig, axes = _grid(len(names), ncols=2 if len(names) == 4 else 3)
     for ax, name in zip(axes, names, strict=True):
         M = recorder.matrix(name)
         for k, row in enumerate(M, start=1):
             ax.plot(recorder.steps(name), row, lw=1, label=f"k = {k}")
         finite = M[np.isfinite(M)]
-        if finite.size and np.all(finite > 0) and finite.max() / finite.min() > 20:
+        positive = finite[finite > 0]
+        if positive.size and np.all(finite >= 0) and positive.max() / positive.min() > 20:
             ax.set_yscale("log")
         ax.set_title(LABELS.get(name, name), fontsize=10)
         ax.set_xlabel("step")
@@ -86,7 +87,6 @@ def layer_series(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    del steps
     return _save(fig, path)
 
 
