@@ -155,3 +155,17 @@ def test_seeds_in_parallel_write_a_table(tmp_path):
     with (tmp_path / "summary.csv").open() as fh:
         assert [int(r["seed"]) for r in csv.DictReader(fh)] == [3, 4]
     assert (tmp_path / "seed-4" / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_default_run_meets_the_acceptance(tmp_path):
+    """The default settings (seed 1, t = 1): R² ≥ 0.99 on the probe, λ̂ within 2 % of a true
+    eigenvalue, which is real, of degree 1, at the end of the real axis, and the learned
+    linear part is aligned with its eigenvector."""
+    s = eigen.run(eigen.Config(), tmp_path, progress=False, plots=False)
+    near = s["nearest"]["by_value"]
+    assert s["r2"] >= 0.99
+    assert near["degree"] == 1 and near["is_real"]
+    assert near["distance"] <= 0.02 * near["modulus"]
+    assert s["extreme_degree1"]["distance"] == pytest.approx(near["distance"])
+    assert s["degrees"]["nearest_degree1"]["cosine"] >= 0.99
