@@ -392,8 +392,8 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True) -> dict
 
 
 def _largest_real(spectrum: Spectrum) -> dict[str, Any]:
-    """The eigenvalue with the largest real part: small gradient steps act like power
-    iteration on (1 − a)·I + b·T, which favours it over the largest modulus."""
+    """The eigenvalue of largest real part over degrees 1 and 2 (the end of the real axis
+    when λ̂ > 0; compare ``extreme_degree1``: the network tends to stay at degree 1)."""
     i = int(np.argmax(spectrum.values.real))
     mu = spectrum.values[i]
     return {"real": float(mu.real), "imag": float(mu.imag), "degree": int(spectrum.degrees[i])}
