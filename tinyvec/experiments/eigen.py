@@ -59,6 +59,7 @@ from tqdm.auto import tqdm
 
 import tinyvec as tv
 from tinyvec.analysis import CompletionMonitor, classify_trajectory
+from tinyvec.backend import to_numpy
 from tinyvec.experiments.eigen_operator import (
     Spectrum,
     alignment,
@@ -138,7 +139,7 @@ def build_network(c: Config, rng: np.random.Generator) -> tv.Chain:
 
 def skip_weights(model: tv.Chain) -> np.ndarray:
     """W_r, W_g, W_b: the weights of the three skip layers, stacked (3 × m × m)."""
-    return np.stack([np.array(model[i].layer.weight) for i in (1, 2, 3)])
+    return np.stack([to_numpy(model[i].layer.weight) for i in (1, 2, 3)])
 
 
 def targets(model: Any, A: np.ndarray, B: np.ndarray, x: np.ndarray) -> np.ndarray:
