@@ -14,6 +14,7 @@ Networks (loss: mse, plain gradient descent):
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import sys
@@ -36,15 +37,19 @@ def _one_thread(argv: list[str]) -> None:
 
 # --- the networks, as layer specs: (in, out, activation name, skip?) ----------------------
 def seed_spec() -> list[tuple[int, int, str, bool]]:
-    return [(20, 40, "atan", False)] + [(40, 40, "atan", True)] * 3 + [
-        (40, 3, "atan", False),
-        (3, 1, "identity", False),
-    ]
+    return (
+        [(20, 40, "atan", False)]
+        + [(40, 40, "atan", True)] * 3
+        + [
+            (40, 3, "atan", False),
+            (3, 1, "identity", False),
+        ]
+    )
 
 
 def wide_spec() -> list[tuple[int, int, str, bool]]:
     sizes = [256, 512, 512, 512, 512]
-    return [(a, b, "relu", False) for a, b in zip(sizes, sizes[1:], strict=False)] + [
+    return [(a, b, "relu", False) for a, b in itertools.pairwise(sizes)] + [
         (512, 10, "identity", False)
     ]
 
@@ -189,7 +194,9 @@ IMPLEMENTATIONS = {
 }
 
 
-def time_steps(steps: dict[str, Callable[[], Any]], rounds: int, block_s: float) -> dict[str, float]:
+def time_steps(
+    steps: dict[str, Callable[[], Any]], rounds: int, block_s: float
+) -> dict[str, float]:
     """Median µs/step over ``rounds`` interleaved blocks of about ``block_s`` seconds each."""
     sizes = {}
     for name, step in steps.items():  # warm up, and size a block

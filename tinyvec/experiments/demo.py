@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     model = seed_network(rng=args.seed)
     print(model)
     x, y = task(400, seed=args.seed)
-    batches = [(x[:, i : i + args.batch], y[:, i : i + args.batch]) for i in range(0, 400, args.batch)]
+    batches = [
+        (x[:, i : i + args.batch], y[:, i : i + args.batch]) for i in range(0, 400, args.batch)
+    ]
     state = tv.setup(tv.Descent(args.lr), model)
     recorder = tv.Recorder()
     loss = lambda m, x, y: tv.mse(m(x), y)  # noqa: E731
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     last = max(r["step"] for r in recorder.rows)
     for r in (r for r in recorder.rows if r["step"] == last):
         d = tv.dense_layers(model)[r["layer"] - 1]
-        print(f"  {r['layer']}  {str(d.weight.shape):10}  {r['o_norm']:9.3g}   "
+        print(f"  {r['layer']}  {d.weight.shape!s:10}  {r['o_norm']:9.3g}   "
               f"{r['delta_norm']:9.3g}  {r['dW_norm']:9.3g}  {r['cos_dA_delta']:8.4f}")  # fmt: skip
 
     # One sample, plain descent: each layer's own update moves A^k straight along -δ^k.
