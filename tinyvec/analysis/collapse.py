@@ -69,7 +69,8 @@ def neural_collapse(features: Any, labels: Any, W: Any, b: Any = None) -> dict[s
     xp = namespace(H)
     if H.ndim != 2 or W.ndim != 2 or W.shape[1] != H.shape[0]:
         raise ValueError(
-            f"neural_collapse takes features p × N and W C × p, got {tuple(H.shape)} and {tuple(W.shape)}"
+            "neural_collapse takes features p × N and W C × p, "
+            f"got {tuple(H.shape)} and {tuple(W.shape)}"
         )
     p, N = H.shape
     C = W.shape[0]

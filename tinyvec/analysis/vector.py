@@ -58,7 +58,8 @@ def per_sample_grad_norms(delta: Any, O: Any, *, bias: bool = True, mean_loss: b
     gradient norm of ℓ_n, the loss of sample n on its own (pass False for a summed loss).
 
     >>> import numpy as np
-    >>> per_sample_grad_norms(np.array([[0.5, 0.0], [0.0, 0.25]]), np.array([[1.0, 0.0], [0.0, 3.0]]))
+    >>> delta, O = np.array([[0.5, 0.0], [0.0, 0.25]]), np.array([[1.0, 0.0], [0.0, 3.0]])
+    >>> per_sample_grad_norms(delta, O)  # B = 2: 2 · 0.5 · √2, 2 · 0.25 · √10
     array([1.41421356, 1.58113883])
     """
     xp = namespace(delta)
@@ -193,7 +194,8 @@ def analyze_step(
     >>> import numpy as np, tinyvec as tv
     >>> m = tv.Chain(tv.Dense(2, 3, tv.tanh, rng=0), tv.Dense(3, 1, rng=1))
     >>> x, y = np.array([[1.0], [2.0]]), np.array([[0.5]])
-    >>> _, (l1, l2) = analyze_step(lambda m, x, y: tv.mse(m(x), y), m, tv.setup(tv.Descent(0.1), m), x, y)
+    >>> state = tv.setup(tv.Descent(0.1), m)
+    >>> _, (l1, l2) = analyze_step(lambda m, x, y: tv.mse(m(x), y), m, state, x, y)
     >>> round(l1["cos_own_delta"], 12), l1["inherited_norm"], l2["residual"] < 1e-12
     (1.0, 0.0, True)
     """

@@ -46,7 +46,8 @@ def mse_loss(m: Any, x: Any, y: Any) -> Any:
 
 def run(
     out: Path, *, seed: int = 0, steps: int = 3000, lr: float = 0.1, n: int = 128,
-    width: int = 32, depth: int = 3, batch: int | None = None, eps: float = 1e-3, patience: int = 20,
+    width: int = 32, depth: int = 3, batch: int | None = None, eps: float = 1e-3,
+    patience: int = 20,
 ) -> dict[str, Any]:  # fmt: skip
     """Train, record and monitor; returns what the summary reports."""
     rng = np.random.default_rng(seed)

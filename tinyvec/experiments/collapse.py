@@ -139,7 +139,13 @@ def write(tables: dict[str, list[dict[str, Any]]], config: dict[str, Any], out: 
             w.writeheader()
             w.writerows(rows)
         paths.append(path)
-    paths.append(collapse_figure(tables, out / "collapse.png", title="neural collapse on digits"))
+    paths.append(
+        collapse_figure(
+            tables,
+            out / "collapse.png",
+            title="neural collapse on digits (log scale: zeros are not drawn)",
+        )
+    )
     lines = [
         "# Neural collapse on the digits data set",
         "",
@@ -160,8 +166,8 @@ def write(tables: dict[str, list[dict[str, Any]]], config: dict[str, Any], out: 
         loss: next((r["epoch"] for r in rows if r["train_error"] == 0), None)
         for loss, rows in tables.items()
     }
-    lines += ["", "First epoch with zero training error: "
-              + ", ".join(f"{loss} {e if e is not None else 'never'}" for loss, e in zero.items()), ""]  # fmt: skip
+    first_zero = ", ".join(f"{loss} {e if e is not None else 'never'}" for loss, e in zero.items())
+    lines += ["", f"First epoch with zero training error: {first_zero}", ""]
     lines += [
         "Acceptance: every metric (NC1 with the /C; NC4 is a fraction of samples) should fall "
         "at least tenfold from epoch 1 to the last epoch. The `_W` rows (the same measures for the "

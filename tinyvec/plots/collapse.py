@@ -41,6 +41,7 @@ def collapse_figure(
                 ax.plot(epochs, np.where(values > 0, values, np.nan), style, color=colour, lw=1.2,
                         label=loss if style == "-" else None)  # fmt: skip
         ax.set_yscale("log")
+        ax.set_xlim(0, max(r["epoch"] for rows in tables.values() for r in rows))
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3, which="both")
