@@ -117,7 +117,8 @@ def decompose(model: Any, x: Any = None) -> list[dict[str, Any]]:
         x = getattr(model, "input", None)
     if x is None or any(d.input is None or d.preact is None for d in dense):
         raise ValueError(
-            "decompose needs a forward pass before the update (run tv.gradient and tv.update first)"
+            "decompose needs a forward pass before the update (run tv.gradient and tv.update "
+            "first) and its input x (Chain, Dense and the containers keep it; otherwise pass x)"
         )
     before = [(d.input, d.preact) for d in dense]
     with preserved_forward(model), no_grad():
