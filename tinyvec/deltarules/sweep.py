@@ -122,7 +122,10 @@ class _Plan:
                 "recorded δ^k and O^{k-1} for several uses"
             )
         self.model = weakref.ref(model)
-        owner = {id(leaf): (layer, name) for _, layer, name, leaf in paired(model, state.tree, "")}
+        owner = {
+            id(leaf): (layer, name)
+            for _, layer, name, leaf in paired(model, state.tree, "optimiser state")
+        }
         self.entries = [
             (keys, *owner[id(leaf)], leaf) for keys, leaf in _keyed(state.tree) if id(leaf) in owner
         ]

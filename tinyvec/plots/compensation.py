@@ -48,3 +48,7 @@ def learning_curves(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    from PIL import Image
+
+    # 64 colours are plenty for lines and light bands, and keep each file near 40 kB
+    Image.open(path).convert("RGB").quantize(colors=64).save(path, optimize=True)
