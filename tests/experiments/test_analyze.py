@@ -14,7 +14,7 @@ def read(path):
 
 def test_analyze_writes_every_figure_and_repeats_with_the_seed(tmp_path):
     assert analyze.main(["--steps", "12", "--out", str(tmp_path / "a")]) == 0
-    again = analyze.run(None, steps=12)["recorder"].rows
+    again = analyze.run(steps=12)["recorder"].rows
     names = ["series.png", "decomposition.png", "heatmaps.png", "completion.png", "loss.png"]
     for name in [*names, "steps.csv", "completion.csv", "summary.md"]:
         assert (tmp_path / "a" / name).stat().st_size > 0
@@ -28,7 +28,7 @@ def test_analyze_writes_every_figure_and_repeats_with_the_seed(tmp_path):
 
 
 def test_minibatches_number_every_step():
-    result = analyze.run(None, steps=10, batch=32, n=64, width=8, depth=2)
+    result = analyze.run(steps=10, batch=32, n=64, width=8, depth=2)
     assert result["config"]["batch"] == 32 and len(result["history"]) == 10
     assert result["recorder"].steps("ratio").tolist() == list(range(1, 11))
     assert result["monitor"].status()["step"] == 10

@@ -45,7 +45,7 @@ def mse_loss(m: Any, x: Any, y: Any) -> Any:
 
 
 def run(
-    out: Path, *, seed: int = 0, steps: int = 3000, lr: float = 0.1, n: int = 128,
+    *, seed: int = 0, steps: int = 3000, lr: float = 0.1, n: int = 128,
     width: int = 32, depth: int = 3, batch: int | None = None, eps: float = 1e-3,
     patience: int = 20,
 ) -> dict[str, Any]:  # fmt: skip
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps if args.steps is not None else (300 if args.quick else 3000)
     if steps < 1 or args.lr <= 0 or (args.batch is not None and args.batch < 1):
         p.error("--steps, --lr and --batch must be positive")
-    result = run(args.out, seed=args.seed, steps=steps, lr=args.lr, batch=args.batch, eps=args.eps)
+    result = run(seed=args.seed, steps=steps, lr=args.lr, batch=args.batch, eps=args.eps)
     for path in write(result, args.out):
         print(path)
     s = result["monitor"].status()
