@@ -124,10 +124,9 @@ def task_data(task: str, points: int) -> tuple[np.ndarray, ...]:
 def mlp(inputs: int, width: int, depth: int, activation: str, rng: np.random.Generator) -> Any:
     """``depth`` hidden Dense layers of ``width`` units and a linear output: Glorot-uniform
     weights for tanh, Kaiming-normal for ReLU, biases 0."""
-    sigma = tv.engine.activations.activation(activation)
     init = tv.kaiming_normal if activation == "relu" else tv.glorot_uniform
     sizes = [inputs] + [width] * depth
-    hidden = [tv.Dense(a, b, sigma, init=init, rng=rng) for a, b in itertools.pairwise(sizes)]
+    hidden = [tv.Dense(a, b, activation, init=init, rng=rng) for a, b in itertools.pairwise(sizes)]
     return tv.Chain(*hidden, tv.Dense(width, 1, rng=rng))
 
 
