@@ -22,7 +22,6 @@ them), and δ̃^k in ``delta_used``. A Dense layer the sweep does not reach is u
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 from ..backend import namespace
@@ -31,7 +30,7 @@ from ..layers import dense as dense_module
 from ..layers import dense_layers, walk
 from ..layers.dense import Dense
 from ..optimise.rules import Rule
-from ..optimise.training import apply_step, paired
+from ..optimise.training import apply_step
 from .base import DeltaRule, LayerContext, step_size
 from .compensation import Compensation
 
@@ -72,17 +71,19 @@ class _SweepDone(Exception):
     is not needed."""
 
 
-def update_with_delta_rules(state: Any, model: Any, grads: Any) -> None:
-    """`tv.update` with the δ-rules of ``state.delta`` (see the module text); `update` has
-    checked that ``grads`` mirrors the model."""
+def update_with_delta_rules(state: Any, model: Any, pairs: list[tuple[Any, ...]]) -> None:
+    """`tv.update` with the δ-rules of ``state.delta`` (see the module text). ``pairs`` holds
+    (path, layer, name, gradient, optimiser leaf) for every parameter, as `update` checked it."""
     rules, alpha = state.delta, step_size(state.rule)
+    ids = [id(d) for d in dense_layers(model)]
+    if len(ids) != len(set(ids)):
+        raise ValueError(
+            "δ-rules need every Dense layer once in the model: a shared Dense layer has one "
+            "recorded δ^k and O^{k-1} for several uses"
+        )
     targets: dict[int, tuple[Dense, list[tuple[str, Any, Any]]]] = {}
     plain = []
-    plan = _plan(state, model)
-    for keys, layer, name, leaf in plan.entries:
-        g = grads
-        for key in keys:
-            g = g[key]
+    for _, layer, name, g, leaf in pairs:
         if g is None:
             continue
         if isinstance(layer, Dense):
@@ -102,54 +103,11 @@ def update_with_delta_rules(state: Any, model: Any, grads: Any) -> None:
     for leaf, layer, name, g in plain:
         apply_step(leaf, layer, name, g)
     if sweep:
-        _sweep(model, plan.containers, targets, rules, alpha, compensation.variant)
+        containers = [c for _, c in walk(model) if not isinstance(c, Dense)]
+        _sweep(model, containers, targets, rules, alpha, compensation.variant)
     for layer, entries in targets.values():  # all of them, or those the sweep did not reach
         if entries:
             _update_dense(layer, entries, rules, alpha, dO=None)
-
-
-class _Plan:
-    """What does not change from step to step for one (state, model): for every parameter (each
-    shared layer once, as in `paired`) its keys in the trees that mirror the model (``grads``,
-    ``state.tree``), its layer, name and optimiser leaf; and the containers whose recorded
-    input the sweep must restore."""
-
-    def __init__(self, state: Any, model: Any) -> None:
-        ids = [id(d) for d in dense_layers(model)]
-        if len(ids) != len(set(ids)):
-            raise ValueError(
-                "δ-rules need every Dense layer once in the model: a shared Dense layer has one "
-                "recorded δ^k and O^{k-1} for several uses"
-            )
-        self.model = weakref.ref(model)
-        owner = {
-            id(leaf): (layer, name)
-            for _, layer, name, leaf in paired(model, state.tree, "optimiser state")
-        }
-        self.entries = [
-            (keys, *owner[id(leaf)], leaf) for keys, leaf in _keyed(state.tree) if id(leaf) in owner
-        ]
-        self.containers = [c for _, c in walk(model) if not isinstance(c, Dense)]
-
-
-def _keyed(tree: Any, keys: tuple = ()) -> Any:
-    """(keys, leaf) for every leaf of a tree of dicts and tuples, in order."""
-    items = tree.items() if isinstance(tree, dict) else enumerate(tree)
-    for key, value in items:
-        if isinstance(value, dict | tuple):
-            yield from _keyed(value, (*keys, key))
-        elif value is not None:
-            yield (*keys, key), value
-
-
-_plans: weakref.WeakKeyDictionary[Any, _Plan] = weakref.WeakKeyDictionary()
-
-
-def _plan(state: Any, model: Any) -> _Plan:
-    plan = _plans.get(state)
-    if plan is None or plan.model() is not model:
-        plan = _plans[state] = _Plan(state, model)
-    return plan
 
 
 def _check_recorded(layer: Dense) -> None:

@@ -201,7 +201,7 @@ def update(state: OptState, model: Any, grads: Tree) -> None:
     if state.delta:
         from ..deltarules import update_with_delta_rules
 
-        update_with_delta_rules(state, model, grads)
+        update_with_delta_rules(state, model, pairs)
         return
     for _, layer, name, g, leaf in pairs:
         if g is not None:
