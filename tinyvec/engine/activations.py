@@ -82,7 +82,12 @@ atan = Activation(
     lambda A, O: 1 / (1 + A * A),
     lambda g, A, O: g / (1 + A * A),
 )
-relu = Activation("relu", lambda A: namespace(A).maximum(A, 0.0), lambda A, O: _positive(A))
+relu = Activation(
+    "relu",
+    lambda A: namespace(A).maximum(A, 0.0),
+    lambda A, O: _positive(A),
+    lambda g, A, O: namespace(g).where(A > 0, g, 0.0),
+)
 leakyrelu = Activation(
     "leakyrelu", _leaky, lambda A, O: (1 - LEAKY_SLOPE) * _positive(A) + LEAKY_SLOPE
 )

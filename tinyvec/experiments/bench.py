@@ -9,6 +9,9 @@ Networks (loss: mse, plain gradient descent):
   (a) the seed network: Chain(Dense(20,40,atan), SkipConnection(Dense(40,40,atan),+)×3,
       Dense(40,3,atan), Dense(3,1)), batch 20, float64;
   (b) 256→512→512→512→512→10 with ReLU, batch 256, float32.
+
+Then the step with each δ-rule against the plain tinyvec step, on the seed network and on a
+256-wide ReLU network (256→256→256→256→10, batch 256, float64).
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ def make_data(spec, batch: int, dtype: str, seed: int = 0):
 
 
 # --- implementations: each returns a function doing one training step ---------------------
-def tinyvec_step(spec, x, y, dtype: str) -> Callable[[], Any]:
+def tinyvec_step(spec, x, y, dtype: str, delta: Any = None, lr: float = LR) -> Callable[[], Any]:
     import tinyvec as tv
 
     layers = []
@@ -73,7 +76,7 @@ def tinyvec_step(spec, x, y, dtype: str) -> Callable[[], Any]:
         layers.append(tv.SkipConnection(d, tv.add) if skip else d)
     model = tv.Chain(*layers)
     model = tv.f32(model) if dtype == "float32" else model
-    state = tv.setup(tv.Descent(LR), model)
+    state = tv.setup(tv.Descent(lr), model, delta=delta)
 
     def step() -> None:
         _, grads = tv.withgradient(lambda m: tv.mse(m(x), y), model)
@@ -230,9 +233,30 @@ def benchmark(
     return [(name, t, t / base) for name, t in times.items()]
 
 
-def print_table(title: str, rows: list[tuple[str, float, float]]) -> None:
+def deltarule_benchmark(
+    spec, batch: int, rounds: int, block_s: float
+) -> list[tuple[str, float, float]]:
+    """The tinyvec step with each δ-rule, and its ratio to the plain step (targets of issue 3:
+    compensation ≤ 1.6×, orthogonalization ≤ 2×)."""
+    import tinyvec as tv
+
+    rules = {
+        "plain": None,
+        "Compensation(0.2)": tv.Compensation(0.2),
+        "Compensation(0.2, first_order)": tv.Compensation(0.2, "first_order"),
+        "Orthogonalization(1e-3)": tv.Orthogonalization(1e-3),
+        "Compensation + Orthogonalization": [tv.Compensation(0.2), tv.Orthogonalization(1e-3)],
+    }
+    x, y = make_data(spec, batch, "float64")
+    # a small step: thousands of compensated steps on one batch must not diverge into NaNs
+    steps = {n: tinyvec_step(spec, x, y, "float64", d, lr=1e-4) for n, d in rules.items()}
+    times = time_steps(steps, rounds, block_s)
+    return [(name, t, t / times["plain"]) for name, t in times.items()]
+
+
+def print_table(title: str, rows: list[tuple[str, float, float]], baseline: str = "NumPy") -> None:
     print(f"\n{title}")
-    print("| implementation | µs/step | ratio to NumPy |")
+    print(f"| implementation | µs/step | ratio to {baseline} |")
     print("|---|---:|---:|")
     for name, t, r in rows:
         print(f"| {name} | {t:,.1f} | {r:.2f}× |")
@@ -256,6 +280,13 @@ def main(argv: list[str] | None = None) -> int:
         "(b) 256→512→512→512→512→10 ReLU, batch 256, float32",
         benchmark(wide_spec(), 256, "float32", rounds, block),
     )
+    wide_256 = [(256, 256, "relu", False)] * 3 + [(256, 10, "identity", False)]
+    for title, spec, batch in (
+        ("δ-rules, seed network, batch 20, float64", seed_spec(), 20),
+        ("δ-rules, 256→256→256→256→10 ReLU, batch 256, float64", wide_256, 256),
+    ):
+        rows = deltarule_benchmark(spec, batch, rounds, block)
+        print_table(title, rows, baseline="the plain step")
     return 0
 
 

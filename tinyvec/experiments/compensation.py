@@ -458,68 +458,6 @@ def overview(rows: list[dict[str, Any]], results: list[dict[str, Any]]) -> list[
 
 
 # --- step time of the δ-rules -------------------------------------------------------------------
-def deltarule_benchmark(blocks: int = 7, steps: int = 20, dtype: str = "float64") -> list[dict]:
-    """The time of one training step (gradient + update) with each δ-rule against the plain
-    step, on the seed network (issue 2: Chain(Dense(20,40,atan), SkipConnection(Dense(40,40,
-    atan),+)×3, Dense(40,3,atan), Dense(3,1)), batch 20) and on a 256-wide ReLU MLP
-    (256→256→256→256→10, batch 256). Blocks of ``steps`` steps of every variant are
-    interleaved ``blocks`` times; a row gives the median block in µs/step and its ratio to the
-    plain step. Targets: compensation ≤ 1.6×, orthogonalization ≤ 2× plain. Run it on one BLAS
-    thread (OPENBLAS_NUM_THREADS=1) for stable numbers.
-    """
-    r = np.random.default_rng(0)
-    seed = [(20, 40, tv.atan, False)] + [(40, 40, tv.atan, True)] * 3
-    seed += [(40, 3, tv.atan, False), (3, 1, tv.identity, False)]
-    wide = [(256, 256, tv.relu, False)] * 3 + [(256, 10, tv.identity, False)]
-    rules: dict[str, Any] = {
-        "plain": None,
-        "Compensation(0.2)": Compensation(0.2),
-        "Compensation(0.2, first_order)": Compensation(0.2, "first_order"),
-        "Orthogonalization(1e-3)": Orthogonalization(1e-3),
-        "Compensation + Orthogonalization": [Compensation(0.2), Orthogonalization(1e-3)],
-    }
-    rows = []
-    for name, spec, batch in (
-        ("seed network, batch 20", seed, 20),
-        ("256-wide, batch 256", wide, 256),
-    ):
-        x = r.standard_normal((spec[0][0], batch)).astype(dtype)
-        y = r.standard_normal((spec[-1][1], batch)).astype(dtype)
-        steps_of = {}
-        for label_, delta in rules.items():
-            layers = [tv.Dense(i, o, f, rng=k) for k, (i, o, f, _) in enumerate(spec)]
-            model = tv.Chain(
-                *(
-                    tv.SkipConnection(d, tv.add) if s[3] else d
-                    for d, s in zip(layers, spec, strict=True)
-                )
-            )
-            model = tv.f32(model) if dtype == "float32" else model
-            state = tv.setup(tv.Descent(1e-4), model, delta=delta)
-
-            def step(model=model, state=state) -> None:
-                _, grads = tv.withgradient(lambda m: tv.mse(m(x), y), model)
-                tv.update(state, model, grads)
-
-            step()  # warm up
-            steps_of[label_] = step
-        times: dict[str, list[float]] = {k: [] for k in rules}
-        for _ in range(blocks):
-            for label_, step in steps_of.items():
-                start = time.perf_counter()
-                for _ in range(steps):
-                    step()
-                times[label_].append((time.perf_counter() - start) / steps * 1e6)
-        plain = float(np.median(times["plain"]))
-        for label_, t in times.items():
-            us = float(np.median(t))
-            target = 1.0 if label_ == "plain" else 1.6 if "Orth" not in label_ else 2.0
-            rows.append(
-                dict(network=name, rule=label_, us_per_step=us, ratio=us / plain, target=target)
-            )
-    return rows
-
-
 # --- command line -----------------------------------------------------------------------------
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
