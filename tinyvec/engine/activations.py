@@ -66,9 +66,8 @@ def _positive(A):
     return namespace(A).astype(A > 0, A.dtype)
 
 
-def _leaky(A):
-    xp = namespace(A)
-    return xp.where(A > 0, A, LEAKY_SLOPE * A)
+def _leaky(A):  # max(A, aA) for a slope a < 1 (faster than `where`, which NumPy runs slowly)
+    return namespace(A).maximum(A, LEAKY_SLOPE * A)
 
 
 LEAKY_SLOPE = 0.01
@@ -82,12 +81,7 @@ atan = Activation(
     lambda A, O: 1 / (1 + A * A),
     lambda g, A, O: g / (1 + A * A),
 )
-relu = Activation(
-    "relu",
-    lambda A: namespace(A).maximum(A, 0.0),
-    lambda A, O: _positive(A),
-    lambda g, A, O: namespace(g).where(A > 0, g, 0.0),
-)
+relu = Activation("relu", lambda A: namespace(A).maximum(A, 0.0), lambda A, O: _positive(A))
 leakyrelu = Activation(
     "leakyrelu", _leaky, lambda A, O: (1 - LEAKY_SLOPE) * _positive(A) + LEAKY_SLOPE
 )
