@@ -14,7 +14,7 @@ from .base import DimensionMismatch, Layer
 
 def add(*xs: Any) -> Any:
     """x₁ + x₂ + …: the usual connection of SkipConnection and Parallel (prints as ``+``)."""
-    return functools.reduce(operator.add, xs)
+    return xs[0] + xs[1] if len(xs) == 2 else functools.reduce(operator.add, xs)
 
 
 def mul(*xs: Any) -> Any:
