@@ -31,7 +31,9 @@ def test_collapse_writes_its_folder_and_repeats_with_the_seed(tmp_path):
 
 def test_training_reduces_the_error_and_acceptance_is_first_over_last():
     data = collapse.load_digits_split(0)
-    assert data[0].shape == (64, 1347) and data[2].shape == (64, 450)
+    assert data[0].shape == (64, 1310) and data[2].shape == (64, 450)
+    assert set(np.bincount(data[1])) == {131}  # balanced: the smallest class count
+    assert collapse.load_digits_split(0, balanced=False)[0].shape == (64, 1347)
     rows = collapse.train_run("crossentropy", data, epochs=4, width=32, depth=1, batch=128)
     assert rows[-1]["train_error"] < rows[0]["train_error"] / 3
     fall = collapse.acceptance(rows)
@@ -44,3 +46,15 @@ def test_bad_arguments(tmp_path):
         collapse.main(["--losses", "hinge", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
         collapse.main(["--epochs", "0", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        collapse.main(["--depth", "2", "--decay-layers", "4", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="decay_layers"):
+        collapse.train_run("mse", collapse.load_digits_split(0), epochs=1, depth=1, decay_layers=-1)
+
+
+def test_weight_decay_only_on_the_last_layers_changes_the_run():
+    data = collapse.load_digits_split(0)
+    kw = {"epochs": 2, "width": 8, "depth": 2, "batch": 256, "wd": 0.05}
+    runs = [collapse.train_run("mse", data, decay_layers=k, **kw) for k in (0, 1, 3)]
+    nc1 = [r[-1]["NC1"] for r in runs]
+    assert len(set(nc1)) == 3  # every choice of decayed layers gives a different run
