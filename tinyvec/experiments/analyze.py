@@ -6,7 +6,7 @@ uniformly in [−1, 1]², by a tanh MLP 2 → 32 → 32 → 32 → 1 (mse) train
 gradient descent, Descent(0.1), for 3000 steps (300 with ``--quick``); 256 further points are
 the test set and the completion monitor's probe set. Every step is measured.
 
-Output folder (``--out``, default ``results/analyze``): ``steps.csv`` (one row per layer and
+Output folder (``--out``, default ``runs/analyze``): ``steps.csv`` (one row per layer and
 step), ``completion.csv`` (one row per check), ``series.png``, ``decomposition.png``,
 ``heatmaps.png``, ``completion.png``, ``loss.png`` and ``summary.md``.
 """
@@ -183,7 +183,7 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tinyvec analyze", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=Path("results/analyze"), help="output folder")
+    p.add_argument("--out", type=Path, default=Path("runs/analyze"), help="output folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="300 steps instead of 3000")
     p.add_argument("--steps", type=int, help="number of training steps")

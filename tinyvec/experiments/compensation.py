@@ -465,7 +465,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--out", default="results/compensation", help="output folder")
+    p.add_argument("--out", default="runs/compensation", help="output folder")
     p.add_argument("--quick", action="store_true", help="a tiny grid (under a minute)")
     p.add_argument("--full", action="store_true", help="the full grid (hours on 2 cores)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
