@@ -22,7 +22,7 @@ the step decay is what lets them settle; a deeper network helps cross-entropy. W
 metric then falls tenfold on seeds 0-2; with cross-entropy all but the equinorm of the class
 means (NC2, 2-6×) do on seeds 0 and 1, and NC3 only 8× on seed 2 (see the summary).
 
-Output folder (``--out``, default ``results/collapse``): ``collapse_<loss>.csv``,
+Output folder (``--out``, default ``runs/collapse``): ``collapse_<loss>.csv``,
 ``collapse.png`` and ``summary.md`` with the acceptance check: each metric from epoch 1 to the
 last epoch should fall at least tenfold.
 """
@@ -249,7 +249,7 @@ def write(tables: dict[str, list[dict[str, Any]]], config: dict[str, Any], out: 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tinyvec collapse", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=Path("results/collapse"), help="output folder")
+    p.add_argument("--out", type=Path, default=Path("runs/collapse"), help="output folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a tenth of the epochs")
     p.add_argument("--epochs", type=int, help="epochs (default 600, 60 with --quick)")
