@@ -132,7 +132,7 @@ class Dense(Layer):
 
         def vjp(g: Any) -> tuple[Any, Any, Any]:
             delta = g if self.sigma is identity else self.sigma.backprop(g, A, out)
-            self.delta = delta
+            self.delta, self.delta_used = delta, None  # a δ-rule may set delta_used later
             return (
                 Wd.mT @ delta if isinstance(x, Tensor) else None,
                 delta @ O.mT if isinstance(W, Tensor) else None,
