@@ -82,6 +82,7 @@ def tinyvec_step(spec, x, y, dtype: str, delta: Any = None, lr: float = LR) -> C
         _, grads = tv.withgradient(lambda m: tv.mse(m(x), y), model)
         tv.update(state, model, grads)
 
+    step.weights = lambda: [d.weight for d in tv.dense_layers(model)]  # type: ignore[attr-defined]
     return step
 
 
@@ -119,6 +120,7 @@ def numpy_step(spec, x, y, dtype: str) -> Callable[[], Any]:
             Ws[k] -= LR * dW
             bs[k] -= LR * db
 
+    step.weights = lambda: Ws  # type: ignore[attr-defined]
     return step
 
 
