@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+import json
 import math
 import time
 from pathlib import Path
@@ -111,6 +112,7 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     rec, mon, cfg = result["recorder"], result["monitor"], result["config"]
+    (out / "config.json").write_text(json.dumps(cfg, indent=2))  # everything needed to rerun
     _write_csv(out / "steps.csv", rec.rows)
     checks = [
         {k: v for k, v in r.items() if not isinstance(v, dict)}

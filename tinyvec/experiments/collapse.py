@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -174,7 +175,9 @@ def write(tables: dict[str, list[dict[str, Any]]], config: dict[str, Any], out: 
     from ..plots.collapse import collapse_figure
 
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
+    rerun = {**config, "losses": {k: {**v, "seconds": None} for k, v in config["losses"].items()}}
+    (out / "config.json").write_text(json.dumps(rerun, indent=2))  # everything needed to rerun
+    paths = [out / "config.json"]
     for loss, rows in tables.items():
         path = out / f"collapse_{loss}.csv"
         with open(path, "w", newline="") as f:
