@@ -47,15 +47,10 @@ def mirror(model: Any, leaf: Callable[[Any, str], Any]) -> Tree:
     return build(model)
 
 
-def paired(model: Any, tree: Any, what: str) -> list[tuple[Any, ...]]:
-    """(path, layer, name, entry) for each parameter of ``model`` and its entry in ``tree``
-    (``what`` names the tree in errors), each shared layer once. A tree of another shape than
-    the model is refused, naming where it differs."""
-    return zip_trees(model, (tree,), (what,))
-
-
 def zip_trees(model: Any, trees: tuple[Any, ...], what: tuple[str, ...]) -> list[tuple[Any, ...]]:
-    """`paired` for several trees at once: (path, layer, name, entry₁, entry₂, …)."""
+    """(path, layer, name, entry₁, entry₂, …) for each parameter of ``model`` and its entry in
+    each of ``trees`` (named by ``what`` in errors), each shared layer once. A tree of another
+    shape than the model is refused, naming where it differs."""
     out: list[tuple[Any, ...]] = []
     seen: set[int] = set()
 
