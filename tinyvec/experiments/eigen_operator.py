@@ -208,7 +208,7 @@ def lambda_hat(f: np.ndarray, y: np.ndarray) -> float:
     For an eigenfunction (mean 0 or not: cov ignores constants) it is the eigenvalue.
 
     >>> x = np.linspace(-1, 1, 11)
-    >>> lambda_hat(x, 1.5 * x + 2.0)
+    >>> round(lambda_hat(x, 1.5 * x + 2.0), 12)
     1.5
     """
     f, y = np.ravel(f), np.ravel(y)
@@ -251,7 +251,7 @@ def alignment(v: np.ndarray, eigenvector: np.ndarray) -> float:
     the plain cosine, for a complex one the cosine with its real invariant plane
     span(Re u, Im u), i.e. ‖projection of v on the plane‖ / ‖v‖.
 
-    >>> alignment(np.array([1.0, 1.0, 0.0]), np.array([1j, 1.0, 0.0]))
+    >>> round(alignment(np.array([1.0, 1.0, 0.0]), np.array([1j, 1.0, 0.0])), 12)
     1.0
     """
     u = np.asarray(eigenvector)
