@@ -11,7 +11,18 @@ from .rules import (
     Rule,
     WeightDecay,
 )
-from .training import NonFiniteLoss, OptState, Tree, gradient, setup, train, update, withgradient
+from .training import (
+    NonFiniteLoss,
+    NonFiniteStep,
+    OptState,
+    StepTransform,
+    Tree,
+    gradient,
+    setup,
+    train,
+    update,
+    withgradient,
+)
 
 __all__ = [
     "Adam",
@@ -21,9 +32,11 @@ __all__ = [
     "Momentum",
     "Nesterov",
     "NonFiniteLoss",
+    "NonFiniteStep",
     "OptState",
     "OptimiserChain",
     "Rule",
+    "StepTransform",
     "Tree",
     "WeightDecay",
     "gradient",
