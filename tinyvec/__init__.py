@@ -73,6 +73,7 @@ from .optimise import (
     update,
     withgradient,
 )
+from .optimise.training import NonFiniteStep
 from .recorder import Recorder
 
 __version__ = "0.1.0"

@@ -161,31 +161,7 @@ class DeltaStep:
     ) -> None:
         """The extra forward pass that steps Dense layers in depth order, each with its
         ΔO^{k-1}."""
-        remaining = set(targets)
-
-        def override(layer: Dense, x: Any) -> Any:
-            x = data(x)
-            xp = namespace(x)
-            if x.ndim == 1:  # one sample as a vector, as in `Dense._call_reshaped`
-                return xp.reshape(override(layer, xp.reshape(x, (x.shape[0], 1))), (-1,))
-            W, b = layer.weight, layer.bias
-            if x.dtype != W.dtype:
-                x = xp.astype(x, W.dtype)
-            if id(layer) not in remaining:  # not trained (or no gradient): the ordinary forward
-                return layer.sigma.f(_affine(W, b, x))
-            O, A, out = layer.input, layer.preact, layer.output
-            W, b = self._propose_dense(
-                step, layer, targets[id(layer)][1], dO=None if x is O else x - O
-            )
-            remaining.discard(id(layer))
-            done.add(id(layer))
-            if not remaining:
-                raise _SweepDone
-            A_new = _affine(W, b, x)  # Ã^k = W̃^k Õ^{k-1} + b̃^k, with the new weights
-            if variant == "exact" or layer.sigma.derivative is None:  # identity: both agree
-                return layer.sigma.f(A_new)
-            return out + layer.sigma.derivative(A, out) * (A_new - A)
-
+        override = _Override(self, step, targets, done, variant)
         # containers keep a reference to their last input (give them back the gradient's), and
         # parameters outside Dense layers hold their new values only during the sweep
         restore = [(c, "input", c.input) for c in containers if hasattr(c, "input")]
@@ -199,6 +175,46 @@ class DeltaStep:
             pass
         finally:
             set_all(restore)
+
+
+class _Override:
+    """Dense's forward during the sweep: at layer k, ΔO^{k-1} = Õ^{k-1} − O^{k-1}, the step
+    of layer k with the rewritten δ̃^k, and the updated layer's output on Õ^{k-1}. (An object,
+    not a closure that calls itself: that would be a reference cycle per step.)"""
+
+    def __init__(
+        self,
+        transform: DeltaStep,
+        step: PendingStep,
+        targets: dict[int, tuple[Dense, list[Entry]]],
+        done: set[int],
+        variant: str,
+    ) -> None:
+        self.transform, self.step, self.targets = transform, step, targets
+        self.done, self.variant = done, variant
+        self.remaining = set(targets)
+
+    def __call__(self, layer: Dense, x: Any) -> Any:
+        x = data(x)
+        xp = namespace(x)
+        if x.ndim == 1:  # one sample as a vector, as in `Dense._call_reshaped`
+            return xp.reshape(self(layer, xp.reshape(x, (x.shape[0], 1))), (-1,))
+        W, b = layer.weight, layer.bias
+        if x.dtype != W.dtype:
+            x = xp.astype(x, W.dtype)
+        if id(layer) not in self.remaining:  # not trained (or no gradient): the plain forward
+            return layer.sigma.f(_affine(W, b, x))
+        O, A, out = layer.input, layer.preact, layer.output
+        dO = None if x is O else x - O
+        W, b = self.transform._propose_dense(self.step, layer, self.targets[id(layer)][1], dO)
+        self.remaining.discard(id(layer))
+        self.done.add(id(layer))
+        if not self.remaining:
+            raise _SweepDone
+        A_new = _affine(W, b, x)  # Ã^k = W̃^k Õ^{k-1} + b̃^k, with the new weights
+        if self.variant == "exact" or layer.sigma.derivative is None:  # identity: both agree
+            return layer.sigma.f(A_new)
+        return out + layer.sigma.derivative(A, out) * (A_new - A)
 
 
 def _affine(W: Any, b: Any, O: Any) -> Any:

@@ -9,8 +9,8 @@ of walking ``params`` and ``children`` on its own:
 - ``trainables``: (path, layer, name) for every parameter array, a shared layer only at its
   first occurrence (it has one set of arrays, so it gets one update).
 
-A plan is made by one iterative walk (no recursive closures, so no reference cycles) and is
-kept by whoever steps the model (the optimiser state, `train`, `tv.compile`). Before each use
+A plan is made by one iterative walk (no recursive closures, so no reference cycles per step)
+and kept: by the model itself (`plan_of`), and by the optimiser state. Before each use
 `Plan.valid` checks, cheaply, that the model still has the structure it was made from: the
 same child objects in every container and the same parameters present. Replacing a layer
 (``chain.layers = ...``), a list entry or setting a parameter to None makes a new plan;
@@ -232,8 +232,23 @@ class Plan:
         return out
 
 
+# The attribute of a model that keeps its last plan (a model is the root it was made for;
+# the plan is remade whenever `Plan.valid` says the structure changed).
+CACHE = "_tinyvec_plan"
+
+
 def plan_of(model: Any, cached: Plan | None = None) -> Plan:
-    """``cached`` when it still describes ``model``, else a new `Plan`."""
+    """The plan of ``model``: ``cached`` or the one the model keeps, when still valid, else a
+    new one (which the model then keeps, when it takes attributes). The model and its plan
+    refer to each other: that cycle is made once per model, never per step."""
     if cached is not None and cached.valid(model):
         return cached
-    return Plan(model)
+    kept = getattr(model, CACHE, None)
+    if type(kept) is Plan and kept is not cached and kept.valid(model):
+        return kept
+    plan = Plan(model)
+    try:
+        setattr(model, CACHE, plan)
+    except (AttributeError, TypeError):  # __slots__ or a frozen object: no cache, still right
+        pass
+    return plan

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..backend import namespace
-from ..engine.plan import Plan
+from ..engine.plan import CACHE, plan_of
 from ..engine.tensor import data
 
 
@@ -55,7 +55,7 @@ def child_layers(layer: Any) -> Iterator[tuple[str, Any]]:
 def walk(model: Any) -> Iterator[tuple[str, Any]]:
     """(path, layer) for ``model`` and every layer inside it, in forward (depth) order (a
     shared layer at each of its places): a view of the model's `Plan`."""
-    yield from Plan(model).layers()
+    yield from plan_of(model).layers()
 
 
 def trainables(model: Any) -> Iterator[tuple[str, Any, str]]:
@@ -67,13 +67,13 @@ def trainables(model: Any) -> Iterator[tuple[str, Any, str]]:
     >>> [path for path, _, _ in tv.trainables(tv.Chain(tv.Dense(2, 1, bias=False)))]
     ['model.layers[0].weight']
     """
-    yield from Plan(model).trainables
+    yield from plan_of(model).trainables
 
 
 def fmap(fn: Callable[[Any], Any], model: Any) -> Any:
     """A copy of ``model`` with ``fn`` applied to every parameter array (Functors' ``fmap``);
     the recorded activations of the copy are cleared, and a shared layer stays shared."""
-    plan = Plan(model)
+    plan = plan_of(model)
     done: dict[int, Any] = {}
     for node in reversed(plan.nodes):  # children before their parents
         layer = node.layer
@@ -81,6 +81,8 @@ def fmap(fn: Callable[[Any], Any], model: Any) -> Any:
             continue
         new = copy.copy(layer)
         done[id(layer)] = new
+        if CACHE in getattr(new, "__dict__", {}):  # the original's plan is not the copy's
+            del new.__dict__[CACHE]
         if hasattr(new, "forget"):
             new.forget()
         for name in node.present:

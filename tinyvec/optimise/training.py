@@ -203,7 +203,7 @@ def setup(rule: Rule, model: Any, delta: Any = None) -> OptState:
         if rules:
             transform = rules[0].bind(rules, rule)
             rules = transform.rules
-    plan = Plan(model)
+    plan = plan_of(model)
     tree = plan.mirror(lambda layer, name: Leaf(rule, rule.init(getattr(layer, name))))
     return OptState(rule, tree, rules, transform, plan)
 
@@ -277,9 +277,10 @@ class PendingStep:
 def _finite(a: Any) -> bool:
     # one reduction: NaN and ±inf propagate into the sum; only a finite array that overflows
     # when summed needs the elementwise check
-    xp = namespace(a)
-    if math.isfinite(float(xp.sum(a))):
+    total = a.sum() if hasattr(a, "sum") else namespace(a).sum(a)  # the method: less dispatch
+    if math.isfinite(float(total)):
         return True
+    xp = namespace(a)
     return bool(xp.all(xp.isfinite(a)))
 
 
