@@ -62,6 +62,7 @@ from .optimise import (
     Momentum,
     Nesterov,
     NonFiniteLoss,
+    NonFiniteStep,
     OptimiserChain,
     OptState,
     Rule,
@@ -73,7 +74,7 @@ from .optimise import (
     update,
     withgradient,
 )
-from .optimise.training import NonFiniteStep
+from .optimise import compile_step as compile  # noqa: A004, RUF100 - tv.compile, as torch.compile
 from .recorder import Recorder
 
 __version__ = "0.1.0"

@@ -1,5 +1,8 @@
-"""Optimisation: rules (`rules`) and the training loop (`training`)."""
+"""Optimisation: rules (`rules`), gradient / setup / update (`training`), the compiled step
+(`compiled`) and the training loop (`loop`)."""
 
+from .compiled import CompiledStep, compile_step
+from .loop import train
 from .rules import (
     Adam,
     AdamW,
@@ -19,7 +22,6 @@ from .training import (
     Tree,
     gradient,
     setup,
-    train,
     update,
     withgradient,
 )
@@ -28,6 +30,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "ClipNorm",
+    "CompiledStep",
     "Descent",
     "Momentum",
     "Nesterov",
@@ -39,6 +42,7 @@ __all__ = [
     "StepTransform",
     "Tree",
     "WeightDecay",
+    "compile_step",
     "gradient",
     "setup",
     "train",

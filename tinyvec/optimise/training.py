@@ -1,4 +1,4 @@
-"""gradient / withgradient / setup / update / train, as in Flux.
+"""gradient / withgradient / setup / update, as in Flux (`train` is in `loop`).
 
 Gradients and optimiser state are trees that mirror the model: a layer becomes a `Tree` with
 one entry per parameter and per child, a tuple of layers a tuple of trees. So
@@ -16,10 +16,8 @@ one); two threads stepping the same model is not supported.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable
 from typing import Any
-
-from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
 from ..backend import is_array, namespace
 from ..engine.plan import Plan, Tree, plan_of
@@ -36,7 +34,6 @@ __all__ = [
     "Tree",
     "gradient",
     "setup",
-    "train",
     "update",
     "withgradient",
 ]
@@ -225,53 +222,48 @@ class PendingStep:
     value is finite and writes them all (with each layer's ``step`` record and what a
     transform recorded, such as Dense's ``delta_used``)."""
 
-    __slots__ = ("entries", "records", "steps", "values")
+    __slots__ = ("entries", "new", "steps", "writes")
 
     def __init__(self, entries: list[tuple[Any, ...]]) -> None:
         self.entries = entries
-        self.values: list[
-            tuple[str, Any, str, Any, Any, Any]
-        ] = []  # path, layer, name, x, leaf, state
-        self.steps: dict[int, tuple[Any, dict[str, Any]]] = {}
-        self.records: list[tuple[Any, str, Any]] = []
+        self.new: list[tuple[str, Any]] = []  # (path, new value): what `commit` checks
+        self.writes: list[tuple[Any, str, Any]] = []  # (object, attribute, value)
+        self.steps: dict[int, dict[str, Any]] = {}  # id(layer) → its new ``step`` record
 
     def propose(self, path: str, layer: Any, name: str, leaf: Leaf, g: Any) -> Any:
         """x_new = x - step, (state, step) = rule.apply(state, x, g), in x's dtype. Returns
         x_new; nothing is written yet."""
         x = getattr(layer, name)
-        if g.dtype != x.dtype:  # parameters keep their dtype (f64 targets, an f32 model)
-            g = namespace(g).astype(g, x.dtype)
+        dtype = x.dtype
+        if g.dtype != dtype:  # parameters keep their dtype (f64 targets, an f32 model)
+            g = namespace(g).astype(g, dtype)
         state, step = leaf.rule.apply(leaf.state, x, g)
         new = x - step
-        if new.dtype != x.dtype:
-            step = namespace(step).astype(step, x.dtype)
+        if new.dtype != dtype:
+            step = namespace(step).astype(step, dtype)
             new = x - step
-        self.values.append((path, layer, name, new, leaf, state))
-        if id(layer) not in self.steps:
-            self.steps[id(layer)] = (layer, dict(getattr(layer, "step", None) or {}))
-        self.steps[id(layer)][1][name] = step
+        self.new.append((path, new))
+        steps = self.steps.get(id(layer))
+        if steps is None:
+            steps = self.steps[id(layer)] = dict(getattr(layer, "step", None) or {})
+            self.writes.append((layer, "step", steps))
+        steps[name] = step
+        self.writes += ((layer, name, new), (leaf, "state", state))
         return new
 
     def record(self, obj: Any, name: str, value: Any) -> None:
         """Set ``obj.name = value`` with the commit (e.g. a Dense layer's ``delta_used``)."""
-        self.records.append((obj, name, value))
+        self.writes.append((obj, name, value))
 
     def commit(self) -> None:
         """Refuse a non-finite step (naming the first parameter), then write everything."""
-        for path, _, _, new, _, _ in self.values:
+        for path, new in self.new:
             if not _finite(new):
                 raise NonFiniteStep(
                     f"the update would make {path} NaN or ±inf (a non-finite gradient or step): "
                     "refused; the model and the optimiser state are unchanged"
                 )
-        writes: list[tuple[Any, str, Any]] = []
-        for _, layer, name, new, leaf, state in self.values:
-            writes.append((layer, name, new))
-            writes.append((leaf, "state", state))
-        for layer, steps in self.steps.values():
-            writes.append((layer, "step", steps))
-        writes.extend(self.records)
-        set_all(writes)
+        set_all(self.writes)
 
 
 def _finite(a: Any) -> bool:
@@ -314,83 +306,3 @@ def update(state: OptState, model: Any, grads: Tree) -> None:
             if g is not None:
                 step.propose(path, layer, name, leaf, g)
     step.commit()
-
-
-# --- the training loop ----------------------------------------------------------------------
-def train(
-    loss: Callable[..., Any],
-    model: Any,
-    data: Iterable[Any],
-    state: OptState,
-    *,
-    epochs: int = 1,
-    steps: int | None = None,
-    progress: bool = True,
-    recorder: Any = None,
-    callbacks: Iterable[Callable[..., Any]] = (),
-) -> list[float]:
-    """Flux's ``train!``: for each batch ``d`` in ``data`` (``epochs`` times), take the
-    gradient of ``loss(model, *d)`` (``d`` a tuple such as ``(x, y)``, or one array) and
-    `update`. ``data`` is read as it goes (a generator or a streaming loader works, and
-    ``steps`` bounds an endless one); ``steps`` stops after that many updates in all.
-
-    A NaN or infinite loss raises `NonFiniteLoss` before the update, a non-finite step
-    `NonFiniteStep`, leaving model and state as they were. ``recorder.record(model, step,
-    loss)`` and each ``callback(step, model, loss)`` run after every update; a callback
-    returning True stops training. Returns the loss of every step.
-
-    >>> import numpy as np, tinyvec as tv
-    >>> model = tv.Dense(1, 1, rng=0)
-    >>> batches = ((np.ones((1, 4)), np.zeros((1, 4))) for _ in iter(int, 1))  # endless
-    >>> state = tv.setup(tv.Descent(0.1), model)
-    >>> len(tv.train(lambda m, x, y: tv.mse(m(x), y), model, batches, state, steps=3, progress=False))
-    3
-    """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"train: epochs must be an integer ≥ 1, got {epochs!r}")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"train: steps must be an integer ≥ 1 or None, got {steps!r}")
-    if not isinstance(state, OptState):
-        raise TypeError(
-            f"train takes the optimiser state, got {type(state).__name__}: call "
-            "tv.setup(rule, model) first and pass what it returns"
-        )
-    if epochs > 1 and iter(data) is data:  # type: ignore[comparison-overlap]
-        raise ValueError(
-            "train: data is a one-shot iterator (a generator?), which the second epoch would "
-            "find empty: pass a list, a re-iterable loader, or epochs=1 with steps="
-        )
-    total = len(data) * epochs if isinstance(data, Sized) else None
-    if steps is not None:
-        total = steps if total is None else min(total, steps)
-    history: list[float] = []
-    epoch = step = 0
-
-    def check(value: Any) -> None:  # between forward and backward: nothing has changed yet
-        if not math.isfinite(float(value)):
-            raise NonFiniteLoss(
-                f"loss is {float(value)} at epoch {epoch}, step {step}: stopped before the "
-                "update; the model and the optimiser state are unchanged"
-            )
-
-    bar = tqdm(total=total, disable=not progress, desc="train", leave=False)
-    try:
-        for epoch in range(epochs):  # noqa: B007 - `check` reads it
-            for batch in data:
-                args = batch if isinstance(batch, tuple) else (batch,)
-                value, grads = _withgradient(lambda m: loss(m, *args), (model,), check, state.plan)
-                update(state, model, grads)
-                history.append(float(value))
-                step += 1
-                if recorder is not None:
-                    recorder.record(model, step, history[-1])
-                stop = [cb(step, model, history[-1]) for cb in callbacks]
-                bar.update()
-                bar.set_postfix(loss=f"{history[-1]:.4g}", refresh=False)
-                if any(s is True for s in stop) or (steps is not None and step >= steps):
-                    return history
-    finally:
-        bar.close()
-        if recorder is not None and hasattr(recorder, "close"):
-            recorder.close()
-    return history
