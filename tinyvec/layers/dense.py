@@ -114,8 +114,11 @@ class Dense(Layer):
 
     def forget(self) -> None:
         """Clear what the last forward, gradient and update recorded."""
-        self.input = self.preact = self.output = self.delta = None
-        self.delta_used = None  # δ̃^k, when a δ-rule rewrote δ^k for the last update
+        self.input: Any = None  # O^{k-1}
+        self.preact: Any = None  # A^k
+        self.output: Any = None  # O^k
+        self.delta: Any = None  # δ^k
+        self.delta_used: Any = None  # δ̃^k, when a δ-rule rewrote δ^k for the last update
         self.step: dict[str, Any] = {}
 
     # ΔW = -step: `update` stores the step it subtracted; negating it on demand costs no copy
