@@ -40,14 +40,14 @@ LR = 0.01
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false"
 
 
-def _one_thread(argv: list[str]) -> None:
+def _one_thread(argv: list[str]) -> str:
     """Re-run this command with one BLAS thread and single-threaded XLA kernels (the variables
-    only act before NumPy and JAX load), then pin the process to one CPU."""
+    only act before NumPy and JAX load), then pin the process to one CPU; says which."""
     if not (all(os.environ.get(v) == "1" for v in THREAD_VARS) and _xla_pinned()):
         env = {**os.environ, **dict.fromkeys(THREAD_VARS, "1")}
         env["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {XLA_ONE_THREAD}".strip()
         os.execve(sys.executable, [sys.executable, "-m", "tinyvec.experiments.bench", *argv], env)
-    pin_one_cpu()
+    return pin_one_cpu()
 
 
 def _xla_pinned() -> bool:
@@ -318,6 +318,8 @@ def peak_rss(name: str, steps: int = 20) -> float:
     import json
     import subprocess
 
+    # VmHWM: the high-water mark of this process's own memory (ru_maxrss would carry over the
+    # parent's, which has PyTorch and JAX loaded, through fork and exec on Linux)
     code = (
         "import json, resource, sys\n"
         "from tinyvec.experiments import bench\n"
@@ -326,7 +328,11 @@ def peak_rss(name: str, steps: int = 20) -> float:
         f"step = bench.IMPLEMENTATIONS[{name!r}](spec, x, y, 'float32')\n"
         "if step is None: print('null'); sys.exit()\n"
         f"for _ in range({steps}): step()\n"
-        "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))\n"
+        "try:\n"
+        "    status = open('/proc/self/status').read().split('VmHWM:')[1]\n"
+        "    print(json.dumps(int(status.split()[0]) / 1024))\n"
+        "except (OSError, IndexError):\n"
+        "    print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ
@@ -352,10 +358,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--block", type=positive_float, default=0.2, help="seconds per block")
     p.add_argument("--quick", action="store_true", help="3 short rounds (a smoke test)")
     args = p.parse_args(argv)
-    _one_thread(argv)
+    pinned = _one_thread(argv)
     rounds, block = (3, 0.02) if args.quick else (args.rounds, args.block)
     print(
-        f"one core: BLAS threads 1, XLA_FLAGS={XLA_ONE_THREAD}, process {pin_one_cpu()}; "
+        f"one core: BLAS threads 1, XLA_FLAGS={XLA_ONE_THREAD}, process {pinned}; "
         "median of interleaved blocks; loss mse, Descent"
     )
     print_table(
