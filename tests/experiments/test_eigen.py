@@ -6,6 +6,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tinyvec as tv
 from tinyvec.experiments import eigen
@@ -128,10 +130,10 @@ def test_quick_run_writes_every_output(tmp_path):
     tv.load(out / "model.npz", model)  # the saved model has the network's parameters
     summary = json.loads((out / "summary.json").read_text())
     for key in ("lambda", "r2", "nearest", "nearest_degree", "dominant", "extreme_degree1",
-                "degrees", "rotation",
+                "degrees", "rotation", "spectrum", "leading", "k",
                 "completion", "lambda_tail", "skip_weights", "steps_per_second"):  # fmt: skip
         assert key in summary, key
-    assert summary["completion"]["kind"] in ("fixed_point", "limit_cycle", "moving")
+    assert summary["completion"]["kind"] in ("fixed_point", "limit_cycle", "noise_floor", "moving")
     assert summary["nearest_degree"] in (1, 2)
     assert float(rows[-1]["lambda"]) == pytest.approx(summary["lambda"])
     # the saved model reproduces the final λ̂ on the probe set
@@ -169,3 +171,123 @@ def test_default_run_meets_the_acceptance(tmp_path):
     assert near["distance"] <= 0.02 * near["modulus"]
     assert s["extreme_degree1"]["distance"] == pytest.approx(near["distance"])
     assert s["degrees"]["nearest_degree1"]["cosine"] >= 0.99
+
+
+def test_k1_reproduces_the_one_output_runs(tmp_path):
+    """``--k 1`` is the seed's experiment: the numbers of a short run made before K outputs
+    existed (commit 5300826), to rounding (other BLAS kernels)."""
+    c = replace(eigen.Config(), steps=60, probe=50, record_every=10, tail=10, monitor_probe=16,
+                analysis=300)  # fmt: skip
+    s = eigen.run(c, tmp_path, progress=False, plots=False)
+    assert s["lambda"] == pytest.approx(1.6744275104299722, rel=1e-7)
+    assert s["r2"] == pytest.approx(0.860883692697533, rel=1e-7)
+    assert s["lambda_tail"]["mean"] == pytest.approx(1.6693598550827922, rel=1e-7)
+    assert [r["real"] for r in s["spectrum"]] == [s["lambda"]] and s["k"] == 1
+
+
+def _linear_eigenpair_model(seed):
+    """A linear model whose two outputs span the invariant plane of a complex degree-1 pair."""
+    A, B = make_operators(20, 1.0, seed=seed)
+    mu, V = degree1_spectrum(A, B)
+    k = int(np.flatnonzero(mu.imag > 1e-6)[0])
+    W = np.stack([V[:, k].real + V[:, k].imag, 3 * V[:, k].imag])  # any basis of the plane
+    return A, B, mu[k], tv.Chain(tv.Dense.from_weights(W, np.array([0.5, -1.0])))
+
+
+def test_ritz_values_of_an_invariant_plane_are_the_pair():
+    A, B, mu, model = _linear_eigenpair_model(3)
+    x = unit_vectors(20, 500, np.random.default_rng(0))
+    _M, values, r2 = eigen.ritz(model(x), eigen.targets(model, A, B, x))
+    assert r2 == pytest.approx(1.0, abs=1e-10)
+    assert np.allclose(np.sort_complex(values), np.sort_complex([mu, np.conj(mu)]), atol=1e-9)
+    assert values[0].imag > 0  # sorted: by real part, then the positive imaginary part first
+    lam, _r2p, F = eigen.probe_metrics(model, A, B, x)
+    assert lam == pytest.approx(mu.real) and F.shape == (2, 500)
+
+
+def test_whitening_makes_the_outputs_orthonormal_and_keeps_their_span():
+    A, B, _mu, model = _linear_eigenpair_model(3)
+    x = unit_vectors(20, 300, np.random.default_rng(1))
+    Z = model(x)
+    S = eigen.whiten_last_layer(model, Z)
+    assert np.allclose(model(x), S @ Z)
+    assert np.allclose(np.cov(model(x)), np.eye(2), atol=1e-10)
+    assert eigen.ritz(model(x), eigen.targets(model, A, B, x))[2] == pytest.approx(1.0)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), k=st.integers(1, 4), n=st.integers(5, 30))
+def test_ascent_loss_gradient_is_minus_the_residual(seed, k, n):
+    """∂(ascent_loss)/∂F = −E/n with E the Ritz residual held fixed; through a linear last
+    layer (F = W H + b) the gradient is −E Hᵀ/n, against central differences in float64 of
+    ⟨F(W), E⟩ with E frozen."""
+    rng = np.random.default_rng(seed)
+    H, Y = rng.normal(size=(5, n)), rng.normal(size=(k, n))
+    layer = tv.Dense.from_weights(rng.normal(size=(k, 5)), rng.normal(size=k))
+    g = tv.gradient(lambda m: eigen.ascent_loss(m(H), Y), layer)
+    F = layer(H)
+    M, _, _ = eigen.ritz(F, Y)
+    E = (Y - Y.mean(axis=1, keepdims=True)) - M @ (F - F.mean(axis=1, keepdims=True))
+    frozen = lambda W: -float(((W @ H + layer.bias[:, None]) * E).sum()) / n  # noqa: E731
+    fd = np.zeros_like(layer.weight)
+    for idx in np.ndindex(*fd.shape):
+        d = np.zeros_like(fd)
+        d[idx] = 1e-6
+        fd[idx] = (frozen(layer.weight + d) - frozen(layer.weight - d)) / 2e-6
+    assert np.allclose(g.weight, fd, atol=1e-6)
+    assert np.allclose(g.weight, -E @ H.T / n)
+    assert np.allclose(g.bias, 0, atol=1e-12)  # E is centred: the constant part gets nothing
+
+
+def _train_linear(A, B, true_gradient: bool, steps=400):
+    model = tv.Chain(tv.Dense(20, 2, rng=0))
+    state = tv.setup(tv.Descent(2.0), model)
+    x = unit_vectors(20, 400, np.random.default_rng(1))
+    n = x.shape[1]
+    for _ in range(steps):
+        if true_gradient:  # the gradient of the multi-output R², ∝ MᵀE
+            Z = model(np.concatenate([A @ x, B @ x], axis=1))
+            Z = eigen.whiten_last_layer(model, Z) @ Z
+            Y = Z[:, :n] + Z[:, n:]
+
+            def loss(m, Y=Y):
+                F = m(x)
+                M = eigen.ritz(F.data, Y)[0]
+                E = Y - Y.mean(axis=1, keepdims=True) - M @ (F.data - F.data.mean(axis=1)[:, None])
+                return -tv.ops.sum(F * (M.T @ E)) / n
+
+            g = tv.gradient(loss, model)
+        else:
+            _, g = eigen.ascent_gradient(model, A, B, x)
+        tv.update(state, model, g)
+    xp = unit_vectors(20, 2000, np.random.default_rng(2))
+    return eigen.ritz(model(xp), eigen.targets(model, A, B, xp))[1]
+
+
+def test_ascent_along_E_finds_the_largest_real_part_and_MtE_the_largest_modulus():
+    """Seed 3, K = 2, a linear model (function space = v-space): stepping along E goes to the
+    degree-1 pair of largest real part, the true R² gradient (∝ MᵀE) to the pair of largest
+    modulus (issue 11's prototype: 1.371 ± 1.149i)."""
+    A, B = make_operators(20, 1.0, seed=3)
+    mu = degree1_spectrum(A, B)[0]
+    by_real, by_modulus = mu[np.argmax(mu.real)], mu[np.argmax(np.abs(mu))]
+    assert abs(by_real - by_modulus) > 0.5  # the case tells the two orders apart
+    along_e = _train_linear(A, B, true_gradient=False)
+    assert np.abs(along_e - by_real).min() < 0.02 * abs(by_real)
+    along_mte = _train_linear(A, B, true_gradient=True)
+    assert np.abs(along_mte - by_modulus).min() < 0.02 * abs(by_modulus)
+
+
+def test_k_auto_and_the_split_pair_warning(tmp_path):
+    spectrum = eigen.Spectrum.of(*make_operators(20, 1.0, seed=0))
+    # seed 0, by real part: 1.788, 1.765, then the pair 1.735 ± 0.406i
+    assert eigen.leading_by_real_part(spectrum, 3)[2]
+    assert not eigen.leading_by_real_part(spectrum, 4)[2]
+    assert eigen.resolve_k(replace(eigen.Config(), k=0), spectrum) == 4
+    assert eigen.resolve_k(replace(eigen.Config(), k=2), spectrum) == 2
+    assert eigen.parse_k("auto") == 0 and eigen.parse_k("3") == 3
+    c = replace(eigen.Config(), seed=0, k=3, **SHORT)
+    with pytest.warns(UserWarning, match="splits the complex pair"):
+        s = eigen.run(c, tmp_path, progress=False, plots=False)
+    assert s["leading"]["eigenvalues"][-1]["split_pair"]
+    assert len(s["spectrum"]) == 3 and json.loads((tmp_path / "config.json").read_text())["k"] == 3

@@ -160,6 +160,48 @@ def plot_differences(rows, path: Path) -> None:
     plt.close(fig)
 
 
+def ritz_values(rows: list[dict[str, Any]]) -> np.ndarray:
+    """The Ritz values of each metrics row (records × K, complex)."""
+    k = sum(1 for key in rows[0] if key.startswith("ritz") and key.endswith("_real"))
+    return np.array([[complex(float(r[f"ritz{i}_real"]), float(r[f"ritz{i}_imag"]))
+                      for i in range(k)] for r in rows])  # fmt: skip
+
+
+def plot_ritz(rows, spectrum, path: Path) -> None:
+    """The learned Ritz values in the complex plane over training (colour: step), on the exact
+    eigenvalues of degree 1 (black) and 2 (red); the final ones marked ×. Zoomed on the right
+    end of the spectrum, where the learned values go."""
+    plt = _plt()
+    values = ritz_values(rows)
+    steps = _col(rows, "step")
+    fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    late = values[len(values) // 10 :].ravel()
+    lo = min(1.2, float(np.quantile(late.real, 0.05))) - 0.05
+    top = min(1.2, max(0.3, float(np.abs(late.imag).max()) + 0.1))
+    for d, colour, size in ((2, "tab:red", 14), (1, "k", 30)):
+        mu = spectrum.values[spectrum.degrees == d]
+        mu = mu[(mu.real >= lo) & (np.abs(mu.imag) <= top)]
+        ax.scatter(mu.real, mu.imag, s=size, facecolors="none", edgecolors=colour, lw=1,
+                   label=f"exact, degree {d}", zorder=3)  # fmt: skip
+    for i in range(values.shape[1]):
+        sc = ax.scatter(values[:, i].real, values[:, i].imag, c=steps, cmap="viridis", s=6,
+                        alpha=0.6, label="Ritz values (colour: step)" if i == 0 else None)  # fmt: skip
+    ax.scatter(values[-1].real, values[-1].imag, marker="x", s=70, color="tab:blue",
+               label="final Ritz values", zorder=4)  # fmt: skip
+    fig.colorbar(sc, ax=ax, label="step", pad=0.02)
+    ax.set_xlim(lo, 2.02)
+    ax.set_ylim(-top, top)
+    ax.axhline(0, color="grey", lw=0.4)
+    ax.set_xlabel("Re μ")
+    ax.set_ylabel("Im μ")
+    ax.set_title(f"K = {values.shape[1]}: learned Ritz values over training vs the exact spectrum",
+                 fontsize=9)  # fmt: skip
+    ax.legend(loc="upper left", bbox_to_anchor=(1.25, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_spectrum(spectrum, lam: float, path: Path) -> None:
     """True eigenvalues (degree 1 and 2) in the complex plane, and the learned λ̂."""
     plt = _plt()
@@ -191,6 +233,7 @@ def all_plots(out: Path, rows, steps_rows, frames: np.ndarray, spectrum, summary
     plot_singular_values(frames, steps, rows, out / "singular_values.png")
     plot_differences(rows, out / "differences.png")
     plot_spectrum(spectrum, summary["lambda"], out / "spectrum.png")
+    plot_ritz(rows, spectrum, out / "ritz.png")
 
 
 def plot_grid(runs: list[Path], path: Path, ncols: int = 4) -> None:
