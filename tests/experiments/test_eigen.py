@@ -71,22 +71,17 @@ def test_lag1_autocorrelation_sees_an_alternation():
     assert eigen.lag1_autocorrelation(np.linspace(0, 1, 100)) > 0.9
 
 
-def test_parse_seeds():
-    assert eigen.parse_seeds("0-3") == [0, 1, 2, 3]
-    assert eigen.parse_seeds("1,4,9") == [1, 4, 9]
-    assert eigen.parse_seeds("2-3,7") == [2, 3, 7]
-    for bad in ("a-b", "", "3-1"):
-        with pytest.raises(ValueError, match="seed"):
-            eigen.parse_seeds(bad)
-
-
 def test_bad_options_are_refused(capsys):
-    with pytest.raises(SystemExit):
-        eigen.main(["--opt", "sgd", "--out", "unused"])
-    assert "--opt must be one of" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        eigen.main(["--config", "/nonexistent/config.json"])
-    assert "not a readable config.json" in capsys.readouterr().err
+    for argv, message in ((["--opt", "sgd"], "--opt: invalid choice"),
+                          (["--config", "/nonexistent/config.json"], "cannot read it"),
+                          (["--k", "-2"], "--k: takes a number of outputs"),
+                          (["--lr", "0"], "--lr: must be a finite number > 0"),
+                          (["--seeds", "3"], "ambiguous")):  # fmt: skip
+        with pytest.raises(SystemExit) as e:
+            eigen.main([*argv, "--out", "unused"])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
     with pytest.raises(ValueError, match="lr"):
         replace(eigen.Config(), lr=0.0).check()
     with pytest.raises(ValueError, match="lr_final"):
@@ -116,7 +111,8 @@ def test_quick_run_writes_every_output(tmp_path):
     assert eigen.main(["--quick", "--out", str(out)]) == 0
     for name in ("config.json", "metrics.csv", "steps.csv", "operators.npz", "animation.gif",
                  "frame.png", "lambda_r2.png", "singular_values.png", "differences.png",
-                 "spectrum.png", "model.npz", "skip_weights.npz", "summary.json"):  # fmt: skip
+                 "spectrum.png", "ritz.png", "model.npz", "skip_weights.npz",
+                 "summary.json"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
     config = json.loads((out / "config.json").read_text())
     assert config["seed"] == 1 and config["steps"] == eigen.QUICK["steps"]
@@ -291,3 +287,21 @@ def test_k_auto_and_the_split_pair_warning(tmp_path):
         s = eigen.run(c, tmp_path, progress=False, plots=False)
     assert s["leading"]["eigenvalues"][-1]["split_pair"]
     assert len(s["spectrum"]) == 3 and json.loads((tmp_path / "config.json").read_text())["k"] == 3
+
+
+def test_k_outputs_quick_run_reports_the_ritz_values(tmp_path, capsys):
+    out = tmp_path / "k2"
+    assert eigen.main(["--quick", "--k", "2", "--seed", "3", "--out", str(out), "--quiet"]) == 0
+    assert "Ritz" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["k"] == 2 and len(summary["spectrum"]) == 2
+    for v in summary["spectrum"]:
+        assert v["nearest"]["degree"] in (1, 2) and v["relative_distance"] >= 0
+    lead = summary["leading"]["eigenvalues"]  # seed 3: the pair 1.708 ± 0.324i leads
+    assert len(lead) == 2 and lead[0]["imag"] == pytest.approx(-lead[1]["imag"])
+    config = json.loads((out / "config.json").read_text())
+    assert (config["k"], config["steps"], config["lr_final"]) == (2, 300, 0.01)
+    with (out / "metrics.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert {"ritz0_real", "ritz0_imag", "ritz1_real", "ritz1_imag"} <= set(rows[0])
+    assert (out / "ritz.png").stat().st_size > 0 and (out / "animation.gif").stat().st_size > 0

@@ -78,8 +78,6 @@ import csv
 import itertools
 import json
 import math
-import multiprocessing
-import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
@@ -92,6 +90,18 @@ from tqdm.auto import tqdm
 import tinyvec as tv
 from tinyvec.analysis import CompletionMonitor, classify_trajectory
 from tinyvec.backend import to_numpy
+from tinyvec.experiments.common import (
+    StudyParser,
+    add_sweep_flags,
+    config_of,
+    nonnegative_float,
+    parse,
+    positive_float,
+    positive_int,
+    run_folder,
+    study_parser,
+    sweep_folder,
+)
 from tinyvec.experiments.eigen_operator import (
     Spectrum,
     alignment,
@@ -102,6 +112,7 @@ from tinyvec.experiments.eigen_operator import (
     r_squared,
     unit_vectors,
 )
+from tinyvec.experiments.sweep import executor_for, run_sweep
 
 OPTIMISERS = {"descent": tv.Descent, "momentum": tv.Momentum, "adam": tv.Adam}
 
@@ -452,7 +463,8 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         w.writerows(rows)
 
 
-def run(c: Config, out: Path, progress: bool = True, plots: bool = True) -> dict[str, Any]:
+def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: str = "png",
+        dpi: int = 100) -> dict[str, Any]:  # fmt: skip
     """One seed: train, measure, write every output file into ``out``; returns the summary."""
     c.check()
     A, B = make_operators(c.h, c.t, c.seed)
@@ -601,7 +613,8 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True) -> dict
     if plots:
         from tinyvec.plots import eigen as eplots
 
-        eplots.all_plots(out, rows, steps_rows, np.stack(frames), spectrum, summary, c.frames)
+        eplots.all_plots(out, rows, steps_rows, np.stack(frames), spectrum, summary, c.frames,
+                         fmt=fmt, dpi=dpi)  # fmt: skip
     return summary
 
 
@@ -661,37 +674,57 @@ def _largest_real(spectrum: Spectrum) -> dict[str, Any]:
 
 
 # --- several seeds --------------------------------------------------------------------------
-def _run_seed(args: tuple[Config, str]) -> dict[str, Any]:
-    c, out = args
-    return run(c, Path(out), progress=False)
+def seed_run(spec: dict[str, Any]) -> dict[str, Any]:
+    """One run of a sweep (`tinyvec.experiments.sweep`): the spec is a Config as JSON plus
+    ``out`` (the run's folder) and the figure options; returns the summary as plain JSON."""
+    spec = dict(spec)
+    out, plots = Path(spec.pop("out")), spec.pop("plots")
+    fmt, dpi = spec.pop("format", "png"), spec.pop("dpi", 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a split pair is in the table ("split" column)
+        summary = run(Config(**spec), out, progress=False, plots=plots, fmt=fmt, dpi=dpi)
+    return {"summary": json.loads(json.dumps(_finite(summary), default=_json_default))}
 
 
 def table_row(s: dict[str, Any]) -> dict[str, Any]:
     """One line of the multi-seed table."""
-    d, dom, deg = s["nearest"]["by_value"], s["dominant"], s["degrees"]
+    d, deg, lead = s["nearest"]["by_value"], s["degrees"], s["leading"]
+    trend = s["completion"].get("trend") or {}
     return {
         "seed": s["seed"],
-        "lambda": round(s["lambda"], 4),
-        "r2": round(s["r2"], 5),
-        "nearest": _fmt_complex(d["real"], d["imag"]),
-        "degree": d["degree"],
-        "distance": round(d["distance"], 4),
-        "extreme_deg1": _fmt_complex(s["extreme_degree1"]["real"], s["extreme_degree1"]["imag"]),
-        "dominant": _fmt_complex(dom["real"], dom["imag"]),
-        "dominant_gap": round(dom["gap"], 4),
-        "largest_re": _fmt_complex(s["largest_real_part"]["real"], s["largest_real_part"]["imag"])
-        + f" (d{s['largest_real_part']['degree']})",
-        "var_deg1": round(deg["variance_degree1"], 3),
-        "cos_linear": round(deg["nearest_degree1"]["cosine"], 3),
+        "k": s["k"],
+        "steps": s["steps"],
+        "r2": round(s["r2"], 5) if s["r2"] is not None else "-",
+        "ritz": " ".join(_fmt_complex(v["real"], v["imag"]) for v in s["spectrum"]),
+        "leading": " ".join(_fmt_complex(v["real"], v["imag"]) + f"(d{v['degree']})"
+                            + ("*" if v["split_pair"] else "")
+                            for v in lead["eigenvalues"]),
+        "errors_%": " ".join(f"{100 * v['relative_error']:.2f}" for v in lead["eigenvalues"]),
+        "met": _yes(lead["met"]),
+        "degree1_met": _yes(lead["degree1_met"]),
+        "nearest_to_lambda": _fmt_complex(d["real"], d["imag"]) + f" (d{d['degree']})",
+        "var_deg1": round(deg["variance_degree1"], 4),
+        "var_deg_le2": round(deg["variance_degree_le2"], 4),
         "completion": s["completion"]["kind"] + _period(s["completion"]["period"]),
-        "lambda_tail": s["lambda_tail"]["kind"] + _period(s["lambda_tail"]["period"]),
+        "trend_r2": _trend_cell(trend, 0),
+        "trend_lambda": _trend_cell(trend, 1),
         "lag1": round(s["lambda_tail"]["lag1_autocorrelation"], 2),
         "rotation_period": round(s["rotation"]["period_steps"]) if s["rotation"] else "-",
         "erank_rgb": "/".join(f"{s['skip_weights'][f'erank_{c}']:.1f}" for c in "rgb"),
-        "energy5_rgb": "/".join(f"{s['skip_weights'][f'energy5_{c}']:.2f}" for c in "rgb"),
         "diff_rg_gb_rb": "/".join(f"{s['skip_weights'][f'diff_{p}']:.2f}" for p in ("rg", "gb", "rb")),
-        "steps_per_s": round(s["steps_per_second"]),
+        "steps_per_cpu_s": round(s["steps_per_cpu_second"]) if s["steps_per_cpu_second"] else "-",
     }  # fmt: skip
+
+
+def _yes(v: bool | None) -> str:
+    return "-" if v is None else ("yes" if v else "no")
+
+
+def _trend_cell(trend: dict[str, Any], i: int) -> str:
+    """Δ ± SE over the monitor's window (the drift test of `CompletionMonitor`)."""
+    if not trend:
+        return "-"
+    return f"{trend['change'][i]:+.1e}±{trend['se'][i]:.0e}"
 
 
 def _fmt_complex(re: float, im: float) -> str:
@@ -702,27 +735,34 @@ def _period(p: int | None) -> str:
     return f"({p})" if p and p > 1 else ""
 
 
-def run_seeds(c: Config, seeds: list[int], out: Path, jobs: int, plots: bool = True) -> list[dict]:
-    """Run ``seeds`` in parallel (spawned processes), then write summary.md, summary.csv and
-    grid.png into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    # children import NumPy afresh: one BLAS thread each, or they fight over the cores
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    tasks = [(replace(c, seed=s), str(out / f"seed-{s}")) for s in seeds]
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(min(jobs, len(tasks))) as pool:
-        results = list(tqdm(pool.imap(_run_seed, tasks), total=len(tasks), desc="seeds"))
-    table = [table_row(s) for s in results]
+def write_table(summaries: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
+    """summary.csv and summary.md of several runs."""
+    table = [table_row(s) for s in summaries]
     write_csv(out / "summary.csv", table)
     head = list(table[0])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(str(r[k]) for k in head) + " |" for r in table]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
+    return table
+
+
+def run_seeds(c: Config, seeds: list[int], out: Path, jobs: int = 1, plots: bool = True, *,
+              dask: str | None = None, progress: bool = True, fmt: str = "png",
+              dpi: int = 100) -> list[dict]:  # fmt: skip
+    """Run ``seeds`` through the sweep runner (``jobs`` processes, or a Dask cluster),
+    resuming from ``out/runs.jsonl``; then write summary.md, summary.csv and the grid figure
+    into ``out``. Returns the summaries, in the order of ``seeds``."""
+    specs = [{**asdict(replace(c, seed=s)), "out": str(out / f"seed-{s}"), "plots": plots,
+              "format": fmt, "dpi": dpi} for s in seeds]  # fmt: skip
+    with executor_for(jobs, dask) as ex:
+        runs = run_sweep(seed_run, specs, out, executor=ex, progress=progress, desc="seeds")
+    summaries = [r["summary"] for r in runs]
+    write_table(summaries, out)
     if plots:
         from tinyvec.plots import eigen as eplots
 
-        eplots.plot_grid([Path(t[1]) for t in tasks], out / "grid.png")
-    return results
+        eplots.plot_grid([out / f"seed-{s}" for s in seeds], out / "grid", fmt=fmt)
+    return summaries
 
 
 def parse_k(text: str) -> int:
@@ -731,101 +771,89 @@ def parse_k(text: str) -> int:
     >>> parse_k("3"), parse_k("auto")
     (3, 0)
     """
-    if text.strip().lower() == "auto":
+    if str(text).strip().lower() in ("auto", "0"):
         return 0
     try:
         k = int(text)
     except ValueError:
         k = -1
     if k < 1:
-        raise argparse.ArgumentTypeError(
-            f"--k takes a number of outputs ≥ 1 or 'auto', got {text!r}"
-        )
+        raise argparse.ArgumentTypeError(f"takes a number of outputs ≥ 1 or 'auto', got {text!r}")
     return k
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``"0-7"`` → [0, …, 7]; ``"1,4,9"`` and mixtures also work."""
-    seeds: list[int] = []
-    try:
-        for part in text.split(","):
-            a, _, b = part.partition("-")
-            seeds.extend(range(int(a), int(b) + 1) if b else [int(a)])
-    except ValueError:
-        raise ValueError(
-            f"--seeds takes a range such as 0-7 or a list 1,4,9; got {text!r}"
-        ) from None
-    if not seeds:
-        raise ValueError(f"--seeds {text!r} names no seed")
-    return seeds
+HELPS = {
+    "k": "outputs K ≥ 1, or auto (the smallest K ≥ 3 that splits no degree-1 pair); default 1",
+    "steps": "default 3000 for K = 1, 6000 for K > 1 (300 with --quick)",
+    "lr_final": "default 0 (a constant rate) for K = 1, 0.01 for K > 1",
+}  # fmt: skip
+POSITIVE_FLOATS = ("lr", "eps")
 
 
-def _read_config(path: str | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    try:
-        stored = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"--config {path}: not a readable config.json ({e})") from None
-    names = {f.name for f in fields(Config)}
-    if not isinstance(stored, dict) or not set(stored) <= names:
-        raise ValueError(f"--config {path}: unknown keys {sorted(set(stored) - names)}")
-    return stored
+def parser() -> StudyParser:
+    p = study_parser("eigen", __doc__.split("\n\n")[0], out="runs/eigen",
+                     quick="a short run (300 steps, smaller probes): a smoke test")  # fmt: skip
+    defaults = Config()
+    for action in p._actions:  # the seed's runs are seed 1: keep it the default
+        if action.dest == "seed":
+            action.default, action.help = defaults.seed, f"random seed (default {defaults.seed})"
+    g = p.add_argument_group("the experiment")
+    for f in fields(Config):
+        if f.name == "seed":
+            continue
+        default = getattr(defaults, f.name)
+        if f.name == "k":
+            kind: Any = parse_k
+        elif f.name == "opt":
+            kind = str
+        elif f.name in ("steps",) or isinstance(default, int):
+            kind = positive_int
+        elif f.name in POSITIVE_FLOATS:
+            kind = positive_float
+        else:
+            kind = nonnegative_float
+        g.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None,
+                       choices=list(OPTIMISERS) if f.name == "opt" else None,
+                       help=HELPS.get(f.name, f"default {default}"))  # fmt: skip
+    add_sweep_flags(p)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="tinyvec eigen", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    defaults = Config()
-    p.add_argument("--seeds", help="run several seeds in parallel, e.g. 0-7")
-    p.add_argument(
-        "--out", help="output folder (default runs/eigen-<seed> or runs/eigen-seeds-<a-b>)"
-    )
-    p.add_argument("--quick", action="store_true", help="a short run (smoke test)")
-    p.add_argument("--config", help="rerun from a config.json (options given here override it)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes for --seeds")
-    p.add_argument("--no-plots", action="store_true", help="skip the figures and the animation")
-    helps = {"k": "outputs K ≥ 1, or auto (the smallest K ≥ 3 that splits no degree-1 pair); "
-                  "default 1",
-             "steps": "default 3000 for K = 1, 6000 for K > 1",
-             "lr_final": "default 0 (constant rate) for K = 1, 0.01 for K > 1"}  # fmt: skip
-    types = {"k": parse_k, "steps": int, "lr_final": float}
-    for f in fields(Config):
-        default = getattr(defaults, f.name)
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=types.get(f.name, type(default)),
-                       default=None, help=helps.get(f.name, f"default {default}"))  # fmt: skip
-    args = p.parse_args(argv)
-    values = {
-        f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None
-    }
+    p = parser()
+    args = parse(p, argv)
+    values = {f.name: getattr(args, f.name) for f in fields(Config)
+              if f.name != "seed" and getattr(args, f.name) is not None}  # fmt: skip
     try:
-        base = {**(QUICK if args.quick else {}), **_read_config(args.config), **values}
-        c = replace(defaults, **base).check()
-        seeds = parse_seeds(args.seeds) if args.seeds else None
+        c = replace(Config(), seed=args.seed, **{**(QUICK if args.quick else {}), **values})
+        c.check()
     except ValueError as e:
         p.error(str(e))
-    if seeds is None:
-        out = Path(args.out or f"runs/eigen-{c.seed}")
-        s = run(c, out, plots=not args.no_plots)
-        n = s["nearest"]["by_value"]
-        if s["k"] == 1:
-            print(f"λ̂ = {s['lambda']:.4f}  R² = {s['r2']:.5f}  nearest true eigenvalue "
-                  f"{_fmt_complex(n['real'], n['imag'])} (degree {n['degree']}, distance "
-                  f"{n['distance']:.4f})  completion: {s['completion']['kind']}  "
-                  f"{s['steps_per_second']:.0f} steps/s  → {out}")  # fmt: skip
-        else:
-            for v in s["spectrum"]:
-                near = v["nearest"]
-                print(f"Ritz {_fmt_complex(v['real'], v['imag'])}  nearest exact "
-                      f"{_fmt_complex(near['real'], near['imag'])} (degree {near['degree']}, "
-                      f"{100 * v['relative_distance']:.2f}%)")  # fmt: skip
-            lead = s["leading"]
-            print(f"K = {s['k']}  R² = {s['r2']:.5f}  leading {s['k']} by real part within 2%: "
-                  f"{lead['met']} (max error {100 * lead['max_relative_error']:.2f}%)  "
-                  f"completion: {s['completion']['kind']}  {s['steps_per_second']:.0f} steps/s"
-                  f"  → {out}")  # fmt: skip
-    else:
-        out = Path(args.out or f"runs/eigen-seeds-{args.seeds}")
-        run_seeds(c, seeds, out, max(1, args.jobs), plots=not args.no_plots)
-        print((out / "summary.md").read_text() + f"→ {out}")
+    fig = {"fmt": args.format, "dpi": args.dpi}
+    if args.seeds:
+        with sweep_folder(p.prog, args.out, config_of(args)) as out:
+            run_seeds(c, args.seeds, out, args.jobs, not args.no_plots, dask=args.dask,
+                      progress=not args.quiet, **fig)  # fmt: skip
+        print((args.out / "summary.md").read_text() + f"→ {args.out}")
+        return 0
+    with run_folder(args.out) as stage:
+        s = run(c, stage, progress=not args.quiet, plots=not args.no_plots, **fig)
+    out = args.out
+    n = s["nearest"]["by_value"]
+    if s["k"] == 1:
+        print(f"λ̂ = {s['lambda']:.4f}  R² = {s['r2']:.5f}  nearest true eigenvalue "
+              f"{_fmt_complex(n['real'], n['imag'])} (degree {n['degree']}, distance "
+              f"{n['distance']:.4f})  completion: {s['completion']['kind']}  "
+              f"{s['steps_per_second']:.0f} steps/s  → {out}")  # fmt: skip
+        return 0
+    for v in s["spectrum"]:
+        near = v["nearest"]
+        print(f"Ritz {_fmt_complex(v['real'], v['imag'])}  nearest exact "
+              f"{_fmt_complex(near['real'], near['imag'])} (degree {near['degree']}, "
+              f"{100 * v['relative_distance']:.2f}%)")  # fmt: skip
+    lead = s["leading"]
+    print(f"K = {s['k']}  R² = {s['r2']:.5f}  the {s['k']} of largest real part within 2%: "
+          f"{_yes(lead['met'])} (max error {100 * lead['max_relative_error']:.2f}%)  "
+          f"completion: {s['completion']['kind']}  {s['steps_per_second']:.0f} steps/s"
+          f"  → {out}")  # fmt: skip
     return 0

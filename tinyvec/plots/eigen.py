@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from . import save
+
 
 def rgb_frame(W: np.ndarray) -> np.ndarray:
     """An m × m × 3 image in [0, 1] from W_r, W_g, W_b (shape 3 × m × m), with the shared
@@ -71,7 +73,9 @@ def animate(frames: np.ndarray, steps: list[int], lambdas: list[float], path: Pa
     return written
 
 
-def save_frame(W: np.ndarray, step: int, lam: float, path: Path) -> None:
+def save_frame(
+    W: np.ndarray, step: int, lam: float, path: Path, fmt: str = "png", dpi: int = 100
+) -> Path:
     """One frame of the animation as a PNG."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(3.6, 3.9), dpi=100)
@@ -79,15 +83,16 @@ def save_frame(W: np.ndarray, step: int, lam: float, path: Path) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(f"step {step}   |λ̂| = {abs(lam):.4f}")
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    return save(fig, path, fmt, dpi)
 
 
 def _col(rows: list[dict[str, Any]], name: str) -> np.ndarray:
     return np.array([float(r[name]) for r in rows])
 
 
-def plot_lambda_r2(rows, steps_rows, spectrum, path: Path) -> None:
+def plot_lambda_r2(
+    rows, steps_rows, spectrum, path: Path, fmt: str = "png", dpi: int = 100
+) -> Path:
     """|λ̂| (batch and probe) against the moduli of the true eigenvalues, and 1 − R²."""
     plt = _plt()
     fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
@@ -119,11 +124,12 @@ def plot_lambda_r2(rows, steps_rows, spectrum, path: Path) -> None:
     ax3.set_xlabel("step")
     ax3.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return save(fig, path, fmt, dpi)
 
 
-def plot_singular_values(frames: np.ndarray, steps: np.ndarray, rows, path: Path) -> None:
+def plot_singular_values(
+    frames: np.ndarray, steps: np.ndarray, rows, path: Path, fmt: str = "png", dpi: int = 100
+) -> Path:
     """The 8 largest singular values of each skip matrix over time, and the effective rank."""
     plt = _plt()
     s = np.linalg.svd(frames.astype(float), compute_uv=False)  # records × 3 × m
@@ -140,11 +146,10 @@ def plot_singular_values(frames: np.ndarray, steps: np.ndarray, rows, path: Path
     axes[3].set_xlabel("step")
     axes[3].legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return save(fig, path, fmt, dpi)
 
 
-def plot_differences(rows, path: Path) -> None:
+def plot_differences(rows, path: Path, fmt: str = "png", dpi: int = 100) -> Path:
     """‖W_i − W_j‖_F / ‖W‖ over time."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.4))
@@ -156,8 +161,7 @@ def plot_differences(rows, path: Path) -> None:
     ax.set_xlabel("step")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return save(fig, path, fmt, dpi)
 
 
 def ritz_values(rows: list[dict[str, Any]]) -> np.ndarray:
@@ -167,7 +171,7 @@ def ritz_values(rows: list[dict[str, Any]]) -> np.ndarray:
                       for i in range(k)] for r in rows])  # fmt: skip
 
 
-def plot_ritz(rows, spectrum, path: Path) -> None:
+def plot_ritz(rows, spectrum, path: Path, fmt: str = "png", dpi: int = 100) -> Path:
     """The learned Ritz values in the complex plane over training (colour: step), on the exact
     eigenvalues of degree 1 (black) and 2 (red); the final ones marked ×. Zoomed on the right
     end of the spectrum, where the learned values go."""
@@ -198,11 +202,10 @@ def plot_ritz(rows, spectrum, path: Path) -> None:
                  fontsize=9)  # fmt: skip
     ax.legend(loc="upper left", bbox_to_anchor=(1.25, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return save(fig, path, fmt, dpi)
 
 
-def plot_spectrum(spectrum, lam: float, path: Path) -> None:
+def plot_spectrum(spectrum, lam: float, path: Path, fmt: str = "png", dpi: int = 100) -> Path:
     """True eigenvalues (degree 1 and 2) in the complex plane, and the learned λ̂."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -216,27 +219,33 @@ def plot_spectrum(spectrum, lam: float, path: Path) -> None:
     ax.set_title("spectrum of T on harmonics of degree ≤ 2 (|μ| ≤ 2)", fontsize=9)
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return save(fig, path, fmt, dpi)
 
 
-def all_plots(out: Path, rows, steps_rows, frames: np.ndarray, spectrum, summary, nframes: int):
+def all_plots(out: Path, rows, steps_rows, frames: np.ndarray, spectrum, summary, nframes: int,
+              fmt: str = "png", dpi: int = 100) -> list[Path]:  # fmt: skip
     """Every figure of one run, and the animation: ``nframes`` records spaced quadratically
-    in time, denser early, where the weights change most."""
+    in time, denser early, where the weights change most. Returns the files written."""
     steps = np.array([int(r["step"]) for r in rows])
     lambdas = [r["lambda"] for r in rows]
     spacing = np.linspace(0, 1, min(nframes, len(rows))) ** 2 * (len(rows) - 1)
     pick = np.unique(spacing.round().astype(int))
-    animate(frames[pick], steps[pick].tolist(), [lambdas[i] for i in pick], out / "animation.gif")
-    save_frame(frames[-1], int(steps[-1]), lambdas[-1], out / "frame.png")
-    plot_lambda_r2(rows, steps_rows, spectrum, out / "lambda_r2.png")
-    plot_singular_values(frames, steps, rows, out / "singular_values.png")
-    plot_differences(rows, out / "differences.png")
-    plot_spectrum(spectrum, summary["lambda"], out / "spectrum.png")
-    plot_ritz(rows, spectrum, out / "ritz.png")
+    kw = {"fmt": fmt, "dpi": dpi}
+    written = animate(frames[pick], steps[pick].tolist(), [lambdas[i] for i in pick],
+                      out / "animation.gif")  # fmt: skip
+    written += [
+        save_frame(frames[-1], int(steps[-1]), lambdas[-1], out / "frame", **kw),
+        plot_lambda_r2(rows, steps_rows, spectrum, out / "lambda_r2", **kw),
+        plot_singular_values(frames, steps, rows, out / "singular_values", **kw),
+        plot_differences(rows, out / "differences", **kw),
+        plot_spectrum(spectrum, summary["lambda"], out / "spectrum", **kw),
+        plot_ritz(rows, spectrum, out / "ritz", **kw),
+    ]
+    return written
 
 
-def plot_grid(runs: list[Path], path: Path, ncols: int = 4) -> None:
+def plot_grid(runs: list[Path], path: Path, ncols: int = 4, fmt: str = "png",
+              dpi: int = 80) -> Path:  # fmt: skip
     """Several seeds: per seed the last RGB frame and |λ̂| (probe) with the dominant |μ|."""
     plt = _plt()
     nrows = -(-len(runs) // ncols)
@@ -262,5 +271,4 @@ def plot_grid(runs: list[Path], path: Path, ncols: int = 4) -> None:
         bottom.set_title(f"|λ̂| = {summary['abs_lambda']:.3f} (dashed: max |μ|)", fontsize=9)
         bottom.set_xlabel("step", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    return save(fig, path, fmt, dpi)
