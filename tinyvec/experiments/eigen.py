@@ -144,7 +144,10 @@ class Config:
     eps: float = 1e-3  # completion tolerance (monitor and λ̂ test)
     patience: int = 5
     max_period: int = 4
-    trend_window: int = 40  # checks in the monitor's drift test (noise floor or moving)
+    # the monitor's drift test (noise floor or moving): over the last trend_window checks, a
+    # trend of R² or a Ritz value below trend_tol·(1 + |value|) counts as settled
+    trend_window: int = 100
+    trend_tol: float = 5e-3
     analysis: int = 4000  # fresh unit vectors for the final degree analysis
 
     def check(self) -> Config:
@@ -166,8 +169,9 @@ class Config:
             raise ValueError(f"trend_window must be ≥ 8 (8 blocks), got {self.trend_window}")
         if self.r < 3 or self.probe < 3:
             raise ValueError("R² needs a batch and a probe of at least 3 vectors")
-        if not (self.lr > 0 and self.t >= 0 and self.skip_init >= 0 and self.eps > 0):
-            raise ValueError("lr and eps must be > 0, t and skip_init ≥ 0")
+        if not (self.lr > 0 and self.t >= 0 and self.skip_init >= 0 and self.eps > 0
+                and self.trend_tol > 0):  # fmt: skip
+            raise ValueError("lr, eps and trend_tol must be > 0, t and skip_init ≥ 0")
         if self.lr_final is not None and self.lr_final < 0:
             raise ValueError(f"lr_final must be ≥ 0 (0: constant rate), got {self.lr_final}")
         return self
@@ -491,7 +495,7 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: st
     monitor = CompletionMonitor(mon_probe, eps=c.eps, patience=c.patience,
                                 max_period=c.max_period, every=c.monitor_every,
                                 observe=lambda m: observables(m, A, B, mon_probe),
-                                window=c.trend_window)  # fmt: skip
+                                window=c.trend_window, trend_tol=c.trend_tol)  # fmt: skip
 
     steps_rows: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
@@ -787,7 +791,7 @@ HELPS = {
     "steps": "default 3000 for K = 1, 6000 for K > 1 (300 with --quick)",
     "lr_final": "default 0 (a constant rate) for K = 1, 0.01 for K > 1",
 }  # fmt: skip
-POSITIVE_FLOATS = ("lr", "eps")
+POSITIVE_FLOATS = ("lr", "eps", "trend_tol")
 
 
 def parser() -> StudyParser:
