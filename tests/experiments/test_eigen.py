@@ -110,7 +110,7 @@ def test_quick_run_writes_every_output(tmp_path):
     out = tmp_path / "run"
     assert eigen.main(["--quick", "--out", str(out)]) == 0
     for name in ("config.json", "metrics.csv", "steps.csv", "operators.npz", "animation.gif",
-                 "frame.png", "lambda_r2.png", "singular_values.png", "differences.png",
+                 "frame.png", "lambda_r2.png", "singular_values.png", "differences.png", "tail.csv",
                  "spectrum.png", "ritz.png", "model.npz", "skip_weights.npz",
                  "summary.json"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name

@@ -413,21 +413,56 @@ def _weight_part(row: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def rotation(angles: list[float], cosines: list[float]) -> dict[str, float]:
-    """How the linear part turns in the invariant plane of a complex pair, from its angle at
-    consecutive steps (`plane_angle`): the mean angular velocity ω (rad/step, unwrapped), the
-    period 2π/|ω| in steps, and the mean cosine of the linear part with the plane.
+def plane_coordinates(v: np.ndarray, eigenvector: np.ndarray) -> np.ndarray:
+    """Coordinates c of v ≈ c₁a + c₂b in the invariant plane of u = a + ib (least squares), in
+    which T acts as ``[[α, β], [−β, α]]``, μ = α + iβ (see `plane_angle`)."""
+    u = np.asarray(eigenvector)
+    c, *_ = np.linalg.lstsq(np.column_stack([u.real, u.imag]), v, rcond=None)
+    return c
+
+
+def plane_gain(c: np.ndarray, lam: float, mu: complex, c_next: np.ndarray) -> float:
+    """The step's gain in the plane: with ``e = (T − λ̂)c`` in plane coordinates, ``g =
+    ⟨Δc, e⟩/‖e‖²``, so that a step is ``c ← c + g·e`` plus the batch noise.
+
+    >>> c, mu = np.array([1.0, 0.0]), 1.5 + 0.3j
+    >>> e = np.array([[1.5, 0.3], [-0.3, 1.5]]) @ c - 1.4 * c
+    >>> round(plane_gain(c, 1.4, mu, c + 0.2 * e), 12)
+    0.2
+    """
+    a, b = complex(mu).real, complex(mu).imag
+    e = np.array([[a, b], [-b, a]]) @ c - lam * c
+    return float((c_next - c) @ e / (e @ e))
+
+
+def rotation(angles: list[float], cosines: list[float], gains: list[float] | None = None,
+             mu: complex | None = None) -> dict[str, float]:  # fmt: skip
+    """How the linear part turns in the invariant plane of a complex pair μ = α + iβ, from its
+    angle at consecutive steps (`plane_angle`): the mean angular velocity ω (rad/step,
+    unwrapped), the period 2π/|ω| in steps, the mean cosine of the linear part with the plane;
+    and the prediction from the step ``c ← c + g(T − λ̂)c`` in the plane. There T is |μ| times
+    a rotation by −arg μ (`plane_angle`), so with λ̂ ≈ α the step turns c by
+    ``−atan(gβ/(1 + g(α − λ̂))) ≈ −gβ``: ``predicted_angular_velocity = −ḡβ`` with ḡ the mean
+    measured gain (`plane_gain`). ω is proportional to the rate and to Im μ, not to
+    arg μ: a period of ``2π/(ḡ|β|)`` steps, and f and −f being one solution, the learned
+    eigenvalue swings with half that period.
 
     >>> r = rotation([0.1 * k for k in range(100)], [1.0] * 100)
     >>> round(r["angular_velocity"], 9), round(r["period_steps"], 3)
     (0.1, 62.832)
     """
     omega = float(np.mean(np.diff(np.unwrap(angles)))) if len(angles) > 1 else math.nan
-    return {
+    out = {
         "angular_velocity": omega,
         "period_steps": 2 * math.pi / abs(omega) if omega else math.inf,
         "plane_cosine": float(np.mean(cosines)) if cosines else math.nan,
     }
+    if gains and mu is not None:
+        g = float(np.mean(gains))
+        out.update({"plane_gain": g, "plane_gain_std": float(np.std(gains)),
+                    "predicted_angular_velocity": -g * complex(mu).imag,
+                    "arg_mu": float(np.angle(mu))})  # fmt: skip
+    return out
 
 
 def lag1_autocorrelation(a: np.ndarray) -> float:
@@ -503,6 +538,9 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: st
     tail: list[float] = []
     tail_angle: list[float] = []
     tail_cos: list[float] = []
+    tail_gain: list[float] = []
+    tail_rows: list[dict[str, Any]] = []  # every step of the tail: λ̂ and the plane angle
+    tail_prev: tuple | None = None
 
     # the degree-1 eigenvector of largest real part: the one small steps favour
     top = int(np.argmax(spectrum.values1.real))
@@ -563,10 +601,16 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: st
         if step > c.steps - c.tail:
             lam_t, _, f_t = probe_metrics(model, A, B, mon_probe)
             tail.append(lam_t)
+            tail_rows.append({"step": step, "lambda": lam_t, "angle_top1": math.nan})
             if complex_top and c.k == 1:
                 v_t, _ = linear_part(mon_probe, f_t)
                 tail_angle.append(plane_angle(v_t, u_top))
+                tail_rows[-1]["angle_top1"] = tail_angle[-1]
                 tail_cos.append(alignment(v_t, u_top))
+                c_t = plane_coordinates(v_t, u_top)
+                if tail_prev is not None:
+                    tail_gain.append(plane_gain(*tail_prev, spectrum.values1[top], c_t))
+                tail_prev = (c_t, lam_t)
         if step % c.record_every == 0 or step == c.steps:
             record(step, lam_b, r2_b)
 
@@ -597,7 +641,9 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: st
                         "steps": len(tail), "mean": float(np.mean(tail)),
                         "std": float(np.std(tail)),
                         "lag1_autocorrelation": lag1_autocorrelation(np.array(tail))},
-        "rotation": rotation(tail_angle, tail_cos) if complex_top and c.k == 1 else None,
+        "rotation": rotation(tail_angle, tail_cos, tail_gain, spectrum.values1[top])
+        if complex_top and c.k == 1
+        else None,
         "k": c.k,
         "spectrum": spectrum_report(rows[-1], spectrum),
         "leading": leading_report(rows[-1], leading, leading_degrees, split),
@@ -610,6 +656,7 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: st
     }  # fmt: skip
     write_csv(out / "metrics.csv", rows)
     write_csv(out / "steps.csv", steps_rows)
+    write_csv(out / "tail.csv", tail_rows)
     np.savez_compressed(out / "skip_weights.npz", W=np.stack(frames),
                         step=np.array([r["step"] for r in rows]))  # fmt: skip
     tv.save(out / "model.npz", model)

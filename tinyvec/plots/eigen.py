@@ -272,3 +272,43 @@ def plot_grid(runs: list[Path], path: Path, ncols: int = 4, fmt: str = "png",
         bottom.set_xlabel("step", fontsize=8)
     fig.tight_layout()
     return save(fig, path, fmt, dpi)
+
+
+def plot_two_solutions(one: Path, two: Path, path: Path, fmt: str = "png", dpi: int = 100) -> Path:
+    """The "two solutions" of a complex-pair seed: left, the angle of the one-output run's
+    linear part in the pair's plane over its last steps (unwrapped), beside the slope −ḡβ
+    predicted from the measured gain; middle, |λ̂| of that run over the same steps (f and −f
+    are one solution, so it swings with half the rotation period); right, R² of the one-output
+    run and the multi-output R² of the K = 2 run over training. ``one`` and ``two`` are run
+    folders (tail.csv, metrics.csv, summary.json)."""
+    plt = _plt()
+    with (one / "tail.csv").open() as fh:
+        tail = list(csv.DictReader(fh))
+    s1 = json.loads((one / "summary.json").read_text())
+    rot = s1["rotation"]
+    steps = _col(tail, "step")
+    angle = np.unwrap(_col(tail, "angle_top1"))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 3.6))
+    ax1.plot(steps, angle, label=f"measured, ω = {rot['angular_velocity']:+.3f} rad/step")
+    pred = angle[0] + rot["predicted_angular_velocity"] * (steps - steps[0])
+    ax1.plot(
+        steps, pred, ls="--", label=f"predicted −ḡβ = {rot['predicted_angular_velocity']:+.3f}"
+    )
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("angle in the pair's plane (rad)")
+    ax1.set_title(f"K = 1, seed {s1['seed']}: the linear part turns", fontsize=9)
+    ax1.legend(fontsize=8, loc="best")
+    ax2.plot(steps, np.abs(_col(tail, "lambda")))
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("|λ̂| (monitor probe)")
+    ax2.set_title(f"period {rot['period_steps']:.0f} steps; |λ̂| swings at half of it", fontsize=9)
+    for run, label, ls in ((one, "K = 1: R²", "-"), (two, "K = 2: multi-output R²", "--")):
+        with (run / "metrics.csv").open() as fh:
+            rows = list(csv.DictReader(fh))
+        ax3.semilogy(_col(rows, "step"), np.maximum(1 - _col(rows, "r2"), 1e-6), ls=ls, label=label)
+    ax3.set_xlabel("step")
+    ax3.set_ylabel("1 − R² (probe)")
+    ax3.set_title("the plane settles, the line in it does not", fontsize=9)
+    ax3.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return save(fig, path, fmt, dpi)
