@@ -305,3 +305,23 @@ def test_k_outputs_quick_run_reports_the_ritz_values(tmp_path, capsys):
         rows = list(csv.DictReader(fh))
     assert {"ritz0_real", "ritz0_imag", "ritz1_real", "ritz1_imag"} <= set(rows[0])
     assert (out / "ritz.png").stat().st_size > 0 and (out / "animation.gif").stat().st_size > 0
+
+
+def test_the_network_starts_odd_and_bias_init_breaks_it(tmp_path):
+    """atan is odd and the biases start at 0, so N(−x) = −N(x) at initialisation: no even part
+    (degree 2 among it) for T, which keeps parity, to amplify. ``bias_init`` starts the first
+    layer's biases away from 0; ``degree_every`` logs the per-degree shares and gains."""
+    x = unit_vectors(20, 50, np.random.default_rng(0))
+    model = eigen.build_network(eigen.Config(), np.random.default_rng([1, 1]))
+    assert np.array_equal(model(-x), -model(x))
+    c = replace(eigen.Config(), bias_init=0.5, degree_every=10, **{**SHORT, "probe": 300})
+    eigen.run(c, tmp_path, progress=False, plots=False)
+    with (tmp_path / "degrees.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows] == list(range(0, 40, 10))
+    assert float(rows[0]["share_degree2"]) > 1e-6  # an even part from the start
+    odd = replace(c, bias_init=0.0)
+    eigen.run(odd, tmp_path / "odd", progress=False, plots=False)
+    with (tmp_path / "odd" / "degrees.csv").open() as fh:
+        first = next(csv.DictReader(fh))
+    assert float(first["share_degree2"]) < 1e-20

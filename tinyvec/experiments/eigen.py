@@ -95,6 +95,7 @@ from tinyvec.experiments.common import (
     add_sweep_flags,
     config_of,
     nonnegative_float,
+    nonnegative_int,
     parse,
     positive_float,
     positive_int,
@@ -130,6 +131,10 @@ class Config:
     m: int = 40
     r: int = 20  # batch: fresh unit vectors per step
     skip_init: float = 1e-3  # scale of the skip layers' Glorot initialisation
+    # > 0: the first layer's biases start uniform in ±bias_init (0: zero biases, and the network
+    # starts exactly odd, N(−x) = −N(x), with no even, e.g. degree-2, part; see degree_gains)
+    bias_init: float = 0.0
+    degree_every: int = 0  # > 0: per-degree shares and step gains every this many steps
     opt: str = "descent"
     lr: float = 0.1
     # > 0: the rate decays geometrically from lr to this at the last step; None: 0 (constant)
@@ -158,6 +163,8 @@ class Config:
         counts = ("steps", "h", "m", "r", "probe", "record_every", "frames", "tail")
         counts += ("monitor_probe", "monitor_every", "patience", "max_period", "analysis")
         counts += ("trend_window",)
+        if self.degree_every < 0:
+            raise ValueError(f"degree_every must be ≥ 0 (0: off), got {self.degree_every}")
         for name in counts:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
@@ -167,6 +174,8 @@ class Config:
             )
         if self.trend_window < 8:
             raise ValueError(f"trend_window must be ≥ 8 (8 blocks), got {self.trend_window}")
+        if self.bias_init < 0:
+            raise ValueError(f"bias_init must be ≥ 0, got {self.bias_init}")
         if self.r < 3 or self.probe < 3:
             raise ValueError("R² needs a batch and a probe of at least 3 vectors")
         if not (self.lr > 0 and self.t >= 0 and self.skip_init >= 0 and self.eps > 0
@@ -407,6 +416,53 @@ def degree_analysis(model: Any, spectrum: Spectrum, lam: float, x: np.ndarray) -
     }  # fmt: skip
 
 
+def degree_design(x: np.ndarray) -> tuple[np.ndarray, slice, slice]:
+    """The least-squares design ``[1, x, x_i x_j]`` on samples x and the column slices of
+    degree 1 and of degree 2 (``Σ x_i² = 1`` on the sphere, so the constant and the quadratic
+    columns overlap; lstsq's minimum-norm solution splits that part between them, a constant
+    which centred quantities ignore)."""
+    h = x.shape[0]
+    D = np.column_stack([np.ones(x.shape[1]), x.T, quadratic_features(x).T])
+    return D, slice(1, 1 + h), slice(1 + h, D.shape[1])
+
+
+def degree_gains(F: np.ndarray, Y: np.ndarray, F_next: np.ndarray, design: tuple) -> dict:
+    """Per degree d ∈ {1, 2}: the share of the outputs' variance of degree d, and the step's gain
+    in function space on that degree, ``g_d = ⟨ΔF_d, E_d⟩/‖E_d‖²``, with E the step's direction
+    (``Y − MF``, the Ritz residual; for one output the same with M = λ̂) and X_d the part of X
+    of degree d (least squares on the design of `degree_design`). An out-of-span eigenfunction
+    of degree d and eigenvalue μ grows relative to the learned ones, of real part about λ, at
+    about ``g_d (Re μ − λ)`` per step: a small g₂ keeps degree 2 out, whatever the gap.
+
+    >>> x = unit_vectors(3, 400, np.random.default_rng(0))
+    >>> F, Y = x[:1] + x[1:2] * x[2:3], 2 * x[:1] + 0.5 * x[1:2] * x[2:3]
+    >>> E = Y - Y.mean() - ritz(F, Y)[0] @ (F - F.mean())
+    >>> D, d1, d2 = degree_design(x)
+    >>> lin = D[:, d1] @ (np.linalg.pinv(D) @ E.T)[d1]  # E's degree-1 part, moved with gain 0.3
+    >>> g = degree_gains(F, Y, F + 0.3 * lin.T, (D, d1, d2))
+    >>> round(g["gain_degree1"], 6), abs(round(g["gain_degree2"], 6))
+    (0.3, 0.0)
+    """
+    D, d1, d2 = design
+    _, _, r2 = ritz(F, Y)
+    Fc = F - F.mean(axis=1, keepdims=True)
+    M, _, _ = ritz(F, Y)
+    E = (Y - Y.mean(axis=1, keepdims=True)) - M @ Fc
+    pinv = np.linalg.pinv(D)
+    cf, ce, cd = pinv @ F.T, pinv @ E.T, pinv @ (F_next - F).T
+    out: dict[str, float] = {"r2": r2}
+    total = float((Fc**2).sum())
+    for name, sl in (("degree1", d1), ("degree2", d2)):
+        part_f = D[:, sl] @ cf[sl]
+        part_f = part_f - part_f.mean(axis=0)
+        part_e, part_d = D[:, sl] @ ce[sl], D[:, sl] @ cd[sl]
+        part_e, part_d = part_e - part_e.mean(axis=0), part_d - part_d.mean(axis=0)
+        ee = float((part_e**2).sum())
+        out[f"share_{name}"] = float((part_f**2).sum()) / total
+        out[f"gain_{name}"] = float((part_d * part_e).sum()) / ee if ee > 0 else math.nan
+    return out
+
+
 def _weight_part(row: dict[str, Any]) -> dict[str, float]:
     return {
         k: v for k, v in row.items() if k.split("_")[0] in ("erank", "sigma1", "energy5", "diff")
@@ -521,6 +577,10 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: st
     write_json(out / "config.json", asdict(c))
     np.savez(out / "operators.npz", A=A, B=B)
     model = build_network(c, np.random.default_rng([c.seed, 1]))
+    if c.bias_init > 0:  # its own stream: the other draws stay those of bias_init = 0
+        first = model[0]
+        first.bias = np.random.default_rng([c.seed, 6]).uniform(-c.bias_init, c.bias_init,
+                                                                first.bias.shape)  # fmt: skip
     data_rng = np.random.default_rng([c.seed, 2])
     probe = unit_vectors(c.h, c.probe, np.random.default_rng([c.seed, 3]))
     mon_probe = unit_vectors(c.h, c.monitor_probe, np.random.default_rng([c.seed, 4]))
@@ -540,6 +600,11 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: st
     tail_cos: list[float] = []
     tail_gain: list[float] = []
     tail_rows: list[dict[str, Any]] = []  # every step of the tail: λ̂ and the plane angle
+    degree_rows: list[dict[str, Any]] = []
+    # ±x: on a symmetric sample the even (degree 2) and odd columns are exactly orthogonal, so
+    # an odd network (bias_init = 0) shows no degree-2 share from sampling alone
+    sym_probe = np.concatenate([probe, -probe], axis=1)
+    design = degree_design(sym_probe) if c.degree_every else None
     tail_prev: tuple | None = None
 
     # the degree-1 eigenvector of largest real part: the one small steps favour
@@ -584,7 +649,17 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: st
         else:
             y, grads = ascent_gradient(model, A, B, x)
         f = model[-1].output  # N(x) of this forward pass, before the update
+        measure = c.degree_every and (step - 1) % c.degree_every == 0
+        before = (
+            (np.atleast_2d(model(sym_probe)), np.atleast_2d(targets(model, A, B, sym_probe)))
+            if measure
+            else None
+        )
         tv.update(state, model, grads)
+        if before is not None:
+            degree_rows.append(
+                {"step": step - 1, **degree_gains(*before, np.atleast_2d(model(sym_probe)), design)}
+            )
         # no loss for the monitor: each step's loss is on a fresh batch, so its change measures
         # sampling noise (≈1e-3 in R² at convergence), not training; the probe residuals remain
         monitor(step, model, math.nan)
@@ -657,6 +732,8 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: st
     write_csv(out / "metrics.csv", rows)
     write_csv(out / "steps.csv", steps_rows)
     write_csv(out / "tail.csv", tail_rows)
+    if degree_rows:
+        write_csv(out / "degrees.csv", degree_rows)
     np.savez_compressed(out / "skip_weights.npz", W=np.stack(frames),
                         step=np.array([r["step"] for r in rows]))  # fmt: skip
     tv.save(out / "model.npz", model)
@@ -837,6 +914,8 @@ HELPS = {
     "k": "outputs K ≥ 1, or auto (the smallest K ≥ 3 that splits no degree-1 pair); default 1",
     "steps": "default 3000 for K = 1, 6000 for K > 1 (300 with --quick)",
     "lr_final": "default 0 (a constant rate) for K = 1, 0.01 for K > 1",
+    "degree_every": "log per-degree shares and step gains every N steps (degrees.csv); 0: off",
+    "bias_init": "first-layer biases uniform in ±this (default 0: the network starts odd)",
 }  # fmt: skip
 POSITIVE_FLOATS = ("lr", "eps", "trend_tol")
 
@@ -857,6 +936,8 @@ def parser() -> StudyParser:
             kind: Any = parse_k
         elif f.name == "opt":
             kind = str
+        elif f.name == "degree_every":
+            kind = nonnegative_int
         elif f.name in ("steps",) or isinstance(default, int):
             kind = positive_int
         elif f.name in POSITIVE_FLOATS:
