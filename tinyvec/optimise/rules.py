@@ -15,6 +15,7 @@ rule's step to the next as its gradient. For plain `Descent(α)`, ΔW^k = -α δ
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..backend import namespace
@@ -105,14 +106,35 @@ class WeightDecay(Rule):
 
 
 class ClipNorm(Rule):
-    """Rescale dx to norm ω when ‖dx‖_p > ω (per array)."""
+    """Rescale dx to norm ω when ‖dx‖_p > ω (per array): step = dx · min(1, ω / ‖dx‖_p), with
+    ‖dx‖_p = (Σ|dx|^p)^(1/p) and ‖dx‖_∞ = max |dx| (as Optimisers.jl's ``ClipNorm``).
+
+    A NaN or infinite norm raises instead of passing a broken gradient on (Optimisers.jl's
+    ``throw=true``); p must be positive and ω non-negative.
+
+    >>> import numpy as np, tinyvec as tv
+    >>> tv.ClipNorm(1.0, p=np.inf).apply(None, None, np.array([3.0, -4.0]))[1]
+    array([ 0.75, -1.  ])
+    """
 
     def __init__(self, omega: float = 10.0, p: float = 2) -> None:
+        if not omega >= 0:  # also refuses NaN
+            raise ValueError(f"ClipNorm: the norm bound ω must be ≥ 0, got {omega}")
+        if not p > 0:
+            raise ValueError(f"ClipNorm: p must be > 0 (inf for the max norm), got {p}")
         self.omega, self.p = omega, p
 
     def apply(self, state, x, dx):
         xp = namespace(dx)
-        norm = float(xp.sum(xp.abs(dx) ** self.p) ** (1 / self.p))
+        if math.isinf(self.p):
+            norm = float(xp.max(xp.abs(dx)))
+        else:
+            norm = float(xp.sum(xp.abs(dx) ** self.p) ** (1 / self.p))
+        if not math.isfinite(norm):
+            raise FloatingPointError(
+                f"ClipNorm: the gradient's {self.p}-norm is {norm} (NaN or infinite entries); "
+                "look for a diverging loss or a too large learning rate"
+            )
         return state, dx * (self.omega / norm) if norm > self.omega else dx
 
 
