@@ -26,20 +26,42 @@ class Activation:
 
     ``backprop(g, A, O) -> g ⊙ σ′(A)`` is what the backward pass calls; by default it
     multiplies by `derivative`, and an activation may give a cheaper form of the same product
-    (one array operation less counts on small layers)."""
+    (one array operation less counts on small layers).
+
+    The built-in activations are module-level instances that pickle and copy by name, so a
+    copied or unpickled model still holds *the* ``tv.identity`` (Dense skips the activation
+    node for it). A custom activation pickles when its functions do (functions defined at module level,
+    not lambdas).
+
+    >>> import copy, pickle, tinyvec as tv
+    >>> pickle.loads(pickle.dumps(tv.relu)) is tv.relu, copy.deepcopy(tv.identity) is tv.identity
+    (True, True)
+    """
 
     def __init__(
         self, name: str, f: Callable, derivative: Callable | None, backprop: Callable | None = None
     ) -> None:
         self.name, self.f, self.derivative = name, f, derivative
-        self.backprop = backprop or (lambda g, A, O: g * derivative(A, O))
-        self._op = primitive(f, lambda g, O, A: (self.backprop(g, A, O),))
+        self._backprop = backprop  # as given: what pickling stores
+        self.backprop = backprop or self._times_derivative
+        self._op = primitive(f, self._vjp)
+
+    def _times_derivative(self, g: Any, A: Any, O: Any) -> Any:
+        return g * self.derivative(A, O)
+
+    def _vjp(self, g: Any, O: Any, A: Any) -> tuple[Any]:
+        return (self.backprop(g, A, O),)
 
     def __call__(self, x: Any) -> Any:
         return self._op(x)
 
     def __repr__(self) -> str:
         return self.name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if ACTIVATIONS.get(self.name) is self:  # a built-in: by name, so identity stays identity
+            return activation, (self.name,)
+        return Activation, (self.name, self.f, self.derivative, self._backprop)
 
 
 def _identity(x: Any) -> Any:
