@@ -47,7 +47,7 @@ def trained(m):
 
 @pytest.mark.parametrize("roundtrip", [lambda m: pickle.loads(pickle.dumps(m)), copy.deepcopy])
 def test_a_trained_model_round_trips(roundtrip):
-    m, x, state = trained(model())
+    m, x, _ = trained(model())
     back = roundtrip(m)
     np.testing.assert_array_equal(back(x), m(x))
     assert back[3].sigma is tv.identity  # the fast path (no activation node) survives
