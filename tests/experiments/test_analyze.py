@@ -1,4 +1,5 @@
 import csv
+import json
 
 import pytest
 
@@ -16,6 +17,7 @@ def test_analyze_writes_every_figure_and_repeats_with_the_seed(tmp_path):
     assert analyze.main(["--steps", "12", "--out", str(tmp_path / "a")]) == 0
     again = analyze.run(steps=12)["recorder"].rows
     names = ["series.png", "decomposition.png", "heatmaps.png", "completion.png", "loss.png"]
+    assert (tmp_path / "a" / "config.json").is_file()
     for name in [*names, "steps.csv", "completion.csv", "summary.md"]:
         assert (tmp_path / "a" / name).stat().st_size > 0
     rows = read(tmp_path / "a" / "steps.csv")
@@ -37,3 +39,17 @@ def test_minibatches_number_every_step():
 def test_bad_arguments(tmp_path):
     with pytest.raises(SystemExit):
         analyze.main(["--steps", "0", "--out", str(tmp_path)])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_config_keys_are_the_flags_and_seeds_use_the_runner(tmp_path):
+    argv = ["--steps", "8", "--n", "32", "--width", "8", "--depth", "2", "--quiet", "--no-plots"]
+    assert analyze.main([*argv, "--out", str(tmp_path / "a")]) == 0
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    flags = {a.dest for a in analyze.parser()._actions}
+    assert set(config) <= flags and config["n"] == 32 and config["patience"] == 20
+    assert analyze.main([*argv, "--seeds", "0-1", "--jobs", "1", "--out", str(tmp_path / "s")]) == 0
+    runs = [json.loads(line) for line in open(tmp_path / "s" / "runs.jsonl")]
+    one = analyze.seed_run({**runs[0]["spec"]})
+    assert runs[0]["test_loss"] == one["test_loss"] and len(runs) == 2
+    assert "| 1 |" in (tmp_path / "s" / "summary.md").read_text()

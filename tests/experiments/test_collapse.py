@@ -1,4 +1,5 @@
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -29,6 +30,19 @@ def test_collapse_writes_its_folder_and_repeats_with_the_seed(tmp_path):
     assert "| crossentropy | NC1 |" in summary and "| mse | NC4 |" in summary
 
 
+def test_seeds_run_through_the_sweep_runner(tmp_path):
+    args = ["--epochs", "2", "--width", "8", "--depth", "1", "--batch", "512", "--quiet",
+            "--losses", "mse", "--seeds", "0-1", "--jobs", "1"]  # fmt: skip
+    assert collapse.main([*args, "--out", str(tmp_path / "s")]) == 0
+    runs = [json.loads(line) for line in open(tmp_path / "s" / "runs.jsonl")]
+    assert [r["spec"]["seed"] for r in runs] == [0, 1]
+    single = read(tmp_path / "one" / "collapse_mse.csv") if collapse.main(
+        [*args[:-4], "--seed", "1", "--out", str(tmp_path / "one")]) == 0 else None  # fmt: skip
+    assert [float(r["NC1"]) for r in single] == [r["NC1"] for r in runs[1]["tables"]["mse"]]
+    summary = (tmp_path / "s" / "summary.md").read_text()
+    assert "over seeds 0-1" in summary and "| mse | NC3 |" in summary
+
+
 def test_training_reduces_the_error_and_acceptance_is_first_over_last():
     data = collapse.load_digits_split(0)
     assert data[0].shape == (64, 1310) and data[2].shape == (64, 450)
@@ -42,12 +56,11 @@ def test_training_reduces_the_error_and_acceptance_is_first_over_last():
 
 
 def test_bad_arguments(tmp_path):
-    with pytest.raises(SystemExit):
-        collapse.main(["--losses", "hinge", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit):
-        collapse.main(["--epochs", "0", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit):
-        collapse.main(["--depth", "2", "--decay-layers", "4", "--out", str(tmp_path)])
+    for argv in (["--losses", "hinge"], ["--epochs", "0"], ["--depth", "2", "--decay-layers", "4"],
+                 ["--seeds", "2"], ["--lr", "-1"]):  # fmt: skip
+        with pytest.raises(SystemExit):
+            collapse.main([*argv, "--out", str(tmp_path)])
+    assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="decay_layers"):
         collapse.train_run("mse", collapse.load_digits_split(0), epochs=1, depth=1, decay_layers=-1)
 

@@ -1,31 +1,79 @@
-"""The compensation study: the quick run writes every file, and the same seed gives the same
-numbers whatever the number of worker processes."""
+"""The compensation study: the quick run writes every file, the same seed gives the same
+numbers whatever the number of worker processes, and an interrupted sweep resumes."""
 
 import csv
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
 from tinyvec.experiments import compensation as study
+from tinyvec.experiments.sweep import read_runs
 
 
 def test_quick_run_writes_everything_and_is_reproducible(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    assert study.main(["--quick", "--out", str(a), "--jobs", "2", "--no-progress"]) == 0
+    assert study.main(["--quick", "--out", str(a), "--jobs", "2", "--quiet"]) == 0
     names = {p.name for p in a.iterdir()}
-    assert {"results.md", "results.csv", "runs.csv", "config.json"} <= names
+    assert {"results.md", "results.csv", "runs.csv", "runs.jsonl", "config.json"} <= names
     assert {"curves_sin_tanh_sample.png", "curves_sin_tanh_batch.png"} <= names
+    assert "INCOMPLETE" not in names
     cfg = json.loads((a / "config.json").read_text())
-    assert cfg["seeds"] == 2 and cfg["tasks"] == ["sin"] and "--quick" in cfg["command"]
+    assert cfg["seeds"] == "0-1" and cfg["tasks"] == ["sin"] and cfg["quick"]
     rows = list(csv.DictReader(open(a / "results.csv")))
     plain = [r for r in rows if float(r["kappa"]) == 0 and r["ortho"] == "False"]
     assert plain and all(float(r["mean_ratio"]) == 1 for r in plain)
-    assert len(list(csv.DictReader(open(a / "runs.csv")))) == len(study.grid(cfg))
+    specs = study.grid(study.config(study.parser().parse_args(["--quick"])))
+    assert len(list(csv.DictReader(open(a / "runs.csv")))) == len(specs)
+    assert len(read_runs(a / "runs.jsonl")) == len(specs)
     text = (a / "results.md").read_text()
-    assert "stagnated" in text and "κ=0.2 exact" in text
-    assert study.main(["--quick", "--out", str(b), "--jobs", "1", "--no-progress"]) == 0
+    assert "stagnated" in text and "κ=0.2 exact" in text and "--quick" in text
+    assert study.main(["--config", str(a / "config.json"), "--out", str(b), "--jobs", "1",
+                       "--quiet", "--format", "svg"]) == 0  # fmt: skip
     assert (a / "results.csv").read_text() == (b / "results.csv").read_text()
+    assert (b / "curves_sin_tanh_batch.svg").is_file()
+
+
+def test_a_folder_of_another_sweep_is_refused(tmp_path, capsys):
+    assert study.main(["--quick", "--out", str(tmp_path), "--jobs", "1", "--quiet",
+                       "--no-plots"]) == 0  # fmt: skip
+    with pytest.raises(SystemExit):
+        study.main(["--quick", "--points", "12", "--out", str(tmp_path), "--quiet"])
+    assert "differs in points" in capsys.readouterr().err
+
+
+def test_sigint_then_resume_gives_every_spec_once_and_the_same_numbers(tmp_path):
+    """The acceptance test of the runner: Ctrl-C mid-sweep, the same command again, and the
+    result equals an uninterrupted run."""
+    argv = ["--quick", "--epochs-sample", "150", "--epochs-batch", "150", "--no-plots", "--quiet"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert study.main([*argv, "--jobs", "1", "--out", str(whole)]) == 0
+    command = [sys.executable, "-m", "tinyvec", "compensation", *argv, "--jobs", "2",
+               "--out", str(cut)]  # fmt: skip
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    for _ in range(1200):  # until a few runs are done (not a timed assertion)
+        if proc.poll() is not None or (
+            (cut / "runs.jsonl").exists() and (cut / "runs.jsonl").read_text().count("\n") >= 4
+        ):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["tinyvec compensation: interrupted"]
+    assert (cut / "INCOMPLETE").is_file() and not (cut / "results.csv").exists()
+    assert 4 <= len(read_runs(cut / "runs.jsonl")) < len(read_runs(whole / "runs.jsonl"))
+    assert study.main([*argv, "--jobs", "2", "--out", str(cut)]) == 0
+    lines = read_runs(cut / "runs.jsonl")
+    keys = [json.dumps(r["spec"], sort_keys=True) for r in lines]
+    assert len(keys) == len(set(keys)) == len(read_runs(whole / "runs.jsonl"))
+    assert (cut / "results.csv").read_text() == (whole / "results.csv").read_text()
 
 
 def test_summary_ratios_are_paired_geometric_means():
@@ -71,10 +119,12 @@ def test_stagnation():
     assert not study.stagnated([1.0] * 30 + [0.5] * 10, var_y=1.0)
 
 
-def test_bad_options():
-    with pytest.raises(SystemExit, match="--quick or --full"):
+def test_bad_options(capsys):
+    with pytest.raises(SystemExit):
         study.main(["--quick", "--full"])
-    with pytest.raises(SystemExit, match="unknown tasks"):
+    assert "--quick or --full" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
         study.main(["--quick", "--tasks", "cos"])
+    assert "invalid choice: 'cos'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown task"):
         study.task_data("cos", 10)

@@ -13,20 +13,34 @@ step), ``completion.csv`` (one row per check), ``series.png``, ``decomposition.p
 
 from __future__ import annotations
 
-import argparse
 import csv
 import itertools
-import json
 import math
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 import tinyvec as tv
 
 from ..analysis import CompletionMonitor, VectorRecorder
+from .common import (
+    add_sweep_flags,
+    atomic_write,
+    config_of,
+    figure_kw,
+    parse,
+    positive_float,
+    positive_int,
+    run_folder,
+    seeds_name,
+    study_parser,
+    sweep_folder,
+    write_json,
+)
+from .sweep import executor_for, run_sweep
 
 
 def target(X: np.ndarray) -> np.ndarray:
@@ -48,9 +62,10 @@ def mse_loss(m: Any, x: Any, y: Any) -> Any:
 def run(
     *, seed: int = 0, steps: int = 3000, lr: float = 0.1, n: int = 128,
     width: int = 32, depth: int = 3, batch: int | None = None, eps: float = 1e-3,
-    patience: int = 20,
+    patience: int = 20, progress: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """Train, record and monitor; returns what the summary reports."""
+    """Train, record and monitor; returns what the summary reports (``progress``: a progress
+    bar over the steps)."""
     rng = np.random.default_rng(seed)
     X, Xt = rng.uniform(-1, 1, size=(2, n)), rng.uniform(-1, 1, size=(2, 256))
     Y, Yt = target(X), target(Xt)
@@ -75,7 +90,7 @@ def run(
             (X[:, order[i : i + batch]], Y[:, order[i : i + batch]]) for i in range(0, n, batch)
         ]
     start = time.perf_counter()
-    history = tv.train(mse_loss, model, data[:steps], state, progress=False, recorder=recorder,
+    history = tv.train(mse_loss, model, data[:steps], state, progress=progress, recorder=recorder,
                        callbacks=[monitor, evaluate])  # fmt: skip
     seconds = time.perf_counter() - start
     return {
@@ -106,13 +121,11 @@ def _median(rec: Any, name: str, k: int) -> float:
     return float(np.median(values)) if values.size else math.nan
 
 
-def write(result: dict[str, Any], out: Path) -> list[Path]:
-    """CSV files, figures and summary.md of a `run` in folder ``out``."""
-    from ..plots.analysis import completion_plot, layer_heatmap, layer_series, pyplot
-
+def write(result: dict[str, Any], out: Path, figures: dict[str, Any] | None = None) -> list[Path]:
+    """CSV files, figures (unless ``figures`` is None: the format and dpi) and summary.md of
+    a `run` in folder ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     rec, mon, cfg = result["recorder"], result["monitor"], result["config"]
-    (out / "config.json").write_text(json.dumps(cfg, indent=2))  # everything needed to rerun
     _write_csv(out / "steps.csv", rec.rows)
     checks = [
         {k: v for k, v in r.items() if not isinstance(v, dict)}
@@ -121,32 +134,9 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
         for r in mon.history
     ]
     _write_csv(out / "completion.csv", checks)
-    figures = [
-        layer_series(rec, SERIES, out / "series.png", title="vector analysis, per Dense layer k"),
-        layer_series(
-            rec, PARTS, out / "decomposition.png", title="ΔA^k = own + inherited + second order"
-        ),
-        layer_heatmap(
-            rec,
-            ("ratio", "cos_total_delta", "grad_norm_mean"),
-            out / "heatmaps.png",
-            log=(True, False, True),
-        ),
-        completion_plot(mon, out / "completion.png"),
-    ]
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(range(1, len(result["history"]) + 1), result["history"], lw=1, label="train (batch)")
-    steps, test = zip(*result["test_loss"], strict=True)
-    ax.plot(steps, test, lw=1, label="test")
-    ax.set(yscale="log", xlabel="step", ylabel="mse")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "loss.png", dpi=110)
-    plt.close(fig)
-    figures.append(out / "loss.png")
-
+    written = [out / "steps.csv", out / "completion.csv"]
+    if figures is not None:
+        written += draw(result, out, figures)
     s = mon.status()
     kind = s["kind"] + (f" of period {s['period']}" if s["kind"] == "limit_cycle" else "")
     layers = sorted({r["layer"] for r in rec.rows})
@@ -178,27 +168,120 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
                                                       "cos_own_delta", "grad_norm_mean",
                                                       "coherence", "effective_rank")]  # fmt: skip
         lines.append(f"| {k} | " + " | ".join(f"{c:.3g}" for c in cells) + " |")
-    lines += ["", "Figures: " + ", ".join(f"[{p.name}]({p.name})" for p in figures), ""]
+    lines += ["", "Files: " + ", ".join(f"[{p.name}]({p.name})" for p in written), ""]
     (out / "summary.md").write_text("\n".join(lines))
-    return [*figures, out / "summary.md"]
+    return [*written, out / "summary.md"]
+
+
+def draw(result: dict[str, Any], out: Path, figures: dict[str, Any]) -> list[Path]:
+    """The figures of a `run`: per-layer series, the ΔA^k decomposition, heatmaps,
+    completion residuals and the loss."""
+    from ..plots import pyplot, save, styles
+    from ..plots.analysis import completion_plot, layer_heatmap, layer_series
+
+    rec, mon = result["recorder"], result["monitor"]
+    paths = [
+        layer_series(rec, SERIES, out / "series", title="vector analysis, per Dense layer k",
+                     **figures),
+        layer_series(rec, PARTS, out / "decomposition",
+                     title=r"$\Delta A^k$ = own + inherited + second order", **figures),
+        layer_heatmap(rec, ("ratio", "cos_total_delta", "grad_norm_mean"), out / "heatmaps",
+                      log=(True, False, True), **figures),
+        completion_plot(mon, out / "completion", **figures),
+    ]  # fmt: skip
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    train, test = styles(2)
+    ax.plot(range(1, len(result["history"]) + 1), result["history"], lw=1.2,
+            label="train (batch)", **train)  # fmt: skip
+    steps, values = zip(*result["test_loss"], strict=True)
+    ax.plot(steps, values, lw=1.2, label="test", **test)
+    ax.set(yscale="log", xlabel="step", ylabel="MSE")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    ax.grid(alpha=0.3)
+    paths.append(save(fig, out / "loss", **figures))
+    return paths
+
+
+def parser() -> Any:
+    p = study_parser("analyze", __doc__.split("\n\n")[0], out="runs/analyze",
+                     quick="300 steps instead of 3000")  # fmt: skip
+    p.add_argument("--steps", type=positive_int, help="training steps (default 3000, 300 quick)")
+    p.add_argument("--lr", type=positive_float, default=0.1, help="Descent step size (0.1)")
+    p.add_argument("--n", type=positive_int, default=128, help="training points (128)")
+    p.add_argument("--width", type=positive_int, default=32, help="hidden width (32)")
+    p.add_argument("--depth", type=positive_int, default=3, help="hidden layers (3)")
+    p.add_argument("--batch", type=positive_int, help="batch size (default: all n points)")
+    p.add_argument("--eps", type=positive_float, default=1e-3, help="completion threshold ε")
+    p.add_argument("--patience", type=positive_int, default=20,
+                   help="completion checks below ε before it is declared (20)")  # fmt: skip
+    add_sweep_flags(p)
+    return p
+
+
+def _kwargs(args: Any) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in
+            ("steps", "lr", "n", "width", "depth", "batch", "eps", "patience")}  # fmt: skip
+
+
+def seed_run(spec: dict[str, Any]) -> dict[str, Any]:
+    """One seed of a ``--seeds`` sweep (a `tinyvec.experiments.sweep` function): the
+    summary of the run, as JSON."""
+    result = run(**spec)
+    s, rec = result["monitor"].status(), result["recorder"]
+    layers = sorted({r["layer"] for r in rec.rows})
+    return {
+        "train_loss": result["history"][-1], "test_loss": result["test_loss"][-1][1],
+        "completion": s["kind"], "period": s["period"], "completion_step": s["step"],
+        "ratio": [_median(rec, "ratio", k) for k in layers],
+        "cos_total_delta": [_median(rec, "cos_total_delta", k) for k in layers],
+    }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="tinyvec analyze", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=Path("runs/analyze"), help="output folder")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="300 steps instead of 3000")
-    p.add_argument("--steps", type=int, help="number of training steps")
-    p.add_argument("--lr", type=float, default=0.1, help="Descent step size")
-    p.add_argument("--batch", type=int, help="batch size (default: the full 128 points)")
-    p.add_argument("--eps", type=float, default=1e-3, help="completion threshold ε")
-    args = p.parse_args(argv)
-    steps = args.steps if args.steps is not None else (300 if args.quick else 3000)
-    if steps < 1 or args.lr <= 0 or (args.batch is not None and args.batch < 1):
-        p.error("--steps, --lr and --batch must be positive")
-    result = run(seed=args.seed, steps=steps, lr=args.lr, batch=args.batch, eps=args.eps)
-    for path in write(result, args.out):
-        print(path)
+    args = parse(parser(), argv)
+    if args.steps is None:
+        args.steps = 300 if args.quick else 3000
+    figures = None if args.no_plots else figure_kw(args)
+    if args.seeds:
+        return main_seeds(args)
+    with threadpool_limits(limits=1), run_folder(args.out) as out:
+        result = run(seed=args.seed, progress=not args.quiet, **_kwargs(args))
+        written = write(result, out, figures)
+        write_json(out / "config.json", config_of(args))
+    for path in written:
+        print(args.out / path.name)
     s = result["monitor"].status()
     print(f"completion: {s['kind']} (period {s['period']}) at step {s['step']}")
+    return 0
+
+
+def main_seeds(args: Any) -> int:
+    """``--seeds``: one run per seed through the sweep runner; a table of the seeds."""
+    specs = [{**_kwargs(args), "seed": s} for s in args.seeds]
+    with sweep_folder("tinyvec analyze", args.out, config_of(args)) as out:
+        with executor_for(args.jobs, args.dask) as ex:
+            runs = run_sweep(seed_run, specs, out, executor=ex, progress=not args.quiet,
+                             desc="seeds")  # fmt: skip
+        lines = [
+            f"# Vector analysis over seeds {seeds_name(args.seeds)}",
+            "",
+            f"{args.steps} steps each (settings: config.json). Per layer k: the median over "
+            "the steps of ‖inherited‖/‖own‖ and of cos(ΔA^k, −δ^k).",
+            "",
+            "| seed | train loss | test loss | completion | at step | ‖inherited‖/‖own‖ per k "
+            "| cos(ΔA, −δ) per k |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in runs:
+            kind = r["completion"] + (f" ({r['period']})" if r["period"] else "")
+            lines.append(
+                f"| {r['spec']['seed']} | {r['train_loss']:.3g} | {r['test_loss']:.3g} | {kind} "
+                f"| {r['completion_step']} | {' / '.join(f'{v:.3g}' for v in r['ratio'])} | "
+                f"{' / '.join(f'{v:.3f}' for v in r['cos_total_delta'])} |"
+            )
+        test = np.array([r["test_loss"] for r in runs])
+        lines += ["", f"Test loss over the seeds: mean {test.mean():.3g}, std {test.std():.3g}."]
+        atomic_write(out / "summary.md", "\n".join(lines) + "\n")
+    print((args.out / "summary.md").read_text() + f"→ {args.out}")
     return 0

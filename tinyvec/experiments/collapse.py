@@ -29,19 +29,37 @@ last epoch should fall at least tenfold.
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
 import tinyvec as tv
 
 from ..analysis import effective_rank, neural_collapse
+from .common import (
+    add_sweep_flags,
+    atomic_write,
+    config_of,
+    figure_kw,
+    nonnegative_float,
+    nonnegative_int,
+    parse,
+    positive_float,
+    positive_int,
+    run_folder,
+    seeds_name,
+    study_parser,
+    sweep_folder,
+    write_json,
+)
+from .sweep import executor_for, run_sweep
 
 METRICS = ("NC1", "NC2_equinorm", "NC2_equiangular", "NC3", "NC4")
 LOSSES = {
@@ -112,11 +130,12 @@ def measure(model: Any, Xtr: Any, ytr: Any, Xte: Any, yte: Any) -> dict[str, flo
 def train_run(
     loss: str, data: Sequence[np.ndarray], *, seed: int = 0, epochs: int = 600, width: int = 128,
     depth: int | None = None, batch: int = 64, lr: float | None = None, wd: float | None = None,
-    decay_layers: int | None = None, momentum: float = 0.9,
+    decay_layers: int | None = None, momentum: float = 0.9, progress: bool = False,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Train one model with ``loss`` ("crossentropy" or "mse"); one row per epoch (0: at
     initialisation) with the loss, the NC metrics and the errors. Weight decay ``wd`` applies
-    to the last ``decay_layers`` Dense layers only (1: the classifier W, b)."""
+    to the last ``decay_layers`` Dense layers only (1: the classifier W, b). ``progress``:
+    a progress bar over the epochs."""
     Xtr, ytr, _Xte, _yte = data
     depth = DEFAULTS[loss]["depth"] if depth is None else depth
     lr = DEFAULTS[loss]["lr"] if lr is None else lr
@@ -142,7 +161,7 @@ def train_run(
     Ytr = tv.onehot(ytr, 10)
     rng = np.random.default_rng(seed + 1)
     rows = [{"epoch": 0, "loss": float("nan"), "lr": 0.0, **measure(model, *data)}]
-    for epoch in range(1, epochs + 1):
+    for epoch in tqdm(range(1, epochs + 1), desc=loss, unit="epoch", disable=not progress):
         # step decay: the step size / 10 after half, / 100 after three quarters of the epochs
         descent.eta = lr * 0.1 ** ((epoch > epochs / 2) + (epoch > 3 * epochs / 4))
         order = rng.permutation(Xtr.shape[1])
@@ -171,13 +190,14 @@ def acceptance(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[float, float, 
     return out
 
 
-def write(tables: dict[str, list[dict[str, Any]]], config: dict[str, Any], out: Path) -> list[Path]:
-    from ..plots.collapse import collapse_figure
-
+def write(
+    tables: dict[str, list[dict[str, Any]]], config: dict[str, Any], out: Path,
+    figures: dict[str, Any] | None = None,
+) -> list[Path]:  # fmt: skip
+    """CSV tables, the figure (unless ``figures`` is None: the format and dpi) and
+    summary.md of one seed's run in folder ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    rerun = {**config, "losses": {k: {**v, "seconds": None} for k, v in config["losses"].items()}}
-    (out / "config.json").write_text(json.dumps(rerun, indent=2))  # everything needed to rerun
-    paths = [out / "config.json"]
+    paths = []
     for loss, rows in tables.items():
         path = out / f"collapse_{loss}.csv"
         with open(path, "w", newline="") as f:
@@ -185,13 +205,11 @@ def write(tables: dict[str, list[dict[str, Any]]], config: dict[str, Any], out: 
             w.writeheader()
             w.writerows(rows)
         paths.append(path)
-    paths.append(
-        collapse_figure(
-            tables,
-            out / "collapse.png",
-            title="neural collapse on digits (log scale: zeros are not drawn)",
-        )
-    )
+    if figures is not None:
+        from ..plots.collapse import collapse_figure
+
+        title = "neural collapse on digits (log scale: zeros are not drawn)"
+        paths.append(collapse_figure(tables, out / "collapse", title=title, **figures))
     lines = [
         "# Neural collapse on the digits data set",
         "",
@@ -242,61 +260,133 @@ def write(tables: dict[str, list[dict[str, Any]]], config: dict[str, Any], out: 
             for loss, rows in tables.items()
         ),
         "",
-        "![neural collapse](collapse.png)",
-        "",
     ]
+    if figures is not None:
+        lines += [f"![neural collapse](collapse.{figures['fmt']})", ""]
     (out / "summary.md").write_text("\n".join(lines))
     paths.append(out / "summary.md")
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="tinyvec collapse", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=Path("runs/collapse"), help="output folder")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="a tenth of the epochs")
-    p.add_argument("--epochs", type=int, help="epochs (default 600, 60 with --quick)")
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("--depth", type=int, help="hidden layers (default: per loss)")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument(
-        "--losses", default="crossentropy,mse", help="comma-separated: crossentropy, mse"
-    )
+def settings(args: Any, loss: str) -> dict[str, Any]:
+    """depth, lr, wd and decay_layers of ``loss``: the flags where given, else its DEFAULTS."""
+    return {key: DEFAULTS[loss][key] if getattr(args, key) is None else getattr(args, key)
+            for key in ("depth", "lr", "wd", "decay_layers")}  # fmt: skip
+
+
+def seed_run(spec: dict[str, Any]) -> dict[str, Any]:
+    """One seed of a ``--seeds`` sweep (a `tinyvec.experiments.sweep` function): the epoch
+    tables of every loss."""
+    data = load_digits_split(spec["seed"], standardize=spec["standardize"],
+                             balanced=spec["balanced"])  # fmt: skip
+    tables, seconds = {}, {}
+    for loss, c in spec["losses"].items():
+        start = time.perf_counter()
+        tables[loss] = train_run(loss, data, seed=spec["seed"], epochs=spec["epochs"],
+                                 width=spec["width"], batch=spec["batch"],
+                                 progress=spec.get("progress", False), **c)  # fmt: skip
+        seconds[loss] = time.perf_counter() - start
+    return {"tables": tables, "seconds": seconds,
+            "n_train": data[0].shape[1], "n_test": data[2].shape[1]}  # fmt: skip
+
+
+def parser() -> Any:
+    p = study_parser("collapse", __doc__.split("\n\n")[0], out="runs/collapse",
+                     quick="60 epochs instead of 600")  # fmt: skip
+    p.add_argument("--epochs", type=positive_int, help="epochs (default 600, 60 with --quick)")
+    p.add_argument("--width", type=positive_int, default=128, help="hidden width (default 128)")
+    p.add_argument("--depth", type=positive_int, help="hidden layers (default: per loss)")
+    p.add_argument("--batch", type=positive_int, default=64, help="batch size (default 64)")
+    p.add_argument("--losses", default="crossentropy,mse",
+                   help="comma-separated: crossentropy, mse (default both)")  # fmt: skip
     p.add_argument("--standardize", action="store_true", help="standardise each pixel")
     p.add_argument("--unbalanced", action="store_true", help="keep every training sample")
-    p.add_argument("--lr", type=float, help="step size for every loss (default: per loss)")
-    p.add_argument("--wd", type=float, help="weight decay for every loss (default: per loss)")
-    p.add_argument(
-        "--decay-layers",
-        type=int,
-        help="weight decay on the last N Dense layers (default: per loss)",
-    )
-    args = p.parse_args(argv)
+    p.add_argument("--lr", type=positive_float, help="step size for every loss (default: per loss)")
+    p.add_argument("--wd", type=nonnegative_float,
+                   help="weight decay for every loss (default: per loss)")  # fmt: skip
+    p.add_argument("--decay-layers", type=nonnegative_int,
+                   help="weight decay on the last N Dense layers (default: per loss)")  # fmt: skip
+    add_sweep_flags(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    args = parse(p, argv, needs=["sklearn"])
     losses = [s.strip() for s in args.losses.split(",") if s.strip()]
     if not losses or any(s not in LOSSES for s in losses):
         p.error(f"--losses takes a comma-separated list of {', '.join(LOSSES)}")
-    epochs = args.epochs if args.epochs is not None else (60 if args.quick else 600)
-    depths = [DEFAULTS[loss]["depth"] if args.depth is None else args.depth for loss in losses]
-    if min(epochs, args.width, *depths, args.batch) < 1:
-        p.error("--epochs, --width, --depth and --batch must be positive")
-    if args.decay_layers is not None and not 0 <= args.decay_layers <= min(depths) + 1:
+    if args.epochs is None:
+        args.epochs = 60 if args.quick else 600
+    depths = [settings(args, loss)["depth"] for loss in losses]
+    if args.decay_layers is not None and args.decay_layers > min(depths) + 1:
         p.error(f"--decay-layers must be in 0..{min(depths) + 1} (the Dense layers)")
-    data = load_digits_split(args.seed, standardize=args.standardize, balanced=not args.unbalanced)
-    config: dict[str, Any] = {
-        "seed": args.seed, "standardize": args.standardize, "balanced": not args.unbalanced,
-        "epochs": epochs, "width": args.width, "batch": args.batch,
-        "n_train": data[0].shape[1], "n_test": data[2].shape[1], "losses": {},
-    }  # fmt: skip
-    tables = {}
-    for loss in losses:
-        c = {key: DEFAULTS[loss][key] if getattr(args, key) is None else getattr(args, key)
-             for key in ("depth", "lr", "wd", "decay_layers")}  # fmt: skip
-        start = time.perf_counter()
-        tables[loss] = train_run(loss, data, seed=args.seed, epochs=epochs, width=args.width,
-                                 batch=args.batch, **c)  # fmt: skip
-        config["losses"][loss] = {**c, "seconds": time.perf_counter() - start}
-        fall = acceptance(tables[loss])
-        print(f"{loss}: " + ", ".join(f"{k} ÷{fall[k][2]:.3g}" for k in METRICS))
-    for path in write(tables, config, args.out):
-        print(path)
+    figures = None if args.no_plots else figure_kw(args)
+    base = {"epochs": args.epochs, "width": args.width, "batch": args.batch,
+            "standardize": args.standardize, "balanced": not args.unbalanced,
+            "losses": {loss: settings(args, loss) for loss in losses}}  # fmt: skip
+    if args.seeds:
+        return main_seeds(args, base, figures)
+    with threadpool_limits(limits=1), run_folder(args.out) as out:
+        result = seed_run({**base, "seed": args.seed, "progress": not args.quiet})
+        for loss, table in result["tables"].items():
+            fall = acceptance(table)
+            print(f"{loss}: " + ", ".join(f"{k} ÷{fall[k][2]:.3g}" for k in METRICS))
+        config = {**base, "seed": args.seed, "n_train": result["n_train"],
+                  "n_test": result["n_test"],
+                  "losses": {loss: {**c, "seconds": result["seconds"][loss]}
+                             for loss, c in base["losses"].items()}}  # fmt: skip
+        written = write(result["tables"], config, out, figures)
+        write_json(out / "config.json", config_of(args))
+    for path in written:
+        print(args.out / path.name)
     return 0
+
+
+def main_seeds(args: Any, base: dict[str, Any], figures: dict[str, Any] | None) -> int:
+    """``--seeds``: one run per seed through the sweep runner, and a table of the
+    acceptance check over the seeds."""
+    specs = [{**base, "seed": s} for s in args.seeds]
+    with sweep_folder("tinyvec collapse", args.out, config_of(args)) as out:
+        with executor_for(args.jobs, args.dask) as ex:
+            runs = run_sweep(seed_run, specs, out, executor=ex, progress=not args.quiet,
+                             desc="seeds")  # fmt: skip
+        lines = [
+            f"# Neural collapse on digits over seeds {seeds_name(args.seeds)}",
+            "",
+            f"{len(runs)} seeds, {base['epochs']} epochs each (settings: config.json); the "
+            "fall of each metric from epoch 1 to the last epoch, per seed.",
+            "",
+            "| loss | metric | median fall | min | max | seeds ≥ 10× |",
+            "|---|---|---|---|---|---|",
+        ]
+        for loss in base["losses"]:
+            for metric in METRICS:
+                falls = np.array([acceptance(r["tables"][loss])[metric][2] for r in runs])
+                lines.append(f"| {loss} | {metric} | {np.median(falls):.3g}× | "
+                             f"{falls.min():.3g}× | {falls.max():.3g}× | "
+                             f"{int(np.sum(falls >= 10))}/{len(falls)} |")  # fmt: skip
+        lines += ["", "| loss | final train error (mean ± std) | final test error |",
+                  "|---|---|---|"]  # fmt: skip
+        for loss in base["losses"]:
+            tr = [r["tables"][loss][-1]["train_error"] for r in runs]
+            te = [r["tables"][loss][-1]["test_error"] for r in runs]
+            lines.append(f"| {loss} | {np.mean(tr):.4f} ± {np.std(tr):.4f} | "
+                         f"{np.mean(te):.4f} ± {np.std(te):.4f} |")  # fmt: skip
+        if figures is not None:
+            from ..plots.collapse import collapse_figure
+
+            median = {loss: [{k: float(np.median([r["tables"][loss][e][k] for r in runs]))
+                              for k in runs[0]["tables"][loss][e]}
+                             for e in range(len(runs[0]["tables"][loss]))]
+                      for loss in base["losses"]}  # fmt: skip
+            title = f"neural collapse on digits, median over seeds {seeds_name(args.seeds)}"
+            path = collapse_figure(median, out / "collapse", title=title, **figures)
+            lines += ["", f"![median over seeds]({path.name})"]
+        atomic_write(out / "summary.md", "\n".join(lines) + "\n")
+    print((args.out / "summary.md").read_text() + f"→ {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -30,13 +30,9 @@ the same command gives the same numbers.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import itertools
-import json
 import math
-import multiprocessing
-import os
 import platform
 import sys
 import time
@@ -47,6 +43,20 @@ import numpy as np
 
 import tinyvec as tv
 from tinyvec.deltarules import Compensation, Orthogonalization
+
+from .common import (
+    add_sweep_flags,
+    atomic_write,
+    config_of,
+    figure_kw,
+    nonnegative_float,
+    parse,
+    positive_float,
+    positive_int,
+    study_parser,
+    sweep_folder,
+)
+from .sweep import executor_for, run_sweep
 
 TASKS = ("sin", "runge", "sincos")
 ACTIVATIONS = ("tanh", "relu")
@@ -137,7 +147,8 @@ def delta_rules(kappa: float, variant: str, ortho: bool, eps: float) -> list[Any
 
 # --- one run ----------------------------------------------------------------------------------
 def run_one(spec: dict[str, Any]) -> dict[str, Any]:
-    """Train one network as ``spec`` says; return its final errors, flags and curve."""
+    """Train one network as ``spec`` says; return its final errors, flags and curve (a
+    `tinyvec.experiments.sweep` function)."""
     start = time.perf_counter()
     x, y, xe, ye = task_data(spec["task"], spec["points"])
     rng = np.random.default_rng([spec["seed"], spec["seed_index"]])
@@ -162,7 +173,6 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     final = math.nan if diverged else curve[-1]
     eval_mse = math.nan if diverged else float(np.mean((model(xe) - ye) ** 2))
     return dict(
-        spec,
         final=final,
         eval_mse=eval_mse,
         diverged=diverged,
@@ -203,7 +213,7 @@ def grid(cfg: dict[str, Any]) -> list[dict[str, Any]]:
             r for r in rules if (r[2] in cfg["ortho"]) and not (mode == "sample" and r[2])
         ]
         for eta, (kappa, variant, ortho, eps), s in itertools.product(
-            etas, modes_rules, range(cfg["seeds"])
+            etas, modes_rules, cfg["seeds"]
         ):
             runs.append(
                 dict(
@@ -291,8 +301,11 @@ def label(row: dict[str, Any]) -> str:
 
 
 def write_outputs(
-    out: Path, cfg: dict[str, Any], results: list[dict[str, Any]], wall: float
-) -> None:
+    out: Path, cfg: dict[str, Any], results: list[dict[str, Any]], wall: float,
+    figures: dict[str, Any] | None = None,
+) -> None:  # fmt: skip
+    """results.csv, runs.csv, the figures (unless ``figures`` is None: format and dpi) and
+    results.md of the runs ``results`` (each its spec and its results in one dict)."""
     rows = summarise(results)
     fields = [
         *CELL,
@@ -329,27 +342,48 @@ def write_outputs(
         w = csv.DictWriter(f, fieldnames=run_fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(results)
-    plots = write_curves(out, results)
-    (out / "results.md").write_text(markdown(cfg, rows, results, wall, plots))
+    plots = write_curves(out, results, figures) if figures is not None else []
+    atomic_write(out / "results.md", markdown(cfg, rows, results, wall, plots))
 
 
-def write_curves(out: Path, results: list[dict[str, Any]]) -> list[str]:
-    """A PNG per task, activation and mode, at the middle step size of that mode."""
-    from ..plots.compensation import learning_curves
+def panel(r: dict[str, Any]) -> str:
+    """The panel of a run's learning curve: its κ variant, or orthogonalization and its ε
+    (plain backprop is drawn in every panel, as the reference)."""
+    if r["ortho"]:
+        return f"orthogonalization, ε = {r['eps']:g}"
+    return "κ, exact ΔO" if r["variant"] == "exact" else "κ, first-order ΔO"
+
+
+def write_curves(out: Path, results: list[dict[str, Any]], figures: dict[str, Any]) -> list[str]:
+    """A figure per task, activation and mode, at the middle step size of that mode: a panel
+    per κ variant and per orthogonalization ε, at most six lines each."""
+    from ..plots.compensation import MAX_LINES, learning_curves
 
     names = []
     for task, act, mode in sorted({(r["task"], r["activation"], r["mode"]) for r in results}):
         sel = [r for r in results if (r["task"], r["activation"], r["mode"]) == (task, act, mode)]
         etas = sorted({r["eta"] for r in sel})
         eta = etas[len(etas) // 2]
-        curves: dict[str, list[list[float]]] = {}
-        for r in sorted(sel, key=lambda r: (r["ortho"], str(r["eps"]), r["kappa"], r["variant"])):
-            if r["eta"] == eta and r["width"] == sel[0]["width"] and r["depth"] == sel[0]["depth"]:
-                curves.setdefault(label(r), []).append(r["curve"])
-        name = f"curves_{task}_{act}_{mode}.png"
-        title = f"{task}, {act} {sel[0]['width']}×{sel[0]['depth']}, {mode}, η={eta:g}"
-        learning_curves({k: np.array(v) for k, v in curves.items()}, out / name, title)
-        names.append(name)
+        shown = [r for r in sel if r["eta"] == eta and r["width"] == sel[0]["width"]
+                 and r["depth"] == sel[0]["depth"]]  # fmt: skip
+        plain = [r["curve"] for r in shown if r["kappa"] == 0 and not r["ortho"]]
+        groups: dict[str, dict[str, list[list[float]]]] = {}
+        for r in sorted(shown, key=lambda r: (r["ortho"], str(r["eps"]), r["kappa"], r["variant"])):
+            if r["kappa"] or r["ortho"]:
+                groups.setdefault(panel(r), {}).setdefault(label(r), []).append(r["curve"])
+        panels: dict[str, dict[str, np.ndarray]] = {}
+        for name, curves in groups.items():
+            items = list(curves.items())
+            chunks = [items[i : i + MAX_LINES - 1] for i in range(0, len(items), MAX_LINES - 1)]
+            for i, chunk in enumerate(chunks):
+                title = name + (f" ({i + 1}/{len(chunks)})" if len(chunks) > 1 else "")
+                panels[title] = {"plain": np.array(plain), **{k: np.array(v) for k, v in chunk}}
+        if not panels:
+            panels["plain backprop"] = {"plain": np.array(plain)}
+        title = (f"{task}, {act} {sel[0]['width']}×{sel[0]['depth']}, "
+                 f"{'per-sample' if mode == 'sample' else 'mini-batch'} SGD, η = {eta:g}")  # fmt: skip
+        path = learning_curves(panels, out / f"curves_{task}_{act}_{mode}", title, **figures)
+        names.append(path.name)
     return names
 
 
@@ -364,12 +398,12 @@ def markdown(
     wall: float,
     plots: list[str],
 ) -> str:
-    n_cpu = cfg["jobs"]
     lines = [
         "# Compensation study (seed 004)",
         "",
         f"Command: `{cfg['command']}`  ",
-        f"{len(results)} runs, wall time {wall / 60:.1f} min on {n_cpu} worker process(es); "
+        f"{len(results)} runs, {sum(r['seconds'] for r in results) / 60:.1f} CPU-minutes of "
+        f"training (last invocation: {wall / 60:.1f} min wall on {cfg['workers']}); "
         f"tinyvec {tv.__version__}, NumPy {np.__version__}, Python {platform.python_version()}.",
         "",
         "Claim (seed 004): with a compensation coefficient κ ≈ 0.2, ReLU and tanh networks improve, "
@@ -457,97 +491,66 @@ def overview(rows: list[dict[str, Any]], results: list[dict[str, Any]]) -> list[
     return out
 
 
-# --- step time of the δ-rules -------------------------------------------------------------------
 # --- command line -----------------------------------------------------------------------------
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="tinyvec compensation",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--out", default="runs/compensation", help="output folder")
-    p.add_argument("--quick", action="store_true", help="a tiny grid (under a minute)")
+LISTS = dict(
+    tasks=str, activations=str, widths=positive_int, depths=positive_int,
+    kappas=nonnegative_float, variants=str, modes=str, etas_sample=positive_float,
+    etas_batch=positive_float, ortho_kappas=nonnegative_float, eps=positive_float,
+)  # fmt: skip
+COUNTS = ("batch", "points", "epochs_sample", "epochs_batch")
+CHOICES = dict(tasks=TASKS, activations=ACTIVATIONS, modes=MODES,
+               variants=("exact", "first_order"))  # fmt: skip
+ORTHO = {"both": [False, True], "off": [False], "on": [True]}
+
+
+def parser() -> Any:
+    p = study_parser("compensation", __doc__, out="runs/compensation",
+                     quick="a tiny grid (seconds)")  # fmt: skip
     p.add_argument("--full", action="store_true", help="the full grid (hours on 2 cores)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
-    p.add_argument("--no-progress", action="store_true")
-    lists = dict(
-        tasks=str,
-        activations=str,
-        widths=int,
-        depths=int,
-        kappas=float,
-        variants=str,
-        modes=str,
-        etas_sample=float,
-        etas_batch=float,
-        ortho_kappas=float,
-        eps=float,
-    )
-    for name, kind in lists.items():
-        p.add_argument(
-            f"--{name.replace('_', '-')}", type=kind, nargs="+", help=f"default {DEFAULT[name]}"
-        )
-    p.add_argument("--ortho", choices=["both", "off", "on"], help="default both (mini-batch)")
-    for name in ("batch", "points", "epochs_sample", "epochs_batch", "seeds", "seed"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"default {DEFAULT[name]}")
-    return p.parse_args(argv)
+    for name, kind in LISTS.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, nargs="+",
+                       choices=CHOICES.get(name), help=f"default {DEFAULT[name]}")  # fmt: skip
+    p.add_argument("--ortho", choices=list(ORTHO), help="default both (mini-batch only)")
+    for name in COUNTS:
+        p.add_argument(f"--{name.replace('_', '-')}", type=positive_int,
+                       help=f"default {DEFAULT[name]}")  # fmt: skip
+    add_sweep_flags(p, seeds="0-4")
+    p.set_defaults(seeds=None)  # the preset's seeds unless given
+    return p
 
 
-def config(args: argparse.Namespace) -> dict[str, Any]:
-    if args.quick and args.full:
-        raise SystemExit("tinyvec compensation: choose --quick or --full, not both")
+def config(args: Any) -> dict[str, Any]:
+    """The grid of ``args``: the preset (--quick, --full or the default) with every flag given
+    overriding it. The flags are set to the values used, so config.json states all of them."""
     cfg = dict(QUICK if args.quick else FULL if args.full else DEFAULT)
+    cfg["seeds"] = list(range(cfg["seeds"]))
+    cfg["ortho"] = next(k for k, v in ORTHO.items() if v == cfg["ortho"])
     for name in cfg:
-        value = getattr(args, name, None)
-        if name == "ortho" and value is not None:
-            value = {"both": [False, True], "off": [False], "on": [True]}[value]
-        if value is not None:
-            cfg[name] = value
-    for name, allowed in (
-        ("tasks", TASKS),
-        ("activations", ACTIVATIONS),
-        ("modes", MODES),
-        ("variants", ("exact", "first_order")),
-    ):
-        bad = set(cfg[name]) - set(allowed)
-        if bad:
-            raise SystemExit(f"tinyvec compensation: unknown {name} {sorted(bad)}; use {allowed}")
-    if cfg["seeds"] < 1 or args.jobs < 1:
-        raise SystemExit("tinyvec compensation: --seeds and --jobs must be ≥ 1")
-    cfg["jobs"] = args.jobs
-    return cfg
+        if getattr(args, name, None) is not None:
+            cfg[name] = getattr(args, name)
+        setattr(args, name, cfg[name])
+    return {**cfg, "ortho": ORTHO[cfg["ortho"]]}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
+    p = parser()
+    args = parse(p, argv)
+    if args.quick and args.full:
+        p.error("choose --quick or --full, not both")
     cfg = config(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg["command"] = "tinyvec compensation " + " ".join(sys.argv[1:] if argv is None else argv)
-    runs = grid(cfg)
-    from tqdm.auto import tqdm
-
+    specs = grid(cfg)
     start = time.perf_counter()
-    # one BLAS thread per worker: the runs are small, the processes are the parallelism
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    results = []
-    with tqdm(total=len(runs), desc="compensation", disable=args.no_progress) as bar:
-        if args.jobs == 1:
-            for spec in runs:
-                results.append(run_one(spec))
-                bar.update()
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            with ctx.Pool(args.jobs) as pool:
-                for r in pool.imap_unordered(run_one, runs, chunksize=2):
-                    results.append(r)
-                    bar.update()
-    wall = time.perf_counter() - start
-    results.sort(key=lambda r: tuple(str(r[k]) for k in (*CELL, "seed_index")))
-    (out / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
-    write_outputs(out, cfg, results, wall)
-    print(f"{len(runs)} runs in {wall / 60:.1f} min; results in {out}/results.md")
+    with sweep_folder(p.prog, args.out, config_of(args)) as out:
+        with executor_for(args.jobs, args.dask) as ex:
+            runs = run_sweep(run_one, specs, out, executor=ex, progress=not args.quiet,
+                             desc="compensation")  # fmt: skip
+        wall = time.perf_counter() - start
+        results = [{**r["spec"], **{k: v for k, v in r.items() if k != "spec"}} for r in runs]
+        cfg["command"] = "tinyvec compensation " + " ".join(sys.argv[1:] if argv is None else argv)
+        cfg["workers"] = (f"the Dask cluster {args.dask}" if args.dask else
+                          f"{args.jobs} worker process(es)")  # fmt: skip
+        write_outputs(out, cfg, results, wall, None if args.no_plots else figure_kw(args))
+    print(f"{len(specs)} runs in {wall / 60:.1f} min; results in {args.out}/results.md")
     return 0
 
 

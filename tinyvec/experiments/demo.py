@@ -5,13 +5,23 @@ Dense layer, and the identity ΔW^k o^{k-1} + Δb^k = -α(‖o^{k-1}‖²+1) δ^
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 import tinyvec as tv
+from tinyvec.experiments.common import (
+    config_of,
+    parse,
+    positive_float,
+    positive_int,
+    run_folder,
+    study_parser,
+    write_json,
+)
 
 
 def seed_network(h: int = 20, m: int = 40, rng: int = 0) -> tv.Chain:
@@ -34,32 +44,40 @@ def task(n: int, h: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="tinyvec demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch", type=int, default=20)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="where to save the model")
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
+    p = study_parser("demo", __doc__.split("\n\n")[0], out="runs/demo",
+                     quick="5 epochs instead of 30")  # fmt: skip
+    p.add_argument("--epochs", type=positive_int, help="epochs (default 30, 5 with --quick)")
+    p.add_argument("--batch", type=positive_int, default=20, help="batch size (default 20)")
+    p.add_argument("--lr", type=positive_float, default=0.05, help="step size (default 0.05)")
+    args = parse(p, argv, plot_needs=())  # demo draws no figure
+    if args.epochs is None:
+        args.epochs = 5 if args.quick else 30
+    with threadpool_limits(limits=1), run_folder(args.out) as out:
+        report(args, out)
+    print(f"\nmodel saved to {args.out / 'model.npz'}")
+    return 0
 
+
+def report(args: Any, out: Path) -> None:
+    """Train, print what each layer exposes, and save the model and config.json into ``out``."""
     model = seed_network(rng=args.seed)
     print(model)
-    x, y = task(400, seed=args.seed)
+    n = 400
+    x, y = task(n, seed=args.seed)
     batches = [
-        (x[:, i : i + args.batch], y[:, i : i + args.batch]) for i in range(0, 400, args.batch)
+        (x[:, i : i + args.batch], y[:, i : i + args.batch]) for i in range(0, n, args.batch)
     ]
     state = tv.setup(tv.Descent(args.lr), model)
     recorder = tv.Recorder()
     loss = lambda m, x, y: tv.mse(m(x), y)  # noqa: E731
     history = tv.train(
         loss, model, batches, state, epochs=args.epochs, recorder=recorder,
-        progress=not args.no_progress,
+        progress=not args.quiet,
     )  # fmt: skip
     print(f"\nmse: first epoch {np.mean(history[: len(batches)]):.4f}, "
           f"last epoch {np.mean(history[-len(batches):]):.4f}")  # fmt: skip
 
-    print("\nlast step, per Dense layer k (batch of", args.batch, "samples):")
+    print("\nlast step, per Dense layer k (batch of", batches[-1][0].shape[1], "samples):")
     print("  k  shape       ‖O^{k-1}‖   ‖δ^k‖      ‖ΔW^k‖     cos(ΔW O + Δb, -δ)")
     last = max(r["step"] for r in recorder.rows)
     for r in (r for r in recorder.rows if r["step"] == last):
@@ -77,11 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         own = d.dW @ o + d.db[:, None]
         err = np.max(np.abs(own + alpha * (np.sum(o * o) + 1) * delta))
         print(f"  layer {k}: {err:.2e}")
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    tv.save(args.out / "model.npz", model)
-    print(f"\nmodel saved to {args.out / 'model.npz'}")
-    return 0
+    tv.save(out / "model.npz", model)
+    write_json(out / "config.json", config_of(args))
 
 
 if __name__ == "__main__":

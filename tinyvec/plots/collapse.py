@@ -1,5 +1,5 @@
 """The neural-collapse figure: NC1-NC4 and the train and test errors per epoch, log scale,
-one colour per loss."""
+each line its own colour and line style."""
 
 from __future__ import annotations
 
@@ -10,16 +10,18 @@ from typing import Any
 
 import numpy as np
 
-from .analysis import pyplot
+from . import pyplot, save, styles
 
+# (panel, y label, columns drawn, their names in the legend)
 PANELS = (
-    ("NC1", "NC1  Tr(Σ_W Σ_B⁺)/C", ("NC1",)),
-    ("NC2_equinorm", "NC2 equinorm (dashed: rows of W)", ("NC2_equinorm", "NC2_equinorm_W")),
-    ("NC2_equiangular", "NC2 equiangularity (dashed: W)", ("NC2_equiangular", "NC2_equiangular_W")),
-    ("NC3", "NC3  ‖Wᵀ/‖W‖ − M/‖M‖‖²", ("NC3",)),
-    ("NC4", "NC4  nearest mean ≠ network", ("NC4",)),
-    ("error", "error (solid: train, dashed: test)", ("train_error", "test_error")),
-)
+    ("NC1", r"NC1  $\mathrm{Tr}(\Sigma_W \Sigma_B^{+}) / C$", ("NC1",), ("",)),
+    ("NC2_equinorm", "NC2 equinorm", ("NC2_equinorm", "NC2_equinorm_W"), ("means", "rows of W")),
+    ("NC2_equiangular", "NC2 equiangularity", ("NC2_equiangular", "NC2_equiangular_W"),
+     ("means", "rows of W")),
+    ("NC3", r"NC3  $\|W^T/\|W\| - M/\|M\|\|^2$", ("NC3",), ("",)),
+    ("NC4", "NC4  share: nearest mean ≠ network", ("NC4",), ("",)),
+    ("error", "classification error", ("train_error", "test_error"), ("train", "test")),
+)  # fmt: skip
 
 
 def collapse_figure(
@@ -27,30 +29,29 @@ def collapse_figure(
     path: str | os.PathLike[str],
     *,
     title: str | None = None,
+    fmt: str = "png",
+    dpi: int = 200,
 ) -> Path:
     """``tables``: loss name → rows (one per epoch, with ``epoch`` and the metrics). Zeros
     (e.g. NC4 or the train error once they vanish) are not drawn on the log scale."""
     plt = pyplot()
-    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (_, label, keys) in zip(axes.ravel(), PANELS, strict=True):
-        for colour, (loss, rows) in zip(colours, tables.items(), strict=False):
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
+    for ax, (_, ylabel, keys, names) in zip(axes.ravel(), PANELS, strict=True):
+        lines = [(loss, rows, key, name) for loss, rows in tables.items()
+                 for key, name in zip(keys, names, strict=True)]  # fmt: skip
+        for (loss, rows, key, name), style in zip(lines, styles(len(lines)), strict=True):
             epochs = np.array([r["epoch"] for r in rows])
-            for key, style in zip(keys, ("-", "--"), strict=False):
-                values = np.array([r[key] for r in rows], dtype=float)
-                ax.plot(epochs, np.where(values > 0, values, np.nan), style, color=colour, lw=1.2,
-                        label=loss if style == "-" else None)  # fmt: skip
+            values = np.array([r[key] for r in rows], dtype=float)
+            label = f"{loss}, {name}" if name else loss
+            ax.plot(epochs, np.where(values > 0, values, np.nan), lw=1.3, label=label, **style)
         ax.set_yscale("log")
         ax.set_xlim(0, max(r["epoch"] for rows in tables.values() for r in rows))
-        ax.set_title(label, fontsize=10)
+        ax.set_ylabel(ylabel, fontsize=9)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3, which="both")
-    axes[0, 0].legend()
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2,
+                  frameon=False)  # fmt: skip
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save(fig, path, fmt, dpi)

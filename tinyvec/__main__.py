@@ -1,0 +1,7 @@
+"""``python -m tinyvec`` is the ``tinyvec`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,357 @@
+"""What every ``tinyvec`` study shares: its flags, their validation, ``--config``, run folders
+and the one-line errors.
+
+Every study takes ``--seed``, ``--quick``, ``--out DIR``, ``--no-plots``, ``--config FILE``,
+``--quiet``, ``--format png|pdf|svg`` and ``--dpi``. Arguments are checked before any work:
+a bad one ends the command with one line, ``tinyvec CMD: error: …``, and exit status 2.
+
+``--config FILE`` reads a JSON object whose keys are the flags (``epochs``, ``no_plots``, …);
+options given on the command line override it. Every study writes such a ``config.json``, so
+``tinyvec CMD --config OUT/config.json`` reruns it.
+
+``--out`` is always a folder. A single run is written into ``OUT.incomplete`` and renamed to
+``OUT`` when it is complete, so ``OUT`` holds one whole run (the new one, or the previous one
+after a Ctrl-C), never a mix. A sweep (`tinyvec.experiments.sweep`) writes into ``OUT``
+itself, with a file ``INCOMPLETE`` until it is done, and resumes from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+FORMATS = ("png", "pdf", "svg")
+# extras to install for an optional module, as the error message says
+EXTRAS = {
+    "matplotlib": "experiments",
+    "sklearn": "experiments",
+    "distributed": "distributed",
+}
+# flags that choose how and where a study runs, not what it computes: not in config.json
+EXECUTION = ("config", "out", "quiet", "jobs", "dask", "help")
+# names that look like a file, refused as --out (a folder) so `--out my.npz` is no surprise
+FILE_SUFFIXES = {".npz", ".npy", ".json", ".jsonl", ".csv", ".md", ".png", ".pdf", ".svg", ".txt"}
+INCOMPLETE = "INCOMPLETE"
+
+
+class UsageError(Exception):
+    """A bad argument, found before any work (the command exits with status 2)."""
+
+
+def fail(prog: str, message: str) -> NoReturn:
+    """Print ``prog: error: message`` on one line and exit with status 2."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+class StudyParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (argparse prints the usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(self.prog, f"{message} (see {self.prog} --help)")
+
+
+# --- argument types: each refuses a bad value with a message that says what to give ---------
+def positive_int(text: str) -> int:
+    """An integer ≥ 1 (``--epochs``, ``--rounds``, ``--points``).
+
+    >>> positive_int("3")
+    3
+    >>> positive_int("0")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: must be an integer ≥ 1, got '0'
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 1, got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """An integer ≥ 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (step sizes, ε)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """A finite number ≥ 0 (κ, weight decay)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text!r}")
+    return value
+
+
+def seed_list(text: str) -> list[int]:
+    """``--seeds``: a range ``0-4`` or a list ``1,4,9``. A lone number is refused: ``3`` could
+    mean three seeds or seed 3.
+
+    >>> seed_list("0-2"), seed_list("1,4,9"), seed_list("2-3,7")
+    ([0, 1, 2], [1, 4, 9], [2, 3, 7])
+    """
+    seeds: list[int] = []
+    try:
+        for part in str(text).split(","):
+            a, dash, b = part.strip().partition("-")
+            seeds.extend(range(int(a), int(b) + 1) if dash else [int(a)])
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(
+            f"takes distinct seeds ≥ 0 as a range 0-4 or a list 1,4,9, got {text!r}"
+        )
+    if "," not in str(text) and "-" not in str(text):
+        n = seeds[0]
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is ambiguous: write 0-{max(n - 1, 0)} for {n} seeds, or use "
+            f"--seed {n} for seed {n} alone"
+        )
+    return seeds
+
+
+def seeds_name(seeds: Sequence[int]) -> str:
+    """How a folder names a list of seeds: ``0-4`` for a range, ``1,4,9`` otherwise.
+
+    >>> seeds_name([0, 1, 2]), seeds_name([1, 4, 9])
+    ('0-2', '1,4,9')
+    """
+    s = list(seeds)
+    if len(s) > 1 and s == list(range(s[0], s[-1] + 1)):
+        return f"{s[0]}-{s[-1]}"
+    return ",".join(map(str, s))
+
+
+# --- the parser -------------------------------------------------------------------------------
+def study_parser(command: str, doc: str | None, *, out: str, quick: str) -> StudyParser:
+    """The parser of ``tinyvec command`` with the flags every study shares; the study adds
+    its own. ``out`` is the default folder, ``quick`` says what ``--quick`` does."""
+    p = StudyParser(
+        prog=f"tinyvec {command}",
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    g = p.add_argument_group("every study")
+    g.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
+    g.add_argument("--quick", action="store_true", help=quick)
+    g.add_argument("--out", type=Path, default=None, help=f"output folder (default {out})")
+    g.add_argument("--no-plots", action="store_true", help="write tables only, no figures")
+    g.add_argument("--config", type=Path, help="rerun from a config.json; flags given override it")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g.add_argument("--format", choices=FORMATS, default="png", help="figure format (png)")
+    g.add_argument("--dpi", type=positive_int, default=200, help="figure resolution (200)")
+    p.set_defaults(_default_out=out)
+    return p
+
+
+def add_sweep_flags(parser: argparse.ArgumentParser, seeds: str | None = None) -> None:
+    """``--seeds``, ``--jobs`` and ``--dask``: the flags of a study that runs a sweep
+    (`tinyvec.experiments.sweep`). ``seeds``: the default of ``--seeds`` (None: one run)."""
+    from .sweep import cpu_count
+
+    g = parser.add_argument_group("sweeps")
+    g.add_argument("--seeds", type=seed_list, default=seed_list(seeds) if seeds else None,
+                   help="seeds as a range 0-4 or a list 1,4,9"
+                   + (f" (default {seeds})" if seeds else " (a sweep; default: --seed only)"))  # fmt: skip
+    g.add_argument("--jobs", type=positive_int, default=cpu_count(),
+                   help="worker processes on this machine (default: every core)")  # fmt: skip
+    g.add_argument(
+        "--dask",
+        metavar="tcp://HOST:PORT",
+        help="run on this dask.distributed scheduler instead (tinyvec[distributed])",
+    )
+    parser.set_defaults(_seeds_name_out=seeds is None)
+
+
+def parse(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    *,
+    needs: Sequence[str] = (),
+    plot_needs: Sequence[str] = ("matplotlib",),
+) -> argparse.Namespace:
+    """Parse ``argv`` over the ``--config`` file's values, check ``--out`` and that the
+    optional modules ``needs`` (and ``plot_needs`` unless ``--no-plots``) are installed."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    if args.config is not None:
+        args = parser.parse_args([*config_argv(parser, args.config), *argv])
+    if args.out is None:
+        # a sweep over seeds that one run would not make is named by them
+        many = getattr(args, "_seeds_name_out", False) and getattr(args, "seeds", None)
+        args.out = Path(args._default_out + (f"-seeds-{seeds_name(args.seeds)}" if many else ""))
+    check_out(parser.prog, args.out)
+    dask = ["distributed"] if getattr(args, "dask", None) else []
+    require(parser.prog, [*needs, *dask, *([] if args.no_plots else plot_needs)])
+    return args
+
+
+def config_argv(parser: argparse.ArgumentParser, path: Path) -> list[str]:
+    """The command-line words that a config.json stands for (its keys are the flags' names
+    with ``_``), so its values are checked exactly like typed ones."""
+    prog = parser.prog
+    try:
+        stored = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        fail(prog, f"--config {path}: cannot read it ({e.__class__.__name__}: {e})")
+    except json.JSONDecodeError as e:
+        fail(prog, f"--config {path}: not JSON ({e})")
+    if not isinstance(stored, dict):
+        fail(prog, f"--config {path}: holds a JSON {type(stored).__name__}, not an object of flags")
+    actions = {a.dest: a for a in parser._actions if a.option_strings}
+    unknown = sorted(set(stored) - set(actions) - set(EXECUTION))
+    if unknown:
+        fail(prog, f"--config {path}: unknown keys {unknown}; the keys are the flags of {prog}")
+    words: list[str] = []
+    for key, value in stored.items():
+        if key in EXECUTION or value is None:
+            continue
+        action = actions[key]
+        flag = action.option_strings[-1]
+        if isinstance(action, argparse._StoreTrueAction):
+            if not isinstance(value, bool):
+                fail(prog, f"--config {path}: {key} must be true or false, got {value!r}")
+            words += [flag] if value else []
+        elif isinstance(value, list):
+            words += [flag, *map(str, value)] if value else []
+        elif isinstance(value, dict | bool):
+            fail(prog, f"--config {path}: {key} must be a number, a string or a list")
+        else:
+            words += [flag, str(value)]
+    return words
+
+
+def config_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags of a parsed command as config.json stores them (not where or how it ran)."""
+    stored = {k: v for k, v in vars(args).items() if k not in EXECUTION and not k.startswith("_")}
+    if stored.get("seeds") is not None:
+        stored["seeds"] = seeds_name(stored["seeds"])
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in stored.items()}
+
+
+def check_out(prog: str, out: Path) -> None:
+    """``--out`` is a folder: refuse an existing file, a file-like name such as ``my.npz``,
+    and an existing folder that holds something other than a tinyvec run."""
+    if out.suffix.lower() in FILE_SUFFIXES:
+        fail(prog, f"--out is a folder, and {str(out)!r} looks like a file name; "
+                   f"give a folder such as {str(out.with_suffix(''))!r}")  # fmt: skip
+    if out.exists() and not out.is_dir():
+        fail(prog, f"--out {str(out)!r} is an existing file; give a folder")
+    if out.is_dir() and any(out.iterdir()) and not is_run_folder(out):
+        fail(prog, f"--out {str(out)!r} is a folder that holds no tinyvec run (no config.json); "
+                   "give a new or empty folder")  # fmt: skip
+
+
+def is_run_folder(path: Path) -> bool:
+    return (path / "config.json").is_file() or (path / INCOMPLETE).is_file()
+
+
+def require(prog: str, modules: Sequence[str]) -> None:
+    """Fail at the start, naming the extra to install, when an optional module is missing."""
+    for name in dict.fromkeys(modules):
+        if importlib.util.find_spec(name) is None:
+            extra = EXTRAS.get(name, "experiments")
+            fail(prog, f'needs {name}, which is not installed: pip install "tinyvec[{extra}]"'
+                       + (" (or pass --no-plots)" if name == "matplotlib" else ""))  # fmt: skip
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write ``value`` as indented JSON through a temporary file: a reader never sees half."""
+    atomic_write(path, json.dumps(value, indent=1) + "\n")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def run_folder(out: Path) -> Iterator[Path]:
+    """Yield the folder to write a single run into, ``OUT.incomplete``; when the block ends
+    without an error it replaces ``OUT``. After an error or Ctrl-C, ``OUT`` is untouched (the
+    previous run, if any) and ``OUT.incomplete`` holds what was written, marked INCOMPLETE."""
+    stage = out.with_name(out.name + ".incomplete")
+    if stage.exists():
+        if not (stage / INCOMPLETE).is_file():
+            raise UsageError(f"{stage} exists and is not an unfinished tinyvec run; remove it")
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    (stage / INCOMPLETE).write_text(
+        f"an unfinished run of {out}; the finished run replaces {out}\n"
+    )
+    yield stage
+    (stage / INCOMPLETE).unlink()
+    old = out.with_name(out.name + ".previous")
+    if old.exists():
+        shutil.rmtree(old)
+    if out.exists():
+        out.rename(old)
+    stage.rename(out)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def figure_kw(args: argparse.Namespace) -> dict[str, Any]:
+    """The figure flags as keyword arguments of the `tinyvec.plots` functions."""
+    return {"fmt": args.format, "dpi": args.dpi}
+
+
+# flags that change only the figures: a sweep may be resumed or redrawn with others
+FIGURE_FLAGS = ("no_plots", "format", "dpi")
+
+
+@contextlib.contextmanager
+def sweep_folder(prog: str, out: Path, config: dict[str, Any]) -> Iterator[Path]:
+    """The folder of a resumable sweep: ``OUT`` itself, holding config.json and, until the
+    block ends without an error, a file INCOMPLETE. A folder that holds a sweep of another
+    config is refused (its runs would mix with this one's)."""
+    path = out / "config.json"
+    if path.is_file():
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            before = None
+        same = lambda c: {k: v for k, v in c.items() if k not in FIGURE_FLAGS}  # noqa: E731
+        if not isinstance(before, dict) or same(before) != same(config):
+            changed = sorted(
+                k
+                for k in set(same(config)) | set(same(before or {}))
+                if (before or {}).get(k) != config.get(k)
+            )
+            fail(prog, f"--out {str(out)!r} holds a sweep with another config (differs in "
+                       f"{', '.join(changed) or 'format'}); give another --out, or rerun it "
+                       f"with --config {path}")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    (out / INCOMPLETE).write_text("this sweep is unfinished: run the same command to resume\n")
+    write_json(path, config)
+    yield out
+    (out / INCOMPLETE).unlink()
