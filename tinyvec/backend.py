@@ -79,7 +79,7 @@ def to_namespace(xp: ModuleType, x: Any) -> Any:
 @functools.cache
 def cupy() -> ModuleType:
     try:
-        import cupy as cp  # type: ignore[import-not-found]
+        import cupy as cp
     except ImportError as e:
         raise RuntimeError(
             'tv.gpu needs CuPy: pip install "tinyvec[gpu]" (and a CUDA device)'

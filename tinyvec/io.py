@@ -49,7 +49,7 @@ def save(path: str | os.PathLike[str], model: Any) -> None:
     to is replaced), with the permissions of an existing file or else those the umask gives.
     A model holding NaN or ±inf is refused, since `load` would refuse the file.
     """
-    arrays = {}
+    arrays: dict[str, Any] = {}
     for p, layer, name in trainables(model):
         a = to_numpy(data(getattr(layer, name)))
         if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):

@@ -130,7 +130,7 @@ class Recorder:
         """Write the snapshots (if any) to ``path`` as ``.npz``, atomically."""
         if self.path is None or not self.snapshots:
             return
-        arrays = {k: to_numpy(v) for k, v in self.snapshots.items()}
+        arrays: dict[str, Any] = {k: to_numpy(v) for k, v in self.snapshots.items()}
         failing = sys.exc_info()[1]  # set when `train` closes us on its way out of an error
         try:
             atomic_write(self.path, lambda f: np.savez(f, **arrays))

@@ -47,6 +47,8 @@ class Activation:
         self._op = primitive(f, self._vjp)
 
     def _times_derivative(self, g: Any, A: Any, O: Any) -> Any:
+        if self.derivative is None:  # identity: Dense never calls it (no activation node)
+            return g
         return g * self.derivative(A, O)
 
     def _vjp(self, g: Any, O: Any, A: Any) -> tuple[Any]:
