@@ -86,3 +86,9 @@ def test_a_loss_refuses_arrays_of_two_libraries():
     array_api_strict = pytest.importorskip("array_api_strict")
     with pytest.raises(TypeError, match="mixes numpy and array_api_strict"):
         tv.mse(np.zeros((1, 2)), array_api_strict.zeros((1, 2)))
+
+
+@pytest.mark.parametrize("target", [0.0, [[1.0, 2.0]], None])
+def test_a_target_that_is_not_an_array_is_one_type_error(target):
+    with pytest.raises(TypeError, match=r"tv.mse\(ŷ, y\): y must be an array"):
+        tv.mse(np.zeros((1, 2)), target)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..backend import namespace, same_namespace
+from ..backend import is_array, namespace, same_namespace
 from . import ops
 from .tensor import data, primitive
 
@@ -28,7 +28,13 @@ def _dimension_mismatch(message: str) -> Exception:
 
 
 def _check_pair(loss: str, yhat: Any, y: Any) -> None:
-    """Same library, same shape, at least one element: otherwise one clear error."""
+    """Arrays of one library, same shape, at least one element: otherwise one clear error."""
+    for name, a in (("ŷ", yhat), ("y", y)):
+        if not is_array(data(a)):
+            raise TypeError(
+                f"tv.{loss}(ŷ, y): {name} must be an array (features × batch), got "
+                f"{type(a).__name__}; wrap a constant target as an array of ŷ's shape"
+            )
     same_namespace(data(yhat), data(y), what=f"tv.{loss}(ŷ, y)")
     a, b = tuple(yhat.shape), tuple(y.shape)
     if a != b:
