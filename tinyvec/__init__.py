@@ -3,7 +3,8 @@ quantities of vector analysis (O^{k-1}, A^k, δ^k, ΔW^k) at every step.
 
 Map of the package:
 
-- `engine`: Tensor and tracing, the derivative table (`ops`), activations, losses;
+- `engine`: Tensor and tracing, the derivative table (`ops`), activations, losses, and
+  `gradcheck` (the engine's gradient against finite differences);
 - `layers`: the layer protocol, Dense, Chain / SkipConnection / Parallel, initialisers;
 - `optimise`: optimiser rules, gradient / setup / update / train;
 - `deltarules`: δ-rules (compensation, orthogonalization of activation vectors);

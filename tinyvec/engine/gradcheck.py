@@ -66,7 +66,8 @@ def gradcheck(
     ``args`` are arrays (floating ones are checked, integer ones such as class labels are
     passed as they are) and models (every parameter is checked). Everything is done on float64
     NumPy copies, so the arguments are never changed and a float32 model is checked at float64
-    precision. Raises `GradcheckError` naming the worst entry when an entry is off (or, with
+    precision; ``f`` therefore receives NumPy arrays (a constant it closes over, such as a
+    target, must be a NumPy array too). Raises `GradcheckError` naming the worst entry when an entry is off (or, with
     ``raise_exception=False``, returns a report that is false); otherwise returns the report.
 
     >>> import numpy as np, tinyvec as tv
