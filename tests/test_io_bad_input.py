@@ -13,6 +13,8 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import tinyvec as tv
 from tinyvec.backend import to_numpy
@@ -179,6 +181,41 @@ def test_a_missing_file_is_a_value_error_naming_it(tmp_path):
     assert "nothere.npz" in refused(tmp_path / "nothere.npz")
 
 
+def _saved_bytes(compressed):
+    m = model(9)
+    f = io.BytesIO()
+    arrays = {p: to_numpy(getattr(la, n)) for p, la, n in tv.trainables(m)}
+    (np.savez_compressed if compressed else np.savez)(
+        f, **arrays, __format__=np.array("tinyvec-params-1")
+    )
+    return f.getvalue()
+
+
+GOOD = {False: _saved_bytes(False), True: _saved_bytes(True)}
+
+
+@given(
+    st.booleans(),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=20),
+    st.one_of(st.none(), st.integers(0, 10**6)),
+)
+def test_a_corrupted_archive_loads_or_is_one_value_error(tmp_path_factory, compressed, flips, cut):
+    raw = bytearray(GOOD[compressed])
+    for i, byte in flips:
+        raw[i % len(raw)] = byte
+    if cut is not None:
+        raw = raw[: cut % len(raw)]
+    path = tmp_path_factory.mktemp("fuzz") / "m.npz"
+    path.write_bytes(bytes(raw))
+    m = model(5)
+    before = parameters(m)
+    try:
+        tv.load(path, m)  # a flip in, say, a timestamp changes nothing that matters
+    except ValueError:
+        after = parameters(m)
+        assert all(after[p].tobytes() == before[p].tobytes() for p in before)
+
+
 # --- save: permissions, symlinks, faults ------------------------------------------------------
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_save_respects_the_umask(tmp_path, umask, mode):
@@ -208,6 +245,14 @@ def test_save_writes_through_a_symlink(tmp_path):
     loaded = parameters(tv.load(real, model(2)))
     for p, a in parameters(model(1)).items():
         np.testing.assert_array_equal(loaded[p], a)
+
+
+def test_save_into_a_missing_folder_or_onto_a_folder_is_one_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        tv.save(tmp_path / "nowhere" / "m.npz", model())
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        tv.save(tmp_path, model())
+    assert os.listdir(tmp_path) == []
 
 
 def test_save_refuses_a_non_finite_model_and_keeps_the_old_file(tmp_path):

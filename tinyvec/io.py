@@ -25,7 +25,9 @@ import glob
 import math
 import os
 import stat
+import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -65,6 +67,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
     suffix added); on any error, KeyboardInterrupt included, ``path`` is untouched and the
     temporary file removed."""
     target = Path(os.path.realpath(path))
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"{path}: the folder {str(target.parent)!r} does not exist")
+    if target.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; name a file")
     try:
         mode: int | None = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
@@ -184,7 +190,10 @@ def load(path: str | os.PathLike[str], model: Any) -> Any:
         with zipfile.ZipFile(path) as z:
             entries = _headers(path, z, wanted)
             stored = {p: _read(path, z, info, header) for p, (info, header) in entries.items()}
-    except (OSError, zipfile.BadZipFile, EOFError, RuntimeError, NotImplementedError) as e:
+    except (
+        OSError, zipfile.BadZipFile, zlib.error, struct.error, EOFError, RuntimeError,
+        NotImplementedError,
+    ) as e:  # fmt: skip
         raise ValueError(f"{path}: not a readable tinyvec .npz file ({e})") from e
     new = {p: _fit(path, p, stored[p], have) for p, have in wanted.items()}
     for p, layer, name in targets:  # all checked: now change the model
