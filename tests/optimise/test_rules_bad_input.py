@@ -51,3 +51,28 @@ def test_a_failing_clipnorm_does_not_step_its_array():
     with pytest.raises(FloatingPointError):
         tv.update(state, m, grads)
     np.testing.assert_array_equal(m[0].weight, before)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: tv.Descent(math.nan),
+        lambda: tv.Descent(math.inf),
+        lambda: tv.Momentum(0.1, rho=1.0),
+        lambda: tv.Momentum(0.1, rho=-0.1),
+        lambda: tv.Nesterov(0.1, rho=math.nan),
+        lambda: tv.Adam(0.1, beta=(0.9, 1.0)),
+        lambda: tv.Adam(0.1, beta=(0.9,)),
+        lambda: tv.Adam(math.nan),
+        lambda: tv.AdamW(0.1, lam=math.inf),
+        lambda: tv.WeightDecay("0.1"),
+    ],
+)
+def test_meaningless_hyperparameters_are_refused_at_construction(make):
+    with pytest.raises(ValueError, match="must be"):
+        make()
+
+
+def test_a_chain_of_something_else_is_refused():
+    with pytest.raises(TypeError, match="OptimiserChain takes rules"):
+        tv.OptimiserChain(tv.Descent(0.1), 0.5)
