@@ -94,3 +94,21 @@ def test_a_custom_activation_of_module_level_functions_round_trips():
     np.testing.assert_array_equal(back(x), cube(x))
     g = tv.gradient(lambda a: tv.ops.sum(back(a)), x)
     np.testing.assert_allclose(g, 3 * x * x, rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gelu_and_its_derivative_stay_finite_for_huge_inputs(dtype):
+    # A³ overflowed to inf (a RuntimeWarning) and A² · 0 gave a NaN derivative
+    big = np.finfo(dtype).max
+    A = np.array([-big, -(big**0.5), -50.0, 50.0, big**0.5, big], dtype=dtype)
+    O = tv.gelu(A)
+    np.testing.assert_array_equal(O, np.where(A > 0, A, 0))
+    d = tv.gelu.derivative(A, O)
+    np.testing.assert_array_equal(d, np.where(A > 0, 1, 0).astype(dtype))
+
+
+def test_the_gelu_clip_changes_no_value():
+    A = np.linspace(-12, 12, 2401)
+    c = 0.7978845608028654
+    unclipped = 0.5 * A * (1 + np.tanh(c * (A + 0.044715 * A**3)))
+    np.testing.assert_array_equal(tv.gelu(A), unclipped)

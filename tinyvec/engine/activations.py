@@ -19,6 +19,7 @@ from ..backend import namespace
 from .tensor import primitive
 
 GELU_C = math.sqrt(2 / math.pi)
+GELU_CLIP = 10.0
 
 
 class Activation:
@@ -74,15 +75,25 @@ def _sigmoid(A):  # the tanh form cannot overflow
     return 0.5 * namespace(A).tanh(0.5 * A) + 0.5
 
 
+def _gelu_clipped(A):
+    """A clipped to [-10, 10]: beyond, tanh(√(2/π)(A + 0.044715 A³)) is ±1 exactly (its
+    argument exceeds 43), so the clip changes no value, and A³ cannot overflow to inf (or
+    A² · 0 become NaN in the derivative) for huge |A|."""
+    xp = namespace(A)
+    return xp.minimum(xp.maximum(A, -GELU_CLIP), GELU_CLIP)
+
+
 def _gelu(A):  # the tanh approximation, as Flux's default gelu
     xp = namespace(A)
-    return 0.5 * A * (1 + xp.tanh(GELU_C * (A + 0.044715 * A**3)))
+    Ac = _gelu_clipped(A)
+    return 0.5 * A * (1 + xp.tanh(GELU_C * (Ac + 0.044715 * Ac**3)))
 
 
 def _gelu_derivative(A, O):
     xp = namespace(A)
-    t = xp.tanh(GELU_C * (A + 0.044715 * A**3))
-    return 0.5 * (1 + t) + 0.5 * A * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * A**2)
+    Ac = _gelu_clipped(A)
+    t = xp.tanh(GELU_C * (Ac + 0.044715 * Ac**3))
+    return 0.5 * (1 + t) + 0.5 * Ac * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * Ac**2)
 
 
 def _positive(A):
