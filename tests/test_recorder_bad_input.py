@@ -103,3 +103,14 @@ def test_a_kill_while_closing_leaves_the_previous_file(tmp_path, monkeypatch):
     assert path.read_bytes() == b"previous run" and [p.name for p in tmp_path.iterdir()] == [
         "r.npz"
     ]
+
+
+def test_column_names_what_exists():
+    m = model()
+    rec = tv.Recorder()
+    tv.train(mse_loss, m, batches(2), tv.setup(tv.Descent(0.1), m), recorder=rec, progress=False)
+    assert rec.column("delta_norm", 2).shape == (2,)
+    with pytest.raises(ValueError, match=r"no layer 3; recorded layers: \[1, 2\]"):
+        rec.column("delta_norm", 3)
+    with pytest.raises(ValueError, match="no summary 'delta'; have: step, layer"):
+        rec.column("delta", 1)

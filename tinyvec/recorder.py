@@ -123,8 +123,14 @@ class Recorder:
         self.snapshots.update(snapshots)
 
     def column(self, name: str, layer: int) -> np.ndarray:
-        """One summary as a time series for layer k."""
-        return np.array([r[name] for r in self.rows if r["layer"] == layer])
+        """One summary as a time series for layer k (1-based)."""
+        rows = [r for r in self.rows if r["layer"] == layer]
+        if self.rows and not rows:
+            layers = sorted({r["layer"] for r in self.rows})
+            raise ValueError(f"Recorder.column: no layer {layer}; recorded layers: {layers}")
+        if rows and name not in rows[0]:
+            raise ValueError(f"Recorder.column: no summary {name!r}; have: {', '.join(rows[0])}")
+        return np.array([r[name] for r in rows])
 
     def close(self) -> None:
         """Write the snapshots (if any) to ``path`` as ``.npz``, atomically."""

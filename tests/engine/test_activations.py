@@ -112,3 +112,10 @@ def test_the_gelu_clip_changes_no_value():
     c = 0.7978845608028654
     unclipped = 0.5 * A * (1 + np.tanh(c * (A + 0.044715 * A**3)))
     np.testing.assert_array_equal(tv.gelu(A), unclipped)
+
+
+def test_an_activation_needs_functions():
+    with pytest.raises(TypeError, match="f must be a function"):
+        tv.Activation("bad", "tanh", _cube_derivative)
+    with pytest.raises(TypeError, match="give its derivative"):
+        tv.Activation("bad", _cube, None)

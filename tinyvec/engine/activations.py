@@ -42,6 +42,11 @@ class Activation:
     def __init__(
         self, name: str, f: Callable, derivative: Callable | None, backprop: Callable | None = None
     ) -> None:
+        for what, fn in (("f", f), ("derivative", derivative), ("backprop", backprop)):
+            if not (callable(fn) or (fn is None and what != "f")):
+                raise TypeError(f"Activation {name!r}: {what} must be a function, got {fn!r}")
+        if derivative is None and backprop is None and name != "identity":
+            raise TypeError(f"Activation {name!r}: give its derivative(A, O) or backprop(g, A, O)")
         self.name, self.f, self.derivative = name, f, derivative
         self._backprop = backprop  # as given: what pickling stores
         self.backprop = backprop or self._times_derivative
