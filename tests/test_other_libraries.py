@@ -120,3 +120,31 @@ def test_a_numpy_model_fed_a_torch_tensor_is_one_type_error_naming_both():
     torch = pytest.importorskip("torch")
     with pytest.raises(TypeError, match="mixes numpy and torch"):
         model()(torch.zeros((3, 2), dtype=torch.float64))
+
+
+def test_save_and_load_round_trip(lib, tmp_path):
+    _, xp, ctx = lib
+    with ctx():
+        m = tv.to(xp, tv.f32(model()))
+        tv.save(tmp_path / "m.npz", m)
+        other = tv.to(xp, tv.f32(tv.Chain(
+            tv.Dense(3, 5, tv.tanh, rng=7),
+            tv.SkipConnection(tv.Dense(5, 5, tv.gelu, rng=8), tv.add),
+            tv.Dense(5, 4, rng=9),
+        )))  # fmt: skip
+        tv.load(tmp_path / "m.npz", other)
+        for (_, a, n), (_, b, k) in zip(tv.trainables(m), tv.trainables(other), strict=True):
+            assert getattr(b, k).dtype == getattr(a, n).dtype
+            np.testing.assert_array_equal(to_numpy(getattr(b, k)), to_numpy(getattr(a, n)))
+
+
+def test_a_torch_model_pickles():
+    pytest.importorskip("torch")
+    import pickle
+
+    import array_api_compat.torch as xt
+
+    m = tv.to(xt, model())
+    back = pickle.loads(pickle.dumps(m))
+    np.testing.assert_array_equal(to_numpy(back[0].weight), to_numpy(m[0].weight))
+    assert back[2].sigma is tv.identity
