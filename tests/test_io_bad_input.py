@@ -318,3 +318,15 @@ def test_a_kill_while_saving_leaves_the_old_file_and_no_temporary(tmp_path):
         child.stdout.close()
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["m.npz"]
+
+
+def test_save_removes_temporaries_of_dead_processes_only(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".m.npz.{dead.pid}.tmp"  # left by a kill where O_TMPFILE is missing
+    alive = tmp_path / f".m.npz.{os.getppid()}.tmp"  # another process still writing
+    other = tmp_path / f".other.npz.{dead.pid}.tmp"  # another file's: not ours to remove
+    for p in (stale, alive, other):
+        p.write_bytes(b"partial")
+    tv.save(tmp_path / "m.npz", model())
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.npz", alive.name, other.name])

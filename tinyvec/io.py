@@ -157,7 +157,7 @@ def _copy_to(fd: int, temp: Path) -> None:
 def _remove_stale_temporaries(target: Path) -> None:
     """Remove temporary files of ``target`` left by processes that no longer run."""
     for name in glob.glob(glob.escape(str(target.with_name(f".{target.name}."))) + "*.tmp"):
-        pid = name[len(str(target.parent)) + len(target.name) + 3 : -len(".tmp")]
+        pid = os.path.basename(name)[len(target.name) + 2 : -len(".tmp")]  # .NAME.PID.tmp
         if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
             with contextlib.suppress(OSError):
                 os.unlink(name)
