@@ -323,10 +323,24 @@ def test_a_kill_while_saving_leaves_the_old_file_and_no_temporary(tmp_path):
 def test_save_removes_temporaries_of_dead_processes_only(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = tmp_path / f".m.npz.{dead.pid}.tmp"  # left by a kill where O_TMPFILE is missing
-    alive = tmp_path / f".m.npz.{os.getppid()}.tmp"  # another process still writing
-    other = tmp_path / f".other.npz.{dead.pid}.tmp"  # another file's: not ours to remove
+    stale = (
+        tmp_path / f".m.npz.{dead.pid}-0a1b2c3d.tmp"
+    )  # left by a kill where O_TMPFILE is missing
+    alive = tmp_path / f".m.npz.{os.getppid()}-0a1b2c3d.tmp"  # another process still writing
+    other = tmp_path / f".other.npz.{dead.pid}-0a1b2c3d.tmp"  # another file's: not ours to remove
     for p in (stale, alive, other):
         p.write_bytes(b"partial")
     tv.save(tmp_path / "m.npz", model())
     assert sorted(os.listdir(tmp_path)) == sorted(["m.npz", alive.name, other.name])
+
+
+def test_threads_saving_the_same_file_leave_one_whole_file(tmp_path):
+    import concurrent.futures
+
+    path = tmp_path / "m.npz"
+    models = [model(k) for k in range(8)]
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        list(ex.map(lambda m: tv.save(path, m), models * 4))
+    assert os.listdir(tmp_path) == ["m.npz"]
+    loaded = parameters(tv.load(path, model(20)))
+    assert any(all(np.array_equal(loaded[p], a) for p, a in parameters(m).items()) for m in models)

@@ -24,6 +24,7 @@ import contextlib
 import glob
 import math
 import os
+import secrets
 import stat
 import struct
 import zipfile
@@ -92,7 +93,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
 
 
 def _temp_name(target: Path) -> Path:
-    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    # the process id lets a later save tell a dead process's leftover from a live writer's;
+    # the random part keeps two threads of one process apart
+    return target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
 
 
 @contextlib.contextmanager
@@ -113,8 +116,6 @@ def _temporary(target: Path) -> Iterator[tuple[IO[bytes], Callable[[], None]]]:
     def commit() -> None:
         nonlocal named
         if not named:  # give the anonymous file its temporary name, then rename it
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
             try:
                 proc = os.open("/proc/self/fd", os.O_RDONLY)
                 try:  # a dir_fd makes Python call linkat(AT_SYMLINK_FOLLOW), not link()
@@ -157,7 +158,8 @@ def _copy_to(fd: int, temp: Path) -> None:
 def _remove_stale_temporaries(target: Path) -> None:
     """Remove temporary files of ``target`` left by processes that no longer run."""
     for name in glob.glob(glob.escape(str(target.with_name(f".{target.name}."))) + "*.tmp"):
-        pid = os.path.basename(name)[len(target.name) + 2 : -len(".tmp")]  # .NAME.PID.tmp
+        # .NAME.PID-RANDOM.tmp
+        pid = os.path.basename(name)[len(target.name) + 2 : -len(".tmp")].split("-")[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
             with contextlib.suppress(OSError):
                 os.unlink(name)
