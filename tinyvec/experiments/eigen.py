@@ -459,7 +459,9 @@ def degree_gains(F: np.ndarray, Y: np.ndarray, F_next: np.ndarray, design: tuple
         part_e, part_d = part_e - part_e.mean(axis=0), part_d - part_d.mean(axis=0)
         ee = float((part_e**2).sum())
         out[f"share_{name}"] = float((part_f**2).sum()) / total
-        out[f"gain_{name}"] = float((part_d * part_e).sum()) / ee if ee > 0 else math.nan
+        # no degree-d residual to move along (an odd network has none of degree 2): no gain
+        small = ee <= 1e-12 * float((E**2).sum())
+        out[f"gain_{name}"] = math.nan if small else float((part_d * part_e).sum()) / ee
     return out
 
 
@@ -569,8 +571,8 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: st
     if split:
         warnings.warn(
             f"seed {c.seed}: --k {c.k} splits the complex pair {_fmt_complex(leading[-1].real, abs(leading[-1].imag))}"
-            f" (one real {c.k}-dimensional subspace cannot hold half of it): use --k {c.k + 1}"
-            " or --k auto",
+            f" (one real {c.k}-dimensional subspace cannot hold half of it); --k {c.k + 1}"
+            " keeps it whole",
             stacklevel=2,
         )
     out.mkdir(parents=True, exist_ok=True)
