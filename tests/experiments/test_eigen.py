@@ -339,3 +339,19 @@ def test_k3_meets_the_acceptance_on_a_complex_pair_seed(tmp_path):
     assert lead["met"] and lead["max_relative_error"] < 0.02
     assert sorted(round(v["imag"], 3) for v in s["spectrum"])[0] < 0 < s["spectrum"][0]["imag"]
     assert s["r2"] > 0.99 and s["steps"] == 6000
+
+
+def test_the_even_branch_adds_quadratic_forms():
+    """``even = q``: the last layer also reads (Vx)², so the network has an even part from
+    the start; the trunk (and its skip matrices) is the seed's."""
+    c = replace(eigen.Config(), k=2, even=6)
+    model = eigen.build_network(c, np.random.default_rng(0))
+    x = unit_vectors(20, 50, np.random.default_rng(1))
+    even_part = (model(x) + model(-x)) / 2
+    assert even_part.shape == (2, 50) and np.ptp(even_part, axis=1).min() > 1e-6
+    assert eigen.skip_weights(model).shape == (3, 40, 40)
+    branch = model[0].layers[1]
+    V = branch.weight
+    assert np.allclose(branch(x), (V @ x) ** 2)
+    g = tv.gradient(lambda m: tv.ops.sum(m(x)), branch)  # d/dV Σ (Vx)² = 2 (Vx) xᵀ
+    assert np.allclose(g.weight, 2 * (V @ x) @ x.T)

@@ -39,7 +39,9 @@ gradient (and reproduces the seed's runs to the last digit). Subspace iteration 
 basis kept well-conditioned, or every output is pulled toward the leading mode and M becomes
 singular: before each step the last (linear) layer is **re-whitened**, its weight and bias
 multiplied by ``C^(-1/2)``, C the covariance of the K outputs at Ax and Bx (`whiten_last_layer`;
-the span, hence the Ritz values, is unchanged). The cut at K must not split a complex pair:
+the span, hence the Ritz values, is unchanged; with ``--opt momentum`` or ``adam`` this rescales
+the last layer under the optimiser's state, which we have measured only with plain descent).
+The cut at K must not split a complex pair:
 ``--k auto`` picks the smallest K ≥ 3 that splits no degree-1 pair, and an explicit K that
 splits a pair of the degree ≤ 2 spectrum warns. The head is ``Dense(m, max(3, K), atan)``,
 ``Dense(max(3, K), K)``.
@@ -135,6 +137,9 @@ class Config:
     # starts exactly odd, N(−x) = −N(x), with no even, e.g. degree-2, part; see degree_gains)
     bias_init: float = 0.0
     degree_every: int = 0  # > 0: per-degree shares and step gains every this many steps
+    # > 0: an even branch x ↦ (Vx)² of this width beside the seed's trunk, into the last layer
+    # (degree-2 functions as cheap as degree-1 ones; 0: the seed's network)
+    even: int = 0
     opt: str = "descent"
     lr: float = 0.1
     # > 0: the rate decays geometrically from lr to this at the last step; None: 0 (constant)
@@ -163,6 +168,8 @@ class Config:
         counts = ("steps", "h", "m", "r", "probe", "record_every", "frames", "tail")
         counts += ("monitor_probe", "monitor_every", "patience", "max_period", "analysis")
         counts += ("trend_window",)
+        if self.even < 0:
+            raise ValueError(f"even must be ≥ 0 (0: no even branch), got {self.even}")
         if self.degree_every < 0:
             raise ValueError(f"degree_every must be ≥ 0 (0: off), got {self.degree_every}")
         for name in counts:
@@ -190,18 +197,42 @@ QUICK = {"steps": 300, "probe": 200, "frames": 30, "tail": 50, "monitor_probe": 
          "analysis": 1000}  # fmt: skip
 
 
+def _square(A: Any) -> Any:
+    return A * A
+
+
+def _square_derivative(A: Any, O: Any) -> Any:
+    return 2 * A
+
+
+SQUARE = tv.Activation("square", _square, _square_derivative)
+
+
 def build_network(c: Config, rng: np.random.Generator) -> tv.Chain:
     """The seed's network with a trainable linear last layer ``Dense(w, K)`` (see the module
-    doc); the atan head has width ``w = max(3, K)`` so that K outputs can span K dimensions."""
+    doc); the atan head has width ``w = max(3, K)`` so that K outputs can span K dimensions.
+    With ``even`` = q > 0 the last layer also reads an even branch ``Dense(h, q, square)``,
+    ``x ↦ (Vx)²`` (quadratic forms: degree 0 and 2), beside the trunk:
+    ``Chain(Parallel(vcat, trunk, Dense(h, q, square)), Dense(w + q, K))``."""
     skip = tv.scaled(tv.glorot_uniform, c.skip_init)
     width = max(3, c.k)
-    return tv.Chain(
+    trunk = [
         tv.Dense(c.h, c.m, tv.atan, rng=rng),
         *(tv.SkipConnection(tv.Dense(c.m, c.m, tv.atan, init=skip, rng=rng), tv.add)
           for _ in range(3)),
         tv.Dense(c.m, width, tv.atan, rng=rng),
-        tv.Dense(width, c.k, rng=rng),
-    )  # fmt: skip
+    ]  # fmt: skip
+    if c.even == 0:
+        return tv.Chain(*trunk, tv.Dense(width, c.k, rng=rng))
+    branch = tv.Dense(c.h, c.even, SQUARE, bias=False, rng=rng)
+    return tv.Chain(tv.Parallel(tv.vcat, tv.Chain(*trunk), branch),
+                    tv.Dense(width + c.even, c.k, rng=rng))  # fmt: skip
+
+
+def trunk_layers(model: tv.Chain) -> Any:
+    """The seed's part of the network: the Chain itself, or the trunk beside the even branch."""
+    first = model[0]
+    return first.layers[0] if isinstance(first, tv.Parallel) else model
 
 
 def leading_by_real_part(
@@ -281,7 +312,8 @@ def whiten_last_layer(model: tv.Chain, Z: np.ndarray, floor: float = 1e-12) -> n
 
 def skip_weights(model: tv.Chain) -> np.ndarray:
     """W_r, W_g, W_b: the weights of the three skip layers, stacked (3 × m × m)."""
-    return np.stack([to_numpy(model[i].layer.weight) for i in (1, 2, 3)])
+    trunk = trunk_layers(model)
+    return np.stack([to_numpy(trunk[i].layer.weight) for i in (1, 2, 3)])
 
 
 def targets(model: Any, A: np.ndarray, B: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -580,7 +612,7 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: st
     np.savez(out / "operators.npz", A=A, B=B)
     model = build_network(c, np.random.default_rng([c.seed, 1]))
     if c.bias_init > 0:  # its own stream: the other draws stay those of bias_init = 0
-        first = model[0]
+        first = trunk_layers(model)[0]
         first.bias = np.random.default_rng([c.seed, 6]).uniform(-c.bias_init, c.bias_init,
                                                                 first.bias.shape)  # fmt: skip
     data_rng = np.random.default_rng([c.seed, 2])
@@ -918,6 +950,7 @@ HELPS = {
     "lr_final": "default 0 (a constant rate) for K = 1, 0.01 for K > 1",
     "degree_every": "log per-degree shares and step gains every N steps (degrees.csv); 0: off",
     "bias_init": "first-layer biases uniform in ±this (default 0: the network starts odd)",
+    "even": "width of an even branch x ↦ (Vx)² into the last layer (default 0: none)",
 }  # fmt: skip
 POSITIVE_FLOATS = ("lr", "eps", "trend_tol")
 
@@ -938,7 +971,7 @@ def parser() -> StudyParser:
             kind: Any = parse_k
         elif f.name == "opt":
             kind = str
-        elif f.name == "degree_every":
+        elif f.name in ("degree_every", "even"):
             kind = nonnegative_int
         elif f.name in ("steps",) or isinstance(default, int):
             kind = positive_int
