@@ -88,10 +88,6 @@ def test_training_steps_equal_numpys(lib):
         np.testing.assert_allclose(to_numpy(m[1].layer.delta), ref[1].layer.delta, **TOL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="layers/base.py nparams uses a.size, a method on torch tensors (fixed on `plan`)",
-)
 def test_print_model_on_torch():
     pytest.importorskip("torch")
     import array_api_compat.torch as xt

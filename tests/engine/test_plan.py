@@ -1,6 +1,7 @@
 """The plan of a model: what it lists, when it is remade, and that its paths index the trees."""
 
 import copy
+import pickle
 
 import numpy as np
 import pytest
@@ -105,10 +106,11 @@ def test_a_deep_model_needs_no_recursion():
     assert len(Plan(model).trainables) == 2
 
 
-def test_copies_of_a_model_get_their_own_plan():
+def test_copies_and_pickles_of_a_model_get_their_own_plan():
     model = residual()
     plan_of(model)
-    for other in (copy.deepcopy(model), tv.fmap(lambda a: a, model)):
+    copies = (copy.deepcopy(model), tv.fmap(lambda a: a, model), pickle.loads(pickle.dumps(model)))
+    for other in copies:
         assert plan_of(other).valid(other) and plan_of(other).model is other
         assert plan_of(other).trainables[0][1] is other[0]
     assert CACHE not in vars(tv.fmap(lambda a: a, model))
