@@ -14,7 +14,7 @@ Map of the package:
 """
 
 from . import analysis, ops
-from .deltarules import Compensation, DeltaRule, Orthogonalization
+from .deltarules import Compensation, DeltaRule, Orthogonalization, OrthogonalizationOverTime
 from .devices import cpu, f32, f64, gpu, to
 from .engine import (
     Activation,
@@ -102,6 +102,7 @@ __all__ = [
     "OptState",
     "OptimiserChain",
     "Orthogonalization",
+    "OrthogonalizationOverTime",
     "Parallel",
     "Recorder",
     "Rule",
