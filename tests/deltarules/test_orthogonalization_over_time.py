@@ -27,17 +27,20 @@ def augmented(x, bias=True):
     n=st.integers(2, 8),
     out=st.integers(1, 4),
     bias=st.booleans(),
+    keep=st.booleans(),
     data=st.data(),
     seed=st.integers(0, 2**16),
 )
-def test_remembered_samples_do_not_move(xp, n, out, bias, data, seed):
+def test_remembered_samples_do_not_move(xp, n, out, bias, keep, data, seed):
     """ε = 0, M < inputs (+1 with a bias): after the step on sample M+1 the pre-activations of
-    the M remembered samples are where they were, and the new sample moved as if alone."""
+    the M remembered samples are where they were; the new sample moved by -α ō P ō δ (OWM),
+    or as if alone, -α ‖ō‖² δ (keep_own_move)."""
     M = data.draw(st.integers(1, n - (0 if bias else 1)))
     r = np.random.default_rng(seed)
     layer = tv.Dense(n, out, bias=bias, rng=r)
     layer = layer if xp is np else tv.to(xp, layer)
-    state = tv.setup(tv.Descent(0.1), layer, delta=OrthogonalizationOverTime(M, eps=0))
+    rule = OrthogonalizationOverTime(M, eps=0, keep_own_move=keep)
+    state = tv.setup(tv.Descent(0.1), layer, delta=rule)
     x = r.standard_normal((n, M + 1))
     y = r.standard_normal((out, M + 1))
     for i in range(M):
@@ -50,18 +53,23 @@ def test_remembered_samples_do_not_move(xp, n, out, bias, data, seed):
     dA = to_numpy(layer(xp.asarray(x))) - A_before
     scale = np.abs(A_before).max() + 1
     assert np.abs(dA[:, :M]).max() <= 1e-10 * scale
-    own = -0.1 * (augmented(x[:, M:], bias) ** 2).sum() * delta
+    o, memory = augmented(x[:, M:], bias), augmented(x[:, :M], bias)
+    P = np.eye(len(o)) - memory @ np.linalg.solve(memory.T @ memory, memory.T)
+    own = -0.1 * ((o**2).sum() if keep else (o.T @ P @ o).item()) * delta
     assert np.allclose(dA[:, M:], own, rtol=1e-8, atol=1e-10 * scale)
 
 
 @pytest.mark.parametrize("M", [3, 8])  # memory narrower than the layer's 5 + 1 inputs, and wider
 @pytest.mark.parametrize("eps", [1e-3, 0.5])
-def test_one_sample_is_the_in_batch_rule_on_sample_and_memory(M, eps):
-    """ΔW̄ of one sample = that of Orthogonalization(ε) on [memory, sample], with δ = 0 for the
-    remembered samples: -α δ̃_ext Ō_extᵀ, δ̃_ext = (1+ε) δ_ext D (G + εD)⁻¹."""
+@pytest.mark.parametrize("keep", [True, False])
+def test_one_sample_is_the_in_batch_rule_on_sample_and_memory(M, eps, keep):
+    """keep_own_move: ΔW̄ of one sample = that of Orthogonalization(ε) on [memory, sample],
+    with δ = 0 for the remembered samples: -α δ̃_ext Ō_extᵀ, δ̃_ext = (1+ε) δ_ext D (G + εD)⁻¹.
+    OWM: -α δ (P_ε ō)ᵀ, the same direction scaled by (ε‖ō‖² + ōᵀP_εō) / ((1+ε)‖ō‖²)."""
     r = np.random.default_rng(M)
     layer = tv.Dense(5, 2, tv.tanh, rng=r)
-    state = tv.setup(tv.Descent(0.05), layer, delta=OrthogonalizationOverTime(M, eps=eps))
+    rule = OrthogonalizationOverTime(M, eps=eps, keep_own_move=keep)
+    state = tv.setup(tv.Descent(0.05), layer, delta=rule)
     x, y = r.standard_normal((5, M + 1)), r.standard_normal((2, M + 1))
     for i in range(M + 1):
         xi, yi = x[:, i : i + 1], y[:, i : i + 1]
@@ -71,10 +79,17 @@ def test_one_sample_is_the_in_batch_rule_on_sample_and_memory(M, eps):
     delta_ext = np.concatenate([np.zeros((2, M)), layer.delta], axis=1)
     G = O_ext.T @ O_ext
     D = np.diag(np.diag(G))
-    used = (1 + eps) * delta_ext @ D @ np.linalg.inv(G + eps * D)
-    dWb = -0.05 * used @ O_ext.T
+    in_batch = -0.05 * (1 + eps) * delta_ext @ D @ np.linalg.inv(G + eps * D) @ O_ext.T
+    Om, o = O_ext[:, :M], O_ext[:, M:]
+    K = Om.T @ Om
+    P = np.eye(6) - Om @ np.linalg.inv(K + eps * np.diag(np.diag(K))) @ Om.T
+    owm = -0.05 * layer.delta @ (P @ o).T
+    ratio = (eps * (o**2).sum() + (o.T @ P @ o).item()) / ((1 + eps) * (o**2).sum())
+    assert np.allclose(owm, ratio * in_batch, rtol=1e-9, atol=1e-14)
+    want = in_batch if keep else owm
     got = np.concatenate([layer.dW, layer.db[:, None]], axis=1)
-    assert np.allclose(got, dWb, rtol=1e-9, atol=1e-12 * np.abs(dWb).max())
+    assert np.allclose(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
+    assert (layer.delta_used is layer.delta) is not keep
 
 
 @pytest.mark.parametrize("B", [1, 3])
@@ -172,12 +187,19 @@ def test_a_refused_step_leaves_the_memory_unchanged():
 
 def test_eps_zero_refuses_a_memory_it_cannot_keep_still_and_changes_nothing():
     layer = tv.Dense(1, 1, rng=0)  # inputs [x; 1]: two remembered samples span everything
-    state = tv.setup(tv.Descent(0.1), layer, delta=OrthogonalizationOverTime(2, eps=0))
+    rule = OrthogonalizationOverTime(2, eps=0, keep_own_move=True)
+    state = tv.setup(tv.Descent(0.1), layer, delta=rule)
     sgd_step(layer, state, np.array([[0.5, -1.0]]), np.zeros((1, 2)))
     before = snapshot(layer, state)
     with pytest.raises(ValueError, match=r"span of the\s+remembered ones.*use eps > 0"):
         sgd_step(layer, state, np.array([[2.0]]), np.zeros((1, 1)))
     assert snapshot(layer, state) == before
+    # OWM asks nothing impossible there: the step is 0 (to rounding), the memory moves on
+    state = tv.setup(tv.Descent(0.1), layer, delta=OrthogonalizationOverTime(2, eps=0))
+    sgd_step(layer, state, np.array([[0.5, -1.0]]), np.zeros((1, 2)))
+    W, b = layer.weight.copy(), layer.bias.copy()
+    sgd_step(layer, state, np.array([[2.0]]), np.zeros((1, 1)))
+    assert np.allclose(layer.weight, W, atol=1e-14) and np.allclose(layer.bias, b, atol=1e-14)
     # a batch of two copies: the remembered inputs are linearly dependent
     state = tv.setup(tv.Descent(0.1), layer, delta=OrthogonalizationOverTime(2, eps=0))
     sgd_step(layer, state, np.array([[0.5, 0.5]]), np.zeros((1, 2)))
@@ -209,7 +231,7 @@ def test_pickle_and_deepcopy():
         sgd_step(model, state, x[:, i : i + 1], np.ones((1, 1)))
         sgd_step(model2, state2, x[:, i : i + 1], np.ones((1, 1)))
     assert snapshot(model, state) == snapshot(model2, state2)
-    assert repr(rule) == "OrthogonalizationOverTime(memory=5, eps=0.01)"
+    assert repr(rule) == "OrthogonalizationOverTime(memory=5, eps=0.01, keep_own_move=False)"
 
 
 @pytest.mark.parametrize(
@@ -221,6 +243,7 @@ def test_pickle_and_deepcopy():
         (dict(eps=-1e-3), "eps must be a number ≥ 0"),
         (dict(eps=float("nan")), "eps must be a number ≥ 0"),
         (dict(eps="0.1"), "eps must be a number ≥ 0"),
+        (dict(keep_own_move="yes"), "keep_own_move must be True or False"),
     ],
 )
 def test_bad_arguments_are_refused(kwargs, message):

@@ -9,28 +9,36 @@ bias) of its last M samples, ``Ō_m`` (columns, oldest first). Let
     K = Ō_mᵀ Ō_m,   D_m = diag K,   P_ε = I − Ō_m (K + ε D_m)⁻¹ Ō_mᵀ
 
 (P_0 is the orthogonal projector onto the complement of the remembered inputs, OWM's P).
-Each sample i of the batch is then stepped on its projected input ``P_ε ō_i`` with a δ
-rescaled so that its own pre-activation still moves as in single-sample training:
+Each sample i of the batch is then stepped on its projected input ``P_ε ō_i``:
 
-    ΔW̄ = [ΔW  Δb] = -α δ̃ (P_ε Ō)ᵀ,
+    ΔW̄ = [ΔW  Δb] = -α δ̃ (P_ε Ō)ᵀ,   δ̃ = δ                                   (OWM)
+
+or, with ``keep_own_move=True``, with a δ rescaled so that the sample's own pre-activation
+still moves as in single-sample training:
+
     δ̃_i = δ_i (1+ε)‖ō_i‖² / (ε‖ō_i‖² + ō_iᵀ P_ε ō_i).
 
 With ε = 0 and linearly independent remembered inputs (so M < in + 1 at most), ``P_0 Ō_m = 0``
 and ``ΔW̄ Ō_m = 0``: the remembered samples' pre-activations do not move at all (the layer's own
-step; the layers before it still change its inputs), while one sample moves its own by
-``-α‖ō_i‖² δ_i``, exactly as alone. Without the rescaling this is OWM's step, which shrinks
-that move to ``-α ‖P ō_i‖² δ_i``.
+step; the layers before it still change its inputs). One sample moves its own by
+``-α ‖P_0 ō_i‖² δ_i`` (OWM: less than alone, nothing if ō_i lies in the span of the memory), or
+by ``-α‖ō_i‖² δ_i``, exactly as alone, with ``keep_own_move``. The price of the latter: when
+ō_i is nearly in that span (a neighbouring sample, a layer with few inputs) δ̃_i grows up to
+(1+ε)/ε times δ_i, and so does the move of every sample outside the memory; in the study
+(examples/orthogonalization_over_time.py) it diverges where OWM does not.
 
-How it reduces to the in-batch rule: for one sample, this step is exactly
+How the rescaled form reduces to the in-batch rule: for one sample, its step is exactly
 ``Orthogonalization(ε)`` — ``δ̃ = (1+ε) δ D (G + εD)⁻¹`` — applied to the batch made of the
 sample and its remembered predecessors, in which the remembered samples ask for no move
 (δ = 0); by block elimination of that (1+m)×(1+m) system the remembered samples' share of δ̃
 is ``-δ̃_i ō_iᵀ Ō_m (K + εD_m)⁻¹`` and ``δ̃ Ōᵀ + δ̃_m Ō_mᵀ = δ̃_i (P_ε ō_i)ᵀ``. So it inherits
 that rule's regularisation: ε is relative to each ‖ō‖², and when the sample lies in the span
 of the memory (M ≥ in + 1, or a sample seen again) the conflicting requests — move sample i,
-keep the others still — are met in the least-squares sense as ε → 0 instead of blowing up.
-In a batch of B > 1, every sample is orthogonalized against the memory but not against the
-other samples of its batch (that is `Orthogonalization`'s job), and M = 0 is the plain step.
+keep the others still — are met in the least-squares sense as ε → 0. OWM's step is the same
+direction with the factor of the rescaling taken out (δ̃ = δ), so ‖ΔW̄‖ never exceeds the plain
+step's. In a batch of B > 1, every sample is orthogonalized against the memory but not against
+the other samples of its batch (that is `Orthogonalization`'s job), and M = 0 is the plain
+step.
 
 "Recent" means the last M samples this layer was trained on, in training order, over the
 steps (a batch of B adds its B columns; the memory keeps the last M). It holds the inputs as
@@ -50,9 +58,10 @@ from .base import LayerContext, MemoryRule
 
 
 class OrthogonalizationOverTime(MemoryRule):
-    """``OrthogonalizationOverTime(memory=8, eps=1e-3)``: step each sample on ``P_ε ō_i``,
-    ``P_ε = I − Ō_m (Ō_mᵀŌ_m + εD_m)⁻¹ Ō_mᵀ`` over the inputs of the last ``memory`` samples,
-    with ``δ̃_i = δ_i (1+ε)‖ō_i‖² / (ε‖ō_i‖² + ō_iᵀP_εō_i)`` (see the module text).
+    """``OrthogonalizationOverTime(memory=8, eps=1e-3, keep_own_move=False)``: step each
+    sample on ``P_ε ō_i``, ``P_ε = I − Ō_m (Ō_mᵀŌ_m + εD_m)⁻¹ Ō_mᵀ`` over the inputs of the last
+    ``memory`` samples, with δ̃ = δ (OWM), or ``δ̃_i = δ_i (1+ε)‖ō_i‖² / (ε‖ō_i‖² + ō_iᵀP_εō_i)``
+    with ``keep_own_move`` (see the module text).
 
     After a step on a new sample the remembered samples' pre-activations have not moved:
 
@@ -70,7 +79,7 @@ class OrthogonalizationOverTime(MemoryRule):
     True
     """
 
-    def __init__(self, memory: int = 8, eps: float = 1e-3) -> None:
+    def __init__(self, memory: int = 8, eps: float = 1e-3, keep_own_move: bool = False) -> None:
         if not isinstance(memory, int) or isinstance(memory, bool) or memory < 0:
             raise ValueError(
                 f"OrthogonalizationOverTime: memory must be a whole number of samples ≥ 0, "
@@ -78,7 +87,12 @@ class OrthogonalizationOverTime(MemoryRule):
             )
         if not isinstance(eps, int | float) or isinstance(eps, bool) or not eps >= 0:
             raise ValueError(f"OrthogonalizationOverTime: eps must be a number ≥ 0, got {eps!r}")
-        self.memory, self.eps = memory, float(eps)
+        if not isinstance(keep_own_move, bool):
+            raise ValueError(
+                f"OrthogonalizationOverTime: keep_own_move must be True or False, got "
+                f"{keep_own_move!r}"
+            )
+        self.memory, self.eps, self.keep_own_move = memory, float(eps), keep_own_move
 
     def rewrite_remembering(
         self, delta: Any, ctx: LayerContext, memory: Any
@@ -117,6 +131,8 @@ class OrthogonalizationOverTime(MemoryRule):
                 "no step can keep them all still; use eps > 0"
             ) from error
         inputs = O_bar - Om @ Z  # P_ε Ō
+        if not self.keep_own_move:  # OWM
+            return delta, inputs, remembered
         n2 = ctx.norms2
         s = (1 + self.eps) * n2 - xp.sum(U * Z, axis=0, keepdims=True)  # ε‖ō‖² + ōᵀP_εō
         if self.eps == 0 and bool(xp.any((n2 > 0) & (s <= 1e-12 * n2))):
