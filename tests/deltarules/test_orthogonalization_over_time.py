@@ -268,3 +268,18 @@ def test_a_changed_model_under_the_state_is_refused():
     f32.weight, f32.bias = f32.weight.astype(np.float32), f32.bias.astype(np.float32)
     with pytest.raises(ValueError, match=r"call tv\.setup again"):
         sgd_step(f32, state, np.ones((2, 1), np.float32), np.zeros((1, 1), np.float32))
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_compiled_step_is_the_default_step_bit_for_bit(keep):
+    r = np.random.default_rng(4)
+    x, y = r.standard_normal((2, 10)), r.standard_normal((1, 10))
+    make = lambda: tv.Chain(tv.Dense(2, 5, tv.tanh, rng=0), tv.Dense(5, 1, rng=1))  # noqa: E731
+    rules = lambda: [Compensation(0.2), OrthogonalizationOverTime(3, 1e-3, keep)]  # noqa: E731
+    a, b = make(), make()
+    sa, sb = tv.setup(tv.Descent(0.1), a, delta=rules()), tv.setup(tv.Descent(0.1), b, rules())
+    step = tv.compile(lambda m, xb, yb: tv.mse(m(xb), yb), a, sa)
+    for i in range(10):
+        step(x[:, i : i + 1], y[:, i : i + 1])
+        sgd_step(b, sb, x[:, i : i + 1], y[:, i : i + 1])
+    assert step.fallback is None and snapshot(a, sa) == snapshot(b, sb)
