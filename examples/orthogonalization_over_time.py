@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+from tqdm import tqdm
 
 import tinyvec as tv
 from tinyvec.deltarules import Orthogonalization, OrthogonalizationOverTime
@@ -86,17 +87,23 @@ def run_one(task: str, activation: str, method: str, mode: str, eta: float, seed
     return dict(error=float(np.mean(tail)), diverged=False)
 
 
-def measure(cfg: dict[str, Any], seed: int) -> list[dict[str, Any]]:
-    """Every run of the grid, as dicts (spec and result)."""
+def measure(cfg: dict[str, Any], seed: int, quiet: bool = False) -> list[dict[str, Any]]:
+    """Every run of the grid, as dicts (spec and result); a progress bar on stderr."""
+    specs = [
+        dict(task=task, activation=act, method=method, mode=mode, eta=eta, index=index)
+        for task in cfg["tasks"]
+        for act in cfg["activations"]
+        for method, mode in zip(METHODS, MODES, strict=True)
+        for eta in cfg["etas"]
+        for index in range(cfg["seeds"])
+    ]
     runs = []
-    for task in cfg["tasks"]:
-        for activation in cfg["activations"]:
-            for method, mode in zip(METHODS, MODES, strict=True):
-                for eta in cfg["etas"]:
-                    for index in range(cfg["seeds"]):
-                        result = run_one(task, activation, method, mode, eta, seed, index, cfg)
-                        spec = dict(task=task, activation=activation, method=method, mode=mode)
-                        runs.append(dict(spec, eta=eta, index=index, **result))
+    for spec in tqdm(specs, desc="runs", disable=quiet):
+        result = run_one(
+            spec["task"], spec["activation"], spec["method"], spec["mode"], spec["eta"], seed,
+            spec["index"], cfg,
+        )  # fmt: skip
+        runs.append(dict(spec, **result))
     return runs
 
 
@@ -151,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--etas", nargs="+", type=float, help="step sizes (default 0.02 0.1 0.2)")
     parser.add_argument("--memory", type=int, help="M of OrthogonalizationOverTime (default 4)")
     parser.add_argument("--eps", type=float, help="ε of both rules (default 1e-3)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     cfg = dict(QUICK if args.quick else DEFAULT)
     for key in ("seeds", "epochs", "tasks", "activations", "etas", "memory", "eps"):
@@ -161,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--etas must be positive, got {cfg['etas']}")
     start = time.perf_counter()
     with threadpool_limits(1):
-        runs = measure(cfg, args.seed)
+        runs = measure(cfg, args.seed, args.quiet)
     print(table(runs, cfg))
     print(
         f"\n{len(runs)} runs, {cfg['epochs']} epochs on {cfg['points']} points, width "

@@ -20,9 +20,14 @@ sees them; they are put back before the commit, whatever happens.
 Layer k's gradient becomes ``g + (δ̃^k − δ^k) O^{k-1}ᵀ`` (bias: ``+ Σ_batch (δ̃^k − δ^k)``),
 which is ``δ̃^k O^{k-1}ᵀ`` for a loss of the network output alone and keeps any other term of
 the gradient (a weight penalty in the loss) as it was; a rule that returns δ^k itself leaves
-``g`` untouched, bit for bit. Each Dense layer keeps δ^k in ``delta``, O^{k-1}, A^k, O^k of
-the gradient's forward pass in ``input``, ``preact``, ``output`` (the sweep does not overwrite
-them), and δ̃^k in ``delta_used``. A Dense layer the sweep does not reach is updated without ΔO.
+``g`` untouched, bit for bit. A `MemoryRule` (the last of the list) also rewrites the inputs
+Ō = [O^{k-1}; 1] into Ō' = [O'; o'_b]: the gradient becomes ``g + δ̃^k O'ᵀ − δ^k O^{k-1}ᵀ``
+(bias: ``+ δ̃^k o'_bᵀ − Σ_batch δ^k``), and its memory of the layer, kept in
+``DeltaStep.memory`` under (rule index, layer path), is replaced with the commit.
+
+Each Dense layer keeps δ^k in ``delta``, O^{k-1}, A^k, O^k of the gradient's forward pass in
+``input``, ``preact``, ``output`` (the sweep does not overwrite them), and δ̃^k in
+``delta_used``. A Dense layer the sweep does not reach is updated without ΔO.
 """
 
 from __future__ import annotations
@@ -159,8 +164,8 @@ class DeltaStep:
                 used = rule.rewrite(used, ctx)
         step.record(layer, "delta_used", used)
         new = {"weight": layer.weight, "bias": layer.bias}
+        xp = namespace(delta)
         for path, name, leaf, g in entries:
-            xp = namespace(delta)
             if inputs is not None:  # g + δ̃ Õᵀ − δ Oᵀ (bias: the row of ones, rewritten)
                 g = g + (
                     used @ inputs[: O.shape[0], :].mT - delta @ O.mT
