@@ -41,6 +41,7 @@ DEFAULT = dict(
     etas=[0.02, 0.1, 0.2],
     memory=4,
     eps=1e-3,
+    keep_own_move=False,
     width=32,
     depth=3,
     points=24,
@@ -56,7 +57,7 @@ MODES = ("sample", "sample", "batch", "batch")
 
 def rules_of(method: str, cfg: dict[str, Any]) -> list[Any] | None:
     if method == "over-time":
-        return [OrthogonalizationOverTime(cfg["memory"], cfg["eps"])]
+        return [OrthogonalizationOverTime(cfg["memory"], cfg["eps"], cfg["keep_own_move"])]
     if method == "in-batch":
         return [Orthogonalization(cfg["eps"])]
     return None
@@ -126,6 +127,8 @@ def table(runs: list[dict[str, Any]], cfg: dict[str, Any]) -> str:
                 medians[eta] = float(np.median(ok))
         best = min(medians, key=medians.__getitem__) if medians else None
         name = method if method in ("plain", "in-batch") else f"over-time M={cfg['memory']}"
+        if method == "over-time" and cfg["keep_own_move"]:
+            name += " own move kept"
         if method != "plain":
             name += f" ε={cfg['eps']:g}"
         for eta, rs in by_eta.items():
@@ -158,12 +161,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--etas", nargs="+", type=float, help="step sizes (default 0.02 0.1 0.2)")
     parser.add_argument("--memory", type=int, help="M of OrthogonalizationOverTime (default 4)")
     parser.add_argument("--eps", type=float, help="ε of both rules (default 1e-3)")
+    parser.add_argument(
+        "--keep-own-move", action="store_true", help="OrthogonalizationOverTime(keep_own_move=True)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     cfg = dict(QUICK if args.quick else DEFAULT)
     for key in ("seeds", "epochs", "tasks", "activations", "etas", "memory", "eps"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
+    cfg["keep_own_move"] = args.keep_own_move
     OrthogonalizationOverTime(cfg["memory"], cfg["eps"])  # bad M or ε: one clear error, now
     if any(not (0 < eta < math.inf) for eta in cfg["etas"]):
         parser.error(f"--etas must be positive, got {cfg['etas']}")
