@@ -225,3 +225,58 @@ def test_a_non_finite_gradient_is_refused_naming_the_parameter():
         with pytest.raises(tv.NonFiniteLoss):  # train stops the same way (NonFiniteStep is one)
             tv.train(lambda m, x: tv.mse(m(x), np.zeros((1, 2))), m, [x], state, progress=False)
     assert snapshot(m, state) == before
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "setitimer"), reason="needs POSIX timers")
+def test_a_real_interrupt_at_random_moments_never_tears_the_model():
+    """SIGALRM raising KeyboardInterrupt (what Ctrl-C does) at random moments of `train`, with
+    Adam and with the δ-rules: the model and the state always equal one of the uninterrupted
+    run's steps exactly."""
+    import signal
+    import time
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    data = [(X, Y)] * 30
+    for make_state in (
+        lambda m: tv.setup(tv.Adam(0.01), m),
+        lambda m: tv.setup(tv.Descent(0.05), m, delta=[Compensation(0.2), Orthogonalization()]),
+    ):
+        reference = model()
+        ref_state = make_state(reference)
+        trajectory = [snapshot(reference, ref_state)]
+        for batch in data:
+            tv.train(lambda m, x, y: tv.mse(m(x), y), reference, [batch], ref_state, progress=False)
+            trajectory.append(snapshot(reference, ref_state))
+        timed = model()
+        t0 = time.perf_counter()
+        tv.train(lambda m, x, y: tv.mse(m(x), y), timed, data, make_state(timed), progress=False)
+        duration = time.perf_counter() - t0  # the alarms fall inside a run of this length
+        rng = np.random.default_rng(0)
+        previous = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            for _ in range(40):
+                m = model()
+                state = make_state(m)
+                signal.setitimer(signal.ITIMER_REAL, float(rng.uniform(1e-5, duration)))
+                try:
+                    tv.train(lambda m, x, y: tv.mse(m(x), y), m, data, state, progress=False)
+                except KeyboardInterrupt:
+                    pass
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                now = snapshot(m, state)
+                steps = [k for k, s in enumerate(trajectory) if _same_parameters(s, now)]
+                assert steps, "the model matches no step of the uninterrupted run"
+                assert _same_state(trajectory[steps[-1]], now)
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+
+
+def _same_parameters(a, b):
+    return all(a[k] == b[k] for k in a if not k.endswith(("state", "step")) and " " not in k)
+
+
+def _same_state(a, b):
+    return all(a[k] == b[k] for k in a if k.endswith(" state"))

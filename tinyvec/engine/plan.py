@@ -80,10 +80,11 @@ class Node:
     ``params``; ``present`` those holding an array), and its children as slots
     ``(attribute, indices of the child nodes, is a tuple/list)``."""
 
-    __slots__ = ("empty", "first", "layer", "names", "path", "present", "slots")
+    __slots__ = ("empty", "first", "layer", "named", "names", "path", "present", "slots")
 
     def __init__(self, path: str, layer: Any, names: tuple[str, ...], present: tuple[str, ...]):
         self.path, self.layer, self.names, self.present = path, layer, names, present
+        self.named = tuple((name, f"{path}.{name}") for name in present)  # (name, its path)
         self.slots: list[tuple[str, list[int], bool]] = []
         self.empty: list[str] = []  # child attributes holding None
         self.first = True  # False for the second and later occurrences of a shared layer
@@ -146,10 +147,10 @@ class Plan:
             ancestors.append((id(layer), len(stack)))
             stack.extend(reversed(kids))
         self.trainables = [
-            (f"{node.path}.{name}", node.layer, name)
+            (path, node.layer, name)
             for node in self.nodes
             if node.first
-            for name in node.present
+            for name, path in node.named
         ]
 
     def valid(self, model: Any) -> bool:
@@ -194,6 +195,38 @@ class Plan:
         """(path, layer, name, entry₁, entry₂, …) for each parameter (a shared layer once) and
         its entry in each of ``trees`` (named by ``what`` in errors). A tree of another shape
         than the model is refused, naming where it differs."""
+        try:
+            return self._zip(trees)
+        except (KeyError, IndexError, TypeError, ValueError):
+            pass
+        return self._zip_checked(trees, what)  # the same walk, finding what differs
+
+    def _zip(self, trees: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """`zip` for trees of the model's shape (each step's case): anything else raises."""
+        out: list[tuple[Any, ...]] = []
+        entries: list[Any] = [None] * len(self.nodes)
+        entries[0] = trees
+        for node, here in zip(self.nodes, entries, strict=True):
+            for e in here:
+                if not isinstance(e, dict):
+                    raise TypeError
+            if node.first:
+                layer = node.layer
+                for name, path in node.named:
+                    out.append((path, layer, name, *[e[name] for e in here]))
+            for attr, kids, many in node.slots:
+                subs = [e[attr] for e in here]
+                if many:
+                    for sub in subs:
+                        if type(sub) is not tuple or len(sub) != len(kids):
+                            raise ValueError
+                    for j, k in enumerate(kids):
+                        entries[k] = [sub[j] for sub in subs]
+                else:
+                    entries[kids[0]] = subs
+        return out
+
+    def _zip_checked(self, trees: tuple[Any, ...], what: tuple[str, ...]) -> list[tuple[Any, ...]]:
         out: list[tuple[Any, ...]] = []
         entries: list[Any] = [None] * len(self.nodes)
         entries[0] = trees
@@ -204,17 +237,15 @@ class Plan:
                         f"{w} do not match the model at {node.path} ({type(node.layer).__name__})"
                     )
             if node.first:
-                for name in node.present:
+                for name, path in node.named:
                     try:
-                        out.append(
-                            (f"{node.path}.{name}", node.layer, name, *[e[name] for e in here])
-                        )
+                        out.append((path, node.layer, name, *[e[name] for e in here]))
                     except KeyError:
                         missing = " / ".join(
                             w for e, w in zip(here, what, strict=True) if name not in e
                         )
                         raise ValueError(
-                            f"{missing} do not match the model: nothing at {node.path}.{name}"
+                            f"{missing} do not match the model: nothing at {path}"
                         ) from None
             for attr, kids, many in node.slots:
                 subs = [e.get(attr) for e in here]
@@ -228,6 +259,9 @@ class Plan:
                     for j, k in enumerate(kids):
                         entries[k] = [sub[j] for sub in subs]
                 else:
+                    if any(sub is None for sub in subs):
+                        w = next(w for sub, w in zip(subs, what, strict=True) if sub is None)
+                        raise ValueError(f"{w} do not match the model at {node.path}.{attr}")
                     entries[kids[0]] = subs
         return out
 
