@@ -414,6 +414,7 @@ class CompiledStep:
                 for (path, layer, name, leaf), grad in zip(self._slots, grads, strict=True)
             ]
         )
+        assert self._plan is not None  # `_prepare` made it, with the program
         take_step(step, self.state, self._plan, self.model)
         return loss.data
 

@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable, Iterable, Sized
 from typing import Any
 
-from tqdm.auto import tqdm  # type: ignore[import-untyped]
+from tqdm.auto import tqdm
 
 from .compiled import compile_step
 from .training import NonFiniteLoss, OptState, _withgradient, interrupts_deferred, update
@@ -55,7 +55,7 @@ def train(
             f"train takes the optimiser state, got {type(state).__name__}: call "
             "tv.setup(rule, model) first and pass what it returns"
         )
-    if epochs > 1 and iter(data) is data:  # type: ignore[comparison-overlap]
+    if epochs > 1 and iter(data) is data:
         raise ValueError(
             "train: data is a one-shot iterator (a generator?), which the second epoch would "
             "find empty: pass a list, a re-iterable loader, or epochs=1 with steps="
