@@ -123,6 +123,16 @@ def test_memory_keeps_the_last_M_inputs_of_each_layer():
     assert np.array_equal(memory[0, "model.layers[1]"][:3, -3:], model[1].input)
 
 
+def test_the_memory_is_a_copy_of_the_inputs():
+    """The caller may reuse its input buffer: the remembered inputs do not change with it."""
+    layer = tv.Dense(3, 1, bias=False, rng=0)
+    state = tv.setup(tv.Descent(0.1), layer, delta=OrthogonalizationOverTime(2))
+    buffer = np.ones((3, 1))
+    sgd_step(layer, state, buffer, np.zeros((1, 1)))
+    buffer[:] = 5.0
+    assert np.array_equal(state.transform.memory[0, "model"], np.ones((3, 1)))
+
+
 class InterruptingDescent(tv.Descent):
     """Descent that raises ``error`` at its k-th parameter (from 1) while armed."""
 

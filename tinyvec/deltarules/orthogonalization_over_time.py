@@ -113,10 +113,12 @@ class OrthogonalizationOverTime(MemoryRule):
                 f"({memory.dtype}) for a layer that now takes {O_bar.shape[0]} ({O.dtype}): "
                 "the model changed under its optimiser state; call tv.setup again"
             )
-        remembered = O_bar if memory is None else xp.concat([memory, O_bar], axis=1)
+        if memory is None:  # the first step: nothing to keep still; O may be the caller's
+            # array (without a bias Ō is O itself), and a memory must not change with it
+            remembered = O_bar if ctx.bias else xp.asarray(O, copy=True)
+            return delta, None, remembered[:, max(0, O.shape[1] - self.memory) :]
+        remembered = xp.concat([memory, O_bar], axis=1)  # a new array: the old memory stays
         remembered = remembered[:, max(0, remembered.shape[1] - self.memory) :]
-        if memory is None:
-            return delta, None, remembered
         Om = memory
         K = Om.mT @ Om
         D = xp.linalg.diagonal(K)
@@ -126,6 +128,8 @@ class OrthogonalizationOverTime(MemoryRule):
         try:
             Z = xp.linalg.solve(K + xp.eye(K.shape[0], dtype=K.dtype) * ridge, U)
         except Exception as error:  # NumPy's LinAlgError, and its kin in other namespaces
+            if self.eps > 0:  # K + εD is positive definite: not the case below
+                raise
             raise ValueError(
                 "OrthogonalizationOverTime(eps=0): the remembered inputs are linearly "
                 "dependent (a repeated sample, or more samples than the layer's inputs + 1), so "
