@@ -13,8 +13,10 @@ loss is not finite or above 1e6. For each method and η the table shows, over th
 did not diverge, the mean ± std and the median of that error, and how many diverged; "best η"
 is the η with the lowest median among those where at most half of the runs diverged.
 
-    python examples/orthogonalization_over_time.py            # the measured grid (~20 min)
+    python examples/orthogonalization_over_time.py            # sin(πx): 120 runs, ~7 min
+    python examples/orthogonalization_over_time.py --tasks sin sincos runge   # ~21 min
     python examples/orthogonalization_over_time.py --quick    # a smoke run (seconds)
+    python examples/orthogonalization_over_time.py --keep-own-move   # the rescaled variant
 
 One process, one BLAS thread; the same ``--seed`` gives the same numbers.
 """
