@@ -155,7 +155,7 @@ class Dense(Layer):
                 f"but got an input of shape {tuple(O.shape)}"
             )
         if type(O) is not type(Wd):  # e.g. a torch tensor into a NumPy model: say so here
-            same_namespace(O, Wd, what=f"layer {self!r}")
+            same_namespace(Wd, O, what=f"layer {self!r}")  # the model's library first
         if O.dtype is not Wd.dtype and O.dtype != Wd.dtype:
             O = self._convert(O, Wd.dtype)
         A = Wd @ O
