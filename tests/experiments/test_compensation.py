@@ -91,6 +91,7 @@ def test_summary_ratios_are_paired_geometric_means():
             eps="-",
             seed_index=seed_index,
             final=final,
+            tail=final,
             eval_mse=final,
             diverged=diverged,
             stagnated=seed_index == 0,

@@ -12,8 +12,10 @@ below and several seeds, and writes to ``--out``:
 
 Definitions (ours; the seed gives none):
 
-- final error: the training-set MSE after the last epoch (``eval_mse`` in runs.csv: the MSE
-  on a dense grid of the same domain);
+- error: the mean training-set MSE over the last tenth of the epochs (``tail``; SGD with a
+  constant step keeps jittering, so one epoch's MSE is noisy), measured after enough epochs
+  to converge (2000 on 24 points); ``final`` is the MSE after the last epoch and ``eval_mse``
+  the MSE on a dense grid of the same domain;
 - plain twin: the run of plain backprop (κ = 0, no orthogonalization) with the same task,
   network, initial weights, data order, training mode and step size;
 - ratio of means (the claim's measure): mean final error of the cell / mean final error of the
@@ -171,9 +173,12 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
                 break
             curve.append(float(np.mean((model(x) - y) ** 2)))
     final = math.nan if diverged else curve[-1]
+    # at convergence: the mean over the last tenth of the epochs smooths SGD's jitter
+    tail = math.nan if diverged else float(np.mean(curve[-max(1, len(curve) // 10) :]))
     eval_mse = math.nan if diverged else float(np.mean((model(xe) - ye) ** 2))
     return dict(
         final=final,
+        tail=tail,
         eval_mse=eval_mse,
         diverged=diverged,
         stagnated=stagnated(curve, float(np.var(y))) if not diverged else False,
@@ -249,10 +254,10 @@ def _base(run: dict[str, Any]) -> tuple:
 def paired_ratios(results: list[dict[str, Any]]) -> None:
     """Set ``ratio`` on every run: its final error / that of its plain twin (NaN when either
     diverged)."""
-    plain = {_base(r): r["final"] for r in results if r["kappa"] == 0 and not r["ortho"]}
+    plain = {_base(r): r["tail"] for r in results if r["kappa"] == 0 and not r["ortho"]}
     for r in results:
         p = plain.get(_base(r), math.nan)
-        r["ratio"] = r["final"] / p if p > 0 else math.nan  # NaN stays NaN
+        r["ratio"] = r["tail"] / p if p > 0 else math.nan  # NaN stays NaN
 
 
 def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -260,14 +265,14 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     error to plain backprop's (over the seeds where neither diverged: the claim's measure) and
     the median of the per-seed ratios."""
     paired_ratios(results)
-    plain = {_base(r): r["final"] for r in results if r["kappa"] == 0 and not r["ortho"]}
+    plain = {_base(r): r["tail"] for r in results if r["kappa"] == 0 and not r["ortho"]}
     cells: dict[tuple, list[dict[str, Any]]] = {}
     for r in results:
         cells.setdefault(tuple(r[k] for k in CELL), []).append(r)
     rows = []
     for key, runs in cells.items():
-        ok = np.array([r["final"] for r in runs if not r["diverged"]])
-        pairs = [(r["final"], plain[_base(r)]) for r in runs if math.isfinite(r["ratio"])]
+        ok = np.array([r["tail"] for r in runs if not r["diverged"]])
+        pairs = [(r["tail"], plain[_base(r)]) for r in runs if math.isfinite(r["ratio"])]
         ratios = [r["ratio"] for r in runs if math.isfinite(r["ratio"])]
         q25, med, q75 = np.percentile(ok, [25, 50, 75]) if len(ok) else (math.nan,) * 3
         rows.append(
@@ -332,6 +337,7 @@ def write_outputs(
         "seed_index",
         "epochs",
         "final",
+        "tail",
         "eval_mse",
         "ratio",
         "diverged",
@@ -384,6 +390,40 @@ def write_curves(out: Path, results: list[dict[str, Any]], figures: dict[str, An
                  f"{'per-sample' if mode == 'sample' else 'mini-batch'} SGD, η = {eta:g}")  # fmt: skip
         path = learning_curves(panels, out / f"curves_{task}_{act}_{mode}", title, **figures)
         names.append(path.name)
+    names += write_eta_figures(out, results, figures)
+    return names
+
+
+def write_eta_figures(
+    out: Path, results: list[dict[str, Any]], figures: dict[str, Any]
+) -> list[str]:
+    """A figure per activation, network and mode with two step sizes or more: the error at
+    convergence against η, a panel per task (rules without orthogonalization)."""
+    from ..plots.compensation import MAX_LINES, error_vs_eta
+
+    names = []
+    for act, width, depth, mode in sorted({(r["activation"], r["width"], r["depth"], r["mode"])
+                                           for r in results}):  # fmt: skip
+        sel = [r for r in results if (r["activation"], r["width"], r["depth"], r["mode"])
+               == (act, width, depth, mode) and not r["ortho"]]  # fmt: skip
+        if len({r["eta"] for r in sel}) < 2:
+            continue
+        panels: dict[str, dict[str, dict[float, list[float]]]] = {}
+        for task in sorted({r["task"] for r in sel}):
+            rules: dict[str, dict[float, list[float]]] = {}
+            for r in sorted(sel, key=lambda r: (r["kappa"], r["variant"], r["seed_index"])):
+                if r["task"] == task:
+                    rules.setdefault(label(r), {}).setdefault(r["eta"], []).append(r["tail"])
+            items = list(rules.items())
+            for i in range(0, len(items), MAX_LINES):
+                panels[task + (f" ({i // MAX_LINES + 1})" if len(items) > MAX_LINES else "")] = (
+                    dict(items[i : i + MAX_LINES])
+                )
+        title = (f"error at convergence against the step size: {act} {width}×{depth}, "
+                 f"{'per-sample' if mode == 'sample' else 'mini-batch'} SGD\n(lines: median "
+                 "over seeds; dots: seeds; rings: some seed diverged)")  # fmt: skip
+        path = error_vs_eta(panels, out / f"eta_{act}_{mode}", title, **figures)
+        names.append(path.name)
     return names
 
 
@@ -409,18 +449,22 @@ def markdown(
         "Claim (seed 004): with a compensation coefficient κ ≈ 0.2, ReLU and tanh networks improve, "
         "tanh most — mean error at convergence ≈ 1/10 of plain backprop — and stagnate less.",
         "",
-        "Definitions: *final error* = training MSE after the last epoch (a fixed budget of "
+        "Definitions: *error* = mean training MSE over the last tenth of the epochs (of "
         f"{cfg['epochs_sample']} epochs per-sample, {cfg['epochs_batch']} epochs in mini-batches "
         f"of {cfg['batch']}); *plain twin* = plain backprop (κ = 0, no orthogonalization) with "
         "the same task, network, initial weights, data order, mode and step size; *ratio of "
-        "means* = mean final error / mean final error of the plain twins, over the seeds where "
+        "means* = mean error / mean error of the plain twins, over the seeds where "
         "neither diverged (the claim's measure; < 1 is better, 0.1 is the claim); *per-seed "
-        "ratio* = final error / the plain twin's; *wins* = share of seeds with a per-seed ratio "
-        "< 1; *stagnated* = not diverged, final error > 1e-3·var(y) and less than 5% improvement "
+        "ratio* = error / the plain twin's; *wins* = share of seeds with a per-seed ratio "
+        "< 1; *stagnated* = not diverged, final MSE > 1e-3·var(y) and less than 5% improvement "
         "of the median training MSE from the tenth of the epochs ending at 75% to the last tenth; "
-        "*diverged* = loss above 1e6 or not finite (such runs have no final error).",
+        "*diverged* = loss above 1e6 or not finite (such runs have no error).",
         "",
-        "## Ratio to plain backprop (pooled over tasks and step sizes)",
+    ]
+    lines += convergence(results)
+    lines += [
+        "",
+        "## Ratio to plain backprop at the same η (pooled over tasks and step sizes)",
         "",
     ]
     lines += overview(rows, results)
@@ -455,6 +499,101 @@ def markdown(
         )
     lines += ["", "## Learning curves", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _mean_std(values: list[float]) -> str:
+    ok = [v for v in values if math.isfinite(v)]
+    return f"{np.mean(ok):.3g} ± {np.std(ok):.2g}" if ok else "–"
+
+
+def _spread(values: list[float]) -> str:
+    ok = [v for v in values if math.isfinite(v)]
+    if not ok:
+        return "–"
+    return f"{np.median(ok):.3g} [{min(ok):.3g}, {max(ok):.3g}]"
+
+
+def best_eta(runs: list[dict[str, Any]]) -> float:
+    """The step size with the lowest mean error over the seeds, among those at which no seed
+    diverged (all of them if every step size lost a seed).
+
+    >>> r = lambda eta, tail: dict(eta=eta, tail=tail, diverged=not math.isfinite(tail))
+    >>> best_eta([r(0.1, 1.0), r(0.2, 0.5), r(0.2, math.nan), r(0.05, 2.0)])
+    0.1
+    """
+    by_eta: dict[float, list[dict[str, Any]]] = {}
+    for r in runs:
+        by_eta.setdefault(r["eta"], []).append(r)
+    stable = {e: rs for e, rs in by_eta.items() if not any(r["diverged"] for r in rs)} or by_eta
+
+    def mean(rs: list[dict[str, Any]]) -> float:
+        ok = [r["tail"] for r in rs if not r["diverged"]]
+        return float(np.mean(ok)) if ok else math.inf
+
+    return min(stable, key=lambda e: (mean(stable[e]), e))
+
+
+def convergence(results: list[dict[str, Any]]) -> list[str]:
+    """The two comparisons side by side, per task, activation, network and mode: each rule
+    against plain backprop at the same η, and each at its own best η; with the divergence
+    rate and the spread over seeds."""
+    out = ["## At convergence: the same η, and each rule at its best η", ""]
+    setups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in results:
+        setups.setdefault(tuple(r[k] for k in BASE[:5]), []).append(r)
+    verdict: list[str] = []
+    for setup, runs in sorted(setups.items()):
+        rules: dict[str, list[dict[str, Any]]] = {}
+        for r in sorted(runs, key=lambda r: (r["ortho"], str(r["eps"]), r["kappa"], r["variant"])):
+            rules.setdefault(label(r), []).append(r)
+        plain = rules.pop("plain", [])
+        if not plain or not rules:
+            continue
+        task, act, width, depth, mode = setup
+        out += [f"### {task}, {act} {width}×{depth}, {mode}", ""]
+        etas = sorted({r["eta"] for r in runs})
+        out += ["At the same η (ratios against the plain twin: same seed, same η):", "",
+                "| η | rule | error (mean ± std) | diverged | ratio of means | per-seed ratio "
+                "median [min, max] |", "|---|---|---|---|---|---|"]  # fmt: skip
+        for eta in etas:
+            p = [r for r in plain if r["eta"] == eta]
+            out.append(f"| {eta:g} | plain | {_mean_std([r['tail'] for r in p])} | "
+                       f"{sum(r['diverged'] for r in p)}/{len(p)} | 1 | |")  # fmt: skip
+            for name, rs in rules.items():
+                q = [r for r in rs if r["eta"] == eta]
+                both = [(r["tail"], t["tail"]) for r in q for t in p
+                        if t["seed_index"] == r["seed_index"]
+                        and math.isfinite(r["tail"]) and math.isfinite(t["tail"])]  # fmt: skip
+                ratio = (np.mean([a for a, _ in both]) / np.mean([b for _, b in both])
+                         if both else math.nan)  # fmt: skip
+                out.append(f"| {eta:g} | {name} | {_mean_std([r['tail'] for r in q])} | "
+                           f"{sum(r['diverged'] for r in q)}/{len(q)} | {_fmt(float(ratio))} | "
+                           f"{_spread([a / b for a, b in both])} |")  # fmt: skip
+                if both and ratio <= 0.1:
+                    verdict.append(f"{task} {name} at η = {eta:g} ({_fmt(float(ratio))}; plain "
+                                   f"diverged in {sum(r['diverged'] for r in p)}/{len(p)} "
+                                   "seeds there)")  # fmt: skip
+        out += ["", "Each rule at its own best η (the lowest mean error among the η where no seed "
+                "diverged), against plain at plain's best η:", "",
+                "| rule | best η | error at best η (mean ± std) | diverged over the η grid "
+                "| ratio to plain at plain's best η | per-seed ratio median [min, max] |",
+                "|---|---|---|---|---|---|"]  # fmt: skip
+        pe = best_eta(plain)
+        p_best = {r["seed_index"]: r["tail"] for r in plain if r["eta"] == pe}
+        for name, rs in {"plain": plain, **rules}.items():
+            e = best_eta(rs)
+            at = [r for r in rs if r["eta"] == e]
+            per_seed = [r["tail"] / p_best[r["seed_index"]] for r in at
+                        if math.isfinite(r["tail"]) and r["seed_index"] in p_best]  # fmt: skip
+            ratio = (np.mean([r["tail"] for r in at if math.isfinite(r["tail"])])
+                     / np.mean([v for v in p_best.values() if math.isfinite(v)]))  # fmt: skip
+            out.append(f"| {name} | {e:g} | {_mean_std([r['tail'] for r in at])} | "
+                       f"{sum(r['diverged'] for r in rs)}/{len(rs)} | {_fmt(float(ratio))} | "
+                       f"{_spread(per_seed)} |")  # fmt: skip
+        out.append("")
+    out += ["Where a rule's ratio of means at the same η is 0.1 or lower (the seed's tenfold "
+            "claim): " + ("; ".join(verdict) if verdict else "nowhere") + ".", ""]  # fmt: skip
+    return out
 
 
 def _group(r: dict[str, Any]) -> tuple:

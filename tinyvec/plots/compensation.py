@@ -68,3 +68,56 @@ def learning_curves(
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return save(fig, path, fmt, dpi)
+
+
+def error_vs_eta(
+    panels: Mapping[str, Mapping[str, Mapping[float, list[float]]]],
+    path: str | os.PathLike[str],
+    title: str = "",
+    *,
+    fmt: str = "png",
+    dpi: int = 200,
+) -> Path:
+    """One panel per entry of ``panels`` (title → rule → η → errors over seeds, NaN for a
+    diverged seed): the median error over the seeds that did not diverge, against η on log
+    axes, with every seed as a dot; a step size where some seed diverged is ringed.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = error_vs_eta({"sin": {"plain": {0.1: [1.0, 2.0], 0.2: [float("nan"), 3.0]}}},
+    ...                      f"{d}/e.png")
+    ...     p.stat().st_size > 0
+    True
+    """
+    for name, rules in panels.items():
+        if len(rules) > MAX_LINES:
+            raise ValueError(f"panel {name!r} has {len(rules)} lines; split it (≤ {MAX_LINES})")
+    plt = pyplot()
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.9 * nrows), squeeze=False)
+    for ax in axes.ravel()[len(panels) :]:
+        ax.set_visible(False)
+    markers = ("o", "s", "^", "D", "v", "P")
+    for ax, (name, rules) in zip(axes.ravel(), panels.items(), strict=False):
+        for (label, by_eta), style, marker in zip(rules.items(), styles(len(rules)), markers,
+                                                   strict=False):  # fmt: skip
+            etas = sorted(by_eta)
+            med = [np.median([v for v in by_eta[e] if math.isfinite(v)])
+                   if any(math.isfinite(v) for v in by_eta[e]) else np.nan for e in etas]  # fmt: skip
+            ax.plot(etas, med, lw=1.4, marker=marker, ms=5, label=label, **style)
+            for e in etas:
+                ok = [v for v in by_eta[e] if math.isfinite(v)]
+                ax.scatter([e] * len(ok), ok, s=8, color=style["color"], alpha=0.45, lw=0)
+                if len(ok) < len(by_eta[e]) and ok:
+                    ax.scatter([e], [np.median(ok)], s=110, facecolors="none",
+                               edgecolors=style["color"], lw=1.1)  # fmt: skip
+        ax.set(xscale="log", yscale="log", xlabel=r"step size $\eta$", title=name)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("training MSE (mean of the last 10% of epochs)")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return save(fig, path, fmt, dpi)
