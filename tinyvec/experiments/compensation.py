@@ -461,6 +461,9 @@ def markdown(
         "*diverged* = loss above 1e6 or not finite (such runs have no error).",
         "",
     ]
+    lines += ["## Verdict, in numbers", "",
+              "Error of each rule relative to plain backprop (ratio of means over the seeds; "
+              "the claim is 10× lower):", "", *verdict(results), ""]  # fmt: skip
     lines += convergence(results)
     lines += [
         "",
@@ -594,6 +597,49 @@ def convergence(results: list[dict[str, Any]]) -> list[str]:
     out += ["Where a rule's ratio of means at the same η is 0.1 or lower (the seed's tenfold "
             "claim): " + ("; ".join(verdict) if verdict else "nowhere") + ".", ""]  # fmt: skip
     return out
+
+
+def _times(ratio: float) -> str:
+    """A ratio of errors in words: 0.25 → "4× lower", 2 → "2× higher"."""
+    if not math.isfinite(ratio):
+        return "–"
+    return f"{1 / ratio:.3g}× lower" if ratio < 1 else f"{ratio:.3g}× higher"
+
+
+def verdict(results: list[dict[str, Any]]) -> list[str]:
+    """The claim against the numbers, per setup and rule: the range of the same-η ratios of
+    means and the best-η ratio, in words."""
+    lines = []
+    setups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in results:
+        setups.setdefault(tuple(r[k] for k in BASE[:5]), []).append(r)
+    for (task, act, width, depth, mode), runs in sorted(setups.items()):
+        plain = [r for r in runs if r["kappa"] == 0 and not r["ortho"]]
+        rules = sorted({label(r) for r in runs} - {"plain"})
+        for name in rules:
+            rs = [r for r in runs if label(r) == name]
+            per_eta = []
+            for eta in sorted({r["eta"] for r in rs}):
+                pairs = [(r["tail"], t["tail"]) for r in rs for t in plain
+                         if r["eta"] == t["eta"] == eta and r["seed_index"] == t["seed_index"]
+                         and math.isfinite(r["tail"]) and math.isfinite(t["tail"])]  # fmt: skip
+                if pairs:
+                    per_eta.append((eta, np.mean([a for a, _ in pairs])
+                                    / np.mean([b for _, b in pairs])))  # fmt: skip
+            if not per_eta or not plain:
+                continue
+            pe, e = best_eta(plain), best_eta(rs)
+            mean = lambda xs: float(np.mean([x for x in xs if math.isfinite(x)]))  # noqa: E731
+            best = mean([r["tail"] for r in rs if r["eta"] == e]) / mean(
+                [r["tail"] for r in plain if r["eta"] == pe]
+            )
+            same = ", ".join(f"η = {eta:g}: {_times(float(q))}" for eta, q in per_eta)
+            lines.append(
+                f"- {task}, {act} {width}×{depth}, {mode}, {name}: at the same η, error "
+                f"{same}; each at its best η ({e:g} against plain's {pe:g}): "
+                f"**{_times(best)}**."
+            )
+    return lines
 
 
 def _group(r: dict[str, Any]) -> tuple:
