@@ -701,6 +701,10 @@ def parser() -> Any:
                        help=f"default {DEFAULT[name]}")  # fmt: skip
     add_sweep_flags(p, seeds="0-4")
     p.set_defaults(seeds=None)  # the preset's seeds unless given
+    for action in p._actions:
+        if action.dest == "seeds":
+            action.help = "run i uses the seeds (--seed, i): a range or a list (default 0-4; "
+            action.help += "0-1 with --quick, 0-9 with --full)"
     return p
 
 
