@@ -93,6 +93,8 @@ def main(seed: int = 0, steps: int = 300, verbose: bool = True) -> list[float]:
 
     if verbose:
         print(model)
+        # the engine's gradient of the new layers against finite differences, before training
+        print(tv.gradcheck(lambda m: tv.mse(m(x[:, :8]), y[:, :8]), model))
     return tv.train(
         lambda m, x, y: tv.mse(m(x), y),
         model,

@@ -1,10 +1,22 @@
 """Array namespaces: lookup, conversion, GPU detection."""
 
+import sys
+
 import array_api_strict
 import numpy as np
 import pytest
 
-from tinyvec.backend import has_gpu, is_array, namespace, to_namespace, to_numpy
+import tinyvec as tv
+from tinyvec import backend
+from tinyvec.backend import (
+    has_gpu,
+    is_array,
+    library,
+    namespace,
+    same_namespace,
+    to_namespace,
+    to_numpy,
+)
 
 
 def test_namespace_of_arrays_and_scalars():
@@ -34,5 +46,30 @@ def test_conversions(xp):
     assert isinstance(to_namespace(np, b), np.ndarray)
 
 
-def test_has_gpu_is_a_boolean():
-    assert has_gpu() in (True, False)
+def test_has_gpu_agrees_with_cupy():
+    try:
+        import cupy
+
+        expected = cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # not installed, or no CUDA driver
+        expected = False
+    assert has_gpu() is expected
+
+
+def test_without_cupy_has_gpu_is_false_and_gpu_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # `import cupy` now fails
+    backend.cupy.cache_clear()
+    try:
+        assert has_gpu() is False
+        with pytest.raises(RuntimeError, match=r'pip install "tinyvec\[gpu\]"'):
+            tv.gpu(np.zeros(2))
+    finally:
+        backend.cupy.cache_clear()
+
+
+def test_same_namespace_names_both_libraries():
+    a = np.zeros(2)
+    assert same_namespace(a, np.ones(2), what="f") is np
+    with pytest.raises(TypeError, match="f: mixes numpy and array_api_strict arrays"):
+        same_namespace(a, array_api_strict.asarray([1.0]), what="f")
+    assert library(a) == "numpy" and library(array_api_strict.asarray([1.0])) == "array_api_strict"

@@ -3,7 +3,8 @@ quantities of vector analysis (O^{k-1}, A^k, δ^k, ΔW^k) at every step.
 
 Map of the package:
 
-- `engine`: Tensor and tracing, the derivative table (`ops`), activations, losses;
+- `engine`: Tensor and tracing, the derivative table (`ops`), activations, losses, and
+  `gradcheck` (the engine's gradient against finite differences);
 - `layers`: the layer protocol, Dense, Chain / SkipConnection / Parallel, initialisers;
 - `optimise`: optimiser rules, gradient / setup / update / train;
 - `deltarules`: δ-rules (compensation, orthogonalization of activation vectors);
@@ -32,6 +33,7 @@ from .engine import (
     softplus,
     tanh,
 )
+from .engine.gradcheck import GradcheckError, GradcheckReport, gradcheck
 from .engine.ops import concat, vcat
 from .io import load, save
 from .layers import (
@@ -76,3 +78,75 @@ from .optimise import (
 from .recorder import Recorder
 
 __version__ = "0.1.0"
+
+# what `from tinyvec import *` gives and what help(tinyvec) lists
+__all__ = [
+    "Activation",
+    "Adam",
+    "AdamW",
+    "Chain",
+    "ClipNorm",
+    "Compensation",
+    "DeltaRule",
+    "Dense",
+    "Descent",
+    "DimensionMismatch",
+    "GradcheckError",
+    "GradcheckReport",
+    "Layer",
+    "Momentum",
+    "Nesterov",
+    "NonFiniteLoss",
+    "OptState",
+    "OptimiserChain",
+    "Orthogonalization",
+    "Parallel",
+    "Recorder",
+    "Rule",
+    "SkipConnection",
+    "Tensor",
+    "Tree",
+    "WeightDecay",
+    "activations",
+    "add",
+    "analysis",
+    "atan",
+    "concat",
+    "cpu",
+    "crossentropy",
+    "dense_layers",
+    "f32",
+    "f64",
+    "fmap",
+    "gelu",
+    "glorot_normal",
+    "glorot_uniform",
+    "gpu",
+    "gradcheck",
+    "gradient",
+    "identity",
+    "kaiming_normal",
+    "leakyrelu",
+    "load",
+    "mse",
+    "mul",
+    "no_grad",
+    "onehot",
+    "ops",
+    "r2",
+    "relu",
+    "save",
+    "scaled",
+    "seed",
+    "setup",
+    "show",
+    "sigmoid",
+    "softplus",
+    "tanh",
+    "to",
+    "train",
+    "trainables",
+    "update",
+    "vcat",
+    "withgradient",
+]

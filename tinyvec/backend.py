@@ -32,6 +32,25 @@ def namespace(x: Any) -> ModuleType:
     return xp
 
 
+def library(x: Any) -> str:
+    """The name of the library an array comes from: "numpy", "torch", "cupy", …"""
+    return type(x).__module__.split(".")[0]
+
+
+def same_namespace(*arrays: Any, what: str) -> ModuleType:
+    """The one namespace of ``arrays``; arrays of two libraries are refused with a TypeError
+    naming both (converting silently would hide a copy across devices, or fail deep inside
+    the other library)."""
+    spaces = [namespace(a) for a in arrays]
+    for a, xp in zip(arrays, spaces, strict=True):
+        if xp is not spaces[0]:
+            raise TypeError(
+                f"{what}: mixes {library(arrays[0])} and {library(a)} arrays; "
+                f"move one side with tv.to(namespace, x) (e.g. tv.cpu(x) for NumPy)"
+            )
+    return spaces[0]
+
+
 def is_array(x: Any) -> bool:
     return type(x) in _NAMESPACES or array_api_compat.is_array_api_obj(x)
 
@@ -60,7 +79,7 @@ def to_namespace(xp: ModuleType, x: Any) -> Any:
 @functools.cache
 def cupy() -> ModuleType:
     try:
-        import cupy as cp  # type: ignore[import-not-found]
+        import cupy as cp
     except ImportError as e:
         raise RuntimeError(
             'tv.gpu needs CuPy: pip install "tinyvec[gpu]" (and a CUDA device)'

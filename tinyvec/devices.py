@@ -18,12 +18,21 @@ from .layers.base import fmap
 
 
 def _map(fn: Any, x: Any) -> Any:
-    return fn(x) if is_array(x) else fmap(fn, x)
+    if is_array(x):
+        return fn(x)
+    if not (hasattr(x, "params") or hasattr(x, "children")):  # else fmap would copy it as is
+        raise TypeError(f"expected an array or a model (a layer), got {type(x).__name__}")
+    return fmap(fn, x)
 
 
 def to(xp: ModuleType, x: Any) -> Any:
     """``x`` (a model or an array) with its arrays in namespace ``xp``, e.g.
     ``tv.to(array_api_strict, model)``. A model is copied; its original is untouched."""
+    if not (hasattr(xp, "asarray") and hasattr(xp, "astype")):
+        raise TypeError(
+            f"tv.to(xp, x): xp must be an array namespace (numpy, array_api_strict, "
+            f"array_api_compat.torch, jax.numpy, …), got {xp!r}"
+        )
     return _map(lambda a: to_namespace(xp, a), x)
 
 

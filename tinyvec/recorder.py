@@ -29,11 +29,15 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .backend import namespace, to_numpy
+from .io import atomic_write
 from .layers import dense_layers
 
 
@@ -50,18 +54,45 @@ def _cos(a: Any, b: Any) -> float:
 
 class Recorder:
     """Collects summaries at every ``record`` call (``train`` calls it after each update) and,
-    when ``every`` is set, snapshots every ``every`` steps, written to ``path`` by `close`."""
+    when ``every`` is set, snapshots every ``every`` steps, written to ``path`` by `close`.
+
+    ``path`` is used exactly as given (``path="run"`` writes a file named ``run``, no ``.npz``
+    added), and is written atomically: an interrupted run leaves the previous file or a
+    complete one, and every step in it has all its layers. If `close` is reached because
+    training failed (a `NonFiniteLoss`, Ctrl-C) and the file cannot be written, that training
+    error stays the one raised; the write error is added to it as a note and a warning.
+
+    >>> import tinyvec as tv
+    >>> tv.Recorder(every=0, path="run.npz")
+    Traceback (most recent call last):
+    ...
+    ValueError: Recorder: every must be a positive number of steps, got 0
+    """
 
     def __init__(
         self, every: int | None = None, path: str | os.PathLike[str] | None = None
     ) -> None:
         if (every is None) != (path is None):
             raise ValueError("Recorder: snapshots need both `every` and `path`")
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int)):
+            raise ValueError(f"Recorder: every must be a whole number of steps, got {every!r}")
+        if every is not None and every < 1:
+            raise ValueError(f"Recorder: every must be a positive number of steps, got {every}")
+        if path is not None:
+            folder = Path(os.path.realpath(path)).parent
+            if not folder.is_dir():  # found now, not after training has run
+                raise FileNotFoundError(f"Recorder: the folder of {str(path)!r} does not exist")
+            if Path(path).is_dir():
+                raise IsADirectoryError(f"Recorder: {str(path)!r} is a folder; name a file")
         self.every, self.path = every, path
         self.rows: list[dict[str, Any]] = []
         self.snapshots: dict[str, Any] = {}
 
     def record(self, model: Any, step: int, loss: float = math.nan) -> None:
+        # a step's rows and snapshots are collected first and kept together, so an
+        # interruption (Ctrl-C) mid-step never leaves a step with only some of its layers
+        rows: list[dict[str, Any]] = []
+        snapshots: dict[str, Any] = {}
         for k, d in enumerate(dense_layers(model), start=1):
             if d.delta is None or "weight" not in d.step:
                 continue
@@ -84,16 +115,34 @@ class Recorder:
                 row["delta_used_norm"] = _norm(used)
                 row["cos_delta_used"] = _cos(used, d.delta)
                 arrays.append(("delta_used", used))
-            self.rows.append(row)
+            rows.append(row)
             if self.every and step % self.every == 0:
                 for name, a in arrays:
-                    self.snapshots[f"step{step}/layer{k}/{name}"] = a
+                    snapshots[f"step{step}/layer{k}/{name}"] = a
+        self.rows.extend(rows)
+        self.snapshots.update(snapshots)
 
     def column(self, name: str, layer: int) -> np.ndarray:
-        """One summary as a time series for layer k."""
-        return np.array([r[name] for r in self.rows if r["layer"] == layer])
+        """One summary as a time series for layer k (1-based)."""
+        rows = [r for r in self.rows if r["layer"] == layer]
+        if self.rows and not rows:
+            layers = sorted({r["layer"] for r in self.rows})
+            raise ValueError(f"Recorder.column: no layer {layer}; recorded layers: {layers}")
+        if rows and name not in rows[0]:
+            raise ValueError(f"Recorder.column: no summary {name!r}; have: {', '.join(rows[0])}")
+        return np.array([r[name] for r in rows])
 
     def close(self) -> None:
-        """Write the snapshots (if any) to ``path`` as ``.npz``."""
-        if self.path is not None and self.snapshots:
-            np.savez(self.path, **{k: to_numpy(v) for k, v in self.snapshots.items()})
+        """Write the snapshots (if any) to ``path`` as ``.npz``, atomically."""
+        if self.path is None or not self.snapshots:
+            return
+        arrays: dict[str, Any] = {k: to_numpy(v) for k, v in self.snapshots.items()}
+        failing = sys.exc_info()[1]  # set when `train` closes us on its way out of an error
+        try:
+            atomic_write(self.path, lambda f: np.savez(f, **arrays))
+        except Exception as e:
+            if failing is None:
+                raise
+            message = f"tv.Recorder could not write {str(self.path)!r}: {e!r}"
+            failing.add_note(message)
+            warnings.warn(message, UserWarning, stacklevel=2)

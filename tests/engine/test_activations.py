@@ -1,6 +1,9 @@
 """Activations: each σ′ (`derivative`, used by Dense's fused backward) against finite
 differences of σ, known values, lookup by name. Their vjps as ops are in test_ops.py."""
 
+import copy
+import pickle
+
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
@@ -66,3 +69,53 @@ def test_custom_activation():
     g = tv.gradient(lambda m: tv.ops.sum(m(x)), d)
     A = d.weight @ x + d.bias[:, None]
     np.testing.assert_allclose(g.weight, 3 * A**2 @ x.T)
+
+
+# --- pickling and copying: worker processes and clusters send models around ----------------
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_builtin_activations_pickle_and_copy_to_themselves(name):
+    sigma = ACTIVATIONS[name]
+    assert pickle.loads(pickle.dumps(sigma)) is sigma
+    assert copy.deepcopy(sigma) is sigma and copy.copy(sigma) is sigma
+
+
+def _cube(A):
+    return A**3
+
+
+def _cube_derivative(A, O):
+    return 3 * A * A
+
+
+def test_a_custom_activation_of_module_level_functions_round_trips():
+    cube = tv.Activation("cube", _cube, _cube_derivative)
+    back = pickle.loads(pickle.dumps(cube))
+    x = np.array([[0.5, -2.0]])
+    np.testing.assert_array_equal(back(x), cube(x))
+    g = tv.gradient(lambda a: tv.ops.sum(back(a)), x)
+    np.testing.assert_allclose(g, 3 * x * x, rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gelu_and_its_derivative_stay_finite_for_huge_inputs(dtype):
+    # A³ overflowed to inf (a RuntimeWarning) and A² · 0 gave a NaN derivative
+    big = np.finfo(dtype).max
+    A = np.array([-big, -(big**0.5), -50.0, 50.0, big**0.5, big], dtype=dtype)
+    O = tv.gelu(A)
+    np.testing.assert_array_equal(O, np.where(A > 0, A, 0))
+    d = tv.gelu.derivative(A, O)
+    np.testing.assert_array_equal(d, np.where(A > 0, 1, 0).astype(dtype))
+
+
+def test_the_gelu_clip_changes_no_value():
+    A = np.linspace(-12, 12, 2401)
+    c = 0.7978845608028654
+    unclipped = 0.5 * A * (1 + np.tanh(c * (A + 0.044715 * A**3)))
+    np.testing.assert_array_equal(tv.gelu(A), unclipped)
+
+
+def test_an_activation_needs_functions():
+    with pytest.raises(TypeError, match="f must be a function"):
+        tv.Activation("bad", "tanh", _cube_derivative)
+    with pytest.raises(TypeError, match="give its derivative"):
+        tv.Activation("bad", _cube, None)

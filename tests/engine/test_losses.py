@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import tinyvec as tv
 
@@ -45,3 +47,25 @@ def test_losses_on_plain_arrays_are_plain(xp):
     yhat = xp.asarray(np.ones((2, 3)))
     assert not isinstance(tv.mse(yhat, yhat), tv.Tensor)
     assert float(tv.mse(yhat, yhat)) == 0.0
+
+
+def _central_differences(f, x, eps=1e-6):
+    g = np.zeros(x.shape)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps
+        up = f(x)
+        x[i] = old - eps
+        down = f(x)
+        x[i] = old
+        g[i] = (up - down) / (2 * eps)
+    return g
+
+
+@given(st.integers(2, 5), st.integers(1, 6), st.integers(0, 2**32 - 1))
+def test_crossentropy_with_integer_labels_gradient_against_finite_differences(C, B, seed):
+    rng = np.random.default_rng(seed)
+    logits, labels = rng.standard_normal((C, B)) * 3, rng.integers(0, C, B)
+    g = tv.gradient(lambda z: tv.crossentropy(z, labels), logits)
+    fd = _central_differences(lambda z: float(tv.crossentropy(z, labels)), logits.copy())
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-9)

@@ -45,6 +45,21 @@ def test_gradients_against_finite_differences(example, seed, numgrad):
     close(gx, numgrad(lambda a: float(tv.mse(model(a), y)), x.copy()), "input")
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gradcheck_passes_on_the_example(example, seed):
+    model = randomised(example, seed)
+    x, y = example.make_data(n_samples=5, seed=seed)
+    report = tv.gradcheck(lambda m, x: tv.mse(m(x), y), model, x)
+    n = sum(getattr(layer, name).size for _, layer, name in tv.trainables(model))
+    assert report.ok and report.checked == n + x.size
+
+
+def test_the_script_runs(example, capsys):
+    example.main(seed=0, steps=2)
+    out = capsys.readouterr().out
+    assert "gradients match" in out and "step    1" in out
+
+
 def test_layers_compute_their_formulas(example):
     x = np.arange(12.0).reshape(4, 3)
     s = example.Scale(4)

@@ -19,6 +19,7 @@ from ..backend import namespace
 from .tensor import primitive
 
 GELU_C = math.sqrt(2 / math.pi)
+GELU_CLIP = 10.0
 
 
 class Activation:
@@ -26,20 +27,49 @@ class Activation:
 
     ``backprop(g, A, O) -> g ⊙ σ′(A)`` is what the backward pass calls; by default it
     multiplies by `derivative`, and an activation may give a cheaper form of the same product
-    (one array operation less counts on small layers)."""
+    (one array operation less counts on small layers).
+
+    The built-in activations are module-level instances that pickle and copy by name, so a
+    copied or unpickled model still holds *the* ``tv.identity`` (Dense skips the activation
+    node for it). A custom activation pickles when its functions do (functions defined at module level,
+    not lambdas).
+
+    >>> import copy, pickle, tinyvec as tv
+    >>> pickle.loads(pickle.dumps(tv.relu)) is tv.relu, copy.deepcopy(tv.identity) is tv.identity
+    (True, True)
+    """
 
     def __init__(
         self, name: str, f: Callable, derivative: Callable | None, backprop: Callable | None = None
     ) -> None:
+        for what, fn in (("f", f), ("derivative", derivative), ("backprop", backprop)):
+            if not (callable(fn) or (fn is None and what != "f")):
+                raise TypeError(f"Activation {name!r}: {what} must be a function, got {fn!r}")
+        if derivative is None and backprop is None and name != "identity":
+            raise TypeError(f"Activation {name!r}: give its derivative(A, O) or backprop(g, A, O)")
         self.name, self.f, self.derivative = name, f, derivative
-        self.backprop = backprop or (lambda g, A, O: g * derivative(A, O))
-        self._op = primitive(f, lambda g, O, A: (self.backprop(g, A, O),))
+        self._backprop = backprop  # as given: what pickling stores
+        self.backprop = backprop or self._times_derivative
+        self._op = primitive(f, self._vjp)
+
+    def _times_derivative(self, g: Any, A: Any, O: Any) -> Any:
+        if self.derivative is None:  # identity: Dense never calls it (no activation node)
+            return g
+        return g * self.derivative(A, O)
+
+    def _vjp(self, g: Any, O: Any, A: Any) -> tuple[Any]:
+        return (self.backprop(g, A, O),)
 
     def __call__(self, x: Any) -> Any:
         return self._op(x)
 
     def __repr__(self) -> str:
         return self.name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if ACTIVATIONS.get(self.name) is self:  # a built-in: by name, so identity stays identity
+            return activation, (self.name,)
+        return Activation, (self.name, self.f, self.derivative, self._backprop)
 
 
 def _identity(x: Any) -> Any:
@@ -50,15 +80,25 @@ def _sigmoid(A):  # the tanh form cannot overflow
     return 0.5 * namespace(A).tanh(0.5 * A) + 0.5
 
 
+def _gelu_clipped(A):
+    """A clipped to [-10, 10]: beyond, tanh(√(2/π)(A + 0.044715 A³)) is ±1 exactly (its
+    argument exceeds 43), so the clip changes no value, and A³ cannot overflow to inf (or
+    A² · 0 become NaN in the derivative) for huge |A|."""
+    xp = namespace(A)
+    return xp.minimum(xp.maximum(A, -GELU_CLIP), GELU_CLIP)
+
+
 def _gelu(A):  # the tanh approximation, as Flux's default gelu
     xp = namespace(A)
-    return 0.5 * A * (1 + xp.tanh(GELU_C * (A + 0.044715 * A**3)))
+    Ac = _gelu_clipped(A)
+    return 0.5 * A * (1 + xp.tanh(GELU_C * (Ac + 0.044715 * Ac**3)))
 
 
 def _gelu_derivative(A, O):
     xp = namespace(A)
-    t = xp.tanh(GELU_C * (A + 0.044715 * A**3))
-    return 0.5 * (1 + t) + 0.5 * A * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * A**2)
+    Ac = _gelu_clipped(A)
+    t = xp.tanh(GELU_C * (Ac + 0.044715 * Ac**3))
+    return 0.5 * (1 + t) + 0.5 * Ac * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * Ac**2)
 
 
 def _positive(A):

@@ -1,5 +1,10 @@
 """Losses: a scalar from predictions ŷ and targets y (features × batch, like everything).
 
+Predictions and targets must have the same shape: NumPy would broadcast a (1, 32) ŷ against
+a (32, 1) y into a 32 × 32 difference and return a plausible, wrong number, so a mismatch is
+refused with `DimensionMismatch` naming both shapes. `crossentropy` also takes integer class
+labels (one per sample, as PyTorch's ``cross_entropy``).
+
 >>> import numpy as np, tinyvec as tv
 >>> float(tv.mse(np.array([[1.0, 2.0]]), np.array([[1.0, 4.0]])))
 2.0
@@ -7,11 +12,38 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from ..backend import namespace
+from ..backend import is_array, namespace, same_namespace
 from . import ops
-from .tensor import primitive
+from .tensor import data, primitive
+
+
+def _dimension_mismatch(message: str) -> Exception:
+    # imported here: layers import the engine, so the engine cannot import layers at load time
+    from ..layers.base import DimensionMismatch
+
+    return DimensionMismatch(message)
+
+
+def _check_pair(loss: str, yhat: Any, y: Any) -> None:
+    """Arrays of one library, same shape, at least one element: otherwise one clear error."""
+    for name, a in (("ŷ", yhat), ("y", y)):
+        if not is_array(data(a)):
+            raise TypeError(
+                f"tv.{loss}(ŷ, y): {name} must be an array (features × batch), got "
+                f"{type(a).__name__}; wrap a constant target as an array of ŷ's shape"
+            )
+    same_namespace(data(yhat), data(y), what=f"tv.{loss}(ŷ, y)")
+    a, b = tuple(yhat.shape), tuple(y.shape)
+    if a != b:
+        raise _dimension_mismatch(
+            f"tv.{loss}(ŷ, y) needs ŷ and y of the same shape, got ŷ {a} and y {b} "
+            "(features × batch; reshape or transpose one of them)"
+        )
+    if math.prod(a) == 0:
+        raise ValueError(f"tv.{loss}(ŷ, y): empty batch (shape {a}), the mean is undefined")
 
 
 def _mse(yhat, y):
@@ -19,12 +51,28 @@ def _mse(yhat, y):
 
 
 def _mse_vjp(g, L, yhat, y):
-    r = (yhat - y) * (g * (2 / yhat.size))
+    # math.prod(shape), not .size: a torch tensor's size is a method
+    r = (yhat - y) * (g * (2 / math.prod(yhat.shape)))
     return r, -r
 
 
-mse = primitive(_mse, _mse_vjp)
-mse.__doc__ = "mean((ŷ - y)²) over all elements, as Flux's ``mse``."
+_mse_op = primitive(_mse, _mse_vjp)
+
+
+def mse(yhat: Any, y: Any) -> Any:
+    """Mean squared error ``L = mean((ŷ - y)²)`` over all elements, as Flux's ``mse``;
+    ∂L/∂ŷ = 2 (ŷ - y) / n. ŷ and y must have the same shape.
+
+    >>> import numpy as np, tinyvec as tv
+    >>> float(tv.mse(np.array([[0.0, 1.0]]), np.array([[1.0, 1.0]])))
+    0.5
+    >>> tv.mse(np.zeros((1, 3)), np.zeros((3, 1)))
+    Traceback (most recent call last):
+    ...
+    tinyvec.layers.base.DimensionMismatch: tv.mse(ŷ, y) needs ŷ and y of the same shape, got ŷ (1, 3) and y (3, 1) (features × batch; reshape or transpose one of them)
+    """
+    _check_pair("mse", yhat, y)
+    return _mse_op(yhat, y)
 
 
 def _crossentropy(logits, y):
@@ -39,9 +87,47 @@ def _crossentropy_vjp(g, L, logits, y):
     return g * (p * xp.sum(y, axis=0, keepdims=True) - y) / logits.shape[1], None
 
 
-crossentropy = primitive(_crossentropy, _crossentropy_vjp)
-crossentropy.__doc__ = """Cross-entropy of softmax(logits) against targets y (C × batch, one-hot
-or probabilities), mean over the batch: Flux's ``logitcrossentropy``, stable via log-sum-exp."""
+_crossentropy_op = primitive(_crossentropy, _crossentropy_vjp)
+
+
+def crossentropy(logits: Any, y: Any) -> Any:
+    """Cross-entropy of softmax(logits) against targets, mean over the batch:
+    ``L = -(1/B) Σ_b Σ_c y_cb log softmax(logits)_cb``, Flux's ``logitcrossentropy``, stable
+    via log-sum-exp; ∂L/∂logits = (softmax(logits) Σ_c y_c - y) / B.
+
+    ``logits`` is C × B. ``y`` is either C × B (one-hot or probabilities) or a vector of B
+    integer class labels in 0..C-1 (as PyTorch's ``cross_entropy``).
+
+    >>> import numpy as np, tinyvec as tv
+    >>> logits = np.array([[2.0, 0.0], [0.0, 0.0]])
+    >>> round(float(tv.crossentropy(logits, np.array([0, 1]))), 6)
+    0.410038
+    >>> round(float(tv.crossentropy(logits, tv.onehot(np.array([0, 1]), 2))), 6)
+    0.410038
+    """
+    z, t = data(logits), data(y)
+    same_namespace(z, t, what="tv.crossentropy(logits, y)")
+    if z.ndim != 2:
+        raise _dimension_mismatch(
+            f"tv.crossentropy: logits must be classes × batch (2-D), got shape {tuple(z.shape)}"
+        )
+    xp = namespace(z)
+    if t.ndim == 1 and xp.isdtype(t.dtype, "integral"):
+        if t.shape[0] != z.shape[1]:
+            raise _dimension_mismatch(
+                f"tv.crossentropy: {t.shape[0]} labels for a batch of {z.shape[1]} "
+                f"(logits {tuple(z.shape)}: classes × batch)"
+            )
+        if t.shape[0] == 0:
+            raise ValueError("tv.crossentropy: empty batch, the mean is undefined")
+        y = xp.astype(onehot(t, z.shape[0]), z.dtype)
+    elif t.ndim == 1:
+        raise _dimension_mismatch(
+            f"tv.crossentropy: a vector of targets must hold integer class labels, got "
+            f"{t.dtype}; give labels as integers or targets as classes × batch {tuple(z.shape)}"
+        )
+    _check_pair("crossentropy", logits, y)
+    return _crossentropy_op(logits, y)
 
 
 def r2(yhat: Any, y: Any) -> Any:
@@ -51,13 +137,29 @@ def r2(yhat: Any, y: Any) -> Any:
     >>> round(float(tv.r2(np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 6.5]))), 4)
     0.9959
     """
+    _check_pair("r2", yhat, y)
     a = yhat - ops.mean(yhat)
     b = y - ops.mean(y)
     return ops.sum(a * b) ** 2 / (ops.sum(a * a) * ops.sum(b * b))
 
 
 def onehot(labels: Any, nclasses: int) -> Any:
-    """C × batch one-hot matrix of integer ``labels`` (an array of the target namespace)."""
+    """C × batch one-hot matrix of integer ``labels`` in 0..C-1 (an array of the target
+    namespace): ``Y[c, b] = 1`` if ``labels[b] == c``, float64.
+
+    >>> import numpy as np, tinyvec as tv
+    >>> tv.onehot(np.array([1, 0]), 2)
+    array([[0., 1.],
+           [1., 0.]])
+    """
     xp = namespace(labels)
+    if labels.ndim != 1 or not xp.isdtype(labels.dtype, "integral"):
+        raise ValueError(
+            f"tv.onehot: labels must be a vector of integers, got {labels.dtype} "
+            f"of shape {tuple(labels.shape)}"
+        )
+    if labels.shape[0] and (int(xp.min(labels)) < 0 or int(xp.max(labels)) >= nclasses):
+        bad = int(xp.min(labels)) if int(xp.min(labels)) < 0 else int(xp.max(labels))
+        raise ValueError(f"label {bad} is outside 0..{nclasses - 1} ({nclasses} classes)")
     classes = xp.arange(nclasses, dtype=labels.dtype)
     return xp.astype(classes[:, None] == labels[None, :], xp.float64)

@@ -15,9 +15,26 @@ rule's step to the next as its gradient. For plain `Descent(α)`, ΔW^k = -α δ
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 from ..backend import namespace
+
+
+def _finite(rule: str, **values: float) -> None:
+    """A NaN or infinite hyperparameter would turn every parameter into NaN at the first step."""
+    for name, v in values.items():
+        if not (isinstance(v, numbers.Real) and math.isfinite(v)):
+            raise ValueError(f"{rule}: {name} must be a finite number, got {v!r}")
+
+
+def _fraction(rule: str, **values: float) -> None:
+    """Decay rates ρ, β are fractions: 0 ≤ v < 1 (at 1 the average never forgets)."""
+    _finite(rule, **values)
+    for name, v in values.items():
+        if not 0 <= v < 1:
+            raise ValueError(f"{rule}: {name} must be in [0, 1), got {v}")
 
 
 class Rule:
@@ -38,6 +55,7 @@ class Descent(Rule):
     """step = η dx (plain gradient descent)."""
 
     def __init__(self, eta: float = 0.1) -> None:
+        _finite("Descent", eta=eta)
         self.eta = eta
 
     def apply(self, state, x, dx):
@@ -48,6 +66,8 @@ class Momentum(Rule):
     """v ← ρ v + η dx; step = v."""
 
     def __init__(self, eta: float = 0.01, rho: float = 0.9) -> None:
+        _finite("Momentum", eta=eta)
+        _fraction("Momentum", rho=rho)
         self.eta, self.rho = eta, rho
 
     def init(self, x):
@@ -62,6 +82,8 @@ class Nesterov(Rule):
     """Nesterov momentum as Optimisers.jl: v ← ρ v - η dx; step = -ρ² v_old + (1+ρ) η dx."""
 
     def __init__(self, eta: float = 0.001, rho: float = 0.9) -> None:
+        _finite("Nesterov", eta=eta)
+        _fraction("Nesterov", rho=rho)
         self.eta, self.rho = eta, rho
 
     def init(self, x):
@@ -78,7 +100,11 @@ class Adam(Rule):
     def __init__(
         self, eta: float = 0.001, beta: tuple[float, float] = (0.9, 0.999), epsilon: float = 1e-8
     ) -> None:
-        self.eta, self.beta, self.epsilon = eta, beta, epsilon
+        _finite("Adam", eta=eta, epsilon=epsilon)
+        if not (isinstance(beta, tuple | list) and len(beta) == 2):
+            raise ValueError(f"Adam: beta must be a pair (β₁, β₂), got {beta!r}")
+        _fraction("Adam", beta1=beta[0], beta2=beta[1])
+        self.eta, self.beta, self.epsilon = eta, tuple(beta), epsilon
 
     def init(self, x):
         xp = namespace(x)
@@ -98,6 +124,7 @@ class WeightDecay(Rule):
     """step = dx + λ x (L2 regularisation, placed in a chain)."""
 
     def __init__(self, lam: float = 5e-4) -> None:
+        _finite("WeightDecay", lam=lam)
         self.lam = lam
 
     def apply(self, state, x, dx):
@@ -105,14 +132,35 @@ class WeightDecay(Rule):
 
 
 class ClipNorm(Rule):
-    """Rescale dx to norm ω when ‖dx‖_p > ω (per array)."""
+    """Rescale dx to norm ω when ‖dx‖_p > ω (per array): step = dx · min(1, ω / ‖dx‖_p), with
+    ‖dx‖_p = (Σ|dx|^p)^(1/p) and ‖dx‖_∞ = max |dx| (as Optimisers.jl's ``ClipNorm``).
+
+    A NaN or infinite norm raises instead of passing a broken gradient on (Optimisers.jl's
+    ``throw=true``); p must be positive and ω non-negative.
+
+    >>> import numpy as np, tinyvec as tv
+    >>> tv.ClipNorm(1.0, p=np.inf).apply(None, None, np.array([3.0, -4.0]))[1]
+    array([ 0.75, -1.  ])
+    """
 
     def __init__(self, omega: float = 10.0, p: float = 2) -> None:
+        if not omega >= 0:  # also refuses NaN
+            raise ValueError(f"ClipNorm: the norm bound ω must be ≥ 0, got {omega}")
+        if not p > 0:
+            raise ValueError(f"ClipNorm: p must be > 0 (inf for the max norm), got {p}")
         self.omega, self.p = omega, p
 
     def apply(self, state, x, dx):
         xp = namespace(dx)
-        norm = float(xp.sum(xp.abs(dx) ** self.p) ** (1 / self.p))
+        if math.isinf(self.p):
+            norm = float(xp.max(xp.abs(dx)))
+        else:
+            norm = float(xp.sum(xp.abs(dx) ** self.p) ** (1 / self.p))
+        if not math.isfinite(norm):
+            raise FloatingPointError(
+                f"ClipNorm: the gradient's {self.p}-norm is {norm} (NaN or infinite entries); "
+                "look for a diverging loss or a too large learning rate"
+            )
         return state, dx * (self.omega / norm) if norm > self.omega else dx
 
 
@@ -120,6 +168,9 @@ class OptimiserChain(Rule):
     """Apply rules in order, each to the previous one's step."""
 
     def __init__(self, *rules: Rule) -> None:
+        for r in rules:
+            if not isinstance(r, Rule):
+                raise TypeError(f"OptimiserChain takes rules such as tv.Descent(0.1), got {r!r}")
         self.rules = rules
 
     def init(self, x):

@@ -1,0 +1,94 @@
+"""Losses refuse ambiguous input with one clear error instead of a plausible wrong number."""
+
+import numpy as np
+import pytest
+
+import tinyvec as tv
+
+
+def test_mse_refuses_shapes_that_only_broadcast():
+    # (1, 32) against (32, 1) would broadcast to 32 × 32 and give a wrong mean
+    with pytest.raises(tv.DimensionMismatch, match=r"ŷ \(1, 32\) and y \(32, 1\)"):
+        tv.mse(np.zeros((1, 32)), np.ones((32, 1)))
+
+
+def test_mse_refuses_shape_mismatch_inside_gradient():
+    m = tv.Chain(tv.Dense(2, 1, rng=0))
+    x, y = np.ones((2, 5)), np.ones((5, 1))
+    with pytest.raises(tv.DimensionMismatch, match=r"\(1, 5\) and y \(5, 1\)"):
+        tv.gradient(lambda m: tv.mse(m(x), y), m)
+
+
+@pytest.mark.parametrize("loss", [tv.mse, tv.r2])
+def test_losses_refuse_an_empty_batch(loss):
+    with pytest.raises(ValueError, match="empty batch"):
+        loss(np.zeros((1, 0)), np.zeros((1, 0)))
+
+
+def test_crossentropy_refuses_an_empty_batch():
+    with pytest.raises(ValueError, match="empty batch"):
+        tv.crossentropy(np.zeros((3, 0)), np.zeros((3, 0)))
+    with pytest.raises(ValueError, match="empty batch"):
+        tv.crossentropy(np.zeros((3, 0)), np.zeros(0, dtype=int))
+
+
+def test_crossentropy_with_integer_labels_equals_the_one_hot_value():
+    rng = np.random.default_rng(1)
+    logits, labels = rng.standard_normal((4, 6)), np.array([0, 3, 1, 2, 3, 0])
+    # the formula, written out: -mean_b log softmax(logits)[labels_b, b]
+    logp = logits - np.log(np.exp(logits).sum(axis=0))
+    expected = -np.mean(logp[labels, np.arange(6)])
+    got = float(tv.crossentropy(logits, labels))
+    assert got == pytest.approx(expected, rel=1e-13)
+    assert got == pytest.approx(float(tv.crossentropy(logits, tv.onehot(labels, 4))), rel=1e-14)
+
+
+def test_crossentropy_gradient_with_integer_labels():
+    logits, labels = np.array([[1.0, -1.0], [0.5, 2.0], [0.0, 0.0]]), np.array([2, 1])
+    g = tv.gradient(lambda z: tv.crossentropy(z, labels), logits)
+    p = np.exp(logits) / np.exp(logits).sum(axis=0)
+    np.testing.assert_allclose(g, (p - tv.onehot(labels, 3)) / 2, rtol=1e-13, atol=1e-16)
+
+
+@pytest.mark.parametrize("bad", [[0, 3], [-1, 0]])
+def test_crossentropy_refuses_labels_outside_the_classes(bad):
+    with pytest.raises(ValueError, match=r"outside 0\.\.2"):
+        tv.crossentropy(np.zeros((3, 2)), np.array(bad))
+
+
+@pytest.mark.parametrize("bad", [[0, 3], [-1, 0]])
+def test_onehot_refuses_labels_outside_the_classes(bad):
+    with pytest.raises(ValueError, match=r"outside 0\.\.2"):
+        tv.onehot(np.array(bad), 3)
+
+
+def test_onehot_refuses_non_integer_labels():
+    with pytest.raises(ValueError, match="vector of integers"):
+        tv.onehot(np.array([0.0, 1.0]), 2)
+
+
+def test_crossentropy_refuses_a_wrong_number_of_labels():
+    with pytest.raises(tv.DimensionMismatch, match="3 labels for a batch of 2"):
+        tv.crossentropy(np.zeros((4, 2)), np.array([0, 1, 2]))
+
+
+def test_crossentropy_refuses_float_labels_vector():
+    with pytest.raises(tv.DimensionMismatch, match="integer class labels"):
+        tv.crossentropy(np.zeros((4, 2)), np.array([0.0, 1.0]))
+
+
+def test_crossentropy_refuses_transposed_targets():
+    with pytest.raises(tv.DimensionMismatch, match=r"\(3, 2\) and y \(2, 3\)"):
+        tv.crossentropy(np.zeros((3, 2)), np.zeros((2, 3)))
+
+
+def test_a_loss_refuses_arrays_of_two_libraries():
+    array_api_strict = pytest.importorskip("array_api_strict")
+    with pytest.raises(TypeError, match="mixes numpy and array_api_strict"):
+        tv.mse(np.zeros((1, 2)), array_api_strict.zeros((1, 2)))
+
+
+@pytest.mark.parametrize("target", [0.0, [[1.0, 2.0]], None])
+def test_a_target_that_is_not_an_array_is_one_type_error(target):
+    with pytest.raises(TypeError, match=r"tv.mse\(ŷ, y\): y must be an array"):
+        tv.mse(np.zeros((1, 2)), target)

@@ -1,0 +1,172 @@
+"""`gradcheck`: the engine's gradient against central finite differences, in float64.
+
+For every entry x_i of every floating argument (arrays, and the parameters of models),
+
+    ∂f/∂x_i ≈ (f(x + ε e_i) - f(x - ε e_i)) / 2ε,
+
+with an error of order ε² f‴; the check passes when |engine - numeric| ≤ atol + rtol |numeric|
+for every entry, as ``torch.autograd.gradcheck`` and HIPS autograd's ``check_grads`` do. It is
+the test to run on a new layer or a new `primitive`: a wrong vector-Jacobian product shows up
+as the worst entry, named by its parameter path and index.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..backend import is_array, to_numpy
+from .tensor import data
+
+
+class GradcheckError(AssertionError):
+    """The engine's gradient differs from finite differences (the message names the entry)."""
+
+
+@dataclass(frozen=True)
+class GradcheckReport:
+    """What `gradcheck` found: ``ok``, the number of entries ``checked``, and the ``worst``
+    entry (its name, the engine's and the numerical derivative). True when ``ok``."""
+
+    ok: bool
+    checked: int
+    worst: str
+    engine: float
+    numeric: float
+    rtol: float
+    atol: float
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        verdict = "gradients match" if self.ok else "gradients differ"
+        return (
+            f"{verdict} ({self.checked} entries, rtol={self.rtol:g}, atol={self.atol:g}); "
+            f"worst: {self.worst}: engine {self.engine:.10g}, finite differences "
+            f"{self.numeric:.10g} (|difference| {abs(self.engine - self.numeric):.3g})"
+        )
+
+
+def gradcheck(
+    f: Callable[..., Any],
+    *args: Any,
+    eps: float = 1e-6,
+    rtol: float = 1e-5,
+    atol: float = 1e-8,
+    raise_exception: bool = True,
+) -> GradcheckReport:
+    """Check ``tv.gradient(f, *args)`` against central differences of the scalar ``f``.
+
+    ``args`` are arrays (floating ones are checked, integer ones such as class labels are
+    passed as they are) and models (every parameter is checked). Everything is done on float64
+    NumPy copies, so the arguments are never changed and a float32 model is checked at float64
+    precision; ``f`` therefore receives NumPy arrays (a constant it closes over, such as a
+    target, must be a NumPy array too). Raises `GradcheckError` naming the worst entry when an entry is off (or, with
+    ``raise_exception=False``, returns a report that is false); otherwise returns the report.
+
+    >>> import numpy as np, tinyvec as tv
+    >>> x, y = np.array([[0.5, -1.0], [2.0, 0.0]]), np.zeros((1, 2))
+    >>> report = tv.gradcheck(lambda m, x: tv.mse(m(x), y), tv.Dense(2, 1, tv.tanh, rng=0), x)
+    >>> report.ok, report.checked
+    (True, 7)
+    >>> bad = tv.ops.primitive(lambda x: x**3, lambda g, out, x: (g * 2 * x**2,))  # not 3x²
+    >>> tv.gradcheck(lambda x: tv.ops.sum(bad(x)), np.array([1.0, 2.0]))
+    Traceback (most recent call last):
+    ...
+    tinyvec.engine.gradcheck.GradcheckError: gradients differ (2 entries, ...); worst: args[0][1]: engine 8, finite differences 12 ...
+    """
+    from ..devices import cpu, f64  # imported here: devices and optimise import the engine
+    from ..optimise.training import gradient
+
+    if not args:
+        raise TypeError("gradcheck(f, *args): give the arguments to differentiate f at")
+    if not (eps > 0 and math.isfinite(eps)):
+        raise ValueError(f"gradcheck: eps must be a small positive number, got {eps}")
+    full = [
+        _float64(a) if _checked(a) else (to_numpy(a) if is_array(a) else f64(cpu(a))) for a in args
+    ]
+    wrt = [i for i, a in enumerate(args) if not is_array(a) or _checked(a)]
+
+    def loss(*xs: Any) -> Any:
+        values = list(full)
+        for i, x in zip(wrt, xs, strict=True):
+            values[i] = x
+        return f(*values)
+
+    value = _scalar(loss(*(full[i] for i in wrt)))
+    if not math.isfinite(value):
+        raise ValueError(f"gradcheck: f is {value} at the given arguments")
+    grads = gradient(loss, *(full[i] for i in wrt))
+    grads = [grads] if len(wrt) == 1 else list(grads)
+
+    worst = (-math.inf, "", 0.0, 0.0)
+    checked = 0
+    for i, g in zip(wrt, grads, strict=True):
+        for name, x, engine in _entries(full[i], g, f"args[{i}]"):
+            for idx in np.ndindex(x.shape):
+                saved = x[idx]
+                x[idx] = saved + eps
+                up = _scalar(loss(*(full[j] for j in wrt)))
+                x[idx] = saved - eps
+                down = _scalar(loss(*(full[j] for j in wrt)))
+                x[idx] = saved
+                numeric = (up - down) / (2 * eps)
+                mine = float(engine[idx]) if engine is not None else 0.0
+                # how far past its tolerance the entry is (≤ 0: within it)
+                excess = abs(mine - numeric) - (atol + rtol * abs(numeric))
+                if not excess <= worst[0] or math.isnan(excess):
+                    worst = (excess, f"{name}{list(idx) if idx else ''}", mine, numeric)
+                checked += 1
+    excess, where, mine, numeric = worst
+    report = GradcheckReport(not excess > 0, checked, where, mine, numeric, rtol, atol)
+    if not report.ok and raise_exception:
+        raise GradcheckError(str(report))
+    return report
+
+
+def _checked(a: Any) -> bool:
+    """A floating array: differentiated. (Integer arrays are constants such as labels.)"""
+    return is_array(a) and to_numpy(a).dtype.kind in "fc"
+
+
+def _float64(a: Any) -> np.ndarray:
+    a = to_numpy(a)
+    if a.dtype.kind == "c":
+        raise TypeError("gradcheck: complex arguments are not supported")
+    return np.array(a, dtype=np.float64)
+
+
+def _scalar(value: Any) -> float:
+    v = to_numpy(data(value))
+    if v.ndim != 0:
+        raise ValueError(f"gradcheck: f must return a scalar, got shape {tuple(v.shape)}")
+    return float(v)
+
+
+def _entries(arg: Any, grad: Any, name: str) -> Iterator[tuple[str, Any, Any]]:
+    """(name, the float64 array to perturb in place, the engine's gradient of it)."""
+    if isinstance(arg, np.ndarray):
+        yield name, arg, grad
+        return
+    from ..layers.base import trainables
+
+    for path, layer, attr in trainables(arg):
+        x = getattr(layer, attr)
+        g = _lookup(grad, path)
+        yield path, x, None if g is None else to_numpy(g)
+
+
+def _lookup(tree: Any, path: str) -> Any:
+    """The entry of a gradient tree at a parameter path (``model.layers[0].weight``)."""
+    node = tree
+    for attr, index in re.findall(r"\.(\w+)|\[(\d+)\]", path.removeprefix("model")):
+        if node is None:
+            return None
+        node = node[int(index)] if index else node[attr]
+    return node
