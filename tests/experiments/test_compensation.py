@@ -144,9 +144,11 @@ def test_best_eta_and_the_verdict_compare_each_rule_at_its_own_best_step():
                run(0.2, 0.2, 0, 10.0), run(0.2, 0.2, 1, 10.0)]  # fmt: skip
     assert study.best_eta([r for r in results if r["kappa"] == 0]) == 0.01
     assert study.best_eta([r for r in results if r["kappa"] == 0.2]) == 0.2
-    (line,) = study.verdict(results)
+    line, _, summary = study.verdict(results)
+    assert "κ=0.2 exact: the tenfold claim does not hold" in summary and "0 of 1" in summary
     assert "η = 0.01: 20× higher, η = 0.2: 10× lower" in line
     assert "(0.2 against plain's 0.01): **10× higher**" in line
     text = "\n".join(study.convergence(results))
     assert "| 0.2 | plain | 100 ± 0 | 1/2 | 1 | |" in text
-    assert "sin κ=0.2 exact at η = 0.2 (0.1; plain diverged in 1/2 seeds there)" in text
+    assert "sin κ=0.2 exact at η = 0.2 (0.1 over the 1 seeds where neither diverged" in text
+    assert "plain in 1/2; plain's error there is 100× its error at its best η, 0.01)" in text

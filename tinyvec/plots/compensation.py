@@ -12,6 +12,22 @@ import numpy as np
 from . import pyplot, save, styles
 
 MAX_LINES = 6  # per panel: more lines than this no longer tell apart
+POINTS = 200  # a longer curve is drawn as block medians: per-sample SGD jitters every epoch
+
+
+def blocks(curves: np.ndarray, points: int = POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """(epochs, values): ``curves`` (runs × epochs) as the median of each block of epochs
+    when there are more than ``points`` epochs, each block drawn at its last epoch.
+
+    >>> e, v = blocks(np.arange(1.0, 9.0)[None, :], points=4)
+    >>> e.tolist(), v.tolist()
+    ([2, 4, 6, 8], [[1.5, 3.5, 5.5, 7.5]])
+    """
+    E = curves.shape[1]
+    size = max(1, -(-E // points))
+    n = E // size
+    values = np.median(curves[:, : n * size].reshape(len(curves), n, size), axis=2)
+    return np.arange(size, n * size + 1, size), values
 
 
 def learning_curves(
@@ -26,7 +42,8 @@ def learning_curves(
     median over runs of the training MSE per epoch (log scale) with the band between the 25th
     and 75th percentiles. ``curves[label]`` is (runs, epochs); a diverged run (NaN or inf) is
     left out of the band but counted in the legend. Every line of a panel has its own colour
-    and line style; a panel of more than six lines is an error (split it).
+    and line style; a panel of more than six lines is an error (split it). More than 200
+    epochs are drawn as block medians (`blocks`).
 
     >>> import tempfile, numpy as np
     >>> with tempfile.TemporaryDirectory() as d:
@@ -53,8 +70,8 @@ def learning_curves(
             if not len(ok):
                 ax.plot([], [], label=text, **style)
                 continue
-            epochs = np.arange(1, ok.shape[1] + 1)
-            q25, q50, q75 = np.percentile(ok, [25, 50, 75], axis=0)
+            epochs, smooth = blocks(ok)
+            q25, q50, q75 = np.percentile(smooth, [25, 50, 75], axis=0)
             ax.plot(epochs, q50, label=text, lw=1.4, **style)
             ax.fill_between(epochs, q25, q75, color=style["color"], alpha=0.12, lw=0)
         ax.set_yscale("log")
