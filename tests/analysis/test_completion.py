@@ -149,3 +149,89 @@ def test_array_api_strict():
     tv.train(mse_loss, m, [(xp.asarray(x), xp.asarray(y))], tv.setup(tv.Descent(0.3), m),
              epochs=2000, progress=False, callbacks=[mon])  # fmt: skip
     assert mon.status()["kind"] == "fixed_point"
+
+
+# --- noise floor or drift (issue 11, item 5) ------------------------------------------------
+def _ou(n, rng, rho=0.9, sigma=0.002):
+    """An Ornstein-Uhlenbeck-like AR(1) series around 0: what SGD with a constant rate does
+    near a minimum (correlated noise that never stops)."""
+    e = np.zeros(n)
+    for t in range(1, n):
+        e[t] = rho * e[t - 1] + sigma * rng.standard_normal()
+    return e
+
+
+def test_trend_test_settled_drifting_and_undetermined():
+    from tinyvec.analysis.completion import trend_test
+
+    rng = np.random.default_rng(0)
+    floor = 1.5 + _ou(400, rng)  # stationary spread ≈ 0.0046, τ = 0.025
+    r = trend_test(floor, tol=0.01)
+    assert r["settled"] and not r["drifting"], r
+    assert r["spread"][0] == pytest.approx(floor.std())
+    ramp = floor + np.linspace(0, 0.2, 400)
+    r = trend_test(ramp, tol=0.01)
+    assert r["drifting"] and not r["settled"] and r["change"][0] == pytest.approx(0.2, rel=0.15)
+    # a slow drift under large noise: no visible trend, yet not shown to be settled either
+    hidden = 1.5 + 20 * _ou(400, rng) + np.linspace(0, 0.03, 400)
+    r = trend_test(hidden, tol=0.01)
+    assert not r["drifting"] and not r["settled"]
+    with pytest.raises(ValueError, match="3 blocks"):
+        trend_test(floor[:2])
+
+
+@given(seed=st.integers(0, 2**31 - 1), slope=st.floats(0.4, 3.0))
+@settings(max_examples=25, deadline=None)
+def test_noise_floor_and_drift_through_classify_trajectory(seed, slope):
+    """The constructed cases of each kind: parameters that never stop (fresh noise every
+    step) around a fixed point, with observables at their noise floor → "noise_floor"; the
+    same plus a drift of the observables → "moving". The step residuals alone cannot tell
+    them apart: both are far above eps. (The drift over the window of 100 checks is at least
+    0.4·100/300 ≈ 0.13, above τ = 0.01·(1 + 1) = 0.02.)"""
+    rng = np.random.default_rng(seed)
+    n = 300
+    params = [np.array([1.0, -2.0]) + 0.05 * rng.standard_normal(2) for _ in range(n)]
+    noise = np.stack([0.001 * rng.standard_normal(n), _ou(n, rng, sigma=0.001)], axis=1)
+    at_floor = 1.0 + noise
+    drifting = at_floor + np.outer(np.linspace(0, slope, n), [1.0, 0.0])
+    kw = {"eps": 1e-3, "trend_tol": 0.01, "window": 100}
+    floor = classify_trajectory(params, observables=at_floor, **kw)
+    moving = classify_trajectory(params, observables=drifting, **kw)
+    assert floor["kind"] == "noise_floor" and floor["param_residual_max"] > 1e-3
+    assert moving["kind"] == "moving" and moving["trend"]["drifting"]
+    assert classify_trajectory(params, eps=1e-3)["kind"] == "moving"  # no observables: no test
+
+
+def test_monitor_on_sgd_at_its_floor_and_still_drifting():
+    """Least squares by SGD with a fresh noisy batch every step and a constant rate: started
+    at the solution the loss on a fixed probe sits at its noise floor; started far away with a
+    small rate it is still falling after as many steps."""
+    rng = np.random.default_rng(4)
+    w_true = np.array([[1.0, -2.0, 0.5]])
+    probe = rng.normal(size=(3, 200))
+    probe_y = w_true @ probe
+
+    def run(w0, lr):
+        m = tv.Dense.from_weights(np.array(w0), np.zeros(1))
+        state = tv.setup(tv.Descent(lr), m)
+        mon = CompletionMonitor(
+            probe, eps=1e-3, every=2, window=60, trend_tol=0.01,
+            observe=lambda m: [float(np.mean((m(probe) - probe_y) ** 2))],
+        )  # fmt: skip
+        for step in range(1, 401):
+            x = rng.normal(size=(3, 16))
+            y = w_true @ x + 0.3 * rng.normal(size=(1, 16))
+            loss, g = tv.withgradient(lambda m, x=x, y=y: tv.mse(m(x), y), m)
+            tv.update(state, m, g)
+            mon(step, m, float(loss))
+        return mon.status()
+
+    floor = run([[1.0, -2.0, 0.5]], 0.05)
+    assert floor["kind"] == "noise_floor", floor["trend"]
+    assert floor["param_residual_max"] > 1e-3  # the parameters never stop
+    drifting = run([[5.0, 3.0, -4.0]], 0.002)
+    assert drifting["kind"] == "moving" and drifting["trend"]["drifting"], drifting["trend"]
+    with pytest.raises(ValueError, match="blocks"):
+        CompletionMonitor(probe, window=2)
+    with pytest.raises(TypeError, match="observe must be callable"):
+        CompletionMonitor(probe, observe=3)

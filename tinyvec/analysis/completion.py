@@ -21,7 +21,25 @@ At a check after step t, on a fixed probe set X_p (features × N):
 Classification over the last ``patience`` checks: a **fixed point** when every residual is
 below ``eps`` at each of them; a **limit cycle** of the smallest period 2 ≤ p ≤ max_period
 whose cycle residual is below ``eps`` while each of the last p one-step parameter residuals
-is not (with ``every`` > 1: those of the last p checks); otherwise **moving**.
+is not (with ``every`` > 1: those of the last p checks); a **noise floor** when neither holds
+but the observables have no trend (below); otherwise **moving**.
+
+Noise floor or drift (seed 002 under SGD noise, issue 11): with a fresh batch every step the
+parameters never stop, so the residuals above stay at the size of the step noise whether the
+run has converged or not. What tells them apart is a trend in quantities that do not depend
+on the batch. Given observables o_t (``observe(model)``: a few scalars, e.g. a loss on a fixed
+probe, an eigenvalue estimate) at the last ``window`` checks, cut into ``blocks`` consecutive
+blocks with means b̄_1 … b̄_B, fit ``b̄_j ≈ c + s·j`` per observable: the trend over the window
+is ``Δ = s·(B − 1)``, its standard error ``SE(Δ)`` from the scatter of the block means about
+the line (block means are close to independent when a block is longer than the noise's
+correlation time; when it is not, SE is too small and the test leans to "drifting", the safe
+side). With ``τ = trend_tol·(1 + |mean|)``, an observable is **settled** when even the upper
+confidence bound of its trend is small, ``|Δ| + z·SE(Δ) ≤ τ``, and **drifts** when the trend
+is both real and large, ``|Δ| > z·SE(Δ)`` and ``|Δ| > τ``. A run is at its noise floor when
+every observable is settled at each of the last ``patience`` checks: absence of a visible
+trend is not enough, since a slow drift under large noise shows none in a short window (such
+a run stays "moving": make the window longer). The spread of the observables (their standard
+deviation over the window) is the floor, reported beside.
 
 Parameter arrays are replaced, not mutated, by `tv.update` (``setattr(layer, name, x - step)``),
 so the ring of the last ``max_period + 1`` parameter sets holds references, not copies
@@ -33,8 +51,10 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from ..backend import is_array, namespace
 from ..engine.tensor import data, no_grad
@@ -155,6 +175,39 @@ def _below(rec: Mapping[str, Any], eps: float) -> bool:
     return all(v < eps for v in values if not math.isnan(v))
 
 
+def trend_test(series: Any, blocks: int = 8, z: float = 3.0, tol: float = 1e-3) -> dict[str, Any]:
+    """The drift test of the module doc on observables (n points × q, or n): per observable
+    the trend ``Δ`` over the window, its standard error, the spread (std) and the mean;
+    ``drifting`` (some observable drifts) and ``settled`` (every observable is settled).
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> noise = 1.0 + 0.01 * rng.standard_normal(400)
+    >>> flat, ramp = trend_test(noise, tol=0.01), trend_test(noise + np.linspace(0, 0.1, 400))
+    >>> flat["settled"], flat["drifting"], ramp["settled"], ramp["drifting"]
+    (True, False, False, True)
+    """
+    o = np.asarray(series, dtype=float)
+    o = o[:, None] if o.ndim == 1 else o
+    n = o.shape[0]
+    if blocks < 3 or n < blocks:
+        raise ValueError(f"the trend test needs ≥ 3 blocks and ≥ 1 point per block, "
+                         f"got {n} points in {blocks} blocks")  # fmt: skip
+    means = np.stack([b.mean(axis=0) for b in np.array_split(o, blocks)])  # blocks × q
+    j = np.arange(blocks) - (blocks - 1) / 2
+    slope = j @ (means - means.mean(axis=0)) / (j @ j)
+    residual = means - means.mean(axis=0) - np.outer(j, slope)
+    se_slope = np.sqrt((residual**2).sum(axis=0) / (blocks - 2) / (j @ j))
+    change, se = slope * (blocks - 1), se_slope * (blocks - 1)
+    mean = o.mean(axis=0)
+    tau = tol * (1 + np.abs(mean))
+    drifts = (np.abs(change) > z * se) & (np.abs(change) > tau)
+    settled = np.abs(change) + z * se <= tau
+    return {"drifting": bool(drifts.any()), "settled": bool(settled.all()),
+            "change": change.tolist(), "se": se.tolist(), "spread": o.std(axis=0).tolist(),
+            "mean": mean.tolist()}  # fmt: skip
+
+
 def classify(records: Sequence[Mapping[str, Any]], eps: float, patience: int) -> dict[str, Any]:
     """``{"kind", "period"}`` from the last ``patience`` check records (see the module doc)."""
     last = records[-patience:]
@@ -170,6 +223,8 @@ def classify(records: Sequence[Mapping[str, Any]], eps: float, patience: int) ->
             for j in window
         ):
             return {"kind": "limit_cycle", "period": p}
+    if all(r.get("trend") is not None and r["trend"]["settled"] for r in last):
+        return {"kind": "noise_floor", "period": None}
     return {"kind": "moving", "period": None}
 
 
@@ -198,9 +253,15 @@ def classify_trajectory(
     lr: float = 1.0,
     predictions: str = "auto",
     tol: float | None = None,
+    observables: Sequence[Any] | None = None,
+    window: int = 40,
+    blocks: int = 8,
+    z: float = 3.0,
+    trend_tol: float | None = None,
 ) -> dict[str, Any]:
-    """Classify a given trajectory θ_0, θ_1, ... (and optionally the probe outputs f_t and the
-    losses L_t of the same steps) exactly as `CompletionMonitor` does during training.
+    """Classify a given trajectory θ_0, θ_1, ... (and optionally the probe outputs f_t, the
+    losses L_t and the observables o_t of the same steps) exactly as `CompletionMonitor` does
+    during training, with a check at every point.
 
     Returns the last check's residuals with ``kind``, ``period`` and ``history`` (all checks).
 
@@ -217,7 +278,7 @@ def classify_trajectory(
     """
     if len(params) < 2:
         raise ValueError("a trajectory needs at least two points")
-    for name, seq in (("outputs", outputs), ("losses", losses)):
+    for name, seq in (("outputs", outputs), ("losses", losses), ("observables", observables)):
         if seq is not None and len(seq) != len(params):
             raise ValueError(f"{name} has {len(seq)} points, params {len(params)}")
     tol = eps if tol is None else tol
@@ -236,13 +297,25 @@ def classify_trajectory(
                 predictions=predictions, tol=tol,
             )
         )  # fmt: skip
+        if observables is not None:
+            history[-1]["trend"] = _trend(observables[: t + 1], window, blocks, z,
+                                          eps if trend_tol is None else trend_tol)  # fmt: skip
     return {**history[-1], **classify(history, eps, patience), "history": history}
+
+
+def _trend(observed: Sequence[Any], window: int, blocks: int, z: float, tol: float) -> Any:
+    """The trend test on the last ``window`` observations, None until there are that many."""
+    if len(observed) < window:
+        return None
+    return trend_test(np.stack([np.ravel(np.asarray(o, dtype=float)) for o in observed[-window:]]),
+                      blocks, z, tol)  # fmt: skip
 
 
 class CompletionMonitor:
     """``CompletionMonitor(probe, eps=1e-3, patience=5, max_period=4, every=1, *, lr=1.0,
-    stop=False, predictions="auto", tol=None, copy=False)``: a `train` callback that tells
-    whether training has reached a fixed point, a limit cycle of period p, or is moving.
+    stop=False, predictions="auto", tol=None, copy=False, observe=None, window=40, blocks=8,
+    z=3.0, trend_tol=None)``: a `train` callback that tells whether training has reached a
+    fixed point, a limit cycle of period p, its noise floor, or is moving.
 
     ``mon(step, model, loss)`` after every update; every ``every`` steps it runs a check: the
     residuals of the module doc (one step apart, so f is evaluated at steps t−1 and t) and the
@@ -250,7 +323,10 @@ class CompletionMonitor:
     point when constructed with ``stop=True`` (which stops `train`). ``probe``: X_p, features
     × N, or None to skip the function and prediction residuals. ``tol`` (default eps): the
     regression tolerance of the prediction change. ``status()`` gives the latest check,
-    ``history`` all of them.
+    ``history`` all of them. ``observe(model)`` → a few scalars (an array) evaluated at each
+    check: with it, the trend test of the module doc over the last ``window`` checks
+    (``trend_tol`` default eps) tells a run at its noise floor from one still drifting; each
+    check then has ``trend`` (None until ``window`` checks).
 
     >>> import numpy as np, tinyvec as tv
     >>> rng = np.random.default_rng(0)
@@ -278,11 +354,25 @@ class CompletionMonitor:
         predictions: str = "auto",
         tol: float | None = None,
         copy: bool = False,
+        observe: Callable[[Any], Any] | None = None,
+        window: int = 40,
+        blocks: int = 8,
+        z: float = 3.0,
+        trend_tol: float | None = None,
     ) -> None:
         if not (eps > 0 and patience >= 1 and max_period >= 1 and every >= 1 and lr > 0):
             raise ValueError(
                 "CompletionMonitor needs eps > 0, lr > 0, patience, max_period, every ≥ 1"
             )
+        if not (3 <= blocks <= window and z > 0 and (trend_tol is None or trend_tol > 0)):
+            raise ValueError("CompletionMonitor needs 3 ≤ blocks ≤ window, z > 0, trend_tol > 0")
+        if observe is not None and not callable(observe):
+            raise TypeError(
+                f"observe must be callable (model → array), got {type(observe).__name__}"
+            )
+        self.observe, self.window, self.blocks, self.z = observe, window, blocks, z
+        self.trend_tol = eps if trend_tol is None else trend_tol
+        self.observed: deque[Any] = deque(maxlen=window)
         if probe is not None and not is_array(probe):
             raise TypeError(
                 f"probe must be an array (features × N) or None, got {type(probe).__name__}"
@@ -327,13 +417,19 @@ class CompletionMonitor:
             predictions=self.predictions, tol=self.tol,
         )  # fmt: skip
         rec["step"] = step
+        if self.observe is not None:
+            with preserved_forward(model), no_grad():
+                self.observed.append(np.ravel(np.asarray(self.observe(model), dtype=float)))
+            rec["trend"] = _trend(list(self.observed), self.window, self.blocks, self.z,
+                                  self.trend_tol)  # fmt: skip
         self.history.append(rec)
         self._last = classify(self.history, self.eps, self.patience)
         rec.update(self._last)
         return True if self.stop and self._last["kind"] == "fixed_point" else None
 
     def status(self) -> dict[str, Any]:
-        """The latest check: ``kind`` ("fixed_point" | "limit_cycle" | "moving"), ``period``
+        """The latest check: ``kind`` ("fixed_point" | "limit_cycle" | "noise_floor" |
+        "moving"), ``trend`` (with ``observe``), ``period``
         (1 for a fixed point, p for a cycle, None), ``step``, ``function_residual``,
         ``param_residual`` (layer path → value), ``param_residual_max``,
         ``prediction_change``, ``loss_residual``, ``cycle_residual`` (p → value), ``checks``."""

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from . import save
+
 
 def rgb_frame(W: np.ndarray) -> np.ndarray:
     """An m × m × 3 image in [0, 1] from W_r, W_g, W_b (shape 3 × m × m), with the shared
@@ -71,7 +73,9 @@ def animate(frames: np.ndarray, steps: list[int], lambdas: list[float], path: Pa
     return written
 
 
-def save_frame(W: np.ndarray, step: int, lam: float, path: Path) -> None:
+def save_frame(
+    W: np.ndarray, step: int, lam: float, path: Path, fmt: str = "png", dpi: int = 100
+) -> Path:
     """One frame of the animation as a PNG."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(3.6, 3.9), dpi=100)
@@ -79,15 +83,16 @@ def save_frame(W: np.ndarray, step: int, lam: float, path: Path) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(f"step {step}   |λ̂| = {abs(lam):.4f}")
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    return save(fig, path, fmt, dpi)
 
 
 def _col(rows: list[dict[str, Any]], name: str) -> np.ndarray:
     return np.array([float(r[name]) for r in rows])
 
 
-def plot_lambda_r2(rows, steps_rows, spectrum, path: Path) -> None:
+def plot_lambda_r2(
+    rows, steps_rows, spectrum, path: Path, fmt: str = "png", dpi: int = 100
+) -> Path:
     """|λ̂| (batch and probe) against the moduli of the true eigenvalues, and 1 − R²."""
     plt = _plt()
     fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
@@ -119,11 +124,12 @@ def plot_lambda_r2(rows, steps_rows, spectrum, path: Path) -> None:
     ax3.set_xlabel("step")
     ax3.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return save(fig, path, fmt, dpi)
 
 
-def plot_singular_values(frames: np.ndarray, steps: np.ndarray, rows, path: Path) -> None:
+def plot_singular_values(
+    frames: np.ndarray, steps: np.ndarray, rows, path: Path, fmt: str = "png", dpi: int = 100
+) -> Path:
     """The 8 largest singular values of each skip matrix over time, and the effective rank."""
     plt = _plt()
     s = np.linalg.svd(frames.astype(float), compute_uv=False)  # records × 3 × m
@@ -140,11 +146,10 @@ def plot_singular_values(frames: np.ndarray, steps: np.ndarray, rows, path: Path
     axes[3].set_xlabel("step")
     axes[3].legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return save(fig, path, fmt, dpi)
 
 
-def plot_differences(rows, path: Path) -> None:
+def plot_differences(rows, path: Path, fmt: str = "png", dpi: int = 100) -> Path:
     """‖W_i − W_j‖_F / ‖W‖ over time."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.4))
@@ -156,11 +161,51 @@ def plot_differences(rows, path: Path) -> None:
     ax.set_xlabel("step")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return save(fig, path, fmt, dpi)
 
 
-def plot_spectrum(spectrum, lam: float, path: Path) -> None:
+def ritz_values(rows: list[dict[str, Any]]) -> np.ndarray:
+    """The Ritz values of each metrics row (records × K, complex)."""
+    k = sum(1 for key in rows[0] if key.startswith("ritz") and key.endswith("_real"))
+    return np.array([[complex(float(r[f"ritz{i}_real"]), float(r[f"ritz{i}_imag"]))
+                      for i in range(k)] for r in rows])  # fmt: skip
+
+
+def plot_ritz(rows, spectrum, path: Path, fmt: str = "png", dpi: int = 100) -> Path:
+    """The learned Ritz values in the complex plane over training (colour: step), on the exact
+    eigenvalues of degree 1 (black) and 2 (red); the final ones marked ×. Zoomed on the right
+    end of the spectrum, where the learned values go."""
+    plt = _plt()
+    values = ritz_values(rows)
+    steps = _col(rows, "step")
+    fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    late = values[len(values) // 10 :].ravel()
+    lo = min(1.2, float(np.quantile(late.real, 0.05))) - 0.05
+    top = min(1.2, max(0.3, float(np.abs(late.imag).max()) + 0.1))
+    for d, colour, size in ((2, "tab:red", 14), (1, "k", 30)):
+        mu = spectrum.values[spectrum.degrees == d]
+        mu = mu[(mu.real >= lo) & (np.abs(mu.imag) <= top)]
+        ax.scatter(mu.real, mu.imag, s=size, facecolors="none", edgecolors=colour, lw=1,
+                   label=f"exact, degree {d}", zorder=3)  # fmt: skip
+    for i in range(values.shape[1]):
+        sc = ax.scatter(values[:, i].real, values[:, i].imag, c=steps, cmap="viridis", s=6,
+                        alpha=0.6, label="Ritz values (colour: step)" if i == 0 else None)  # fmt: skip
+    ax.scatter(values[-1].real, values[-1].imag, marker="x", s=70, color="tab:blue",
+               label="final Ritz values", zorder=4)  # fmt: skip
+    fig.colorbar(sc, ax=ax, label="step", pad=0.02)
+    ax.set_xlim(lo, 2.02)
+    ax.set_ylim(-top, top)
+    ax.axhline(0, color="grey", lw=0.4)
+    ax.set_xlabel("Re μ")
+    ax.set_ylabel("Im μ")
+    ax.set_title(f"K = {values.shape[1]}: learned Ritz values over training vs the exact spectrum",
+                 fontsize=9)  # fmt: skip
+    ax.legend(loc="upper left", bbox_to_anchor=(1.25, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return save(fig, path, fmt, dpi)
+
+
+def plot_spectrum(spectrum, lam: float, path: Path, fmt: str = "png", dpi: int = 100) -> Path:
     """True eigenvalues (degree 1 and 2) in the complex plane, and the learned λ̂."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -174,26 +219,33 @@ def plot_spectrum(spectrum, lam: float, path: Path) -> None:
     ax.set_title("spectrum of T on harmonics of degree ≤ 2 (|μ| ≤ 2)", fontsize=9)
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return save(fig, path, fmt, dpi)
 
 
-def all_plots(out: Path, rows, steps_rows, frames: np.ndarray, spectrum, summary, nframes: int):
+def all_plots(out: Path, rows, steps_rows, frames: np.ndarray, spectrum, summary, nframes: int,
+              fmt: str = "png", dpi: int = 100) -> list[Path]:  # fmt: skip
     """Every figure of one run, and the animation: ``nframes`` records spaced quadratically
-    in time, denser early, where the weights change most."""
+    in time, denser early, where the weights change most. Returns the files written."""
     steps = np.array([int(r["step"]) for r in rows])
     lambdas = [r["lambda"] for r in rows]
     spacing = np.linspace(0, 1, min(nframes, len(rows))) ** 2 * (len(rows) - 1)
     pick = np.unique(spacing.round().astype(int))
-    animate(frames[pick], steps[pick].tolist(), [lambdas[i] for i in pick], out / "animation.gif")
-    save_frame(frames[-1], int(steps[-1]), lambdas[-1], out / "frame.png")
-    plot_lambda_r2(rows, steps_rows, spectrum, out / "lambda_r2.png")
-    plot_singular_values(frames, steps, rows, out / "singular_values.png")
-    plot_differences(rows, out / "differences.png")
-    plot_spectrum(spectrum, summary["lambda"], out / "spectrum.png")
+    kw = {"fmt": fmt, "dpi": dpi}
+    written = animate(frames[pick], steps[pick].tolist(), [lambdas[i] for i in pick],
+                      out / "animation.gif")  # fmt: skip
+    written += [
+        save_frame(frames[-1], int(steps[-1]), lambdas[-1], out / "frame", **kw),
+        plot_lambda_r2(rows, steps_rows, spectrum, out / "lambda_r2", **kw),
+        plot_singular_values(frames, steps, rows, out / "singular_values", **kw),
+        plot_differences(rows, out / "differences", **kw),
+        plot_spectrum(spectrum, summary["lambda"], out / "spectrum", **kw),
+        plot_ritz(rows, spectrum, out / "ritz", **kw),
+    ]
+    return written
 
 
-def plot_grid(runs: list[Path], path: Path, ncols: int = 4) -> None:
+def plot_grid(runs: list[Path], path: Path, ncols: int = 4, fmt: str = "png",
+              dpi: int = 80) -> Path:  # fmt: skip
     """Several seeds: per seed the last RGB frame and |λ̂| (probe) with the dominant |μ|."""
     plt = _plt()
     nrows = -(-len(runs) // ncols)
@@ -219,5 +271,44 @@ def plot_grid(runs: list[Path], path: Path, ncols: int = 4) -> None:
         bottom.set_title(f"|λ̂| = {summary['abs_lambda']:.3f} (dashed: max |μ|)", fontsize=9)
         bottom.set_xlabel("step", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    return save(fig, path, fmt, dpi)
+
+
+def plot_two_solutions(one: Path, two: Path, path: Path, fmt: str = "png", dpi: int = 100) -> Path:
+    """The "two solutions" of a complex-pair seed: left, the angle of the one-output run's
+    linear part in the pair's plane over its last steps (unwrapped), beside the slope −ḡβ
+    predicted from the measured gain; middle, |λ̂| of that run over the same steps (f and −f
+    are one solution, so it swings with half the rotation period); right, R² of the one-output
+    run and the multi-output R² of the K = 2 run over training. ``one`` and ``two`` are run
+    folders (tail.csv, metrics.csv, summary.json)."""
+    plt = _plt()
+    with (one / "tail.csv").open() as fh:
+        tail = list(csv.DictReader(fh))
+    s1 = json.loads((one / "summary.json").read_text())
+    rot = s1["rotation"]
+    steps = _col(tail, "step")
+    angle = np.unwrap(_col(tail, "angle_top1"))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 3.6))
+    ax1.plot(steps, angle, label=f"measured, ω = {rot['angular_velocity']:+.3f} rad/step")
+    pred = angle[0] + rot["predicted_angular_velocity"] * (steps - steps[0])
+    ax1.plot(
+        steps, pred, ls="--", label=f"predicted −ḡβ = {rot['predicted_angular_velocity']:+.3f}"
+    )
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("angle in the pair's plane (rad)")
+    ax1.set_title(f"K = 1, seed {s1['seed']}: the linear part turns", fontsize=9)
+    ax1.legend(fontsize=8, loc="best")
+    ax2.plot(steps, np.abs(_col(tail, "lambda")))
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("|λ̂| (monitor probe)")
+    ax2.set_title(f"period {rot['period_steps']:.0f} steps; |λ̂| swings at half of it", fontsize=9)
+    for run, label, ls in ((one, "K = 1: R²", "-"), (two, "K = 2: multi-output R²", "--")):
+        with (run / "metrics.csv").open() as fh:
+            rows = list(csv.DictReader(fh))
+        ax3.semilogy(_col(rows, "step"), np.maximum(1 - _col(rows, "r2"), 1e-6), ls=ls, label=label)
+    ax3.set_xlabel("step")
+    ax3.set_ylabel("1 − R² (probe)")
+    ax3.set_title("the plane settles, the line in it does not", fontsize=9)
+    ax3.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return save(fig, path, fmt, dpi)
