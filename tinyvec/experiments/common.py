@@ -164,6 +164,8 @@ def study_parser(command: str, doc: str | None, *, out: str, quick: str) -> Stud
     g.add_argument("--quick", action="store_true", help=quick)
     g.add_argument("--out", type=Path, default=None, help=f"output folder (default {out})")
     g.add_argument("--no-plots", action="store_true", help="write tables only, no figures")
+    g.add_argument("--plots", dest="no_plots", action="store_false",
+                   help="draw the figures (overrides no_plots of a --config file)")  # fmt: skip
     g.add_argument("--config", type=Path, help="rerun from a config.json; flags given override it")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g.add_argument("--format", choices=FORMATS, default="png", help="figure format (png)")
@@ -226,7 +228,10 @@ def config_argv(parser: argparse.ArgumentParser, path: Path) -> list[str]:
         fail(prog, f"--config {path}: not JSON ({e})")
     if not isinstance(stored, dict):
         fail(prog, f"--config {path}: holds a JSON {type(stored).__name__}, not an object of flags")
-    actions = {a.dest: a for a in parser._actions if a.option_strings}
+    actions: dict[str, argparse.Action] = {}
+    for a in parser._actions:  # the first flag of a dest: --no-plots, not its undoing --plots
+        if a.option_strings:
+            actions.setdefault(a.dest, a)
     unknown = sorted(set(stored) - set(actions) - set(EXECUTION))
     if unknown:
         fail(prog, f"--config {path}: unknown keys {unknown}; the keys are the flags of {prog}")
