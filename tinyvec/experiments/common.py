@@ -138,6 +138,23 @@ def seed_list(text: str) -> list[int]:
     return seeds
 
 
+def dask_address(text: str) -> str:
+    """``--dask``: a scheduler address ``tcp://HOST:PORT`` (what ``dask scheduler`` prints).
+
+    >>> dask_address("tcp://10.0.0.5:8786")
+    'tcp://10.0.0.5:8786'
+    """
+    scheme, sep, rest = text.partition("://")
+    host, colon, port = (rest if sep else text).rpartition(":")
+    if not (colon and host and port.isdigit()) or (
+        sep and scheme not in ("tcp", "tls", "ws", "wss")
+    ):
+        raise argparse.ArgumentTypeError(
+            f"takes a scheduler address such as tcp://HOST:8786, got {text!r}"
+        )
+    return text
+
+
 def seeds_name(seeds: Sequence[int]) -> str:
     """How a folder names a list of seeds: ``0-4`` for a range, ``1,4,9`` otherwise.
 
@@ -188,6 +205,7 @@ def add_sweep_flags(parser: argparse.ArgumentParser, seeds: str | None = None) -
     g.add_argument(
         "--dask",
         metavar="tcp://HOST:PORT",
+        type=dask_address,
         help="run on this dask.distributed scheduler instead (tinyvec[distributed])",
     )
     parser.set_defaults(_seeds_name_out=seeds is None)

@@ -752,10 +752,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config(args)
     specs = grid(cfg)
     start = time.perf_counter()
-    with sweep_folder(p.prog, args.out, config_of(args)) as out:
-        with executor_for(args.jobs, args.dask) as ex:
-            runs = run_sweep(run_one, specs, out, executor=ex, progress=not args.quiet,
-                             desc="compensation")  # fmt: skip
+    with (
+        executor_for(args.jobs, args.dask) as ex,
+        sweep_folder(p.prog, args.out, config_of(args)) as out,
+    ):
+        runs = run_sweep(run_one, specs, out, executor=ex, progress=not args.quiet,
+                         desc="compensation")  # fmt: skip
         wall = time.perf_counter() - start
         results = [{**r["spec"], **{k: v for k, v in r.items() if k != "spec"}} for r in runs]
         cfg["command"] = "tinyvec compensation " + " ".join(sys.argv[1:] if argv is None else argv)
