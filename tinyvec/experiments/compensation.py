@@ -1,14 +1,18 @@
 """The compensation study (seed 004): does rewriting δ^k cut the error of function
 approximation, and does orthogonalizing the activation vectors help?
 
-``tinyvec compensation [--quick | --full] [--out DIR] [--jobs N]`` trains small MLPs on
-sin(πx), Runge's 1/(1+25x²) and sin(x₁)cos(x₂) on a grid, for every combination of the grid
-below and several seeds, and writes to ``--out``:
+``tinyvec compensation [--quick | --full] [--out DIR] [--jobs N | --dask ADDRESS]`` trains
+small MLPs on sin(πx), Runge's 1/(1+25x²) and sin(x₁)cos(x₂), for every combination of the
+grid below and several seeds, as a sweep (`tinyvec.experiments.sweep`: each run is kept in
+``runs.jsonl`` as it finishes, and the same command resumes), and writes to ``--out``:
 
-- ``results.md`` and ``results.csv``: one row per cell (everything but the seed): mean, std,
-  median and IQR of the final error, the ratio to plain backprop, the stagnation share;
-- ``runs.csv``: one row per run; ``config.json``: everything needed to rerun;
-- ``curves_<task>_<activation>_<mode>.png``: learning curves.
+- ``results.md``: the verdict in numbers, each rule against plain backprop at the same η and
+  at its own best η (with divergence counts and the spread over seeds), and every cell;
+- ``results.csv``: one row per cell (everything but the seed): mean, std, median and IQR of
+  the error, the ratio to plain backprop, the stagnation and divergence shares;
+- ``runs.csv``: one row per run; ``config.json``: the flags, to rerun with ``--config``;
+- ``curves_<task>_<activation>_<mode>.png``: learning curves, a panel per η and rule group;
+  ``eta_<activation>_<mode>.png``: the error against η, every seed.
 
 Definitions (ours; the seed gives none):
 
@@ -18,11 +22,13 @@ Definitions (ours; the seed gives none):
   the MSE on a dense grid of the same domain;
 - plain twin: the run of plain backprop (κ = 0, no orthogonalization) with the same task,
   network, initial weights, data order, training mode and step size;
-- ratio of means (the claim's measure): mean final error of the cell / mean final error of the
-  plain twins, over the seeds where neither diverged; per-seed ratio: final error / the plain
-  twin's (the cell reports its median and the share of seeds with a ratio < 1, "wins");
-- diverged: a non-finite loss or a loss above 1e6 (the run stops; it has no final error);
-- stagnated: not diverged, the final error is above 1e-3·var(y), and the median training MSE of
+- ratio of means (the claim's measure): mean error of the cell / mean error of the plain
+  twins, over the seeds where neither diverged; per-seed ratio: error / the plain twin's (the
+  cell reports its median and the share of seeds with a ratio < 1, "wins");
+- best η of a rule: the step size with the lowest mean error among those where no seed
+  diverged;
+- diverged: a non-finite loss or a loss above 1e6 (the run stops; it has no error);
+- stagnated: not diverged, the final MSE is above 1e-3·var(y), and the median training MSE of
   the last tenth of the epochs is more than 0.95 times that of the tenth ending at 75% of the
   epochs (less than 5% improvement over the last quarter of training).
 
@@ -149,7 +155,7 @@ def delta_rules(kappa: float, variant: str, ortho: bool, eps: float) -> list[Any
 
 # --- one run ----------------------------------------------------------------------------------
 def run_one(spec: dict[str, Any]) -> dict[str, Any]:
-    """Train one network as ``spec`` says; return its final errors, flags and curve (a
+    """Train one network as ``spec`` says; return its errors, flags and curve (a
     `tinyvec.experiments.sweep` function)."""
     start = time.perf_counter()
     x, y, xe, ye = task_data(spec["task"], spec["points"])
@@ -252,7 +258,7 @@ def _base(run: dict[str, Any]) -> tuple:
 
 
 def paired_ratios(results: list[dict[str, Any]]) -> None:
-    """Set ``ratio`` on every run: its final error / that of its plain twin (NaN when either
+    """Set ``ratio`` on every run: its error / that of its plain twin (NaN when either
     diverged)."""
     plain = {_base(r): r["tail"] for r in results if r["kappa"] == 0 and not r["ortho"]}
     for r in results:
@@ -261,7 +267,7 @@ def paired_ratios(results: list[dict[str, Any]]) -> None:
 
 
 def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per cell: statistics of the final error over seeds, the ratio of the mean final
+    """One row per cell: statistics of the error over seeds, the ratio of the mean
     error to plain backprop's (over the seeds where neither diverged: the claim's measure) and
     the median of the per-seed ratios."""
     paired_ratios(results)
