@@ -64,6 +64,7 @@ from .optimise import (
     Momentum,
     Nesterov,
     NonFiniteLoss,
+    NonFiniteStep,
     OptimiserChain,
     OptState,
     Rule,
@@ -75,6 +76,7 @@ from .optimise import (
     update,
     withgradient,
 )
+from .optimise import compile_step as compile  # noqa: A004, RUF100 - tv.compile, as torch.compile
 from .recorder import Recorder
 
 __version__ = "0.1.0"

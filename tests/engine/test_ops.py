@@ -318,3 +318,21 @@ def test_transpose_of_a_3d_tensor_asks_for_mT():
     t = tv.Tensor(np.zeros((2, 3, 4)))
     with pytest.raises(ValueError, match="mT"):
         _ = t.T
+
+
+def test_public_ops_show_their_signature_and_a_docstring():
+    import inspect
+
+    for name in tv.ops.__all__:
+        fn = getattr(tv.ops, name)
+        if name in ("Tensor", "no_grad") or not callable(fn):
+            continue
+        sig = str(inspect.signature(fn))
+        assert sig != "(*args, **kw)", name
+        assert fn.__doc__ and fn.__doc__.strip(), name
+    assert tv.ops.sum is tv.ops.reduce_sum and tv.ops.abs is tv.ops.absolute
+    from tinyvec.engine import ops as engine_ops
+
+    assert engine_ops.sum is engine_ops.reduce_sum  # the engine's own name still works
+    with pytest.raises(AttributeError):
+        engine_ops.nonsense  # noqa: B018

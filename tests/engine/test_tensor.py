@@ -114,3 +114,26 @@ def test_gradient_of_a_plain_array_and_of_several():
 def test_non_scalar_loss_is_refused():
     with pytest.raises(ValueError, match="scalar loss"):
         tv.gradient(lambda x: x * 2.0, np.ones(3))
+
+
+def test_each_node_names_its_op():
+    x = tv.Tensor(np.array([[1.0, 2.0]]))
+    y = ops.reduce_sum(ops.exp(x * x) @ np.ones((2, 1)))
+    assert [y.op, y.parents[0].op, y.parents[0].parents[0].op] == ["sum", "matmul", "exp"]
+    assert "op='sum'" in repr(y) and x.op == ""  # a leaf was made by no op
+    d = tv.Dense(2, 1, rng=0)
+    out = tv.gradient(lambda m: ops.sum(m(np.ones((2, 3)))), d)  # Dense is one fused node
+    assert out["model.weight"].shape == (1, 2)
+    w = tv.Tensor(d.weight)
+    d.weight = w
+    try:
+        assert d(np.ones((2, 3))).op == "Dense"
+    finally:
+        d.weight = w.data
+
+
+def test_operators_are_defined_on_the_class():
+    for name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
+                 "__truediv__", "__rtruediv__", "__pow__", "__rpow__", "__matmul__",
+                 "__rmatmul__", "__neg__", "__getitem__", "mT", "T", "sum", "mean", "reshape"):  # fmt: skip
+        assert name in vars(tv.Tensor), name

@@ -6,7 +6,7 @@
 - `Orthogonalization(eps)`: let every sample of a batch move as if trained alone.
 
 ``tv.setup(rule, model, delta=[Compensation(0.2), Orthogonalization()])`` applies them in the
-order given; `tv.update` then calls `update_with_delta_rules`, and each Dense layer shows the
+order given, as one step transform (`DeltaStep`) that `tv.update` hands the pending step; each Dense layer shows the
 δ̃^k it was updated with in ``delta_used`` (``delta`` stays δ^k). Optimisers: Descent,
 Momentum, Nesterov (adaptive ones such as Adam are refused, see `base.step_size`).
 """
@@ -14,14 +14,14 @@ Momentum, Nesterov (adaptive ones such as Adam are refused, see `base.step_size`
 from .base import DeltaRule, LayerContext, step_size
 from .compensation import Compensation
 from .orthogonalization import Orthogonalization
-from .sweep import check_rules, update_with_delta_rules
+from .sweep import DeltaStep, check_rules
 
 __all__ = [
     "Compensation",
     "DeltaRule",
+    "DeltaStep",
     "LayerContext",
     "Orthogonalization",
     "check_rules",
     "step_size",
-    "update_with_delta_rules",
 ]

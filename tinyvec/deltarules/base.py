@@ -18,14 +18,24 @@ from typing import Any
 
 from ..backend import namespace
 from ..optimise.rules import Descent, Momentum, Nesterov, OptimiserChain, Rule, WeightDecay
+from ..optimise.training import StepTransform
 
 
-class DeltaRule:
+class DeltaRule(StepTransform):
     """A δ-rule: ``rewrite(delta, ctx) -> δ̃`` for one Dense layer (shapes (out, batch)).
-    Returning ``delta`` itself means "unchanged": the layer then gets exactly the plain step."""
+    Returning ``delta`` itself means "unchanged": the layer then gets exactly the plain step.
+
+    To the optimiser a list of δ-rules is one step transform (`DeltaStep`, made by `bind`):
+    `tv.setup` keeps it in the state and `tv.update` hands it the pending step."""
 
     def rewrite(self, delta: Any, ctx: LayerContext) -> Any:  # pragma: no cover
         raise NotImplementedError
+
+    def bind(self, transforms: tuple[Any, ...], rule: Rule) -> Any:
+        # imported here: the sweep builds on this module (DeltaRule, LayerContext, step_size)
+        from .sweep import DeltaStep
+
+        return DeltaStep(transforms, rule)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())

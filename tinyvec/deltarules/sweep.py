@@ -1,16 +1,21 @@
-"""The update with δ-rules: what `tv.update` runs when `tv.setup(..., delta=...)` was given.
+"""The update with δ-rules: the step transform `tv.setup(..., delta=...)` installs.
 
 1. Parameters outside Dense layers take their plain step first (so the change they cause in
    later inputs is part of ΔO).
 2. Without a Compensation (or with κ = 0) every Dense layer k is updated with the rewritten
    δ̃^k; nothing else is needed.
-3. With a Compensation, one extra forward sweep ``model(model.input)`` runs with
-   `tinyvec.layers.dense.forward_hook` set: at Dense layer k the hook receives Õ^{k-1},
-   computed by the already updated layers before it, forms ``ΔO^{k-1} = Õ^{k-1} − O^{k-1}``
-   (O^{k-1} = the input recorded by the gradient's forward pass), lets the δ-rules rewrite δ^k,
-   updates layer k, and passes on the output of the *updated* layer on Õ^{k-1} (exactly, or to
-   first order in the activation: see `tinyvec.deltarules.compensation`). The sweep stops
-   after the last Dense layer is updated.
+3. With a Compensation, one extra forward sweep ``model(model.input)`` runs with Dense's
+   forward overridden (`tinyvec.layers.dense.forward_override`, in this thread only): at Dense
+   layer k the override receives Õ^{k-1}, computed by the already updated layers before it,
+   forms ``ΔO^{k-1} = Õ^{k-1} − O^{k-1}`` (O^{k-1} = the input recorded by the gradient's
+   forward pass), lets the δ-rules rewrite δ^k, computes layer k's new weights, and passes on
+   the output of the *updated* layer on Õ^{k-1} (exactly, or to first order in the activation:
+   see `tinyvec.deltarules.compensation`). The sweep stops after the last Dense layer.
+
+Nothing is written during all this: the new weights go into the pending step, which `update`
+checks and commits in one go (a δ-rule that raises changes nothing). Only for the length of
+the sweep do parameters outside Dense layers hold their new values, so that the forward pass
+sees them; they are put back before the commit, whatever happens.
 
 Layer k's gradient becomes ``g + (δ̃^k − δ^k) O^{k-1}ᵀ`` (bias: ``+ Σ_batch (δ̃^k − δ^k)``),
 which is ``δ̃^k O^{k-1}ᵀ`` for a loss of the network output alone and keeps any other term of
@@ -25,12 +30,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import namespace
+from ..engine.plan import Plan
 from ..engine.tensor import data
-from ..layers import dense as dense_module
-from ..layers import dense_layers, walk
-from ..layers.dense import Dense
+from ..layers.dense import Dense, forward_override
 from ..optimise.rules import Rule
-from ..optimise.training import apply_step
+from ..optimise.training import PendingStep, set_all
 from .base import DeltaRule, LayerContext, step_size
 from .compensation import Compensation
 
@@ -67,47 +71,156 @@ def check_rules(delta: Any, rule: Rule) -> tuple[DeltaRule, ...]:
 
 
 class _SweepDone(Exception):
-    """Raised by the hook after the last Dense layer is updated: the rest of the forward pass
-    is not needed."""
+    """Raised by the override after the last Dense layer is updated: the rest of the forward
+    pass is not needed."""
 
 
-def update_with_delta_rules(state: Any, model: Any, pairs: list[tuple[Any, ...]]) -> None:
-    """`tv.update` with the δ-rules of ``state.delta`` (see the module text). ``pairs`` holds
-    (path, layer, name, gradient, optimiser leaf) for every parameter, as `update` checked it."""
-    rules, alpha = state.delta, step_size(state.rule)
-    ids = [id(d) for d in dense_layers(model)]
-    if len(ids) != len(set(ids)):
-        raise ValueError(
-            "δ-rules need every Dense layer once in the model: a shared Dense layer has one "
-            "recorded δ^k and O^{k-1} for several uses"
-        )
-    targets: dict[int, tuple[Dense, list[tuple[str, Any, Any]]]] = {}
-    plain = []
-    for _, layer, name, g, leaf in pairs:
-        if g is None:
-            continue
-        if isinstance(layer, Dense):
-            targets.setdefault(id(layer), (layer, []))[1].append((name, leaf, g))
-        else:
-            plain.append((leaf, layer, name, g))
-    for layer, _ in targets.values():
-        _check_recorded(layer)
-    compensation = next((r for r in rules if isinstance(r, Compensation)), None)
-    sweep = compensation is not None and compensation.kappa != 0
-    if sweep and not hasattr(model, "input"):
-        raise ValueError(
-            f"Compensation reruns the forward pass from model.input, and {type(model).__name__} "
-            "does not keep its input: put the model in a tv.Chain"
-        )
+Entry = tuple[str, str, Any, Any]  # (path, name, Leaf, gradient) of one Dense parameter
 
-    for leaf, layer, name, g in plain:
-        apply_step(leaf, layer, name, g)
-    if sweep:
-        containers = [c for _, c in walk(model) if not isinstance(c, Dense)]
-        _sweep(model, containers, targets, rules, alpha, compensation.variant)
-    for layer, entries in targets.values():  # all of them, or those the sweep did not reach
-        if entries:
-            _update_dense(layer, entries, rules, alpha, dO=None)
+
+class DeltaStep:
+    """A tuple of δ-rules with the optimiser's step size α, as one step transform."""
+
+    def __init__(self, rules: Any, rule: Rule) -> None:
+        self.rules = check_rules(rules, rule)
+        self.alpha = step_size(rule)
+
+    def __repr__(self) -> str:
+        return f"DeltaStep({list(self.rules)!r}, alpha={self.alpha!r})"
+
+    def propose(self, step: PendingStep, plan: Plan, model: Any) -> None:
+        """Fill ``step`` with every parameter's step, Dense layers' with their δ̃^k."""
+        dense = [node.layer for node in plan.nodes if isinstance(node.layer, Dense)]
+        if len({id(d) for d in dense}) != len(dense):
+            raise ValueError(
+                "δ-rules need every Dense layer once in the model: a shared Dense layer has one "
+                "recorded δ^k and O^{k-1} for several uses"
+            )
+        targets: dict[int, tuple[Dense, list[Entry]]] = {}
+        plain = []
+        for path, layer, name, g, leaf in step.entries:
+            if g is None:
+                continue
+            if isinstance(layer, Dense):
+                targets.setdefault(id(layer), (layer, []))[1].append((path, name, leaf, g))
+            else:
+                plain.append((path, layer, name, leaf, g))
+        for layer, _ in targets.values():
+            _check_recorded(layer)
+        compensation = next((r for r in self.rules if isinstance(r, Compensation)), None)
+        if compensation is not None and compensation.kappa != 0 and not hasattr(model, "input"):
+            raise ValueError(
+                f"Compensation reruns the forward pass from model.input, and "
+                f"{type(model).__name__} does not keep its input: put the model in a tv.Chain"
+            )
+
+        moved = [
+            (layer, name, step.propose(path, layer, name, leaf, g))
+            for path, layer, name, leaf, g in plain
+        ]
+        done: set[int] = set()
+        if compensation is not None and compensation.kappa != 0:
+            containers = [n.layer for n in plan.nodes if not isinstance(n.layer, Dense)]
+            self._sweep(step, model, containers, moved, targets, done, compensation.variant)
+        for key, (layer, entries) in targets.items():  # all, or those the sweep did not reach
+            if key not in done:
+                self._propose_dense(step, layer, entries, dO=None)
+
+    def _propose_dense(
+        self, step: PendingStep, layer: Dense, entries: list[Entry], dO: Any
+    ) -> tuple[Any, Any]:
+        """Rewrite δ^k through the δ-rules and propose layer k's step with it; returns the new
+        (W, b) of the layer."""
+        delta, O = layer.delta, layer.input
+        assert O is not None and delta is not None  # `_check_recorded` made sure
+        bias = any(name == "bias" for _, name, _, _ in entries)
+        ctx = LayerContext(W=layer.weight, O=O, dO=dO, alpha=self.alpha, bias=bias)
+        used = delta
+        for rule in self.rules:
+            used = rule.rewrite(used, ctx)
+        step.record(layer, "delta_used", used)
+        change = None if used is delta else used - delta
+        new = {"weight": layer.weight, "bias": layer.bias}
+        for path, name, leaf, g in entries:
+            if change is not None:
+                g = g + (
+                    change @ O.mT if name == "weight" else namespace(change).sum(change, axis=1)
+                )
+            new[name] = step.propose(path, layer, name, leaf, g)
+        return new["weight"], new["bias"]
+
+    def _sweep(
+        self,
+        step: PendingStep,
+        model: Any,
+        containers: list[Any],
+        moved: list[tuple[Any, str, Any]],
+        targets: dict[int, tuple[Dense, list[Entry]]],
+        done: set[int],
+        variant: str,
+    ) -> None:
+        """The extra forward pass that steps Dense layers in depth order, each with its
+        ΔO^{k-1}."""
+        override = _Override(self, step, targets, done, variant)
+        # containers keep a reference to their last input (give them back the gradient's), and
+        # parameters outside Dense layers hold their new values only during the sweep
+        restore = [(c, "input", c.input) for c in containers if hasattr(c, "input")]
+        restore += [(layer, name, getattr(layer, name)) for layer, name, _ in moved]
+        try:
+            for layer, name, new in moved:
+                setattr(layer, name, new)
+            with forward_override(override):
+                model(model.input)
+        except _SweepDone:
+            pass
+        finally:
+            set_all(restore)
+
+
+class _Override:
+    """Dense's forward during the sweep: at layer k, ΔO^{k-1} = Õ^{k-1} − O^{k-1}, the step
+    of layer k with the rewritten δ̃^k, and the updated layer's output on Õ^{k-1}. (An object,
+    not a closure that calls itself: that would be a reference cycle per step.)"""
+
+    def __init__(
+        self,
+        transform: DeltaStep,
+        step: PendingStep,
+        targets: dict[int, tuple[Dense, list[Entry]]],
+        done: set[int],
+        variant: str,
+    ) -> None:
+        self.transform, self.step, self.targets = transform, step, targets
+        self.done, self.variant = done, variant
+        self.remaining = set(targets)
+
+    def __call__(self, layer: Dense, x: Any) -> Any:
+        x = data(x)
+        xp = namespace(x)
+        if x.ndim == 1:  # one sample as a vector, as in `Dense._call_reshaped`
+            return xp.reshape(self(layer, xp.reshape(x, (x.shape[0], 1))), (-1,))
+        W, b = layer.weight, layer.bias
+        if x.dtype != W.dtype:
+            x = xp.astype(x, W.dtype)
+        if id(layer) not in self.remaining:  # not trained (or no gradient): the plain forward
+            return layer.sigma.f(_affine(W, b, x))
+        O, A, out = layer.input, layer.preact, layer.output
+        dO = None if x is O else x - O
+        W, b = self.transform._propose_dense(self.step, layer, self.targets[id(layer)][1], dO)
+        self.remaining.discard(id(layer))
+        self.done.add(id(layer))
+        if not self.remaining:
+            raise _SweepDone
+        A_new = _affine(W, b, x)  # Ã^k = W̃^k Õ^{k-1} + b̃^k, with the new weights
+        if self.variant == "exact" or layer.sigma.derivative is None:  # identity: both agree
+            return layer.sigma.f(A_new)
+        return out + layer.sigma.derivative(A, out) * (A_new - A)
+
+
+def _affine(W: Any, b: Any, O: Any) -> Any:
+    """W O + b on plain arrays, recording nothing on the layer."""
+    A = W @ O
+    return A if b is None else A + b[:, None]
 
 
 def _check_recorded(layer: Dense) -> None:
@@ -120,70 +233,3 @@ def _check_recorded(layer: Dense) -> None:
             f"{None if delta is None else tuple(delta.shape)}: compute the gradient "
             "right before `update`, without calling the model in between"
         )
-
-
-def _update_dense(layer: Dense, entries: list[Any], rules: Any, alpha: float, dO: Any) -> None:
-    """Rewrite δ^k through the δ-rules and take layer k's step with it."""
-    delta, O = layer.delta, layer.input
-    bias = any(name == "bias" for name, _, _ in entries)
-    ctx = LayerContext(W=layer.weight, O=O, dO=dO, alpha=alpha, bias=bias)
-    used = delta
-    for rule in rules:
-        used = rule.rewrite(used, ctx)
-    layer.delta_used = used
-    change = None if used is delta else used - delta
-    for name, leaf, g in entries:
-        if change is not None:
-            g = g + (change @ O.mT if name == "weight" else namespace(change).sum(change, axis=1))
-        apply_step(leaf, layer, name, g)
-    entries.clear()
-
-
-def _sweep(
-    model: Any,
-    containers: list[Any],
-    targets: dict[int, Any],
-    rules: Any,
-    alpha: float,
-    variant: str,
-) -> None:
-    """The extra forward pass that updates Dense layers in depth order, each with its ΔO^{k-1}."""
-    remaining = {i for i, (_, entries) in targets.items() if entries}
-
-    def hook(layer: Dense, x: Any) -> Any:
-        x = data(x)
-        xp = namespace(x)
-        if x.ndim == 1:  # one sample as a vector, as in `Dense._call_reshaped`
-            return xp.reshape(hook(layer, xp.reshape(x, (x.shape[0], 1))), (-1,))
-        W = layer.weight
-        if x.dtype != W.dtype:
-            x = xp.astype(x, W.dtype)
-        if id(layer) not in remaining:  # not trained (or no gradient): the ordinary forward
-            return layer.sigma.f(_affine(layer, x))
-        O, A, out = layer.input, layer.preact, layer.output
-        _update_dense(layer, targets[id(layer)][1], rules, alpha, dO=None if x is O else x - O)
-        remaining.discard(id(layer))
-        if not remaining:
-            raise _SweepDone
-        A_new = _affine(layer, x)  # Ã^k = W̃^k Õ^{k-1} + b̃^k, with the updated weights
-        if variant == "exact" or layer.sigma.derivative is None:  # identity: both agree
-            return layer.sigma.f(A_new)
-        return out + layer.sigma.derivative(A, out) * (A_new - A)
-
-    # containers keep a reference to their last input; give them back the gradient's
-    kept = [(c, c.input) for c in containers if hasattr(c, "input")]
-    dense_module.forward_hook = hook
-    try:
-        model(model.input)
-    except _SweepDone:
-        pass
-    finally:
-        dense_module.forward_hook = None
-        for c, x in kept:
-            c.input = x
-
-
-def _affine(layer: Dense, O: Any) -> Any:
-    """W O + b on plain arrays, recording nothing on the layer."""
-    A = layer.weight @ O
-    return A if layer.bias is None else A + layer.bias[:, None]

@@ -2,6 +2,16 @@
 product, ``vjp(g, out, *inputs) -> one cotangent per input``. ``g`` is ∂L/∂out, ``out`` the
 forward result. Broadcasting is undone by `unbroadcast`, which sums a cotangent back to the
 shape of the input it belongs to.
+
+Every op takes arrays or Tensors: plain arrays give a plain array (nothing is recorded), a
+Tensor anywhere gives a Tensor whose ``op`` is the op's name.
+
+    >>> import numpy as np, tinyvec as tv
+    >>> from tinyvec import ops
+    >>> x = tv.Tensor(np.array([1.0, 2.0]))
+    >>> y = ops.reduce_sum(ops.mul(x, x))
+    >>> y.op, float(y)
+    ('sum', 5.0)
 """
 
 from __future__ import annotations
@@ -19,7 +29,12 @@ def shape_of(x: Any) -> tuple[int, ...] | None:
 
 
 def unbroadcast(g: Any, x: Any) -> Any:
-    """Sum cotangent ``g`` over the axes along which input ``x`` was broadcast."""
+    """Sum cotangent ``g`` over the axes along which input ``x`` was broadcast.
+
+    >>> import numpy as np
+    >>> unbroadcast(np.ones((2, 3)), np.zeros((1, 3)))
+    array([[2., 2., 2.]])
+    """
     shape = shape_of(x)
     if shape is None:
         return None
@@ -32,36 +47,82 @@ def unbroadcast(g: Any, x: Any) -> Any:
     return xp.sum(g, axis=axes, keepdims=True) if axes else g
 
 
-def _xp(*xs: Any):
+def _xp(*xs: Any) -> Any:
     return namespace(next(x for x in xs if shape_of(x) is not None))
 
 
 # --- arithmetic (broadcasting) --------------------------------------------------------------
-add = primitive(lambda x, y: x + y, lambda g, z, x, y: (unbroadcast(g, x), unbroadcast(g, y)))
-sub = primitive(lambda x, y: x - y, lambda g, z, x, y: (unbroadcast(g, x), unbroadcast(-g, y)))
-mul = primitive(
-    lambda x, y: x * y, lambda g, z, x, y: (unbroadcast(g * y, x), unbroadcast(g * x, y))
-)
-div = primitive(
-    lambda x, y: x / y, lambda g, z, x, y: (unbroadcast(g / y, x), unbroadcast(-g * z / y, y))
-)
-neg = primitive(lambda x: -x, lambda g, z, x: (-g,))
+def _add(x: Any, y: Any) -> Any:
+    """x + y, broadcasting. vjp: (g, g), each summed back to its input's shape.
+
+    >>> import numpy as np
+    >>> add(np.array([1.0, 2.0]), 1.0)
+    array([2., 3.])
+    """
+    return x + y
 
 
-def _pow_vjp(g, z, x, y):
+def _sub(x: Any, y: Any) -> Any:
+    """x - y, broadcasting. vjp: (g, -g)."""
+    return x - y
+
+
+def _mul(x: Any, y: Any) -> Any:
+    """x ⊙ y elementwise, broadcasting. vjp: (g ⊙ y, g ⊙ x)."""
+    return x * y
+
+
+def _div(x: Any, y: Any) -> Any:
+    """x / y elementwise, broadcasting. vjp: (g / y, -g ⊙ out / y)."""
+    return x / y
+
+
+def _neg(x: Any) -> Any:
+    """-x. vjp: -g."""
+    return -x
+
+
+def _power(x: Any, y: Any) -> Any:
+    """x ** y elementwise. vjp: (g y x^(y-1), g out log x); the second only for an array y.
+
+    >>> import numpy as np
+    >>> power(np.array([2.0, 3.0]), 2)
+    array([4., 9.])
+    """
+    return x**y
+
+
+def _power_vjp(g: Any, out: Any, x: Any, y: Any) -> tuple[Any, Any]:
     dx = unbroadcast(g * y * x ** (y - 1), x) if shape_of(x) is not None else None
     dy = None
     if shape_of(y) is not None:
         log_x = _xp(x).log(x) if shape_of(x) is not None else math.log(x)
-        dy = unbroadcast(g * z * log_x, y)
+        dy = unbroadcast(g * out * log_x, y)
     return dx, dy
 
 
-power = primitive(lambda x, y: x**y, _pow_vjp)
+add = primitive(_add, lambda g, out, x, y: (unbroadcast(g, x), unbroadcast(g, y)), "add")
+sub = primitive(_sub, lambda g, out, x, y: (unbroadcast(g, x), unbroadcast(-g, y)), "sub")
+mul = primitive(_mul, lambda g, out, x, y: (unbroadcast(g * y, x), unbroadcast(g * x, y)), "mul")
+div = primitive(
+    _div, lambda g, out, x, y: (unbroadcast(g / y, x), unbroadcast(-g * out / y, y)), "div"
+)
+neg = primitive(_neg, lambda g, out, x: (-g,), "neg")
+power = primitive(_power, _power_vjp, "power")
 
 
 # --- linear algebra and shapes --------------------------------------------------------------
-def _matmul_vjp(g, z, x, y):
+def _matmul(x: Any, y: Any) -> Any:
+    """x @ y (batched and vector operands as the array API). vjp: (g yᵀ, xᵀ g).
+
+    >>> import numpy as np
+    >>> matmul(np.eye(2), np.array([1.0, 2.0]))
+    array([1., 2.])
+    """
+    return x @ y
+
+
+def _matmul_vjp(g: Any, out: Any, x: Any, y: Any) -> tuple[Any, Any]:
     # a vector operand is a row (on the left) or a column (on the right), as in the forward
     xp = namespace(g)
     x2 = xp.reshape(x, (1, x.shape[0])) if x.ndim == 1 else x
@@ -77,28 +138,40 @@ def _matmul_vjp(g, z, x, y):
     )
 
 
-matmul = primitive(lambda x, y: x @ y, _matmul_vjp)
-matrix_transpose = primitive(lambda x: x.mT, lambda g, z, x: (g.mT,))
-reshape = primitive(
-    lambda x, shape: namespace(x).reshape(x, shape),
-    lambda g, z, x, shape: (namespace(g).reshape(g, x.shape), None),
-)
+def _matrix_transpose(x: Any) -> Any:
+    """xᵀ over the last two axes (``x.mT``). vjp: gᵀ."""
+    return x.mT
 
 
-def _getitem_vjp(g, z, x, index):
+def _reshape(x: Any, shape: tuple[int, ...]) -> Any:
+    """x with a new shape. vjp: g reshaped back to x's shape."""
+    return namespace(x).reshape(x, shape)
+
+
+def _getitem(x: Any, index: Any) -> Any:
+    """x[index], basic indexing only. vjp: zeros of x's shape with g at ``index``."""
+    return x[index]
+
+
+def _getitem_vjp(g: Any, out: Any, x: Any, index: Any) -> tuple[Any, None]:
     dx = namespace(g).zeros_like(x)
     dx[index] = g  # basic indexing only: each element of x is selected at most once
     return dx, None
 
 
-getitem = primitive(lambda x, index: x[index], _getitem_vjp)
+matmul = primitive(_matmul, _matmul_vjp, "matmul")
+matrix_transpose = primitive(_matrix_transpose, lambda g, out, x: (g.mT,), "matrix_transpose")
+reshape = primitive(
+    _reshape, lambda g, out, x, shape: (namespace(g).reshape(g, x.shape), None), "reshape"
+)
+getitem = primitive(_getitem, _getitem_vjp, "getitem")
 
 
-def _concat(*xs, axis=0):
+def _concat(*xs: Any, axis: int = 0) -> Any:
     return namespace(xs[0]).concat(xs, axis=axis)
 
 
-def _concat_vjp(g, z, *xs, axis=0):
+def _concat_vjp(g: Any, out: Any, *xs: Any, axis: int = 0) -> tuple[Any, ...]:
     index = [slice(None)] * g.ndim  # a full index: the array API allows no implicit trailing axes
     pieces, start = [], 0
     for x in xs:
@@ -108,21 +181,32 @@ def _concat_vjp(g, z, *xs, axis=0):
     return tuple(pieces)
 
 
-_concat_op = primitive(_concat, _concat_vjp)
+_concat_op = primitive(_concat, _concat_vjp, "concat")
 
 
-def concat(xs, axis: int = 0):
-    """Join arrays or Tensors along ``axis`` (the array API's ``concat``)."""
+def concat(xs: Any, axis: int = 0) -> Any:
+    """Join arrays or Tensors along ``axis`` (the array API's ``concat``). vjp: g cut back
+    into the pieces.
+
+    >>> import numpy as np
+    >>> concat([np.zeros(1), np.ones(2)])
+    array([0., 1., 1.])
+    """
     return _concat_op(*xs, axis=axis)
 
 
-def vcat(*xs):
-    """Stack feature blocks (axis 0), as Julia's ``vcat``: a connection for SkipConnection."""
+def vcat(*xs: Any) -> Any:
+    """Stack feature blocks (axis 0), as Julia's ``vcat``: a connection for SkipConnection.
+
+    >>> import numpy as np
+    >>> vcat(np.zeros((1, 2)), np.ones((1, 2))).shape
+    (2, 2)
+    """
     return _concat_op(*xs, axis=0)
 
 
 # --- reductions -----------------------------------------------------------------------------
-def _expand(g, x, axis, keepdims):
+def _expand(g: Any, x: Any, axis: Any, keepdims: bool) -> Any:
     """Give a reduced cotangent back the reduced axes, so it broadcasts against ``x``."""
     if keepdims or axis is None:
         return g
@@ -133,71 +217,142 @@ def _expand(g, x, axis, keepdims):
     return namespace(g).reshape(g, tuple(shape))
 
 
-def _count(x, axis):
+def _count(x: Any, axis: Any) -> int:
     axes = range(x.ndim) if axis is None else (axis,) if isinstance(axis, int) else axis
     return math.prod(x.shape[a] for a in axes)
 
 
-sum = primitive(
-    lambda x, axis=None, keepdims=False: namespace(x).sum(x, axis=axis, keepdims=keepdims),
-    lambda g, z, x, axis=None, keepdims=False: (
-        _expand(g, x, axis, keepdims) * namespace(x).ones_like(x),
-    ),
-)
-mean = primitive(
-    lambda x, axis=None, keepdims=False: namespace(x).mean(x, axis=axis, keepdims=keepdims),
-    lambda g, z, x, axis=None, keepdims=False: (
-        _expand(g, x, axis, keepdims) * namespace(x).ones_like(x) / _count(x, axis),
-    ),
-)
+def _sum(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """Σ x over ``axis`` (all axes by default). vjp: g broadcast back to x's shape.
+
+    Public as ``tv.ops.sum`` (named ``reduce_sum`` here so the builtin stays usable).
+
+    >>> import numpy as np
+    >>> reduce_sum(np.ones((2, 3)), axis=1)
+    array([3., 3.])
+    """
+    return namespace(x).sum(x, axis=axis, keepdims=keepdims)
 
 
-def _logsumexp(x, axis=0):
+def _mean(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """Σ x / n over ``axis`` (all axes by default). vjp: g / n broadcast back to x's shape."""
+    return namespace(x).mean(x, axis=axis, keepdims=keepdims)
+
+
+def _logsumexp(x: Any, axis: int = 0) -> Any:
+    """log Σ exp x over ``axis``, kept as a length-1 axis so it broadcasts against x (stable:
+    the maximum is taken out first). vjp: g ⊙ exp(x - out), the softmax."""
     xp = namespace(x)
     m = xp.max(x, axis=axis, keepdims=True)
     return xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
 
 
-logsumexp = primitive(  # keepdims: the result broadcasts against x
-    _logsumexp, lambda g, z, x, axis=0: (g * namespace(x).exp(x - z),)
+reduce_sum = primitive(
+    _sum,
+    lambda g, out, x, axis=None, keepdims=False: (
+        _expand(g, x, axis, keepdims) * namespace(x).ones_like(x),
+    ),
+    "sum",
+)
+mean = primitive(
+    _mean,
+    lambda g, out, x, axis=None, keepdims=False: (
+        _expand(g, x, axis, keepdims) * namespace(x).ones_like(x) / _count(x, axis),
+    ),
+    "mean",
+)
+logsumexp = primitive(
+    _logsumexp, lambda g, out, x, axis=0: (g * namespace(x).exp(x - out),), "logsumexp"
 )
 
+
 # --- elementwise functions ------------------------------------------------------------------
-exp = primitive(lambda x: namespace(x).exp(x), lambda g, z, x: (g * z,))
-log = primitive(lambda x: namespace(x).log(x), lambda g, z, x: (g / x,))
-sqrt = primitive(lambda x: namespace(x).sqrt(x), lambda g, z, x: (g / (2 * z),))
-abs = primitive(lambda x: namespace(x).abs(x), lambda g, z, x: (g * namespace(x).sign(x),))
+def _exp(x: Any) -> Any:
+    """exp x. vjp: g ⊙ out."""
+    return namespace(x).exp(x)
 
 
-def _maximum_vjp(g, z, x, y):
+def _log(x: Any) -> Any:
+    """log x. vjp: g / x."""
+    return namespace(x).log(x)
+
+
+def _sqrt(x: Any) -> Any:
+    """√x. vjp: g / (2 out)."""
+    return namespace(x).sqrt(x)
+
+
+def _abs(x: Any) -> Any:
+    """|x|. vjp: g ⊙ sign x. Public as ``tv.ops.abs`` (named ``absolute`` here).
+
+    >>> import numpy as np
+    >>> absolute(np.array([-1.5, 2.0]))
+    array([1.5, 2. ])
+    """
+    return namespace(x).abs(x)
+
+
+def _maximum(x: Any, y: Any) -> Any:
+    """max(x, y) elementwise, broadcasting. vjp: g to the larger input (ties go to x)."""
+    return _xp(x, y).maximum(x, y)
+
+
+def _maximum_vjp(g: Any, out: Any, x: Any, y: Any) -> tuple[Any, Any]:
     xp = _xp(x, y)
     x_wins = xp.astype(data(x) >= y, g.dtype)  # ties go to x
     return unbroadcast(g * x_wins, x), unbroadcast(g * (1 - x_wins), y)
 
 
-maximum = primitive(lambda x, y: _xp(x, y).maximum(x, y), _maximum_vjp)
+exp = primitive(_exp, lambda g, out, x: (g * out,), "exp")
+log = primitive(_log, lambda g, out, x: (g / x,), "log")
+sqrt = primitive(_sqrt, lambda g, out, x: (g / (2 * out),), "sqrt")
+absolute = primitive(_abs, lambda g, out, x: (g * namespace(x).sign(x),), "abs")
+maximum = primitive(_maximum, _maximum_vjp, "maximum")
 
 
-def square(x):
+def square(x: Any) -> Any:
+    """x ⊙ x (the op ``mul``, so its vjp is 2 g ⊙ x).
+
+    >>> import numpy as np
+    >>> square(np.array([3.0]))
+    array([9.])
+    """
     return mul(x, x)
 
 
-# --- Tensor operators -----------------------------------------------------------------------
-# (an op is a plain function, so it binds as a method with the Tensor as first argument)
-Tensor.__add__, Tensor.__radd__ = add, lambda a, b: add(b, a)
-Tensor.__sub__, Tensor.__rsub__ = sub, lambda a, b: sub(b, a)
-Tensor.__mul__, Tensor.__rmul__ = mul, lambda a, b: mul(b, a)
-Tensor.__truediv__, Tensor.__rtruediv__ = div, lambda a, b: div(b, a)
-Tensor.__pow__, Tensor.__rpow__ = power, lambda a, b: power(b, a)
-Tensor.__matmul__, Tensor.__rmatmul__ = matmul, lambda a, b: matmul(b, a)
-Tensor.__neg__ = neg
-Tensor.__getitem__ = getitem
-Tensor.mT = property(lambda a: matrix_transpose(a))
-Tensor.T = property(lambda a: matrix_transpose(a) if a.ndim == 2 else _no_T(a))
-Tensor.sum = lambda a, axis=None, keepdims=False: sum(a, axis=axis, keepdims=keepdims)
-Tensor.mean = lambda a, axis=None, keepdims=False: mean(a, axis=axis, keepdims=keepdims)
-Tensor.reshape = lambda a, *shape: reshape(a, shape[0] if len(shape) == 1 else shape)
+# The public names ``sum`` and ``abs`` would shadow Python's builtins inside this module (and
+# ruff's A rules forbid it): they are looked up here on demand instead, so ``ops.sum`` works.
+_PUBLIC_ALIASES = {"sum": "reduce_sum", "abs": "absolute"}
 
 
-def _no_T(a):
-    raise ValueError(f".T is for matrices; use .mT or reshape for shape {a.shape}")
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC_ALIASES:
+        return globals()[_PUBLIC_ALIASES[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "Tensor",
+    "absolute",
+    "add",
+    "concat",
+    "div",
+    "exp",
+    "getitem",
+    "log",
+    "logsumexp",
+    "matmul",
+    "matrix_transpose",
+    "maximum",
+    "mean",
+    "mul",
+    "neg",
+    "power",
+    "reduce_sum",
+    "reshape",
+    "sqrt",
+    "square",
+    "sub",
+    "unbroadcast",
+    "vcat",
+]

@@ -4,40 +4,66 @@ output. The derivative rules themselves live in `ops.py`, one line each.
 
 A Tensor is made only when gradients are wanted: a function of plain arrays returns plain
 arrays, so inference never builds a graph.
+
+Whether ops record is per context (a `contextvars.ContextVar`), not a module global: a thread
+inside ``with tv.no_grad()`` does not switch recording off for another thread.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..backend import namespace
 
-_grad_enabled = True
+# Each thread (and each asyncio task) sees its own value: True until a `no_grad` block.
+_recording: contextvars.ContextVar[bool] = contextvars.ContextVar("tinyvec_grad", default=True)
 
 
 @contextlib.contextmanager
 def no_grad() -> Iterator[None]:
-    """Inside this block ops on Tensors record nothing (they return constant Tensors)."""
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, False
+    """Inside this block ops on Tensors record nothing (they return constant Tensors). It acts
+    on the current thread only.
+
+    >>> import numpy as np, tinyvec as tv
+    >>> x = tv.Tensor(np.ones(2))
+    >>> with tv.no_grad():
+    ...     y = x * 2.0
+    >>> y.vjp is None, grad_enabled()
+    (True, True)
+    """
+    token = _recording.set(False)
     try:
         yield
     finally:
-        _grad_enabled = previous
+        _recording.reset(token)
 
 
 def grad_enabled() -> bool:
-    return _grad_enabled
+    """Whether ops on Tensors record their vjp here (False inside `no_grad`)."""
+    return _recording.get()
 
 
 class Tensor:
-    """A node of the graph: ``data`` (an array), ``parents`` (the op's inputs) and ``vjp``,
-    which maps the cotangent of ``data`` to one cotangent per parent (None: no gradient).
-    After `backward`, ``grad`` holds ∂L/∂data."""
+    """A node of the graph: ``data`` (an array), ``parents`` (the op's inputs), ``vjp``, which
+    maps the cotangent of ``data`` to one cotangent per parent (None: no gradient), and ``op``,
+    the name of the op that made it. After `backward`, ``grad`` holds ∂L/∂data.
 
-    __slots__ = ("data", "grad", "parents", "vjp")
+    The operators below are the ops of `tinyvec.engine.ops` (``x + y`` is ``ops.add(x, y)``).
+
+    >>> import numpy as np, tinyvec as tv
+    >>> x = tv.Tensor(np.array([1.0, 2.0]))
+    >>> y = (x * x).sum()
+    >>> y.op, y.parents[0].op
+    ('sum', 'mul')
+    >>> y.backward(); x.grad
+    array([2., 4.])
+    """
+
+    __slots__ = ("data", "grad", "op", "parents", "vjp")
     __array_ufunc__ = None  # `ndarray * Tensor` must defer to Tensor.__rmul__
 
     def __init__(
@@ -45,25 +71,101 @@ class Tensor:
         data: Any,
         parents: tuple[Any, ...] = (),
         vjp: Callable[[Any], tuple[Any, ...]] | None = None,
+        op: str = "",
     ) -> None:
         self.data = data
-        self.grad = None
+        self.grad: Any = None
         self.parents = parents
         self.vjp = vjp
+        self.op = op
 
-    shape = property(lambda self: self.data.shape)
-    ndim = property(lambda self: self.data.ndim)
-    dtype = property(lambda self: self.data.dtype)
-    size = property(lambda self: self.data.size)
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return int(self.data.ndim)
+
+    @property
+    def dtype(self) -> Any:
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
 
     def __repr__(self) -> str:
-        return f"Tensor({self.data!r}{', grad_fn' if self.vjp else ''})"
+        made = f", op={self.op!r}, grad_fn" if self.vjp else ""
+        return f"Tensor({self.data!r}{made})"
 
     def __len__(self) -> int:
-        return self.data.shape[0]
+        return int(self.data.shape[0])
 
     def __float__(self) -> float:
         return float(self.data)
+
+    # --- operators: each is an op of the derivative table -----------------------------------
+    def __add__(self, other: Any) -> Tensor:
+        return ops.add(self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return ops.add(other, self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return ops.sub(self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return ops.sub(other, self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return ops.mul(self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return ops.mul(other, self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return ops.div(self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return ops.div(other, self)
+
+    def __pow__(self, other: Any) -> Tensor:
+        return ops.power(self, other)
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return ops.power(other, self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return ops.matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return ops.matmul(other, self)
+
+    def __neg__(self) -> Tensor:
+        return ops.neg(self)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return ops.getitem(self, index)
+
+    @property
+    def mT(self) -> Tensor:  # the array API's name
+        return ops.matrix_transpose(self)
+
+    @property
+    def T(self) -> Tensor:  # the array API's name
+        if self.ndim != 2:
+            raise ValueError(f".T is for matrices; use .mT or reshape for shape {self.shape}")
+        return ops.matrix_transpose(self)
+
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return ops.reduce_sum(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return ops.mean(self, axis=axis, keepdims=keepdims)
+
+    def reshape(self, *shape: Any) -> Tensor:
+        return ops.reshape(self, shape[0] if len(shape) == 1 else shape)
 
     def backward(self, grad: Any = None) -> None:
         """Accumulate ∂self/∂t into ``t.grad`` for every Tensor t this one depends on."""
@@ -73,7 +175,7 @@ class Tensor:
             grad = namespace(self.data).ones_like(self.data)
         self.grad = grad
         for node in reversed(toposort(self)):
-            if node.grad is None:
+            if node.grad is None or node.vjp is None:
                 continue
             for parent, g in zip(node.parents, node.vjp(node.grad), strict=True):
                 if g is not None and type(parent) is Tensor:
@@ -105,13 +207,24 @@ def toposort(root: Tensor) -> list[Tensor]:
 
 def data(x: Any) -> Any:
     """The array inside ``x`` (``x`` itself when it is not a Tensor)."""
-    return x.data if isinstance(x, Tensor) else x
+    return x.data if type(x) is Tensor else x
 
 
-def primitive(forward: Callable[..., Any], vjp: Callable[..., tuple[Any, ...]]):
+def primitive(
+    forward: Callable[..., Any], vjp: Callable[..., tuple[Any, ...]], name: str | None = None
+) -> Callable[..., Any]:
     """Make a differentiable op from ``forward(*arrays, **kw)`` and its vector-Jacobian
     product ``vjp(g, out, *arrays, **kw)``, which returns one cotangent per positional
-    argument. Plain arrays in, plain array out; any Tensor in, Tensor out."""
+    argument. Plain arrays in, plain array out; any Tensor in, Tensor out. The op shows
+    ``forward``'s signature and docstring in ``help``, and its ``name`` on the nodes it makes.
+
+    >>> import numpy as np
+    >>> cube = primitive(lambda x: x**3, lambda g, out, x: (3 * g * x * x,), name="cube")
+    >>> y = cube(Tensor(np.array([2.0])))
+    >>> y.op, y.data
+    ('cube', array([8.]))
+    """
+    op_name: str = name or str(getattr(forward, "__name__", "op"))
 
     def op(*args: Any, **kw: Any) -> Any:
         arrays, tracked = [], False
@@ -124,10 +237,21 @@ def primitive(forward: Callable[..., Any], vjp: Callable[..., tuple[Any, ...]]):
         out = forward(*arrays, **kw)
         if not tracked:
             return out
-        if not _grad_enabled:
-            return Tensor(out)
-        return Tensor(out, args, lambda g: vjp(g, out, *arrays, **kw))
+        if not _recording.get():
+            return Tensor(out, op=op_name)
+        return Tensor(out, args, lambda g: vjp(g, out, *arrays, **kw), op_name)
 
-    op.__name__ = getattr(forward, "__name__", "op")
+    op.__name__ = op.__qualname__ = op_name
     op.__doc__ = forward.__doc__
+    try:
+        op.__signature__ = inspect.signature(forward)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):  # a builtin without a signature: keep (*args, **kw)
+        pass
+    op.__wrapped_forward__ = forward  # type: ignore[attr-defined]
     return op
+
+
+# At the bottom: `ops` builds on `Tensor` and `primitive` above, and the operators of
+# `Tensor` call into `ops` only when they run.
+
+from . import ops  # noqa: E402

@@ -1,9 +1,16 @@
 """``tinyvec bench``: the time of one training step (forward, loss, backward, update) for
-tinyvec and for the same step written by hand in NumPy (and PyTorch eager, JAX jit when
-installed), measured in one process on one BLAS thread.
+tinyvec (the default step and `tv.compile`) and for the same step written by hand in NumPy
+(and PyTorch eager, JAX jit when installed), measured in one process on one core.
+
+One core: the command re-runs itself with one BLAS thread (OPENBLAS/OMP/MKL_NUM_THREADS=1),
+XLA's CPU matrix kernels single-threaded (``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false``;
+``intra_op_parallelism_threads`` is not an XLA flag) and, where the OS allows, the whole
+process pinned to one CPU (``os.sched_setaffinity``), which holds every library's threads —
+NumPy's, PyTorch's (also ``torch.set_num_threads(1)``) and XLA's — to that one core.
 
 Blocks of steps of each implementation are interleaved, so a slow moment of the machine
-hits all of them; the table shows the median block in µs/step and its ratio to NumPy.
+hits all of them; the table shows the median block in µs/step and its ratio to NumPy. The
+peak memory (RSS) of each implementation on network (b) is measured in a fresh process each.
 
 Networks (loss: mse, plain gradient descent):
   (a) the seed network: Chain(Dense(20,40,atan), SkipConnection(Dense(40,40,atan),+)×3,
@@ -16,7 +23,6 @@ Then the step with each δ-rule against the plain tinyvec step, on the seed netw
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import statistics
@@ -25,17 +31,37 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .common import StudyParser, positive_float, positive_int
+
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 LR = 0.01
 
 
-def _one_thread(argv: list[str]) -> None:
-    """Re-run this command with one BLAS thread: the variables only act before NumPy loads."""
-    if all(os.environ.get(v) == "1" for v in THREAD_VARS):
-        return
-    env = {**os.environ, **dict.fromkeys(THREAD_VARS, "1")}
-    env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    os.execve(sys.executable, [sys.executable, "-m", "tinyvec.experiments.bench", *argv], env)
+XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false"
+
+
+def _one_thread(argv: list[str]) -> str:
+    """Re-run this command with one BLAS thread and single-threaded XLA kernels (the variables
+    only act before NumPy and JAX load), then pin the process to one CPU; says which."""
+    if not (all(os.environ.get(v) == "1" for v in THREAD_VARS) and _xla_pinned()):
+        env = {**os.environ, **dict.fromkeys(THREAD_VARS, "1")}
+        env["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {XLA_ONE_THREAD}".strip()
+        os.execve(sys.executable, [sys.executable, "-m", "tinyvec.experiments.bench", *argv], env)
+    return pin_one_cpu()
+
+
+def _xla_pinned() -> bool:
+    return XLA_ONE_THREAD in os.environ.get("XLA_FLAGS", "")
+
+
+def pin_one_cpu() -> str:
+    """Pin this process (all its threads, present and future) to one CPU; says which."""
+    if not hasattr(os, "sched_setaffinity"):
+        return "not pinned (no sched_setaffinity on this OS)"
+    cpus = os.sched_getaffinity(0)
+    cpu = min(cpus)
+    os.sched_setaffinity(0, {cpu})
+    return f"pinned to CPU {cpu} of {len(cpus)}"
 
 
 # --- the networks, as layer specs: (in, out, activation name, skip?) ----------------------
@@ -67,7 +93,7 @@ def make_data(spec, batch: int, dtype: str, seed: int = 0):
 
 
 # --- implementations: each returns a function doing one training step ---------------------
-def tinyvec_step(spec, x, y, dtype: str, delta: Any = None, lr: float = LR) -> Callable[[], Any]:
+def tinyvec_model(spec, dtype: str) -> Any:
     import tinyvec as tv
 
     layers = []
@@ -75,7 +101,14 @@ def tinyvec_step(spec, x, y, dtype: str, delta: Any = None, lr: float = LR) -> C
         d = tv.Dense(i, o, act, rng=k)
         layers.append(tv.SkipConnection(d, tv.add) if skip else d)
     model = tv.Chain(*layers)
-    model = tv.f32(model) if dtype == "float32" else model
+    return tv.f32(model) if dtype == "float32" else model
+
+
+def tinyvec_step(spec, x, y, dtype: str, delta: Any = None, lr: float = LR) -> Callable[[], Any]:
+    """The default step: ``withgradient`` then ``update``."""
+    import tinyvec as tv
+
+    model = tinyvec_model(spec, dtype)
     state = tv.setup(tv.Descent(lr), model, delta=delta)
 
     def step() -> None:
@@ -83,6 +116,22 @@ def tinyvec_step(spec, x, y, dtype: str, delta: Any = None, lr: float = LR) -> C
         tv.update(state, model, grads)
 
     step.weights = lambda: [d.weight for d in tv.dense_layers(model)]  # type: ignore[attr-defined]
+    return step
+
+
+def compiled_step(spec, x, y, dtype: str, delta: Any = None, lr: float = LR) -> Callable[[], Any]:
+    """The same step through `tv.compile` (bit-identical to `tinyvec_step`)."""
+    import tinyvec as tv
+
+    model = tinyvec_model(spec, dtype)
+    state = tv.setup(tv.Descent(lr), model, delta=delta)
+    compiled = tv.compile(lambda m, x, y: tv.mse(m(x), y), model, state)
+
+    def step() -> None:
+        compiled(x, y)
+
+    step.weights = lambda: [d.weight for d in tv.dense_layers(model)]  # type: ignore[attr-defined]
+    step.compiled = compiled  # type: ignore[attr-defined]
     return step
 
 
@@ -194,6 +243,7 @@ def jax_step(spec, x, y, dtype: str) -> Callable[[], Any] | None:
 IMPLEMENTATIONS = {
     "numpy (by hand)": numpy_step,
     "tinyvec": tinyvec_step,
+    "tinyvec compiled": compiled_step,
     "pytorch eager": torch_step,
     "jax jit": jax_step,
 }
@@ -252,8 +302,43 @@ def deltarule_benchmark(
     x, y = make_data(spec, batch, "float64")
     # a small step: thousands of compensated steps on one batch must not diverge into NaNs
     steps = {n: tinyvec_step(spec, x, y, "float64", d, lr=1e-4) for n, d in rules.items()}
+    steps.update(
+        {
+            f"{n}, compiled": compiled_step(spec, x, y, "float64", d, lr=1e-4)
+            for n, d in rules.items()
+        }
+    )
     times = time_steps(steps, rounds, block_s)
     return [(name, t, t / times["plain"]) for name, t in times.items()]
+
+
+def peak_rss(name: str, steps: int = 20) -> float:
+    """Peak resident memory (MB) of a fresh process that imports the libraries, builds network
+    (b) and takes ``steps`` steps of implementation ``name`` (NaN when it is not installed)."""
+    import json
+    import subprocess
+
+    # VmHWM: the high-water mark of this process's own memory (ru_maxrss would carry over the
+    # parent's, which has PyTorch and JAX loaded, through fork and exec on Linux)
+    code = (
+        "import json, resource, sys\n"
+        "from tinyvec.experiments import bench\n"
+        "spec = bench.wide_spec()\n"
+        "x, y = bench.make_data(spec, 256, 'float32')\n"
+        f"step = bench.IMPLEMENTATIONS[{name!r}](spec, x, y, 'float32')\n"
+        "if step is None: print('null'); sys.exit()\n"
+        f"for _ in range({steps}): step()\n"
+        "try:\n"
+        "    status = open('/proc/self/status').read().split('VmHWM:')[1]\n"
+        "    print(json.dumps(int(status.split()[0]) / 1024))\n"
+        "except (OSError, IndexError):\n"
+        "    print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ
+    )
+    value = json.loads(out.stdout.strip().splitlines()[-1])
+    return float("nan") if value is None else float(value)
 
 
 def print_table(title: str, rows: list[tuple[str, float, float]], baseline: str = "NumPy") -> None:
@@ -266,14 +351,19 @@ def print_table(title: str, rows: list[tuple[str, float, float]], baseline: str 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    p = argparse.ArgumentParser(prog="tinyvec bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=15, help="interleaved blocks per implementation")
-    p.add_argument("--block", type=float, default=0.2, help="seconds per block")
+    p = StudyParser(prog="tinyvec bench", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--rounds", type=positive_int, default=15, help="interleaved blocks per implementation"
+    )
+    p.add_argument("--block", type=positive_float, default=0.2, help="seconds per block")
     p.add_argument("--quick", action="store_true", help="3 short rounds (a smoke test)")
     args = p.parse_args(argv)
-    _one_thread(argv)
+    pinned = _one_thread(argv)
     rounds, block = (3, 0.02) if args.quick else (args.rounds, args.block)
-    print("one BLAS thread; median of interleaved blocks; loss mse, Descent")
+    print(
+        f"one core: BLAS threads 1, XLA_FLAGS={XLA_ONE_THREAD}, process {pinned}; "
+        "median of interleaved blocks; loss mse, Descent"
+    )
     print_table(
         "(a) seed network, batch 20, float64",
         benchmark(seed_spec(), 20, "float64", rounds, block),
@@ -289,6 +379,13 @@ def main(argv: list[str] | None = None) -> int:
     ):
         rows = deltarule_benchmark(spec, batch, rounds, block)
         print_table(title, rows, baseline="the plain step")
+    print("\npeak RSS, network (b), a fresh process each (imports included)")
+    print("| implementation | MB | ratio to NumPy |")
+    print("|---|---:|---:|")
+    base = peak_rss("numpy (by hand)", 3 if args.quick else 20)
+    for name in IMPLEMENTATIONS:
+        mb = base if name == "numpy (by hand)" else peak_rss(name, 3 if args.quick else 20)
+        print(f"| {name} | {mb:,.0f} | {mb / base:.2f}× |")
     return 0
 
 

@@ -15,10 +15,12 @@ automatically; outside it holds a plain array. See ``examples/custom_layer.py``.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..backend import namespace
+from ..engine.plan import CACHE, plan_of
 from ..engine.tensor import data
 
 
@@ -89,76 +91,45 @@ def child_layers(layer: Any) -> Iterator[tuple[str, Any]]:
             yield f".{name}", value
 
 
-def walk(model: Any, path: str = "model") -> Iterator[tuple[str, Any]]:
-    """(path, layer) for ``model`` and every layer inside it, in forward (depth) order."""
-    stack = [(path, model)]
-    while stack:
-        path, layer = stack.pop()
-        yield path, layer
-        stack.extend(reversed([(path + s, c) for s, c in child_layers(layer)]))
+def walk(model: Any) -> Iterator[tuple[str, Any]]:
+    """(path, layer) for ``model`` and every layer inside it, in forward (depth) order (a
+    shared layer at each of its places): a view of the model's `Plan`."""
+    yield from plan_of(model).layers()
 
 
 def trainables(model: Any) -> Iterator[tuple[str, Any, str]]:
-    """(path, layer, name) for every parameter array, each shared layer once."""
-    seen: set[int] = set()
-    for path, layer in walk(model):
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        for name in getattr(layer, "params", ()):
-            if getattr(layer, name) is not None:
-                yield f"{path}.{name}", layer, name
+    """(path, layer, name) for every parameter array, each shared layer once: a view of the
+    model's `Plan`. A path also indexes the gradient and optimiser trees:
+    ``grads[path]``.
 
-
-def parameters(model: Any) -> list[tuple[Any, str]]:
-    """(layer, name) for every parameter array, each shared layer once (`trainables` without
-    the paths: this one is on the hot path of every gradient)."""
-    out: list[tuple[Any, str]] = []
-    seen: set[int] = set()
-
-    def visit(layer: Any) -> None:
-        if id(layer) in seen:
-            return
-        seen.add(id(layer))
-        for name in getattr(layer, "params", ()):
-            if getattr(layer, name) is not None:
-                out.append((layer, name))
-        for name in getattr(layer, "children", ()):
-            value = getattr(layer, name)
-            if isinstance(value, tuple | list):
-                for v in value:
-                    visit(v)
-            elif value is not None:
-                visit(value)
-
-    visit(model)
-    return out
+    >>> import tinyvec as tv
+    >>> [path for path, _, _ in tv.trainables(tv.Chain(tv.Dense(2, 1, bias=False)))]
+    ['model.layers[0].weight']
+    """
+    yield from plan_of(model).trainables
 
 
 def fmap(fn: Callable[[Any], Any], model: Any) -> Any:
     """A copy of ``model`` with ``fn`` applied to every parameter array (Functors' ``fmap``);
-    the recorded activations of the copy are cleared."""
+    the recorded activations of the copy are cleared, and a shared layer stays shared."""
+    plan = plan_of(model)
     done: dict[int, Any] = {}
-
-    def rebuild(layer: Any) -> Any:
-        if id(layer) in done:  # a shared layer stays shared
-            return done[id(layer)]
+    for node in reversed(plan.nodes):  # children before their parents
+        layer = node.layer
+        if id(layer) in done:
+            continue
         new = copy.copy(layer)
         done[id(layer)] = new
+        if CACHE in getattr(new, "__dict__", {}):  # the original's plan is not the copy's
+            del new.__dict__[CACHE]
         if hasattr(new, "forget"):
             new.forget()
-        for name in getattr(layer, "params", ()):
-            if getattr(layer, name) is not None:
-                setattr(new, name, fn(data(getattr(layer, name))))
-        for name in getattr(layer, "children", ()):
-            value = getattr(layer, name)
-            if isinstance(value, tuple | list):
-                setattr(new, name, type(value)(rebuild(v) for v in value))
-            elif value is not None:
-                setattr(new, name, rebuild(value))
-        return new
-
-    return rebuild(model)
+        for name in node.present:
+            setattr(new, name, fn(data(getattr(layer, name))))
+        for attr, kids, many in node.slots:
+            subs = [done[id(plan.nodes[k].layer)] for k in kids]
+            setattr(new, attr, type(getattr(layer, attr))(subs) if many else subs[0])
+    return done[id(model)]
 
 
 def nparams(layer: Any) -> tuple[int, int, int]:
@@ -166,9 +137,10 @@ def nparams(layer: Any) -> tuple[int, int, int]:
     arrays = count = nbytes = 0
     for _, owner, name in trainables(layer):
         a = data(getattr(owner, name))
+        n = math.prod(a.shape)  # not a.size: a method on torch tensors
         arrays += 1
-        count += a.size
-        nbytes += a.size * namespace(a).finfo(a.dtype).bits // 8
+        count += n
+        nbytes += n * namespace(a).finfo(a.dtype).bits // 8
     return arrays, count, nbytes
 
 

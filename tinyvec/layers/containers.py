@@ -50,7 +50,7 @@ class Chain(Layer):
         self.layers = tuple(layers)
 
     def __call__(self, x: Any) -> Any:
-        self.input = x  # kept (a reference) so a δ-rule sweep can rerun the forward pass
+        self.input = data(x)  # kept (a reference) so a δ-rule sweep can rerun the forward pass
         for i, layer in enumerate(self.layers):
             try:
                 x = layer(x)
@@ -91,7 +91,7 @@ class SkipConnection(Layer):
         self.layer, self.connection = layer, connection
 
     def __call__(self, x: Any) -> Any:
-        self.input = x
+        self.input = data(x)
         y = self.layer(x)
         try:
             return self.connection(y, x)
@@ -125,7 +125,7 @@ class Parallel(Layer):
         self.connection, self.layers = connection, tuple(layers)
 
     def __call__(self, x: Any) -> Any:
-        self.input = x
+        self.input = data(x)
         if isinstance(x, tuple):
             if len(x) != len(self.layers):
                 raise DimensionMismatch(

@@ -3,7 +3,10 @@ explicitly. That is both the fast path and what makes δ^k free to expose."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..backend import is_array, namespace
@@ -13,11 +16,28 @@ from ..engine.tensor import Tensor, data, grad_enabled
 from .base import DimensionMismatch, Layer
 from .init import glorot_uniform
 
+# Which (input, parameter) dtype pairs were warned about: once per process is enough. The
+# only module-level state here; it changes no result.
 _warned: set[tuple[str, str]] = set()
 
-# Set by a δ-rule sweep (`tinyvec.deltarules`) for the length of its extra forward pass:
-# then every Dense call goes to ``forward_hook(layer, x)`` instead of `Dense.forward`.
-forward_hook: Any = None
+# Set by a δ-rule sweep (`tinyvec.deltarules.sweep`) for the length of its extra forward pass:
+# then every Dense call in this thread goes to ``override(layer, x)`` instead of
+# `Dense.forward`. A context variable, so another thread using a Dense layer meanwhile is not
+# affected.
+_forward_override: contextvars.ContextVar[Callable[[Any, Any], Any] | None] = (
+    contextvars.ContextVar("tinyvec_dense_forward", default=None)
+)
+
+
+@contextlib.contextmanager
+def forward_override(override: Callable[[Any, Any], Any]) -> Iterator[None]:
+    """Inside this block (in this thread) every Dense call ``layer(x)`` is ``override(layer,
+    x)``: how a δ-rule sweep reruns the model's forward pass through its own Dense step."""
+    token = _forward_override.set(override)
+    try:
+        yield
+    finally:
+        _forward_override.reset(token)
 
 
 class Dense(Layer):
@@ -70,7 +90,19 @@ class Dense(Layer):
         if bias is True:
             xp = namespace(self.weight)
             bias = xp.zeros(out_features, dtype=self.weight.dtype)
-        self.bias = bias if is_array(bias) else None
+        elif bias is False or bias is None:
+            bias = None
+        elif not is_array(bias):
+            raise TypeError(
+                f"Dense({in_features} => {out_features}): bias must be True, False or an array "
+                f"of shape ({out_features},), got {bias!r}"
+            )
+        elif tuple(bias.shape) != (out_features,):
+            raise DimensionMismatch(
+                f"Dense({in_features} => {out_features}): bias must have shape "
+                f"({out_features},), got {tuple(bias.shape)} (flatten a column vector)"
+            )
+        self.bias = bias
         self.sigma = activation(sigma)
         self.forget()
 
@@ -82,8 +114,11 @@ class Dense(Layer):
 
     def forget(self) -> None:
         """Clear what the last forward, gradient and update recorded."""
-        self.input = self.preact = self.output = self.delta = None
-        self.delta_used = None  # δ̃^k, when a δ-rule rewrote δ^k for the last update
+        self.input: Any = None  # O^{k-1}
+        self.preact: Any = None  # A^k
+        self.output: Any = None  # O^k
+        self.delta: Any = None  # δ^k
+        self.delta_used: Any = None  # δ̃^k, when a δ-rule rewrote δ^k for the last update
         self.step: dict[str, Any] = {}
 
     # ΔW = -step: `update` stores the step it subtracted; negating it on demand costs no copy
@@ -98,8 +133,9 @@ class Dense(Layer):
         return f"Dense({in_} => {out}{sigma}{bias})"
 
     def __call__(self, x: Any) -> Any:
-        if forward_hook is not None:
-            return forward_hook(self, x)
+        override = _forward_override.get()
+        if override is not None:
+            return override(self, x)
         return self.forward(x)
 
     def forward(self, x: Any) -> Any:
@@ -128,9 +164,10 @@ class Dense(Layer):
         if not (isinstance(x, Tensor) or isinstance(W, Tensor) or isinstance(b, Tensor)):
             return out
         if not grad_enabled():
-            return Tensor(out)
+            return Tensor(out, op="Dense")
 
         def vjp(g: Any) -> tuple[Any, Any, Any]:
+            # δ^k = ∂L/∂O^k ⊙ σ′(A^k)
             delta = g if self.sigma is identity else self.sigma.backprop(g, A, out)
             self.delta, self.delta_used = delta, None  # a δ-rule may set delta_used later
             return (
@@ -139,7 +176,7 @@ class Dense(Layer):
                 namespace(delta).sum(delta, axis=1) if isinstance(b, Tensor) else None,
             )
 
-        return Tensor(out, (x, W, b), vjp)
+        return Tensor(out, (x, W, b), vjp, "Dense")
 
     def _call_reshaped(self, x: Any, O: Any) -> Any:
         """One sample as a vector: run it as a batch of one and return a vector."""

@@ -1,101 +1,64 @@
-"""gradient / withgradient / setup / update / train, as in Flux.
+"""gradient / withgradient / setup / update, as in Flux (`train` is in `loop`).
 
 Gradients and optimiser state are trees that mirror the model: a layer becomes a `Tree` with
 one entry per parameter and per child, a tuple of layers a tuple of trees. So
-``grads.layers[0].weight`` is ∂L/∂W¹ of a Chain.
+``grads.layers[0].weight`` is ∂L/∂W¹ of a Chain, and ``grads["model.layers[0].weight"]`` the
+same entry by its `tv.trainables` path.
+
+Every step is atomic: `update` first computes the whole next step (every new parameter, every
+new optimiser state, what the layers record) without touching anything, checks that it is
+finite, and only then writes it, in one loop that an interrupt cannot leave half done. So an
+exception or a Ctrl-C anywhere leaves the model and the state all at step n or all at n+1.
+Two threads may train two models (or one may run a model while another trains a different
+one); two threads stepping the same model is not supported.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from ..backend import is_array
-from ..engine.tensor import Tensor, data
-from ..layers.base import parameters
+from ..backend import is_array, namespace
+from ..engine.plan import Plan, Tree, plan_of
+from ..engine.tensor import Tensor
 from .rules import Rule
 
-
-class Tree(dict):
-    """A dict whose entries can also be read as attributes: ``tree.layers[0].weight``."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-def mirror(model: Any, leaf: Callable[[Any, str], Any]) -> Tree:
-    """A Tree shaped like ``model`` with ``leaf(layer, name)`` for every parameter."""
-
-    def build(layer: Any) -> Tree:
-        tree = Tree()
-        for name in getattr(layer, "params", ()):
-            tree[name] = None if getattr(layer, name) is None else leaf(layer, name)
-        for name in getattr(layer, "children", ()):
-            value = getattr(layer, name)
-            if isinstance(value, tuple | list):
-                tree[name] = tuple(build(v) for v in value)
-            else:
-                tree[name] = None if value is None else build(value)
-        return tree
-
-    return build(model)
+__all__ = [
+    "Leaf",
+    "NonFiniteLoss",
+    "NonFiniteStep",
+    "OptState",
+    "PendingStep",
+    "StepTransform",
+    "Tree",
+    "gradient",
+    "setup",
+    "update",
+    "withgradient",
+]
 
 
-def zip_trees(model: Any, trees: tuple[Any, ...], what: tuple[str, ...]) -> list[tuple[Any, ...]]:
-    """(path, layer, name, entry₁, entry₂, …) for each parameter of ``model`` and its entry in
-    each of ``trees`` (named by ``what`` in errors), each shared layer once. A tree of another
-    shape than the model is refused, naming where it differs."""
-    out: list[tuple[Any, ...]] = []
-    seen: set[int] = set()
-
-    def visit(layer: Any, entries: list[Any], path: str) -> None:
-        for entry, w in zip(entries, what, strict=True):
-            if not isinstance(entry, dict):
-                raise ValueError(f"{w} do not match the model at {path} ({type(layer).__name__})")
-        if id(layer) in seen:
-            return
-        seen.add(id(layer))
-        for name in getattr(layer, "params", ()):
-            if getattr(layer, name) is not None:
-                try:
-                    out.append((f"{path}.{name}", layer, name, *[e[name] for e in entries]))
-                except KeyError:
-                    missing = " / ".join(
-                        w for e, w in zip(entries, what, strict=True) if name not in e
-                    )
-                    raise ValueError(
-                        f"{missing} do not match the model: nothing at {path}.{name}"
-                    ) from None
-        for name in getattr(layer, "children", ()):
-            value = getattr(layer, name)
-            subs = [e.get(name) for e in entries]
-            if isinstance(value, tuple | list):
-                for sub, w in zip(subs, what, strict=True):
-                    if not isinstance(sub, tuple) or len(sub) != len(value):
-                        raise ValueError(
-                            f"{w} do not match the model at {path}.{name}: "
-                            f"{len(value)} layers, {'no' if sub is None else len(sub)} entries"
-                        )
-                for i, v in enumerate(value):
-                    visit(v, [sub[i] for sub in subs], f"{path}.{name}[{i}]")
-            elif value is not None:
-                visit(value, subs, f"{path}.{name}")
-
-    visit(model, list(trees), "model")
-    return out
+def set_all(writes: list[tuple[Any, str, Any]]) -> None:
+    """``setattr(obj, name, value)`` for every write, all or (in effect) nothing: if an interrupt
+    lands between two writes, the ``finally`` finishes the rest before it propagates (each
+    write can be repeated), so no one ever sees half of them."""
+    done = 0
+    try:
+        for obj, name, value in writes:
+            setattr(obj, name, value)
+            done += 1
+    finally:
+        for obj, name, value in writes[done:]:
+            setattr(obj, name, value)
 
 
 # --- gradients ------------------------------------------------------------------------------
 def withgradient(f: Callable[..., Any], *args: Any) -> tuple[Any, Any]:
     """``(f(args...), gradient)``: the value and the gradient of scalar ``f`` with respect to
     each argument, a model (→ Tree mirroring it) or an array (→ array). One argument gives one
-    gradient, several a tuple.
+    gradient, several a tuple. ``f`` must return a scalar Tensor computed from its arguments
+    with tinyvec's ops (``float(...)`` or NumPy on ``.data`` would cut the graph).
 
     >>> import numpy as np, tinyvec as tv
     >>> loss, g = tv.withgradient(lambda x: tv.ops.sum(x * x), np.array([1.0, 2.0]))
@@ -106,37 +69,63 @@ def withgradient(f: Callable[..., Any], *args: Any) -> tuple[Any, Any]:
 
 
 def _withgradient(
-    f: Callable[..., Any], args: tuple[Any, ...], check: Callable[[Any], None] | None = None
+    f: Callable[..., Any],
+    args: tuple[Any, ...],
+    check: Callable[[Any], None] | None = None,
+    plan: Plan | None = None,
 ) -> tuple[Any, Any]:
-    """`withgradient`, calling ``check(loss)`` between the forward and the backward pass."""
+    """`withgradient`, calling ``check(loss)`` between the forward and the backward pass;
+    ``plan``: a plan of the (first) model argument that may still be valid."""
+    # parameter attributes hold Tensors only inside this call; `tracked` is filled before each
+    # swap, so the `finally` restores every swapped one whatever interrupts us
     tracked: list[tuple[Any, str, Any]] = []
     inputs = [Tensor(arg) if is_array(arg) else arg for arg in args]
+    plans: list[Plan | None] = []
     try:
         for arg in inputs:
-            if not isinstance(arg, Tensor):
-                for layer, name in parameters(arg):
-                    value = getattr(layer, name)
-                    setattr(layer, name, Tensor(value))
-                    tracked.append((layer, name, value))
+            if type(arg) is Tensor:
+                plans.append(None)
+                continue
+            plan = plan_of(arg, plan)
+            plans.append(plan)
+            for _, layer, name in plan.trainables:
+                value = getattr(layer, name)
+                tracked.append((layer, name, value))
+                setattr(layer, name, Tensor(value))
+            plan = None  # a second model gets its own
         loss = f(*inputs)
+        if type(loss) is not Tensor:
+            raise TypeError(
+                f"the loss must be a Tensor computed from the model with tinyvec's ops, got "
+                f"{type(loss).__name__}: do not call float(), .item() or NumPy on .data inside "
+                "the loss (that cuts the graph, and every gradient would be None)"
+            )
+        if loss.ndim != 0:
+            raise ValueError(f"gradient needs a scalar loss, got shape {tuple(loss.shape)}")
         if check is not None:
-            check(data(loss))
-        if isinstance(loss, Tensor):
-            if loss.ndim != 0:
-                raise ValueError(f"gradient needs a scalar loss, got shape {tuple(loss.shape)}")
-            loss.backward()
+            check(loss.data)
+        loss.backward()
         grads = [
-            x.grad if isinstance(x, Tensor) else mirror(x, lambda m, n: getattr(m, n).grad)
-            for x in inputs
+            x.grad if p is None else p.mirror(_grad_of) for x, p in zip(inputs, plans, strict=True)
         ]
     finally:
-        for layer, name, value in tracked:  # parameters are plain arrays again, even on error
-            setattr(layer, name, value)
-    return data(loss), grads[0] if len(grads) == 1 else tuple(grads)
+        set_all(tracked)  # parameters are plain arrays again, even on error
+    return loss.data, grads[0] if len(grads) == 1 else tuple(grads)
+
+
+def _grad_of(layer: Any, name: str) -> Any:
+    return getattr(layer, name).grad
 
 
 def gradient(f: Callable[..., Any], *args: Any) -> Any:
-    """The gradient of scalar ``f`` with respect to each argument (see `withgradient`)."""
+    """The gradient of scalar ``f`` with respect to each argument (see `withgradient`).
+
+    >>> import numpy as np, tinyvec as tv
+    >>> model = tv.Dense(1, 1, bias=False, init=lambda shape, rng: np.full(shape, 3.0))
+    >>> grads = tv.gradient(lambda m: tv.ops.sum(m(np.ones((1, 1)))), model)
+    >>> grads["model.weight"]
+    array([[1.]])
+    """
     return withgradient(f, *args)[1]
 
 
@@ -153,12 +142,33 @@ class Leaf:
         return f"Leaf({self.rule!r})"
 
 
-class OptState:
-    """What `setup` returns: a Tree of Leafs mirroring the model (``tree``), the rule, and
-    the δ-rules (``delta``, a tuple, empty for plain backprop)."""
+class StepTransform:
+    """Something that changes the step between the gradient and the commit, owned by the
+    optimiser state: the δ-rules (`tinyvec.deltarules`) are the ones tinyvec has.
 
-    def __init__(self, rule: Rule, tree: Tree, delta: tuple[Any, ...] = ()) -> None:
+    ``setup(rule, model, delta=[t₁, t₂, …])`` calls ``t₁.bind((t₁, t₂, …), rule)`` once; the
+    object it returns has ``propose(step: PendingStep, plan: Plan, model)``, which fills the
+    pending step (``step.propose(...)`` for every entry of ``step.entries`` with a gradient,
+    with gradients of its choice) without changing the model."""
+
+    def bind(self, transforms: tuple[Any, ...], rule: Rule) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+
+class OptState:
+    """What `setup` returns: a Tree of Leafs mirroring the model (``tree``), the rule, the
+    δ-rules (``delta``, a tuple, empty for plain backprop) and the model's `Plan`."""
+
+    def __init__(
+        self,
+        rule: Rule,
+        tree: Tree,
+        delta: tuple[Any, ...] = (),
+        transform: Any = None,
+        plan: Plan | None = None,
+    ) -> None:
         self.rule, self.tree, self.delta = rule, tree, delta
+        self.transform, self.plan = transform, plan
 
     def __repr__(self) -> str:
         delta = f", delta={list(self.delta)!r}" if self.delta else ""
@@ -169,102 +179,130 @@ def setup(rule: Rule, model: Any, delta: Any = None) -> OptState:
     """Optimiser state for every parameter of ``model`` (Optimisers.jl's ``setup``).
 
     ``delta``: a δ-rule or a list of them (`tinyvec.deltarules`), which `update` lets rewrite
-    each Dense layer's δ^k before that layer is updated."""
+    each Dense layer's δ^k before that layer is updated.
+
+    >>> import tinyvec as tv
+    >>> tv.setup(tv.Momentum(0.1), tv.Dense(2, 1)).tree["model.weight"]
+    Leaf(Momentum(0.1, 0.9))
+    """
     if not isinstance(rule, Rule):
         raise TypeError(f"setup takes an optimisation rule such as tv.Descent(0.1), got {rule!r}")
     rules: tuple[Any, ...] = ()
+    transform = None
     if delta is not None:
-        from ..deltarules import check_rules
+        rules = tuple(delta) if isinstance(delta, list | tuple) else (delta,)
+        for r in rules:
+            if not isinstance(r, StepTransform):
+                raise TypeError(
+                    f"delta= takes δ-rules such as tv.Compensation(0.2) or "
+                    f"tv.Orthogonalization(), or a list of them; got {r!r}"
+                )
+        if rules:
+            transform = rules[0].bind(rules, rule)
+            rules = transform.rules
+    plan = plan_of(model)
+    tree = plan.mirror(lambda layer, name: Leaf(rule, rule.init(getattr(layer, name))))
+    return OptState(rule, tree, rules, transform, plan)
 
-        rules = check_rules(delta, rule)
-    tree = mirror(model, lambda layer, name: Leaf(rule, rule.init(getattr(layer, name))))
-    return OptState(rule, tree, rules)
+
+class NonFiniteLoss(FloatingPointError):
+    """The loss was NaN or ±inf; training stopped before updating anything."""
+
+
+class NonFiniteStep(NonFiniteLoss):
+    """The step would make a parameter NaN or ±inf (a non-finite gradient: ±inf input, a sqrt
+    at 0, an overflow); `update` refused it before changing anything."""
+
+
+class PendingStep:
+    """The next step of every parameter, computed but not yet written.
+
+    ``entries``: (path, layer, name, gradient, Leaf) for every parameter, from the plan.
+    `propose` computes one parameter's new value and state; `commit` checks that every new
+    value is finite and writes them all (with each layer's ``step`` record and what a
+    transform recorded, such as Dense's ``delta_used``)."""
+
+    __slots__ = ("entries", "new", "steps", "writes")
+
+    def __init__(self, entries: list[tuple[Any, ...]]) -> None:
+        self.entries = entries
+        self.new: list[tuple[str, Any]] = []  # (path, new value): what `commit` checks
+        self.writes: list[tuple[Any, str, Any]] = []  # (object, attribute, value)
+        self.steps: dict[int, dict[str, Any]] = {}  # id(layer) → its new ``step`` record
+
+    def propose(self, path: str, layer: Any, name: str, leaf: Leaf, g: Any) -> Any:
+        """x_new = x - step, (state, step) = rule.apply(state, x, g), in x's dtype. Returns
+        x_new; nothing is written yet."""
+        x = getattr(layer, name)
+        dtype = x.dtype
+        if g.dtype != dtype:  # parameters keep their dtype (f64 targets, an f32 model)
+            g = namespace(g).astype(g, dtype)
+        state, step = leaf.rule.apply(leaf.state, x, g)
+        new = x - step
+        if new.dtype != dtype:
+            step = namespace(step).astype(step, dtype)
+            new = x - step
+        self.new.append((path, new))
+        steps = self.steps.get(id(layer))
+        if steps is None:
+            steps = self.steps[id(layer)] = dict(getattr(layer, "step", None) or {})
+            self.writes.append((layer, "step", steps))
+        steps[name] = step
+        self.writes += ((layer, name, new), (leaf, "state", state))
+        return new
+
+    def record(self, obj: Any, name: str, value: Any) -> None:
+        """Set ``obj.name = value`` with the commit (e.g. a Dense layer's ``delta_used``)."""
+        self.writes.append((obj, name, value))
+
+    def commit(self) -> None:
+        """Refuse a non-finite step (naming the first parameter), then write everything."""
+        for path, new in self.new:
+            if not _finite(new):
+                raise NonFiniteStep(
+                    f"the update would make {path} NaN or ±inf (a non-finite gradient or step): "
+                    "refused; the model and the optimiser state are unchanged"
+                )
+        set_all(self.writes)
+
+
+def _finite(a: Any) -> bool:
+    # one reduction: NaN and ±inf propagate into the sum; only a finite array that overflows
+    # when summed needs the elementwise check
+    total = a.sum() if hasattr(a, "sum") else namespace(a).sum(a)  # the method: less dispatch
+    if math.isfinite(float(total)):
+        return True
+    xp = namespace(a)
+    return bool(xp.all(xp.isfinite(a)))
 
 
 def update(state: OptState, model: Any, grads: Tree) -> None:
     """Apply one step of the optimiser to ``model`` in place: x ← x - step for every
     parameter with a gradient. Each layer keeps what it subtracted in ``layer.step[name]``
-    (Dense shows it as ``dW = -step``, ``db``)."""
-    pairs = zip_trees(model, (grads, state.tree), ("gradients", "optimiser state"))
-    for path, layer, name, g, _ in pairs:  # check everything before changing anything
+    (Dense shows it as ``dW = -step``, ``db``). Atomic: the whole step is computed and checked
+    (`NonFiniteStep`) before anything is written."""
+    if not isinstance(state, OptState):
+        raise TypeError(
+            f"update takes the optimiser state, got {type(state).__name__}: call "
+            "tv.setup(rule, model) first and pass what it returns: "
+            "state = tv.setup(tv.Descent(0.01), model); tv.update(state, model, grads)"
+        )
+    plan = state.plan = plan_of(model, state.plan)
+    entries = plan.zip((grads, state.tree), ("gradients", "optimiser state"))
+    for path, layer, name, g, leaf in entries:  # check everything before computing anything
         if g is not None and (not is_array(g) or g.shape != getattr(layer, name).shape):
             shape = tuple(g.shape) if is_array(g) else type(g).__name__
             raise ValueError(
                 f"gradients do not match the model: {path} has shape "
                 f"{tuple(getattr(layer, name).shape)}, gradient {shape}"
             )
-    if state.delta:
-        from ..deltarules import update_with_delta_rules
-
-        update_with_delta_rules(state, model, pairs)
-        return
-    for _, layer, name, g, leaf in pairs:
-        if g is not None:
-            apply_step(leaf, layer, name, g)
-
-
-def apply_step(leaf: Leaf, layer: Any, name: str, g: Any) -> None:
-    """One parameter: ask the rule for the step, subtract it, and remember it on the layer."""
-    x = getattr(layer, name)
-    leaf.state, step = leaf.rule.apply(leaf.state, x, g)
-    setattr(layer, name, x - step)
-    if not hasattr(layer, "step"):
-        layer.step = {}
-    layer.step[name] = step
-
-
-# --- the training loop ----------------------------------------------------------------------
-class NonFiniteLoss(FloatingPointError):
-    """The loss was NaN or ±inf; training stopped before updating anything."""
-
-
-def train(
-    loss: Callable[..., Any],
-    model: Any,
-    data: Iterable[Any],
-    state: OptState,
-    *,
-    epochs: int = 1,
-    progress: bool = True,
-    recorder: Any = None,
-    callbacks: Iterable[Callable[..., Any]] = (),
-) -> list[float]:
-    """Flux's ``train!``: for each batch ``d`` in ``data`` (``epochs`` times), take the
-    gradient of ``loss(model, *d)`` (``d`` a tuple such as ``(x, y)``, or one array) and
-    `update`. A NaN or infinite loss raises `NonFiniteLoss` before the update, leaving model
-    and state as they were. ``recorder.record(model, step, loss)`` and each
-    ``callback(step, model, loss)`` run after every update; a callback returning True stops
-    training. Returns the loss of every step.
-    """
-    batches = data if isinstance(data, list | tuple) else list(data)
-    history: list[float] = []
-    epoch = step = 0
-
-    def check(value: Any) -> None:  # between forward and backward: nothing has changed yet
-        if not math.isfinite(float(value)):
-            raise NonFiniteLoss(
-                f"loss is {float(value)} at epoch {epoch}, step {step}: stopped before the "
-                "update; the model and the optimiser state are unchanged"
-            )
-
-    bar = tqdm(total=epochs * len(batches), disable=not progress, desc="train", leave=False)
-    try:
-        for epoch in range(epochs):  # noqa: B007 - `check` reads it
-            for batch in batches:
-                args = batch if isinstance(batch, tuple) else (batch,)
-                value, grads = _withgradient(lambda m: loss(m, *args), (model,), check)
-                update(state, model, grads)
-                history.append(float(value))
-                step += 1
-                if recorder is not None:
-                    recorder.record(model, step, history[-1])
-                stop = [cb(step, model, history[-1]) for cb in callbacks]
-                bar.update()
-                bar.set_postfix(loss=f"{history[-1]:.4g}", refresh=False)
-                if any(s is True for s in stop):
-                    return history
-    finally:
-        bar.close()
-        if recorder is not None and hasattr(recorder, "close"):
-            recorder.close()
-    return history
+        if not isinstance(leaf, Leaf):
+            raise ValueError(f"optimiser state does not match the model at {path}")
+    step = PendingStep(entries)
+    if state.transform is not None:
+        state.transform.propose(step, plan, model)
+    else:
+        for path, layer, name, g, leaf in entries:
+            if g is not None:
+                step.propose(path, layer, name, leaf, g)
+    step.commit()

@@ -1,0 +1,110 @@
+"""Bad input to gradient / update / train: one clear error, and nothing changes."""
+
+import numpy as np
+import pytest
+
+import tinyvec as tv
+
+
+def model():
+    return tv.Chain(tv.Dense(2, 3, tv.tanh, rng=0), tv.Dense(3, 1, rng=1))
+
+
+X, Y = np.ones((2, 4)), np.zeros((1, 4))
+
+
+def test_update_without_setup_says_to_call_setup():
+    m = model()
+    grads = tv.gradient(lambda m: tv.mse(m(X), Y), m)
+    with pytest.raises(TypeError, match=r"call tv\.setup\(rule, model\) first"):
+        tv.update(tv.Descent(0.01), m, grads)
+    with pytest.raises(TypeError, match=r"tv\.setup\(rule, model\) first"):
+        tv.train(lambda m: tv.mse(m(X), Y), m, [()], tv.Descent(0.01), progress=False)
+
+
+@pytest.mark.parametrize("rule", [tv.Descent(0.1), tv.Momentum(0.1), tv.Adam(0.1)], ids=repr)
+def test_parameters_keep_their_dtype(rule):
+    m = tv.f32(model())
+    state = tv.setup(rule, m)
+    x, y = np.ones((2, 4), np.float32), np.full((1, 4), 0.5)  # float64 targets
+    tv.train(lambda m: tv.mse(m(x), y), m, [()] * 3, state, progress=False)
+    for path, layer, name in tv.trainables(m):
+        assert getattr(layer, name).dtype == np.float32, path
+        assert layer.step[name].dtype == np.float32, path
+    assert all(
+        leaf.state is None or getattr(leaf.state, "dtype", np.float32) == np.float32
+        for leaf in (state.tree[p] for p, _, _ in tv.trainables(m))
+    )
+
+
+@pytest.mark.parametrize("result", [1.5, np.float64(1.5), np.array(1.5)], ids=repr)
+def test_a_loss_that_is_not_a_tensor_is_refused(result):
+    with pytest.raises(TypeError, match=r"loss must be a Tensor.*got (float|float64|ndarray)"):
+        tv.gradient(lambda m: result, model())
+    with pytest.raises(TypeError, match=r"float\(\)"):
+        tv.gradient(lambda m: float(tv.mse(m(X), Y)), model())
+
+
+def test_train_streams_its_data():
+    pulled = []
+
+    def loader():
+        for i in range(5):
+            pulled.append(i)
+            yield X, Y
+
+    seen = []
+    m = model()
+    tv.train(
+        lambda m, x, y: tv.mse(m(x), y),
+        m,
+        loader(),
+        tv.setup(tv.Descent(0.1), m),
+        progress=False,
+        callbacks=[lambda step, m, loss: seen.append(len(pulled))],
+    )
+    assert seen == [1, 2, 3, 4, 5]  # step k came after reading k batches, not all of them
+
+
+def test_steps_bounds_an_endless_generator():
+    def endless():
+        while True:
+            yield X, Y
+
+    m = model()
+    state = tv.setup(tv.Descent(0.1), m)
+    history = tv.train(
+        lambda m, x, y: tv.mse(m(x), y), m, endless(), state, steps=7, progress=False
+    )
+    assert len(history) == 7
+    history = tv.train(
+        lambda m, x, y: tv.mse(m(x), y), m, [(X, Y)] * 2, state, epochs=3, steps=5, progress=False
+    )
+    assert len(history) == 5
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"epochs": 0}, "epochs must be an integer ≥ 1"),
+        ({"epochs": 1.5}, "epochs must be an integer ≥ 1"),
+        ({"steps": 0}, "steps must be an integer ≥ 1"),
+        ({"epochs": 2, "data": iter([(X, Y)])}, "one-shot iterator"),
+    ],
+    ids=["epochs=0", "epochs=1.5", "steps=0", "generator-two-epochs"],
+)
+def test_bad_train_arguments_are_refused_before_any_step(kw, match):
+    m = model()
+    before = [getattr(la, n).copy() for _, la, n in tv.trainables(m)]
+    data = kw.pop("data", [(X, Y)])
+    with pytest.raises(ValueError, match=match):
+        tv.train(
+            lambda m, x, y: tv.mse(m(x), y),
+            m,
+            data,
+            tv.setup(tv.Descent(0.1), m),
+            progress=False,
+            **kw,
+        )
+    after = [getattr(la, n) for _, la, n in tv.trainables(m)]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))

@@ -1,0 +1,266 @@
+"""`tv.compile`: bit for bit what ``withgradient`` + ``update`` do, records included, on random
+Chains / SkipConnections / Parallels with every rule and δ-rule; the fallbacks; re-planning."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tinyvec as tv
+from tinyvec.backend import to_numpy
+from tinyvec.deltarules import Compensation, Orthogonalization
+
+SIGMAS = [tv.identity, tv.tanh, tv.atan, tv.relu, tv.sigmoid, tv.leakyrelu, tv.softplus, tv.gelu]
+RULES = {
+    "Descent": lambda: tv.Descent(0.05),
+    "Momentum": lambda: tv.Momentum(0.05, 0.9),
+    "Nesterov": lambda: tv.Nesterov(0.05, 0.5),
+    "Adam": lambda: tv.Adam(0.01),
+    "AdamW": lambda: tv.AdamW(0.01),
+    "ClipNorm+Descent": lambda: tv.OptimiserChain(tv.ClipNorm(0.5), tv.Descent(0.1)),
+    "WeightDecay+Momentum": lambda: tv.OptimiserChain(tv.WeightDecay(1e-3), tv.Momentum(0.05)),
+}
+DELTAS = {
+    "none": lambda: None,
+    "Compensation": lambda: Compensation(0.3),
+    "Compensation-first-order": lambda: Compensation(0.3, "first_order"),
+    "Orthogonalization": lambda: Orthogonalization(1e-3),
+    "both": lambda: [Compensation(0.3), Orthogonalization(1e-3)],
+}
+LINEAR = {"Descent", "Momentum", "Nesterov", "WeightDecay+Momentum"}  # the δ-rules' optimisers
+
+
+@st.composite
+def architectures(draw, depth=0):
+    """A description of a model as nested tuples; built twice into identical models."""
+    n = draw(st.integers(1, 3))
+    blocks = []
+    for _ in range(n):
+        kind = draw(st.sampled_from(["dense", "skip+", "skipvcat", "par+", "parvcat", "chain"]))
+        if depth >= 2 and kind == "chain":
+            kind = "dense"
+        sigma = draw(st.integers(0, len(SIGMAS) - 1))
+        bias = draw(st.booleans())
+        width = draw(st.integers(1, 4))
+        blocks.append(
+            (kind, sigma, bias, width, draw(architectures(depth + 1)) if kind == "chain" else None)
+        )
+    return blocks
+
+
+def build(blocks, features, rng):
+    layers = []
+    for kind, sigma, bias, width, inner in blocks:
+        s = SIGMAS[sigma]
+        r = int(rng.integers(1 << 30))
+        if kind == "dense":
+            layers.append(tv.Dense(features, width, s, bias=bias, rng=r))
+            features = width
+        elif kind == "skip+":
+            layers.append(
+                tv.SkipConnection(tv.Dense(features, features, s, bias=bias, rng=r), tv.add)
+            )
+        elif kind == "skipvcat":
+            layers.append(
+                tv.SkipConnection(tv.Dense(features, width, s, bias=bias, rng=r), tv.vcat)
+            )
+            features += width
+        elif kind == "par+":
+            layers.append(
+                tv.Parallel(
+                    tv.add,
+                    tv.Dense(features, width, s, bias=bias, rng=r),
+                    tv.Dense(features, width, rng=r + 1),
+                )
+            )
+            features = width
+        elif kind == "parvcat":
+            layers.append(
+                tv.Parallel(
+                    tv.vcat,
+                    tv.Dense(features, width, s, bias=bias, rng=r),
+                    tv.Dense(features, 2, rng=r + 1),
+                )
+            )
+            features = width + 2
+        else:
+            chain, features = build(inner, features, rng)
+            layers.append(chain)
+    return tv.Chain(*layers), features
+
+
+def model_from(blocks, seed):
+    body, features = build(blocks, 3, np.random.default_rng(seed))
+    return tv.Chain(body, tv.Dense(features, 2, rng=seed))
+
+
+def records(model):
+    """Every number a step leaves behind: parameters, step records, Dense records."""
+    out = {}
+    for path, layer, name in tv.trainables(model):
+        out[path] = to_numpy(getattr(layer, name)).tobytes()
+        out[path + " step"] = to_numpy(layer.step[name]).tobytes() if name in layer.step else None
+    for k, d in enumerate(tv.dense_layers(model)):
+        for what in ("input", "preact", "output", "delta", "delta_used"):
+            value = getattr(d, what)
+            out[f"{k} {what}"] = None if value is None else to_numpy(value).tobytes()
+    return out
+
+
+def state_bytes(state, model):
+    out = []
+    for path, _, _ in tv.trainables(model):
+        leaf = state.tree[path]
+        stack = [leaf.state]
+        while stack:
+            s = stack.pop()
+            if isinstance(s, tuple):
+                stack.extend(s)
+            elif s is not None:
+                out.append(np.asarray(to_numpy(s) if hasattr(s, "shape") else s).tobytes())
+    return out
+
+
+def loss(m, x, y):
+    return tv.mse(m(x), y)
+
+
+def run_both(blocks, rule, delta, steps=3, seed=0, batch=5):
+    g = np.random.default_rng(seed)
+    xs = [g.standard_normal((3, batch)) for _ in range(steps)]
+    ys = [np.tanh(x[:2]) for x in xs]
+    a, b = model_from(blocks, seed), model_from(blocks, seed)
+    sa = tv.setup(RULES[rule](), a, delta=DELTAS[delta]())
+    sb = tv.setup(RULES[rule](), b, delta=DELTAS[delta]())
+    step = tv.compile(loss, a, sa)
+    for x, y in zip(xs, ys, strict=True):
+        compiled = step(x, y)
+        default, grads = tv.withgradient(lambda m, x=x, y=y: loss(m, x, y), b)
+        tv.update(sb, b, grads)
+        assert to_numpy(compiled).tobytes() == to_numpy(default).tobytes()
+        assert records(a) == records(b)
+        assert state_bytes(sa, a) == state_bytes(sb, b)
+    return step
+
+
+@given(
+    blocks=architectures(),
+    rule=st.sampled_from(sorted(RULES)),
+    delta=st.sampled_from(sorted(DELTAS)),
+    seed=st.integers(0, 2**16),
+)
+def test_compiled_equals_default_bit_for_bit(blocks, rule, delta, seed):
+    if rule not in LINEAR:
+        delta = "none"  # δ-rules refuse adaptive optimisers (tested in tests/deltarules)
+    run_both(blocks, rule, delta, seed=seed)
+
+
+@pytest.mark.parametrize("delta", sorted(DELTAS))
+@pytest.mark.parametrize("rule", sorted(LINEAR))
+def test_every_rule_and_delta_rule_on_a_residual_network(rule, delta):
+    blocks = [
+        ("dense", 2, True, 4, None),
+        ("skip+", 1, True, 4, None),
+        ("parvcat", 3, False, 2, None),
+    ]
+    step = run_both(blocks, rule, delta)
+    assert step.fallback is None
+
+
+def test_the_source_reads_like_the_formulas():
+    step = run_both([("skip+", 2, True, 3, None)], "Descent", "none", steps=1)
+    source = step.source
+    for formula in (
+        "A^1 = W^1 O^0 + b^1",
+        "O^1 = σ(A^1)",
+        "δ^1 = ∂L/∂O^1 ⊙ σ′(A^1)",
+        "∂L/∂W^1 = δ^1 O^0ᵀ",
+        "∂L/∂b^1 = Σ_batch δ^1",
+        "+",
+    ):
+        assert formula in source
+    compile(source, "<check>", "exec")  # valid Python
+
+
+class Scale(tv.Layer):
+    params = ("a",)
+
+    def __init__(self):
+        self.a = np.array([[1.5]])
+
+    def __call__(self, x):
+        return self.a * x
+
+
+@pytest.mark.parametrize(
+    "make, lossfn, reason",
+    [
+        (lambda: tv.Chain(tv.Dense(3, 2, rng=0), Scale()), loss, "Scale"),
+        (
+            lambda: tv.Chain(tv.Dense(3, 2, rng=0), tv.Dense(2, 2, rng=1)),
+            lambda m, x, y: tv.mse(m(x), y) + tv.ops.sum(m[0].weight * m[0].weight),
+            "reads model",
+        ),
+        (
+            lambda: tv.Chain(tv.Dense(3, 2, rng=0)),
+            lambda m, x, y: tv.mse(m(x), y) + tv.mse(m(x), y),
+            "more than once",
+        ),
+        (lambda: tv.SkipConnection(tv.Dense(3, 3, rng=0), tv.mul), loss, "connections"),
+    ],
+    ids=["custom-layer", "weight-penalty", "two-calls", "mul-connection"],
+)
+def test_what_it_cannot_compile_runs_the_default_step(make, lossfn, reason):
+    x, y = np.ones((3, 4)), np.zeros((make()(np.ones((3, 4))).shape[0], 4))
+    a, b = make(), make()
+    sa, sb = tv.setup(tv.Momentum(0.1), a), tv.setup(tv.Momentum(0.1), b)
+    step = tv.compile(lossfn, a, sa)
+    for _ in range(2):
+        value = step(x, y)
+        expected, grads = tv.withgradient(lambda m: lossfn(m, x, y), b)
+        tv.update(sb, b, grads)
+        assert float(value) == float(expected)
+    assert reason in step.fallback and "default step" in repr(step)
+    assert records(a) == records(b)
+
+
+def test_it_replans_when_the_model_the_input_or_the_state_change():
+    a, b = (tv.Chain(tv.Dense(3, 4, tv.tanh, rng=0), tv.Dense(4, 2, rng=1)) for _ in "ab")
+    sa, sb = tv.setup(tv.Descent(0.1), a), tv.setup(tv.Descent(0.1), b)
+    step = tv.compile(loss, a, sa)
+    x, y = np.ones((3, 5)), np.zeros((2, 5))
+
+    def both(x, y):
+        value = step(x, y)
+        expected, grads = tv.withgradient(lambda m: loss(m, x, y), b)
+        tv.update(sb, b, grads)
+        assert to_numpy(value).tobytes() == to_numpy(expected).tobytes()
+        assert records(a) == records(b) and step.fallback is None
+
+    both(x, y)
+    first = step.source
+    for m in (a, b):  # the structure changes: a layer is added
+        m.layers = (*m.layers, tv.Dense(2, 2, rng=2))
+    sa.tree, sb.tree = tv.setup(tv.Descent(0.1), a).tree, tv.setup(tv.Descent(0.1), b).tree
+    both(x, y)
+    assert step.source != first and "layers[2]" in step.source
+    both(np.ones((3, 7)), np.zeros((2, 7)))  # another batch size: the same program
+    with pytest.raises(tv.DimensionMismatch):  # a wrong input: the default step's error
+        step(np.ones((4, 5)), y)
+
+
+def test_train_with_compile_gives_the_same_history_and_model():
+    g = np.random.default_rng(1)
+    data = [(x, np.sin(x[:2])) for x in (g.standard_normal((3, 6)) for _ in range(5))]
+    results = []
+    for compiled in (False, True):
+        m = model_from([("skip+", 1, True, 3, None)], 4)
+        state = tv.setup(tv.Momentum(0.05), m, delta=Compensation(0.2))
+        history = tv.train(loss, m, data, state, epochs=2, progress=False, compile=compiled)
+        results.append((history, records(m)))
+    assert results[0] == results[1]
+
+
+def test_compile_needs_the_optimiser_state():
+    with pytest.raises(TypeError, match=r"tv\.setup\(rule, model\) first"):
+        tv.compile(loss, tv.Dense(2, 2), tv.Descent(0.1))
