@@ -88,10 +88,6 @@ def test_training_steps_equal_numpys(lib):
         np.testing.assert_allclose(to_numpy(m[1].layer.delta), ref[1].layer.delta, **TOL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="layers/base.py nparams uses a.size, a method on torch tensors (fixed on `plan`)",
-)
 def test_print_model_on_torch():
     pytest.importorskip("torch")
     import array_api_compat.torch as xt
@@ -111,11 +107,6 @@ def test_a_loss_of_two_libraries_is_one_type_error_naming_both(lib):
         tv.mse(np.zeros((1, 2)), xp.zeros((1, 2)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs one line in Dense.forward (layers/dense.py, `plan`'s file): "
-    "backend.same_namespace(O, Wd, what=...) before the dtype conversion",
-)
 def test_a_numpy_model_fed_a_torch_tensor_is_one_type_error_naming_both():
     torch = pytest.importorskip("torch")
     with pytest.raises(TypeError, match="mixes numpy and torch"):

@@ -14,7 +14,7 @@ Map of the package:
 """
 
 from . import analysis, ops
-from .deltarules import Compensation, DeltaRule, Orthogonalization
+from .deltarules import Compensation, DeltaRule, Orthogonalization, OrthogonalizationOverTime
 from .devices import cpu, f32, f64, gpu, to
 from .engine import (
     Activation,
@@ -99,9 +99,11 @@ __all__ = [
     "Momentum",
     "Nesterov",
     "NonFiniteLoss",
+    "NonFiniteStep",
     "OptState",
     "OptimiserChain",
     "Orthogonalization",
+    "OrthogonalizationOverTime",
     "Parallel",
     "Recorder",
     "Rule",
@@ -113,6 +115,7 @@ __all__ = [
     "add",
     "analysis",
     "atan",
+    "compile",
     "concat",
     "cpu",
     "crossentropy",

@@ -227,18 +227,17 @@ def test_a_non_finite_gradient_is_refused_naming_the_parameter():
     assert snapshot(m, state) == before
 
 
-@pytest.mark.skipif(not hasattr(__import__("signal"), "setitimer"), reason="needs POSIX timers")
-def test_a_real_interrupt_at_random_moments_never_tears_the_model():
-    """SIGALRM raising KeyboardInterrupt (what Ctrl-C does) at random moments of `train`, with
-    Adam and with the δ-rules: the model and the state always equal one of the uninterrupted
-    run's steps exactly."""
+@pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_kill"), reason="needs POSIX")
+def test_a_real_ctrl_c_at_random_moments_never_tears_the_model():
+    """A real SIGINT (what Ctrl-C sends), from a timer thread at random moments of `train`, with
+    Adam and with the δ-rules (whose sweep briefly holds new values in the model): the model and
+    the state always equal one of the uninterrupted run's steps exactly."""
     import signal
+    import threading
     import time
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
     data = [(X, Y)] * 30
+    main = threading.main_thread().ident
     for make_state in (
         lambda m: tv.setup(tv.Adam(0.01), m),
         lambda m: tv.setup(tv.Descent(0.05), m, delta=[Compensation(0.2), Orthogonalization()]),
@@ -252,26 +251,29 @@ def test_a_real_interrupt_at_random_moments_never_tears_the_model():
         timed = model()
         t0 = time.perf_counter()
         tv.train(lambda m, x, y: tv.mse(m(x), y), timed, data, make_state(timed), progress=False)
-        duration = time.perf_counter() - t0  # the alarms fall inside a run of this length
+        duration = time.perf_counter() - t0  # the interrupts fall inside a run of this length
         rng = np.random.default_rng(0)
-        previous = signal.signal(signal.SIGALRM, interrupt)
-        try:
-            for _ in range(40):
-                m = model()
-                state = make_state(m)
-                signal.setitimer(signal.ITIMER_REAL, float(rng.uniform(1e-5, duration)))
-                try:
-                    tv.train(lambda m, x, y: tv.mse(m(x), y), m, data, state, progress=False)
-                except KeyboardInterrupt:
-                    pass
-                finally:
-                    signal.setitimer(signal.ITIMER_REAL, 0)
-                now = snapshot(m, state)
-                steps = [k for k, s in enumerate(trajectory) if _same_parameters(s, now)]
-                assert steps, "the model matches no step of the uninterrupted run"
-                assert _same_state(trajectory[steps[-1]], now)
-        finally:
-            signal.signal(signal.SIGALRM, previous)
+        interrupted = 0
+        for _ in range(60):
+            m = model()
+            state = make_state(m)
+            timer = threading.Timer(
+                float(rng.uniform(0, duration)), signal.pthread_kill, (main, signal.SIGINT)
+            )
+            try:
+                timer.start()  # (inside: an early SIGINT can land while the thread starts)
+                tv.train(lambda m, x, y: tv.mse(m(x), y), m, data, state, progress=False)
+                timer.join()  # a late SIGINT must land here, not in the next run
+                time.sleep(0.01)
+            except KeyboardInterrupt:
+                interrupted += 1
+            finally:
+                timer.cancel()
+            now = snapshot(m, state)
+            steps = [k for k, s in enumerate(trajectory) if _same_parameters(s, now)]
+            assert steps, "the model matches no step of the uninterrupted run"
+            assert _same_state(trajectory[steps[-1]], now)
+        assert interrupted > 0
 
 
 def _same_parameters(a, b):

@@ -404,15 +404,16 @@ class CompletionMonitor:
         first, previous = self._loss if self._loss is not None else (loss, math.nan)
         self._loss = (first, loss)
         check = step % self.every == 0 and len(self.ring) >= 2
-        f_old = None
+        f_old = f_new = None
         if self.probe is not None and (check or (step + 1) % self.every == 0):
             f_old = self._f[1] if self._f is not None and self._f[0] == step - 1 else None
-            self._f = (step, self._probe(model))
+            f_new = self._probe(model)
+            self._f = (step, f_new)
         if not check:
             return None
         rec = _record(
             list(self.ring), self.lr, self.max_period,
-            f_new=None if f_old is None else self._f[1], f_old=f_old,
+            f_new=None if f_old is None else f_new, f_old=f_old,
             loss=loss, loss_old=previous, loss_first=first,
             predictions=self.predictions, tol=self.tol,
         )  # fmt: skip

@@ -3,7 +3,9 @@
 
 - `Compensation(kappa, variant)`: cancel the share κ of the move that layer k inherits from
   the training of the layers before it;
-- `Orthogonalization(eps)`: let every sample of a batch move as if trained alone.
+- `Orthogonalization(eps)`: let every sample of a batch move as if trained alone;
+- `OrthogonalizationOverTime(memory, eps)`: let a sample's step leave the pre-activations of
+  the last ``memory`` samples where they are (across steps, as orthogonal weight modification).
 
 ``tv.setup(rule, model, delta=[Compensation(0.2), Orthogonalization()])`` applies them in the
 order given, as one step transform (`DeltaStep`) that `tv.update` hands the pending step; each Dense layer shows the
@@ -14,6 +16,7 @@ Momentum, Nesterov (adaptive ones such as Adam are refused, see `base.step_size`
 from .base import DeltaRule, LayerContext, step_size
 from .compensation import Compensation
 from .orthogonalization import Orthogonalization
+from .orthogonalization_over_time import OrthogonalizationOverTime
 from .sweep import DeltaStep, check_rules
 
 __all__ = [
@@ -22,6 +25,7 @@ __all__ = [
     "DeltaStep",
     "LayerContext",
     "Orthogonalization",
+    "OrthogonalizationOverTime",
     "check_rules",
     "step_size",
 ]

@@ -42,6 +42,28 @@ class DeltaRule(StepTransform):
         return f"{type(self).__name__}({args})"
 
 
+class MemoryRule(DeltaRule):
+    """A δ-rule that remembers something of past steps per Dense layer and may also change the
+    inputs the step is taken on: ``ΔW^k = -α δ̃^k Õ^{k-1}ᵀ``, ``Δb^k = -α δ̃^k õ_b``, with
+    ``[Õ; õ_b]`` a rewritten ``Ō = [O; 1]`` (`OrthogonalizationOverTime`).
+
+    ``rewrite_remembering(delta, ctx, memory) -> (δ̃, Ō_used or None, new memory)``: ``memory``
+    is this rule's memory of this layer after the last committed step (None at first). The
+    memory lives in the optimiser state (`DeltaStep.memory`) and is replaced with the commit,
+    so a refused or interrupted step leaves it as it was; the rule object holds none (one rule
+    may serve several models). Changing the inputs, it must be the last δ-rule of the list."""
+
+    def rewrite_remembering(
+        self, delta: Any, ctx: LayerContext, memory: Any
+    ) -> tuple[Any, Any, Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    def rewrite(self, delta: Any, ctx: LayerContext) -> Any:
+        raise TypeError(
+            f"{type(self).__name__} needs its memory: use it through tv.setup(..., delta=...)"
+        )
+
+
 @dataclass
 class LayerContext:
     """What a δ-rule may read about Dense layer k during an update.

@@ -20,9 +20,14 @@ sees them; they are put back before the commit, whatever happens.
 Layer k's gradient becomes ``g + (δ̃^k − δ^k) O^{k-1}ᵀ`` (bias: ``+ Σ_batch (δ̃^k − δ^k)``),
 which is ``δ̃^k O^{k-1}ᵀ`` for a loss of the network output alone and keeps any other term of
 the gradient (a weight penalty in the loss) as it was; a rule that returns δ^k itself leaves
-``g`` untouched, bit for bit. Each Dense layer keeps δ^k in ``delta``, O^{k-1}, A^k, O^k of
-the gradient's forward pass in ``input``, ``preact``, ``output`` (the sweep does not overwrite
-them), and δ̃^k in ``delta_used``. A Dense layer the sweep does not reach is updated without ΔO.
+``g`` untouched, bit for bit. A `MemoryRule` (the last of the list) also rewrites the inputs
+Ō = [O^{k-1}; 1] into Ō' = [O'; o'_b]: the gradient becomes ``g + δ̃^k O'ᵀ − δ^k O^{k-1}ᵀ``
+(bias: ``+ δ̃^k o'_bᵀ − Σ_batch δ^k``), and its memory of the layer, kept in
+``DeltaStep.memory`` under (rule index, layer path), is replaced with the commit.
+
+Each Dense layer keeps δ^k in ``delta``, O^{k-1}, A^k, O^k of the gradient's forward pass in
+``input``, ``preact``, ``output`` (the sweep does not overwrite them), and δ̃^k in
+``delta_used``. A Dense layer the sweep does not reach is updated without ΔO.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from ..engine.tensor import data
 from ..layers.dense import Dense, forward_override
 from ..optimise.rules import Rule
 from ..optimise.training import PendingStep, set_all
-from .base import DeltaRule, LayerContext, step_size
+from .base import DeltaRule, LayerContext, MemoryRule, step_size
 from .compensation import Compensation
 
 
@@ -65,6 +70,11 @@ def check_rules(delta: Any, rule: Rule) -> tuple[DeltaRule, ...]:
             )
     if sum(isinstance(r, Compensation) for r in rules) > 1:
         raise ValueError(f"at most one Compensation per update, got {list(rules)}")
+    if any(isinstance(r, MemoryRule) for r in rules[:-1]):
+        raise ValueError(
+            f"{next(r for r in rules if isinstance(r, MemoryRule))!r} changes the inputs the "
+            f"step is taken on, so it must be the last δ-rule of the list, got {list(rules)}"
+        )
     if rules:
         step_size(rule)
     return rules
@@ -79,11 +89,16 @@ Entry = tuple[str, str, Any, Any]  # (path, name, Leaf, gradient) of one Dense p
 
 
 class DeltaStep:
-    """A tuple of δ-rules with the optimiser's step size α, as one step transform."""
+    """A tuple of δ-rules with the optimiser's step size α, as one step transform.
+
+    ``memory``: what the `MemoryRule` s remember, {(index of the rule, path of the Dense
+    layer): memory}; part of the optimiser state, replaced (never changed in place) with the
+    commit of a step."""
 
     def __init__(self, rules: Any, rule: Rule) -> None:
         self.rules = check_rules(rules, rule)
         self.alpha = step_size(rule)
+        self.memory: dict[tuple[int, str], Any] = {}
 
     def __repr__(self) -> str:
         return f"DeltaStep({list(self.rules)!r}, alpha={self.alpha!r})"
@@ -118,34 +133,48 @@ class DeltaStep:
             (layer, name, step.propose(path, layer, name, leaf, g))
             for path, layer, name, leaf, g in plain
         ]
+        # the memories after this step: a new dict, committed with the step
+        memory = dict(self.memory) if any(isinstance(r, MemoryRule) for r in self.rules) else None
         done: set[int] = set()
         if compensation is not None and compensation.kappa != 0:
             containers = [n.layer for n in plan.nodes if not isinstance(n.layer, Dense)]
-            self._sweep(step, model, containers, moved, targets, done, compensation.variant)
+            self._sweep(step, model, containers, moved, targets, done, compensation.variant, memory)
         for key, (layer, entries) in targets.items():  # all, or those the sweep did not reach
             if key not in done:
-                self._propose_dense(step, layer, entries, dO=None)
+                self._propose_dense(step, layer, entries, None, memory)
+        if memory is not None:
+            step.record(self, "memory", memory)
 
     def _propose_dense(
-        self, step: PendingStep, layer: Dense, entries: list[Entry], dO: Any
+        self, step: PendingStep, layer: Dense, entries: list[Entry], dO: Any, memory: Any
     ) -> tuple[Any, Any]:
         """Rewrite δ^k through the δ-rules and propose layer k's step with it; returns the new
-        (W, b) of the layer."""
+        (W, b) of the layer. ``memory``: the pending memories of the step (None without a
+        `MemoryRule`), where this layer's new ones are put."""
         delta, O = layer.delta, layer.input
         assert O is not None and delta is not None  # `_check_recorded` made sure
         bias = any(name == "bias" for _, name, _, _ in entries)
         ctx = LayerContext(W=layer.weight, O=O, dO=dO, alpha=self.alpha, bias=bias)
-        used = delta
-        for rule in self.rules:
-            used = rule.rewrite(used, ctx)
+        used, inputs = delta, None  # inputs: Ō = [O; 1] as rewritten by a MemoryRule
+        for i, rule in enumerate(self.rules):
+            if isinstance(rule, MemoryRule):
+                key = (i, entries[0][0].rsplit(".", 1)[0])  # the layer's path
+                used, inputs, memory[key] = rule.rewrite_remembering(used, ctx, memory.get(key))
+            else:
+                used = rule.rewrite(used, ctx)
         step.record(layer, "delta_used", used)
-        change = None if used is delta else used - delta
         new = {"weight": layer.weight, "bias": layer.bias}
+        xp = namespace(delta)
         for path, name, leaf, g in entries:
-            if change is not None:
+            if inputs is not None:  # g + δ̃ Õᵀ − δ Oᵀ (bias: the row of ones, rewritten)
                 g = g + (
-                    change @ O.mT if name == "weight" else namespace(change).sum(change, axis=1)
+                    used @ inputs[: O.shape[0], :].mT - delta @ O.mT
+                    if name == "weight"
+                    else used @ inputs[O.shape[0], :] - xp.sum(delta, axis=1)
                 )
+            elif used is not delta:
+                change = used - delta
+                g = g + (change @ O.mT if name == "weight" else xp.sum(change, axis=1))
             new[name] = step.propose(path, layer, name, leaf, g)
         return new["weight"], new["bias"]
 
@@ -158,10 +187,11 @@ class DeltaStep:
         targets: dict[int, tuple[Dense, list[Entry]]],
         done: set[int],
         variant: str,
+        memory: Any,
     ) -> None:
         """The extra forward pass that steps Dense layers in depth order, each with its
         ΔO^{k-1}."""
-        override = _Override(self, step, targets, done, variant)
+        override = _Override(self, step, targets, done, variant, memory)
         # containers keep a reference to their last input (give them back the gradient's), and
         # parameters outside Dense layers hold their new values only during the sweep
         restore = [(c, "input", c.input) for c in containers if hasattr(c, "input")]
@@ -189,9 +219,10 @@ class _Override:
         targets: dict[int, tuple[Dense, list[Entry]]],
         done: set[int],
         variant: str,
+        memory: Any,
     ) -> None:
         self.transform, self.step, self.targets = transform, step, targets
-        self.done, self.variant = done, variant
+        self.done, self.variant, self.memory = done, variant, memory
         self.remaining = set(targets)
 
     def __call__(self, layer: Dense, x: Any) -> Any:
@@ -206,7 +237,8 @@ class _Override:
             return layer.sigma.f(_affine(W, b, x))
         O, A, out = layer.input, layer.preact, layer.output
         dO = None if x is O else x - O
-        W, b = self.transform._propose_dense(self.step, layer, self.targets[id(layer)][1], dO)
+        entries = self.targets[id(layer)][1]
+        W, b = self.transform._propose_dense(self.step, layer, entries, dO, self.memory)
         self.remaining.discard(id(layer))
         self.done.add(id(layer))
         if not self.remaining:

@@ -165,7 +165,8 @@ class Config:
             raise ValueError(f"--opt must be one of {', '.join(OPTIMISERS)}, got {self.opt!r}")
         if self.k < 0:
             raise ValueError(f"--k takes a number of outputs ≥ 1 or 'auto', got {self.k}")
-        counts = ("steps", "h", "m", "r", "probe", "record_every", "frames", "tail")
+        counts: tuple[str, ...] = ("steps", "h", "m", "r", "probe", "record_every", "frames")
+        counts += ("tail",)
         counts += ("monitor_probe", "monitor_every", "patience", "max_period", "analysis")
         counts += ("trend_window",)
         if self.even < 0:
@@ -599,6 +600,7 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: st
     A, B = make_operators(c.h, c.t, c.seed)
     spectrum = Spectrum.of(A, B)
     c = resolve(c, spectrum)  # config.json holds the K, steps and rate that ran
+    assert c.steps is not None and c.lr_final is not None  # `resolve` fills them in
     leading, leading_degrees, split = leading_by_real_part(spectrum, c.k)
     if split:
         warnings.warn(
@@ -639,7 +641,7 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: st
     # an odd network (bias_init = 0) shows no degree-2 share from sampling alone
     sym_probe = np.concatenate([probe, -probe], axis=1)
     design = degree_design(sym_probe) if c.degree_every else None
-    tail_prev: tuple | None = None
+    tail_prev: tuple[np.ndarray, float] | None = None
 
     # the degree-1 eigenvector of largest real part: the one small steps favour
     top = int(np.argmax(spectrum.values1.real))
@@ -690,7 +692,7 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: st
             else None
         )
         tv.update(state, model, grads)
-        if before is not None:
+        if before is not None and design is not None:
             degree_rows.append(
                 {"step": step - 1, **degree_gains(*before, np.atleast_2d(model(sym_probe)), design)}
             )

@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..backend import is_array, namespace
+from ..backend import is_array, namespace, same_namespace
 from ..engine import ops
 from ..engine.activations import Activation, activation, identity
 from ..engine.tensor import Tensor, data, grad_enabled
@@ -154,6 +154,8 @@ class Dense(Layer):
                 f"layer {self!r} expects size(input, 0) == {Wd.shape[1]}, "
                 f"but got an input of shape {tuple(O.shape)}"
             )
+        if type(O) is not type(Wd):  # e.g. a torch tensor into a NumPy model: say so here
+            same_namespace(O, Wd, what=f"layer {self!r}")
         if O.dtype is not Wd.dtype and O.dtype != Wd.dtype:
             O = self._convert(O, Wd.dtype)
         A = Wd @ O

@@ -40,7 +40,7 @@ from ..engine.plan import Plan, plan_of
 from ..engine.tensor import Tensor
 from ..layers.containers import Chain, Parallel, SkipConnection, add
 from ..layers.dense import Dense
-from .training import Leaf, OptState, PendingStep, _withgradient, update
+from .training import Leaf, OptState, PendingStep, _withgradient, take_step, update
 
 __all__ = ["CompiledStep", "compile_step"]
 
@@ -414,14 +414,8 @@ class CompiledStep:
                 for (path, layer, name, leaf), grad in zip(self._slots, grads, strict=True)
             ]
         )
-        transform = self.state.transform
-        if transform is not None:
-            transform.propose(step, self._plan, self.model)
-        else:
-            for path, layer, name, grad, leaf in step.entries:
-                if grad is not None:
-                    step.propose(path, layer, name, leaf, grad)
-        step.commit()
+        assert self._plan is not None  # `_prepare` made it, with the program
+        take_step(step, self.state, self._plan, self.model)
         return loss.data
 
 

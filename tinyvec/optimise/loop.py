@@ -6,10 +6,10 @@ import math
 from collections.abc import Callable, Iterable, Sized
 from typing import Any
 
-from tqdm.auto import tqdm  # type: ignore[import-untyped]
+from tqdm.auto import tqdm
 
 from .compiled import compile_step
-from .training import NonFiniteLoss, OptState, _withgradient, update
+from .training import NonFiniteLoss, OptState, _withgradient, interrupts_deferred, update
 
 __all__ = ["train"]
 
@@ -36,7 +36,8 @@ def train(
     A NaN or infinite loss raises `NonFiniteLoss` before the update, a non-finite step
     `NonFiniteStep`, leaving model and state as they were. ``recorder.record(model, step,
     loss)`` and each ``callback(step, model, loss)`` run after every update; a callback
-    returning True stops training. Returns the loss of every step.
+    returning True stops training. A Ctrl-C takes effect between two steps (a second Ctrl-C
+    at once). Returns the loss of every step.
 
     >>> import numpy as np, tinyvec as tv
     >>> model = tv.Dense(1, 1, rng=0)
@@ -54,7 +55,7 @@ def train(
             f"train takes the optimiser state, got {type(state).__name__}: call "
             "tv.setup(rule, model) first and pass what it returns"
         )
-    if epochs > 1 and iter(data) is data:  # type: ignore[comparison-overlap]
+    if epochs > 1 and iter(data) is data:
         raise ValueError(
             "train: data is a one-shot iterator (a generator?), which the second epoch would "
             "find empty: pass a list, a re-iterable loader, or epochs=1 with steps="
@@ -78,13 +79,16 @@ def train(
         for epoch in range(epochs):  # noqa: B007 - `check` reads it
             for batch in data:
                 args = batch if isinstance(batch, tuple) else (batch,)
-                if compiled is not None:
-                    value = compiled.run(args, check)
-                else:
-                    value, grads = _withgradient(
-                        lambda m: loss(m, *args), (model,), check, state.plan
-                    )
-                    update(state, model, grads)
+                # a Ctrl-C stops training between two steps (a second one at once): while
+                # the gradient runs, parameters hold Tensors, and the update writes many arrays
+                with interrupts_deferred(second_interrupts=True):
+                    if compiled is not None:
+                        value = compiled.run(args, check)
+                    else:
+                        value, grads = _withgradient(
+                            lambda m: loss(m, *args), (model,), check, state.plan
+                        )
+                        update(state, model, grads)
                 history.append(float(value))
                 step += 1
                 if recorder is not None:

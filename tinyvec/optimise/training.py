@@ -7,16 +7,23 @@ same entry by its `tv.trainables` path.
 
 Every step is atomic: `update` first computes the whole next step (every new parameter, every
 new optimiser state, what the layers record) without touching anything, checks that it is
-finite, and only then writes it, in one loop that an interrupt cannot leave half done. So an
-exception or a Ctrl-C anywhere leaves the model and the state all at step n or all at n+1.
+finite, and only then writes it. A Ctrl-C (SIGINT) that arrives meanwhile waits for the write
+to finish (`interrupts_deferred`): a δ-rule's sweep briefly holds new values in the model, and
+an interrupt landing there, or between two writes, would tear it; `train` holds it for the
+whole step (gradient and update), so that it stops between two steps. So an exception or a Ctrl-C
+anywhere leaves the model and the state all at step n or all at n+1. (A signal handler of your
+own that raises is not deferred: only SIGINT is.)
 Two threads may train two models (or one may run a model while another trains a different
 one); two threads stepping the same model is not supported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..backend import is_array, namespace
@@ -33,7 +40,9 @@ __all__ = [
     "StepTransform",
     "Tree",
     "gradient",
+    "interrupts_deferred",
     "setup",
+    "take_step",
     "update",
     "withgradient",
 ]
@@ -51,6 +60,44 @@ def set_all(writes: list[tuple[Any, str, Any]]) -> None:
     finally:
         for obj, name, value in writes[done:]:
             setattr(obj, name, value)
+
+
+@contextlib.contextmanager
+def interrupts_deferred(second_interrupts: bool = False) -> Iterator[None]:
+    """Inside this block a Ctrl-C (SIGINT) is held back and delivered to the handler that was
+    in place when the block ends. With ``second_interrupts`` a second Ctrl-C goes through at
+    once (for a block running user code that might hang). Only the main thread gets signals,
+    so elsewhere, and inside another such block, it does nothing."""
+    current = signal.getsignal(signal.SIGINT) if _main_thread() else None
+    if current is None or getattr(current, "holds_interrupts", False):
+        yield
+        return
+    held: list[tuple[int, Any]] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        held.append((signum, frame))
+        if second_interrupts and len(held) == 2:
+            _deliver(current, signum, frame)
+
+    hold.holds_interrupts = True  # type: ignore[attr-defined]
+    signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, current)
+        if len(held) == 1:  # (a second one was delivered already)
+            _deliver(current, *held[0])
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _deliver(handler: Any, signum: int, frame: Any) -> None:
+    if callable(handler):
+        handler(signum, frame)
+    elif handler == signal.SIG_DFL:
+        signal.raise_signal(signum)
 
 
 # --- gradients ------------------------------------------------------------------------------
@@ -298,11 +345,17 @@ def update(state: OptState, model: Any, grads: Tree) -> None:
             )
         if not isinstance(leaf, Leaf):
             raise ValueError(f"optimiser state does not match the model at {path}")
-    step = PendingStep(entries)
-    if state.transform is not None:
-        state.transform.propose(step, plan, model)
-    else:
-        for path, layer, name, g, leaf in entries:
-            if g is not None:
-                step.propose(path, layer, name, leaf, g)
-    step.commit()
+    take_step(PendingStep(entries), state, plan, model)
+
+
+def take_step(step: PendingStep, state: OptState, plan: Plan, model: Any) -> None:
+    """Propose every parameter's step (through the state's transform, e.g. the δ-rules, when
+    there is one) and commit it, with Ctrl-C held back until it is written."""
+    with interrupts_deferred():
+        if state.transform is not None:
+            state.transform.propose(step, plan, model)
+        else:
+            for path, layer, name, g, leaf in step.entries:
+                if g is not None:
+                    step.propose(path, layer, name, leaf, g)
+        step.commit()

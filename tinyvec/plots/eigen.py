@@ -140,8 +140,10 @@ def plot_singular_values(
         ax.semilogy(steps, s[:, c, :8], color=colour, lw=1)
         ax.set_title(f"σ_i(W_{'rgb'[c]}), i ≤ 8")
         ax.set_xlabel("step")
-    for c, colour in zip("rgb", ("tab:red", "tab:green", "tab:blue"), strict=True):
-        axes[3].plot(_col(rows, "step"), _col(rows, f"erank_{c}"), color=colour, label=f"W_{c}")
+    for name, colour in zip("rgb", ("tab:red", "tab:green", "tab:blue"), strict=True):
+        axes[3].plot(
+            _col(rows, "step"), _col(rows, f"erank_{name}"), color=colour, label=f"W_{name}"
+        )
     axes[3].set_title("effective rank exp H(σ/Σσ)")
     axes[3].set_xlabel("step")
     axes[3].legend()
@@ -230,7 +232,7 @@ def all_plots(out: Path, rows, steps_rows, frames: np.ndarray, spectrum, summary
     lambdas = [r["lambda"] for r in rows]
     spacing = np.linspace(0, 1, min(nframes, len(rows))) ** 2 * (len(rows) - 1)
     pick = np.unique(spacing.round().astype(int))
-    kw = {"fmt": fmt, "dpi": dpi}
+    kw: dict[str, Any] = {"fmt": fmt, "dpi": dpi}
     written = animate(frames[pick], steps[pick].tolist(), [lambdas[i] for i in pick],
                       out / "animation.gif")  # fmt: skip
     written += [
