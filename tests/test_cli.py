@@ -40,6 +40,8 @@ def one_error_line(capsys, command):
         ["analyze", "--format", "jpg"],
         ["analyze", "--dpi", "0"],
         ["analyze", "--no-such-flag"],
+        ["analyze", "--seeds", "0-1", "--dask", "notaurl"],
+        ["collapse", "--seeds", "0-1", "--dask", "http://host:8786"],
     ],
 )
 def test_bad_arguments_are_one_line_and_status_2(argv, capsys, tmp_path, monkeypatch):

@@ -50,6 +50,9 @@ def test_config_json_holds_the_flags_and_reads_back(tmp_path):
     again = common.parse(p, ["--config", str(tmp_path / "config.json"),
                              "--out", str(tmp_path / "o")])  # fmt: skip
     assert common.config_of(again) == config
+    plots = common.parse(p, ["--config", str(tmp_path / "config.json"), "--plots",
+                             "--out", str(tmp_path / "o")])  # fmt: skip
+    assert again.no_plots and not plots.no_plots
     assert common.parse(p, ["--out", str(tmp_path / "o")]).out == tmp_path / "o"
     assert common.parse(p, ["--seeds", "1,4", "--no-plots"]).out.name == "x-seeds-1,4"
 

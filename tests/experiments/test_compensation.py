@@ -91,6 +91,7 @@ def test_summary_ratios_are_paired_geometric_means():
             eps="-",
             seed_index=seed_index,
             final=final,
+            tail=final,
             eval_mse=final,
             diverged=diverged,
             stagnated=seed_index == 0,
@@ -128,3 +129,26 @@ def test_bad_options(capsys):
     assert "invalid choice: 'cos'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown task"):
         study.task_data("cos", 10)
+
+
+def test_best_eta_and_the_verdict_compare_each_rule_at_its_own_best_step():
+    def run(kappa, eta, seed_index, tail):
+        return dict(task="sin", activation="tanh", width=4, depth=2, mode="sample", eta=eta,
+                    kappa=kappa, variant="-" if kappa == 0 else "exact", ortho=False, eps="-",
+                    seed_index=seed_index, tail=tail, diverged=not math.isfinite(tail))  # fmt: skip
+
+    # plain is best at η = 0.01 (error 1); at η = 0.2 it diverges in one seed and is 100 in
+    # the other, where κ is 10 times lower; κ's own best η is 0.2 (error 10)
+    results = [run(0, 0.01, 0, 1.0), run(0, 0.01, 1, 1.0), run(0, 0.2, 0, math.nan),
+               run(0, 0.2, 1, 100.0), run(0.2, 0.01, 0, 20.0), run(0.2, 0.01, 1, 20.0),
+               run(0.2, 0.2, 0, 10.0), run(0.2, 0.2, 1, 10.0)]  # fmt: skip
+    assert study.best_eta([r for r in results if r["kappa"] == 0]) == 0.01
+    assert study.best_eta([r for r in results if r["kappa"] == 0.2]) == 0.2
+    line, _, summary = study.verdict(results)
+    assert "κ=0.2 exact: the tenfold claim does not hold" in summary and "0 of 1" in summary
+    assert "η = 0.01: 20× higher, η = 0.2: 10× lower" in line
+    assert "(0.2 against plain's 0.01): **10× higher**" in line
+    text = "\n".join(study.convergence(results))
+    assert "| 0.2 | plain | 100 ± 0 | 1/2 | 1 | |" in text
+    assert "sin κ=0.2 exact at η = 0.2 (0.1 over the 1 seeds where neither diverged" in text
+    assert "plain in 1/2; plain's error there is 100× its error at its best η, 0.01)" in text

@@ -3,6 +3,7 @@ and every executor gives the same numbers."""
 
 import concurrent.futures
 import json
+import multiprocessing
 
 import pytest
 
@@ -71,10 +72,12 @@ def test_every_executor_gives_the_same_numbers(tmp_path):
     with LocalProcesses(2) as ex:
         pool = run_sweep(compensation.run_one, specs, tmp_path / "pool", executor=ex,
                          progress=False)  # fmt: skip
-    with concurrent.futures.ThreadPoolExecutor(2) as ex:
-        threads = run_sweep(compensation.run_one, specs, tmp_path / "threads", executor=ex,
+    # a concurrent.futures executor (processes: tinyvec's no_grad switch is per process)
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=spawn) as ex:
+        futures = run_sweep(compensation.run_one, specs, tmp_path / "futures", executor=ex,
                             progress=False)  # fmt: skip
-    assert numbers(here) == numbers(pool) == numbers(threads)
+    assert numbers(here) == numbers(pool) == numbers(futures)
 
 
 @pytest.mark.slow

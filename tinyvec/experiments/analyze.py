@@ -259,10 +259,12 @@ def main(argv: list[str] | None = None) -> int:
 def main_seeds(args: Any) -> int:
     """``--seeds``: one run per seed through the sweep runner; a table of the seeds."""
     specs = [{**_kwargs(args), "seed": s} for s in args.seeds]
-    with sweep_folder("tinyvec analyze", args.out, config_of(args)) as out:
-        with executor_for(args.jobs, args.dask) as ex:
-            runs = run_sweep(seed_run, specs, out, executor=ex, progress=not args.quiet,
-                             desc="seeds")  # fmt: skip
+    with (
+        executor_for(args.jobs, args.dask) as ex,
+        sweep_folder("tinyvec analyze", args.out, config_of(args)) as out,
+    ):
+        runs = run_sweep(seed_run, specs, out, executor=ex, progress=not args.quiet,
+                         desc="seeds")  # fmt: skip
         lines = [
             f"# Vector analysis over seeds {seeds_name(args.seeds)}",
             "",

@@ -347,10 +347,12 @@ def main_seeds(args: Any, base: dict[str, Any], figures: dict[str, Any] | None) 
     """``--seeds``: one run per seed through the sweep runner, and a table of the
     acceptance check over the seeds."""
     specs = [{**base, "seed": s} for s in args.seeds]
-    with sweep_folder("tinyvec collapse", args.out, config_of(args)) as out:
-        with executor_for(args.jobs, args.dask) as ex:
-            runs = run_sweep(seed_run, specs, out, executor=ex, progress=not args.quiet,
-                             desc="seeds")  # fmt: skip
+    with (
+        executor_for(args.jobs, args.dask) as ex,
+        sweep_folder("tinyvec collapse", args.out, config_of(args)) as out,
+    ):
+        runs = run_sweep(seed_run, specs, out, executor=ex, progress=not args.quiet,
+                         desc="seeds")  # fmt: skip
         lines = [
             f"# Neural collapse on digits over seeds {seeds_name(args.seeds)}",
             "",

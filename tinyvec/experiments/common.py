@@ -138,6 +138,23 @@ def seed_list(text: str) -> list[int]:
     return seeds
 
 
+def dask_address(text: str) -> str:
+    """``--dask``: a scheduler address ``tcp://HOST:PORT`` (what ``dask scheduler`` prints).
+
+    >>> dask_address("tcp://10.0.0.5:8786")
+    'tcp://10.0.0.5:8786'
+    """
+    scheme, sep, rest = text.partition("://")
+    host, colon, port = (rest if sep else text).rpartition(":")
+    if not (colon and host and port.isdigit()) or (
+        sep and scheme not in ("tcp", "tls", "ws", "wss")
+    ):
+        raise argparse.ArgumentTypeError(
+            f"takes a scheduler address such as tcp://HOST:8786, got {text!r}"
+        )
+    return text
+
+
 def seeds_name(seeds: Sequence[int]) -> str:
     """How a folder names a list of seeds: ``0-4`` for a range, ``1,4,9`` otherwise.
 
@@ -164,6 +181,8 @@ def study_parser(command: str, doc: str | None, *, out: str, quick: str) -> Stud
     g.add_argument("--quick", action="store_true", help=quick)
     g.add_argument("--out", type=Path, default=None, help=f"output folder (default {out})")
     g.add_argument("--no-plots", action="store_true", help="write tables only, no figures")
+    g.add_argument("--plots", dest="no_plots", action="store_false",
+                   help="draw the figures (overrides no_plots of a --config file)")  # fmt: skip
     g.add_argument("--config", type=Path, help="rerun from a config.json; flags given override it")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g.add_argument("--format", choices=FORMATS, default="png", help="figure format (png)")
@@ -186,6 +205,7 @@ def add_sweep_flags(parser: argparse.ArgumentParser, seeds: str | None = None) -
     g.add_argument(
         "--dask",
         metavar="tcp://HOST:PORT",
+        type=dask_address,
         help="run on this dask.distributed scheduler instead (tinyvec[distributed])",
     )
     parser.set_defaults(_seeds_name_out=seeds is None)
@@ -226,7 +246,10 @@ def config_argv(parser: argparse.ArgumentParser, path: Path) -> list[str]:
         fail(prog, f"--config {path}: not JSON ({e})")
     if not isinstance(stored, dict):
         fail(prog, f"--config {path}: holds a JSON {type(stored).__name__}, not an object of flags")
-    actions = {a.dest: a for a in parser._actions if a.option_strings}
+    actions: dict[str, argparse.Action] = {}
+    for a in parser._actions:  # the first flag of a dest: --no-plots, not its undoing --plots
+        if a.option_strings:
+            actions.setdefault(a.dest, a)
     unknown = sorted(set(stored) - set(actions) - set(EXECUTION))
     if unknown:
         fail(prog, f"--config {path}: unknown keys {unknown}; the keys are the flags of {prog}")

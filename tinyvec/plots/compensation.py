@@ -12,6 +12,22 @@ import numpy as np
 from . import pyplot, save, styles
 
 MAX_LINES = 6  # per panel: more lines than this no longer tell apart
+POINTS = 200  # a longer curve is drawn as block medians: per-sample SGD jitters every epoch
+
+
+def blocks(curves: np.ndarray, points: int = POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """(epochs, values): ``curves`` (runs × epochs) as the median of each block of epochs
+    when there are more than ``points`` epochs, each block drawn at its last epoch.
+
+    >>> e, v = blocks(np.arange(1.0, 9.0)[None, :], points=4)
+    >>> e.tolist(), v.tolist()
+    ([2, 4, 6, 8], [[1.5, 3.5, 5.5, 7.5]])
+    """
+    E = curves.shape[1]
+    size = max(1, -(-E // points))
+    n = E // size
+    values = np.median(curves[:, : n * size].reshape(len(curves), n, size), axis=2)
+    return np.arange(size, n * size + 1, size), values
 
 
 def learning_curves(
@@ -26,7 +42,8 @@ def learning_curves(
     median over runs of the training MSE per epoch (log scale) with the band between the 25th
     and 75th percentiles. ``curves[label]`` is (runs, epochs); a diverged run (NaN or inf) is
     left out of the band but counted in the legend. Every line of a panel has its own colour
-    and line style; a panel of more than six lines is an error (split it).
+    and line style; a panel of more than six lines is an error (split it). More than 200
+    epochs are drawn as block medians (`blocks`).
 
     >>> import tempfile, numpy as np
     >>> with tempfile.TemporaryDirectory() as d:
@@ -53,8 +70,8 @@ def learning_curves(
             if not len(ok):
                 ax.plot([], [], label=text, **style)
                 continue
-            epochs = np.arange(1, ok.shape[1] + 1)
-            q25, q50, q75 = np.percentile(ok, [25, 50, 75], axis=0)
+            epochs, smooth = blocks(ok)
+            q25, q50, q75 = np.percentile(smooth, [25, 50, 75], axis=0)
             ax.plot(epochs, q50, label=text, lw=1.4, **style)
             ax.fill_between(epochs, q25, q75, color=style["color"], alpha=0.12, lw=0)
         ax.set_yscale("log")
@@ -64,6 +81,59 @@ def learning_curves(
         ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     for ax in axes[:, 0]:
         ax.set_ylabel("training MSE (median, IQR band)")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return save(fig, path, fmt, dpi)
+
+
+def error_vs_eta(
+    panels: Mapping[str, Mapping[str, Mapping[float, list[float]]]],
+    path: str | os.PathLike[str],
+    title: str = "",
+    *,
+    fmt: str = "png",
+    dpi: int = 200,
+) -> Path:
+    """One panel per entry of ``panels`` (title → rule → η → errors over seeds, NaN for a
+    diverged seed): the median error over the seeds that did not diverge, against η on log
+    axes, with every seed as a dot; a step size where some seed diverged is ringed.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = error_vs_eta({"sin": {"plain": {0.1: [1.0, 2.0], 0.2: [float("nan"), 3.0]}}},
+    ...                      f"{d}/e.png")
+    ...     p.stat().st_size > 0
+    True
+    """
+    for name, rules in panels.items():
+        if len(rules) > MAX_LINES:
+            raise ValueError(f"panel {name!r} has {len(rules)} lines; split it (≤ {MAX_LINES})")
+    plt = pyplot()
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.9 * nrows), squeeze=False)
+    for ax in axes.ravel()[len(panels) :]:
+        ax.set_visible(False)
+    markers = ("o", "s", "^", "D", "v", "P")
+    for ax, (name, rules) in zip(axes.ravel(), panels.items(), strict=False):
+        for (label, by_eta), style, marker in zip(rules.items(), styles(len(rules)), markers,
+                                                   strict=False):  # fmt: skip
+            etas = sorted(by_eta)
+            med = [np.median([v for v in by_eta[e] if math.isfinite(v)])
+                   if any(math.isfinite(v) for v in by_eta[e]) else np.nan for e in etas]  # fmt: skip
+            ax.plot(etas, med, lw=1.4, marker=marker, ms=5, label=label, **style)
+            for e in etas:
+                ok = [v for v in by_eta[e] if math.isfinite(v)]
+                ax.scatter([e] * len(ok), ok, s=8, color=style["color"], alpha=0.45, lw=0)
+                if len(ok) < len(by_eta[e]) and ok:
+                    ax.scatter([e], [np.median(ok)], s=110, facecolors="none",
+                               edgecolors=style["color"], lw=1.1)  # fmt: skip
+        ax.set(xscale="log", yscale="log", xlabel=r"step size $\eta$", title=name)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("training MSE (mean of the last 10% of epochs)")
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
