@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinyvec as tv
+from tinyvec.analysis.eigen_operator import degree1_spectrum, make_operators, unit_vectors
 from tinyvec.experiments import eigen
-from tinyvec.experiments.eigen_operator import degree1_spectrum, make_operators, unit_vectors
 
 
 def test_network_is_the_seeds_with_near_zero_skip_weights():

@@ -1,8 +1,26 @@
-"""Analysis of training: the vector analysis of each step, neural-collapse metrics, and a
-monitor that tells when training is complete (science.md §1, §5, §6)."""
+"""Analysis of training: the vector analysis of each step, neural-collapse metrics, a
+monitor that tells when training is complete, and the operator of the eigen-operator
+experiment with its exact spectrum (science.md §1, §4, §5, §6)."""
 
 from .collapse import neural_collapse
 from .completion import CompletionMonitor, classify_trajectory
+from .eigen_operator import (
+    Spectrum,
+    alignment,
+    degree1_spectrum,
+    degree2_matrix,
+    degree2_spectrum,
+    expm_skew,
+    lambda_hat,
+    linear_part,
+    make_operators,
+    plane_angle,
+    r_squared,
+    random_orthogonal,
+    skew_symmetric,
+    traceless_basis,
+    unit_vectors,
+)
 from .vector import (
     VectorRecorder,
     analyze_step,

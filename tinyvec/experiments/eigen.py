@@ -59,7 +59,7 @@ blue channels of one image per recorded step, `tinyvec.plots.eigen`), their sing
 and effective rank ``exp(H(σ/Σσ))`` (the exponential of the entropy of the normalised
 singular values; Roy & Vetterli 2007), their relative differences ``‖W_r − W_g‖_F / ‖W‖``
 with ``‖W‖ = √((‖W_r‖²_F + ‖W_g‖²_F + ‖W_b‖²_F)/3)`` (≈ √2 for independent random matrices,
-0 for equal ones), the exact spectrum (`eigen_operator`), and completion: the
+0 for equal ones), the exact spectrum (`tinyvec.analysis.eigen_operator`), and completion: the
 `CompletionMonitor` of science.md §6 on the parameters and on the outputs on a fixed probe
 (not on the loss, which is on a fresh batch each step, so that its change measures sampling
 noise), with the trend test on R² and the Ritz values (`observables`) that tells a run at
@@ -91,6 +91,16 @@ from tqdm.auto import tqdm
 
 import tinyvec as tv
 from tinyvec.analysis import CompletionMonitor, classify_trajectory
+from tinyvec.analysis.eigen_operator import (
+    Spectrum,
+    alignment,
+    lambda_hat,
+    linear_part,
+    make_operators,
+    plane_angle,
+    r_squared,
+    unit_vectors,
+)
 from tinyvec.backend import to_numpy
 from tinyvec.experiments.common import (
     StudyParser,
@@ -104,16 +114,6 @@ from tinyvec.experiments.common import (
     run_folder,
     study_parser,
     sweep_folder,
-)
-from tinyvec.experiments.eigen_operator import (
-    Spectrum,
-    alignment,
-    lambda_hat,
-    linear_part,
-    make_operators,
-    plane_angle,
-    r_squared,
-    unit_vectors,
 )
 from tinyvec.experiments.sweep import executor_for, run_sweep
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinyvec.experiments.eigen_operator import (
+from tinyvec.analysis.eigen_operator import (
     Spectrum,
     alignment,
     degree1_spectrum,
@@ -200,3 +200,12 @@ def test_linear_part_and_alignment():
     assert alignment(np.array([0.0, 0.0, 1.0]), np.array([1.0, 1j, 0.0])) == 0.0
     assert alignment(np.array([3.0, -1.0, 0.0]), np.array([1.0, 1j, 0.0])) == pytest.approx(1.0)
     assert alignment(np.array([1.0, 1.0]), np.array([1.0, 0.0])) == pytest.approx(1 / math.sqrt(2))
+
+
+def test_old_import_path_is_the_same_module():
+    """`tinyvec.experiments.eigen_operator` stays importable and is the analysis module."""
+    from tinyvec.analysis import eigen_operator
+    from tinyvec.experiments import eigen_operator as old
+
+    assert old.make_operators is eigen_operator.make_operators
+    assert old.Spectrum is eigen_operator.Spectrum
