@@ -41,6 +41,7 @@ from .io import atomic_write
 from .layers import dense_layers
 
 
+# ‖a‖_F and cos(a, b) on any array namespace; tinyvec.analysis uses these two as well.
 def _norm(a: Any) -> float:
     xp = namespace(a)
     return float(xp.sqrt(xp.sum(a * a)))

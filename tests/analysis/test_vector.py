@@ -12,6 +12,7 @@ from tinyvec.analysis.vector import (
     batch_coherence,
     decompose,
     effective_rank,
+    effective_rank_from_sigma,
     per_sample_grad_norms,
 )
 
@@ -107,6 +108,18 @@ def test_coherence_and_effective_rank(O, scale):
     assert batch_coherence(np.outer(O[:, 0], np.array(scale))) == pytest.approx(1)
     assert effective_rank(np.zeros((3, 2))) == 0
     assert batch_coherence(np.eye(3)) == 0
+
+
+def test_effective_rank_from_sigma():
+    """n equal σ give n, one nonzero σ gives 1 (zeros count as 0 · log 0 = 0), all zero 0;
+    the matrix version is the same number on the matrix's singular values."""
+    assert effective_rank_from_sigma(np.ones(5)) == pytest.approx(5.0)
+    assert effective_rank_from_sigma(np.array([3.0, 0.0, 0.0])) == pytest.approx(1.0)
+    assert effective_rank_from_sigma(np.zeros(4)) == 0
+    O = np.random.default_rng(1).normal(size=(5, 3))
+    s = np.linalg.svd(O, compute_uv=False)
+    assert effective_rank(O) == pytest.approx(effective_rank_from_sigma(s), rel=1e-12)
+    assert 1 < effective_rank_from_sigma(s) < 3
 
 
 def test_vector_recorder_in_train():

@@ -27,6 +27,7 @@ from .vector import (
     batch_coherence,
     decompose,
     effective_rank,
+    effective_rank_from_sigma,
     per_sample_grad_norms,
     step_summary,
 )

@@ -34,18 +34,8 @@ from ..backend import namespace, to_numpy
 from ..engine.tensor import no_grad
 from ..layers import dense_layers
 from ..optimise import update, withgradient
-from ..recorder import Recorder
+from ..recorder import Recorder, _cos, _norm
 from .completion import preserved_forward
-
-
-def _norm(a: Any) -> float:
-    xp = namespace(a)
-    return float(xp.sqrt(xp.sum(a * a)))
-
-
-def _cos(a: Any, b: Any) -> float:
-    denom = _norm(a) * _norm(b)
-    return float(namespace(a).sum(a * b)) / denom if denom > 0 else math.nan
 
 
 def per_sample_grad_norms(delta: Any, O: Any, *, bias: bool = True, mean_loss: bool = True) -> Any:
@@ -87,21 +77,33 @@ def batch_coherence(O: Any) -> float:
     return float((xp.sum(G) - xp.sum(xp.linalg.diagonal(G))) / (B * (B - 1)))
 
 
+def effective_rank_from_sigma(sigma: Any) -> float:
+    """``exp(−Σ_i p_i log p_i)`` with ``p_i = σ_i / Σ_j σ_j``, the exponential of the entropy
+    of the normalised singular values σ (Roy & Vetterli, 2007): 1 for one nonzero σ, n for n
+    equal ones; 0 when every σ is 0 (the zero matrix has rank 0).
+
+    >>> import numpy as np
+    >>> [round(effective_rank_from_sigma(np.array(s)), 12) for s in ([2.0, 2.0, 0.0], [0.0])]
+    [2.0, 0.0]
+    """
+    xp = namespace(sigma)
+    total = xp.sum(sigma)
+    if float(total) == 0:
+        return 0.0
+    p = sigma / total
+    # 0 · log 0 = 0; the inner where keeps log away from 0 (no warning, no NaN).
+    return float(xp.exp(-xp.sum(xp.where(p > 0, p * xp.log(xp.where(p > 0, p, 1.0)), 0.0))))
+
+
 def effective_rank(O: Any) -> float:
-    """``exp(−Σ_i p_i log p_i)`` with ``p_i = s_i / Σ_j s_j`` the normalised singular values of
-    O (Roy & Vetterli, 2007): between 1 (rank one) and min(shape) (all s_i equal); 0 for O = 0.
+    """The effective rank of a matrix: `effective_rank_from_sigma` of its singular values,
+    between 1 (rank one) and min(shape) (all σ_i equal); 0 for O = 0.
 
     >>> import numpy as np
     >>> [round(effective_rank(O), 12) for O in (np.diag([1.0, 1.0, 1.0, 0.0]), np.ones((3, 5)))]
     [3.0, 1.0]
     """
-    xp = namespace(O)
-    s = xp.linalg.svdvals(O)
-    total = xp.sum(s)
-    if float(total) == 0:
-        return 0.0
-    p = s / total
-    return float(xp.exp(-xp.sum(xp.where(p > 0, p * xp.log(xp.where(p > 0, p, 1.0)), 0.0))))
+    return effective_rank_from_sigma(namespace(O).linalg.svdvals(O))
 
 
 def decompose(model: Any, x: Any = None) -> list[dict[str, Any]]:

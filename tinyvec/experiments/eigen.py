@@ -90,7 +90,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import tinyvec as tv
-from tinyvec.analysis import CompletionMonitor, classify_trajectory
+from tinyvec.analysis import CompletionMonitor, classify_trajectory, effective_rank_from_sigma
 from tinyvec.analysis.eigen_operator import (
     Spectrum,
     alignment,
@@ -324,16 +324,6 @@ def targets(model: Any, A: np.ndarray, B: np.ndarray, x: np.ndarray) -> np.ndarr
     return Z[:, :n] + Z[:, n:]
 
 
-def effective_rank(s: np.ndarray) -> float:
-    """exp of the entropy of p = σ/Σσ (Roy & Vetterli): 1 for rank one, n for n equal σ.
-
-    >>> round(effective_rank(np.array([2.0, 2.0, 0.0])), 12)
-    2.0
-    """
-    p = s[s > 0] / s.sum()
-    return float(np.exp(-(p * np.log(p)).sum()))
-
-
 def weight_stats(W: np.ndarray) -> dict[str, float]:
     """Per skip matrix the effective rank, the top singular value and ``energy5``, the share
     of ‖W‖²_F in the 5 largest singular values; and the pairwise relative differences
@@ -342,7 +332,7 @@ def weight_stats(W: np.ndarray) -> dict[str, float]:
     norm = math.sqrt(float((W**2).sum()) / 3)
     out: dict[str, float] = {}
     for c, si in zip("rgb", s, strict=True):
-        out[f"erank_{c}"] = effective_rank(si)
+        out[f"erank_{c}"] = effective_rank_from_sigma(si)
         out[f"sigma1_{c}"] = float(si[0])
         out[f"energy5_{c}"] = float((si[:5] ** 2).sum() / (si**2).sum()) if si[0] > 0 else 1.0
     for a, b in ("rg", "gb", "rb"):
@@ -938,12 +928,11 @@ def parse_k(text: str) -> int:
     if str(text).strip().lower() in ("auto", "0"):
         return 0
     try:
-        k = int(text)
-    except ValueError:
-        k = -1
-    if k < 1:
-        raise argparse.ArgumentTypeError(f"takes a number of outputs ≥ 1 or 'auto', got {text!r}")
-    return k
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"takes a number of outputs ≥ 1 or 'auto', got {text!r}"
+        ) from None
 
 
 HELPS = {

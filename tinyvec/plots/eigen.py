@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import save
+from . import pyplot, save
 
 
 def rgb_frame(W: np.ndarray) -> np.ndarray:
@@ -35,20 +35,11 @@ def rgb_frame(W: np.ndarray) -> np.ndarray:
     return np.moveaxis((W / s + 1) / 2 if s > 0 else np.full_like(W, 0.5), 0, -1)
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def animate(frames: np.ndarray, steps: list[int], lambdas: list[float], path: Path,
             fps: int = 10) -> list[Path]:  # fmt: skip
     """GIF (Pillow) of the RGB frames, ``|λ̂|`` and the step in the title; also an MP4 when
     ffmpeg is on the PATH. Returns the files written."""
-    plt = _plt()
+    plt = pyplot()
     from matplotlib import animation
 
     fig, ax = plt.subplots(figsize=(3.6, 3.9), dpi=80)
@@ -77,7 +68,7 @@ def save_frame(
     W: np.ndarray, step: int, lam: float, path: Path, fmt: str = "png", dpi: int = 100
 ) -> Path:
     """One frame of the animation as a PNG."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(3.6, 3.9), dpi=100)
     ax.imshow(rgb_frame(W), interpolation="nearest")
     ax.set_xticks([])
@@ -94,7 +85,7 @@ def plot_lambda_r2(
     rows, steps_rows, spectrum, path: Path, fmt: str = "png", dpi: int = 100
 ) -> Path:
     """|λ̂| (batch and probe) against the moduli of the true eigenvalues, and 1 − R²."""
-    plt = _plt()
+    plt = pyplot()
     fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
     s, sb = _col(rows, "step"), _col(steps_rows, "step")
     ax1.plot(sb, np.abs(_col(steps_rows, "lambda_batch")), lw=0.4, alpha=0.4, label="batch")
@@ -131,7 +122,7 @@ def plot_singular_values(
     frames: np.ndarray, steps: np.ndarray, rows, path: Path, fmt: str = "png", dpi: int = 100
 ) -> Path:
     """The 8 largest singular values of each skip matrix over time, and the effective rank."""
-    plt = _plt()
+    plt = pyplot()
     s = np.linalg.svd(frames.astype(float), compute_uv=False)  # records × 3 × m
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
     for c, (ax, colour) in enumerate(
@@ -153,7 +144,7 @@ def plot_singular_values(
 
 def plot_differences(rows, path: Path, fmt: str = "png", dpi: int = 100) -> Path:
     """‖W_i − W_j‖_F / ‖W‖ over time."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.4))
     for pair in ("rg", "gb", "rb"):
         ax.plot(_col(rows, "step"), _col(rows, f"diff_{pair}"), label=f"W_{pair[0]} − W_{pair[1]}")
@@ -177,7 +168,7 @@ def plot_ritz(rows, spectrum, path: Path, fmt: str = "png", dpi: int = 100) -> P
     """The learned Ritz values in the complex plane over training (colour: step), on the exact
     eigenvalues of degree 1 (black) and 2 (red); the final ones marked ×. Zoomed on the right
     end of the spectrum, where the learned values go."""
-    plt = _plt()
+    plt = pyplot()
     values = ritz_values(rows)
     steps = _col(rows, "step")
     fig, ax = plt.subplots(figsize=(7.2, 4.8))
@@ -209,7 +200,7 @@ def plot_ritz(rows, spectrum, path: Path, fmt: str = "png", dpi: int = 100) -> P
 
 def plot_spectrum(spectrum, lam: float, path: Path, fmt: str = "png", dpi: int = 100) -> Path:
     """True eigenvalues (degree 1 and 2) in the complex plane, and the learned λ̂."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     for d, colour in ((2, "tab:red"), (1, "k")):
         mu = spectrum.values[spectrum.degrees == d]
@@ -249,7 +240,7 @@ def all_plots(out: Path, rows, steps_rows, frames: np.ndarray, spectrum, summary
 def plot_grid(runs: list[Path], path: Path, ncols: int = 4, fmt: str = "png",
               dpi: int = 80) -> Path:  # fmt: skip
     """Several seeds: per seed the last RGB frame and |λ̂| (probe) with the dominant |μ|."""
-    plt = _plt()
+    plt = pyplot()
     nrows = -(-len(runs) // ncols)
     fig, axes = plt.subplots(2 * nrows, ncols, figsize=(3.2 * ncols, 5.4 * nrows), squeeze=False)
     for ax in axes.ravel():
@@ -283,7 +274,7 @@ def plot_two_solutions(one: Path, two: Path, path: Path, fmt: str = "png", dpi: 
     are one solution, so it swings with half the rotation period); right, R² of the one-output
     run and the multi-output R² of the K = 2 run over training. ``one`` and ``two`` are run
     folders (tail.csv, metrics.csv, summary.json)."""
-    plt = _plt()
+    plt = pyplot()
     with (one / "tail.csv").open() as fh:
         tail = list(csv.DictReader(fh))
     s1 = json.loads((one / "summary.json").read_text())
