@@ -106,6 +106,27 @@ def test_same_seed_same_numbers(tmp_path):
     ).read_text()
 
 
+def test_rotating_seed_measures_the_turn_over_the_tail(tmp_path):
+    """Seed 3's u_top is complex: every tail step has an angle in its plane, the rotation
+    uses one gain per pair of consecutive tail steps, and tail.csv keeps its three columns."""
+    c = replace(eigen.Config(), seed=3, **SHORT)
+    e = eigen.build(c)
+    assert e.rotating and e.c.steps == SHORT["steps"]
+    with pytest.warns(UserWarning, match="splits the complex pair"):  # K = 1 holds half of it
+        s = eigen.run(c, tmp_path, progress=False, plots=False)
+    with (tmp_path / "tail.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["step", "lambda", "angle_top1"]
+    assert [int(r["step"]) for r in rows] == list(range(31, 41))
+    assert all(np.isfinite(float(r["angle_top1"])) for r in rows)
+    assert s["lambda_tail"]["steps"] == 10
+    assert 0 < s["rotation"]["plane_cosine"] <= 1 and np.isfinite(s["rotation"]["plane_gain"])
+    assert (
+        eigen.run(replace(c, seed=1), tmp_path / "real", progress=False, plots=False)["rotation"]
+        is None
+    )
+
+
 def test_quick_run_writes_every_output(tmp_path):
     out = tmp_path / "run"
     assert eigen.main(["--quick", "--out", str(out)]) == 0

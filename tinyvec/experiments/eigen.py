@@ -82,7 +82,8 @@ import json
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -576,32 +577,79 @@ def write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(_finite(obj), indent=2, default=_json_default) + "\n")
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str] = ()) -> None:
+    """``rows`` as CSV, with the given ``columns`` (default: every key of the first row)."""
     with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=list(columns or rows[0]), extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
 
 
-def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: str = "png",
-        dpi: int = 100) -> dict[str, Any]:  # fmt: skip
-    """One seed: train, measure, write every output file into ``out``; returns the summary."""
-    c.check()
+# --- one run: build, step, measure, write ---------------------------------------------------
+@dataclass
+class Experiment:
+    """What one seed trains and measures against, built once by `build`: the operators and
+    their exact spectrum, the network with its optimiser and learning-rate decay, the fixed
+    probes, and the degree-1 eigenvector u_top of largest real part (the one small steps
+    favour), against which the learned linear part is measured."""
+
+    c: Config
+    A: np.ndarray
+    B: np.ndarray
+    spectrum: Spectrum
+    model: tv.Chain
+    rule: Any
+    state: Any
+    decay: float  # rule.eta = lr · decay^(step − 1)
+    monitor: CompletionMonitor
+    data_rng: np.random.Generator  # the fresh batch of every step
+    probe: np.ndarray  # λ̂, R², Ritz values every record_every steps
+    mon_probe: np.ndarray  # the monitor's probe, also that of the λ̂ tail
+    sym_probe: np.ndarray  # ±probe, for the per-degree shares
+    design: tuple | None  # degree_design(sym_probe) when degree_every > 0
+    top: int
+    u_top: np.ndarray
+    leading: np.ndarray  # the K exact eigenvalues of largest real part, with their degrees
+    leading_degrees: np.ndarray
+    split: bool  # the K-th cuts a complex pair in half
+
+    @property
+    def rotating(self) -> bool:
+        """One output and a complex u_top: the linear part turns in u_top's plane."""
+        return self.c.k == 1 and abs(self.spectrum.values1[self.top].imag) > 1e-9
+
+
+@dataclass
+class Records:
+    """Everything a run writes, one list of row dicts per file: ``metrics`` (metrics.csv, with
+    ``frames``, the skip weights of each of its rows, in skip_weights.npz), ``steps``
+    (steps.csv: every step's batch λ̂ and R²), ``tail`` (tail.csv: λ̂ on the monitor's probe
+    over the last steps, with the plane angle, cosine and gain when rotating) and ``degrees``
+    (degrees.csv); and the time spent training."""
+
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    frames: list[np.ndarray] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    tail: list[dict[str, Any]] = field(default_factory=list)
+    degrees: list[dict[str, Any]] = field(default_factory=list)
+    train_time: float = 0.0
+    cpu_time: float = 0.0
+
+    def add_measurement(self, row: dict[str, Any], W: np.ndarray) -> None:
+        """A metrics row and its skip weights (float32: the animation needs no more)."""
+        self.metrics.append(row)
+        self.frames.append(W.astype(np.float32))
+
+
+def build(c: Config) -> Experiment:
+    """Operators, spectrum, network, optimiser, monitor and probes of one seed; each draw has
+    its own stream ``[seed, i]``, so that an option changes no other draw. ``e.c`` is ``c``
+    resolved (`resolve`): the K, steps and rate that run."""
     A, B = make_operators(c.h, c.t, c.seed)
     spectrum = Spectrum.of(A, B)
-    c = resolve(c, spectrum)  # config.json holds the K, steps and rate that ran
+    c = resolve(c, spectrum)
     assert c.steps is not None and c.lr_final is not None  # `resolve` fills them in
     leading, leading_degrees, split = leading_by_real_part(spectrum, c.k)
-    if split:
-        warnings.warn(
-            f"seed {c.seed}: --k {c.k} splits the complex pair {_fmt_complex(leading[-1].real, abs(leading[-1].imag))}"
-            f" (one real {c.k}-dimensional subspace cannot hold half of it); --k {c.k + 1}"
-            " keeps it whole",
-            stacklevel=2,
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", asdict(c))
-    np.savez(out / "operators.npz", A=A, B=B)
     model = build_network(c, np.random.default_rng([c.seed, 1]))
     if c.bias_init > 0:  # its own stream: the other draws stay those of bias_init = 0
         first = trunk_layers(model)[0]
@@ -617,113 +665,113 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: st
                                 max_period=c.max_period, every=c.monitor_every,
                                 observe=lambda m: observables(m, A, B, mon_probe),
                                 window=c.trend_window, trend_tol=c.trend_tol)  # fmt: skip
-
-    steps_rows: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
-    frames: list[np.ndarray] = []
-    tail: list[float] = []
-    tail_angle: list[float] = []
-    tail_cos: list[float] = []
-    tail_gain: list[float] = []
-    tail_rows: list[dict[str, Any]] = []  # every step of the tail: λ̂ and the plane angle
-    degree_rows: list[dict[str, Any]] = []
     # ±x: on a symmetric sample the even (degree 2) and odd columns are exactly orthogonal, so
     # an odd network (bias_init = 0) shows no degree-2 share from sampling alone
     sym_probe = np.concatenate([probe, -probe], axis=1)
-    design = degree_design(sym_probe) if c.degree_every else None
-    tail_prev: tuple[np.ndarray, float] | None = None
-
-    # the degree-1 eigenvector of largest real part: the one small steps favour
     top = int(np.argmax(spectrum.values1.real))
-    u_top = spectrum.vectors1[:, top]
-    complex_top = abs(spectrum.values1[top].imag) > 1e-9
+    return Experiment(c, A, B, spectrum, model, rule, state, decay, monitor, data_rng, probe,
+                      mon_probe, sym_probe, degree_design(sym_probe) if c.degree_every else None,
+                      top, spectrum.vectors1[:, top], leading, leading_degrees, split)  # fmt: skip
 
-    def record(step: int, lam_b: float, r2_b: float) -> None:
-        lam, r2, f = probe_metrics(model, A, B, probe)
-        if c.k == 1:
-            values = np.array([lam])
-            v, var1 = linear_part(probe, f)
-            cos_top, angle = alignment(v, u_top), plane_angle(v, u_top) if complex_top else math.nan
-        else:
-            values = ritz(f, targets(model, A, B, probe))[1]
-            coef, var1 = _fit_share(np.column_stack([np.ones(c.probe), probe.T]), f)
-            cos_top, angle = subspace_alignment(coef[1:], u_top), math.nan
-        W = skip_weights(model)
-        frames.append(W.astype(np.float32))
-        status = monitor.status()
-        rows.append({"step": step, "lambda": lam, "r2": r2, "lambda_batch": lam_b,
-                     "r2_batch": r2_b, "var_degree1": var1, "cos_top1": cos_top,
-                     "angle_top1": angle,
-                     **{f"ritz{i}_{part}": float(getattr(mu, part))
-                        for i, mu in enumerate(values) for part in ("real", "imag")},
-                     **weight_stats(W),
-                     "function_residual": status["function_residual"],
-                     "param_residual": status["param_residual_max"],
-                     "completion": status["kind"]})  # fmt: skip
 
-    record(0, math.nan, math.nan)
-    train_time = cpu_time = 0.0
-    # no tqdm object at all without a bar: in a spawned worker it would leave a semaphore behind
-    steps = range(1, c.steps + 1)
-    for step in tqdm(steps, desc=f"eigen seed {c.seed}") if progress else steps:
-        t0, c0 = time.perf_counter(), time.process_time()
-        rule.eta = c.lr * decay ** (step - 1)
-        x = unit_vectors(c.h, c.r, data_rng)
-        if c.k == 1:
-            y = targets(model, A, B, x)
-            loss, grads = tv.withgradient(lambda m, x=x, y=y: -tv.r2(m(x), y), model)
-        else:
-            y, grads = ascent_gradient(model, A, B, x)
-        f = model[-1].output  # N(x) of this forward pass, before the update
-        measure = c.degree_every and (step - 1) % c.degree_every == 0
-        before = (
-            (np.atleast_2d(model(sym_probe)), np.atleast_2d(targets(model, A, B, sym_probe)))
-            if measure
-            else None
-        )
-        tv.update(state, model, grads)
-        if before is not None and design is not None:
-            degree_rows.append(
-                {"step": step - 1, **degree_gains(*before, np.atleast_2d(model(sym_probe)), design)}
-            )
-        # no loss for the monitor: each step's loss is on a fresh batch, so its change measures
-        # sampling noise (≈1e-3 in R² at convergence), not training; the probe residuals remain
-        monitor(step, model, math.nan)
-        train_time += time.perf_counter() - t0
-        cpu_time += time.process_time() - c0
-        if c.k == 1:
-            lam_b, r2_b = lambda_hat(f, y), -float(loss)
-        else:
-            _, values_b, r2_b = ritz(f, y)
-            lam_b = float(values_b[0].real)
-        if not math.isfinite(r2_b):
-            raise FloatingPointError(f"R² is {r2_b} at step {step} (N(x) constant?)")
-        steps_rows.append({"step": step, "lambda_batch": lam_b, "r2_batch": r2_b})
-        if step > c.steps - c.tail:
-            lam_t, _, f_t = probe_metrics(model, A, B, mon_probe)
-            tail.append(lam_t)
-            tail_rows.append({"step": step, "lambda": lam_t, "angle_top1": math.nan})
-            if complex_top and c.k == 1:
-                v_t, _ = linear_part(mon_probe, f_t)
-                tail_angle.append(plane_angle(v_t, u_top))
-                tail_rows[-1]["angle_top1"] = tail_angle[-1]
-                tail_cos.append(alignment(v_t, u_top))
-                c_t = plane_coordinates(v_t, u_top)
-                if tail_prev is not None:
-                    tail_gain.append(plane_gain(*tail_prev, spectrum.values1[top], c_t))
-                tail_prev = (c_t, lam_t)
-        if step % c.record_every == 0 or step == c.steps:
-            record(step, lam_b, r2_b)
+def train_step(e: Experiment, step: int, rec: Records) -> dict[str, Any]:
+    """One ascent step on a fresh batch; returns its steps.csv row (the batch λ̂ and R²,
+    measured on the forward pass before the update) and adds a degrees.csv row when due."""
+    c, model = e.c, e.model
+    t0, c0 = time.perf_counter(), time.process_time()
+    e.rule.eta = c.lr * e.decay ** (step - 1)
+    x = unit_vectors(c.h, c.r, e.data_rng)
+    if c.k == 1:
+        y = targets(model, e.A, e.B, x)
+        loss, grads = tv.withgradient(lambda m, x=x, y=y: -tv.r2(m(x), y), model)
+    else:
+        y, grads = ascent_gradient(model, e.A, e.B, x)
+    f = model[-1].output  # N(x) of this forward pass, before the update
+    before = None
+    if e.design is not None and (step - 1) % c.degree_every == 0:
+        before = (np.atleast_2d(model(e.sym_probe)),
+                  np.atleast_2d(targets(model, e.A, e.B, e.sym_probe)))  # fmt: skip
+    tv.update(e.state, model, grads)
+    if before is not None and e.design is not None:
+        after = np.atleast_2d(model(e.sym_probe))
+        rec.degrees.append({"step": step - 1, **degree_gains(*before, after, e.design)})
+    # no loss for the monitor: each step's loss is on a fresh batch, so its change measures
+    # sampling noise (≈1e-3 in R² at convergence), not training; the probe residuals remain
+    e.monitor(step, model, math.nan)
+    rec.train_time += time.perf_counter() - t0
+    rec.cpu_time += time.process_time() - c0
+    if c.k == 1:
+        lam_b, r2_b = lambda_hat(f, y), -float(loss)
+    else:
+        _, values_b, r2_b = ritz(f, y)
+        lam_b = float(values_b[0].real)
+    if not math.isfinite(r2_b):
+        raise FloatingPointError(f"R² is {r2_b} at step {step} (N(x) constant?)")
+    return {"step": step, "lambda_batch": lam_b, "r2_batch": r2_b}
 
-    final = rows[-1]
+
+def measure(e: Experiment, step: int, lam_b: float, r2_b: float) -> tuple[dict, np.ndarray]:
+    """A metrics.csv row (λ̂, R², Ritz values and linear part on the probe, skip-weight
+    statistics, the monitor's residuals) and the skip weights W it describes."""
+    c = e.c
+    lam, r2, f = probe_metrics(e.model, e.A, e.B, e.probe)
+    if c.k == 1:
+        values = np.array([lam])
+        v, var1 = linear_part(e.probe, f)
+        angle = plane_angle(v, e.u_top) if e.rotating else math.nan
+        cos_top = alignment(v, e.u_top)
+    else:
+        values = ritz(f, targets(e.model, e.A, e.B, e.probe))[1]
+        coef, var1 = _fit_share(np.column_stack([np.ones(c.probe), e.probe.T]), f)
+        cos_top, angle = subspace_alignment(coef[1:], e.u_top), math.nan
+    W = skip_weights(e.model)
+    status = e.monitor.status()
+    row = {"step": step, "lambda": lam, "r2": r2, "lambda_batch": lam_b, "r2_batch": r2_b,
+           "var_degree1": var1, "cos_top1": cos_top, "angle_top1": angle,
+           **{f"ritz{i}_{part}": float(getattr(mu, part))
+              for i, mu in enumerate(values) for part in ("real", "imag")},
+           **weight_stats(W),
+           "function_residual": status["function_residual"],
+           "param_residual": status["param_residual_max"],
+           "completion": status["kind"]}  # fmt: skip
+    return row, W
+
+
+def measure_tail(e: Experiment, step: int, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """A tail row: λ̂ on the monitor's probe and, when rotating, the angle and cosine of the
+    linear part in u_top's plane, its plane coordinates and the gain of the step from
+    ``previous`` (NaN on the first)."""
+    lam, _, f = probe_metrics(e.model, e.A, e.B, e.mon_probe)
+    row: dict[str, Any] = {"step": step, "lambda": lam, "angle_top1": math.nan}
+    if e.rotating:
+        v, _ = linear_part(e.mon_probe, f)
+        mu = e.spectrum.values1[e.top]
+        row["angle_top1"] = plane_angle(v, e.u_top)
+        row["cos_top1"] = alignment(v, e.u_top)
+        row["plane"] = plane_coordinates(v, e.u_top)
+        row["gain"] = (plane_gain(previous["plane"], previous["lambda"], mu, row["plane"])
+                       if previous is not None else math.nan)  # fmt: skip
+    return row
+
+
+def summarise(e: Experiment, rec: Records) -> dict[str, Any]:
+    """summary.json: the final λ̂ and R² against the exact spectrum, the degree analysis, the
+    verdicts of the monitor and of the tail test, the rotation in u_top's plane, speed."""
+    c, spectrum, final = e.c, e.spectrum, rec.metrics[-1]
+    assert c.steps is not None  # `build` resolves it
     lam, r2 = final["lambda"], final["r2"]
     x_analysis = unit_vectors(c.h, c.analysis, np.random.default_rng([c.seed, 5]))
-    status = monitor.status()
+    status = e.monitor.status()
+    tail = np.array([r["lambda"] for r in rec.tail])
     tail_class = classify_trajectory([np.array([v]) for v in tail], eps=c.eps,
                                      patience=min(c.patience, len(tail) - 1),
                                      max_period=c.max_period)  # fmt: skip
     nearest = spectrum.nearest(lam)
-    summary = {
+    turning: dict[str, float] | None = None
+    if e.rotating:
+        turning = rotation([r["angle_top1"] for r in rec.tail], [r["cos_top1"] for r in rec.tail],
+                            [r["gain"] for r in rec.tail[1:]], spectrum.values1[e.top])  # fmt: skip
+    return {
         "seed": c.seed,
         "lambda": lam,
         "abs_lambda": abs(lam),
@@ -733,7 +781,7 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: st
         "dominant": spectrum.dominant(),
         "largest_real_part": _largest_real(spectrum),
         "extreme_degree1": spectrum.extreme_degree1(lam),
-        "degrees": degree_analysis(model, spectrum, lam, x_analysis),
+        "degrees": degree_analysis(e.model, spectrum, lam, x_analysis),
         "completion": {**{k: status[k] for k in ("kind", "period", "step", "function_residual",
                                                   "param_residual_max", "prediction_change",
                                                   "loss_residual", "cycle_residual")},
@@ -741,34 +789,70 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: st
         "lambda_tail": {"kind": tail_class["kind"], "period": tail_class["period"],
                         "steps": len(tail), "mean": float(np.mean(tail)),
                         "std": float(np.std(tail)),
-                        "lag1_autocorrelation": lag1_autocorrelation(np.array(tail))},
-        "rotation": rotation(tail_angle, tail_cos, tail_gain, spectrum.values1[top])
-        if complex_top and c.k == 1
-        else None,
+                        "lag1_autocorrelation": lag1_autocorrelation(tail)},
+        "rotation": turning,
         "k": c.k,
-        "spectrum": spectrum_report(rows[-1], spectrum),
-        "leading": leading_report(rows[-1], leading, leading_degrees, split),
+        "spectrum": spectrum_report(final, spectrum),
+        "leading": leading_report(final, e.leading, e.leading_degrees, e.split),
         "skip_weights": _weight_part(final),
-        "skip_weights_initial": _weight_part(rows[0]),
+        "skip_weights_initial": _weight_part(rec.metrics[0]),
         "steps": c.steps,
-        "steps_per_second": c.steps / train_time,
+        "steps_per_second": c.steps / rec.train_time,
         # CPU time of this process: the wall clock counts other jobs on a shared machine
-        "steps_per_cpu_second": c.steps / cpu_time if cpu_time > 0 else math.nan,
+        "steps_per_cpu_second": c.steps / rec.cpu_time if rec.cpu_time > 0 else math.nan,
     }  # fmt: skip
-    write_csv(out / "metrics.csv", rows)
-    write_csv(out / "steps.csv", steps_rows)
-    write_csv(out / "tail.csv", tail_rows)
-    if degree_rows:
-        write_csv(out / "degrees.csv", degree_rows)
-    np.savez_compressed(out / "skip_weights.npz", W=np.stack(frames),
-                        step=np.array([r["step"] for r in rows]))  # fmt: skip
-    tv.save(out / "model.npz", model)
+
+
+def write(out: Path, e: Experiment, rec: Records, summary: dict[str, Any]) -> None:
+    """Every file of the run but config.json and operators.npz (written before training)."""
+    write_csv(out / "metrics.csv", rec.metrics)
+    write_csv(out / "steps.csv", rec.steps)
+    write_csv(out / "tail.csv", rec.tail, columns=("step", "lambda", "angle_top1"))
+    if rec.degrees:
+        write_csv(out / "degrees.csv", rec.degrees)
+    np.savez_compressed(out / "skip_weights.npz", W=np.stack(rec.frames),
+                        step=np.array([r["step"] for r in rec.metrics]))  # fmt: skip
+    tv.save(out / "model.npz", e.model)
     write_json(out / "summary.json", summary)
+
+
+def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: str = "png",
+        dpi: int = 100) -> dict[str, Any]:  # fmt: skip
+    """One seed: train, measure, write every output file into ``out``; returns the summary."""
+    c.check()
+    e = build(c)
+    c = e.c  # config.json holds the K, steps and rate that ran
+    assert c.steps is not None  # `resolve` fills it in
+    if e.split:
+        warnings.warn(
+            f"seed {c.seed}: --k {c.k} splits the complex pair {_fmt_complex(e.leading[-1].real, abs(e.leading[-1].imag))}"
+            f" (one real {c.k}-dimensional subspace cannot hold half of it); --k {c.k + 1}"
+            " keeps it whole",
+            stacklevel=2,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", asdict(c))
+    np.savez(out / "operators.npz", A=e.A, B=e.B)
+
+    rec = Records()
+    rec.add_measurement(*measure(e, 0, math.nan, math.nan))
+    # no tqdm object at all without a bar: in a spawned worker it would leave a semaphore behind
+    steps = range(1, c.steps + 1)
+    for step in tqdm(steps, desc=f"eigen seed {c.seed}") if progress else steps:
+        row = train_step(e, step, rec)
+        rec.steps.append(row)
+        if step > c.steps - c.tail:
+            rec.tail.append(measure_tail(e, step, rec.tail[-1] if rec.tail else None))
+        if step % c.record_every == 0 or step == c.steps:
+            rec.add_measurement(*measure(e, step, row["lambda_batch"], row["r2_batch"]))
+
+    summary = summarise(e, rec)
+    write(out, e, rec, summary)
     if plots:
         from tinyvec.plots import eigen as eplots
 
-        eplots.all_plots(out, rows, steps_rows, np.stack(frames), spectrum, summary, c.frames,
-                         fmt=fmt, dpi=dpi)  # fmt: skip
+        eplots.all_plots(out, rec.metrics, rec.steps, np.stack(rec.frames), e.spectrum,
+                         summary, c.frames, fmt=fmt, dpi=dpi)  # fmt: skip
     return summary
 
 
