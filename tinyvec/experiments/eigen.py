@@ -669,9 +669,12 @@ def build(c: Config) -> Experiment:
     # an odd network (bias_init = 0) shows no degree-2 share from sampling alone
     sym_probe = np.concatenate([probe, -probe], axis=1)
     top = int(np.argmax(spectrum.values1.real))
-    return Experiment(c, A, B, spectrum, model, rule, state, decay, monitor, data_rng, probe,
-                      mon_probe, sym_probe, degree_design(sym_probe) if c.degree_every else None,
-                      top, spectrum.vectors1[:, top], leading, leading_degrees, split)  # fmt: skip
+    return Experiment(c=c, A=A, B=B, spectrum=spectrum, model=model, rule=rule, state=state,
+                      decay=decay, monitor=monitor, data_rng=data_rng, probe=probe,
+                      mon_probe=mon_probe, sym_probe=sym_probe,
+                      design=degree_design(sym_probe) if c.degree_every else None,
+                      top=top, u_top=spectrum.vectors1[:, top], leading=leading,
+                      leading_degrees=leading_degrees, split=split)  # fmt: skip
 
 
 def train_step(e: Experiment, step: int, rec: Records) -> dict[str, Any]:
