@@ -40,6 +40,8 @@ __all__ = [
     "Tree",
     "gradient",
     "interrupts_deferred",
+    "refuse_non_finite",
+    "set_all",
     "setup",
     "take_step",
     "update",
@@ -331,20 +333,35 @@ class PendingStep:
 
     def commit(self) -> None:
         """Refuse a non-finite step (naming the first parameter), then write everything."""
-        for path, new in self.new:
-            if not _finite(new):
-                raise NonFiniteStep(
-                    f"the update would make {path} NaN or ±inf (a non-finite gradient or step): "
-                    "refused; the model and the optimiser state are unchanged"
-                )
+        new = self.new
+        if new:
+            # one Python float for the whole step: NaN and ±inf propagate into the sums, so
+            # only a non-finite total (or a sum that overflowed) needs the search
+            total = sum(_total(a) for _, a in new)
+            if not math.isfinite(float(total)):
+                refuse_non_finite(new)
         set_all(self.writes)
+
+
+def _total(a: Any) -> Any:
+    return a.sum() if hasattr(a, "sum") else namespace(a).sum(a)  # the method: less dispatch
+
+
+def refuse_non_finite(new: list[tuple[str, Any]]) -> None:
+    """Raise `NonFiniteStep` naming the first parameter whose new value has a NaN or ±inf
+    (the elementwise check: a sum can overflow with every entry finite)."""
+    for path, a in new:
+        if not _finite(a):
+            raise NonFiniteStep(
+                f"the update would make {path} NaN or ±inf (a non-finite gradient or step): "
+                "refused; the model and the optimiser state are unchanged"
+            )
 
 
 def _finite(a: Any) -> bool:
     # one reduction: NaN and ±inf propagate into the sum; only a finite array that overflows
     # when summed needs the elementwise check
-    total = a.sum() if hasattr(a, "sum") else namespace(a).sum(a)  # the method: less dispatch
-    if math.isfinite(float(total)):
+    if math.isfinite(float(_total(a))):
         return True
     xp = namespace(a)
     return bool(xp.all(xp.isfinite(a)))
