@@ -37,10 +37,9 @@ from .common import (
     run_folder,
     seeds_name,
     study_parser,
-    sweep_folder,
+    study_sweep,
     write_json,
 )
-from .sweep import executor_for, run_sweep
 
 
 def target(X: np.ndarray) -> np.ndarray:
@@ -259,12 +258,7 @@ def main(argv: list[str] | None = None) -> int:
 def main_seeds(args: Any) -> int:
     """``--seeds``: one run per seed through the sweep runner; a table of the seeds."""
     specs = [{**_kwargs(args), "seed": s} for s in args.seeds]
-    with (
-        executor_for(args.jobs, args.dask) as ex,
-        sweep_folder("tinyvec analyze", args.out, config_of(args)) as out,
-    ):
-        runs = run_sweep(seed_run, specs, out, executor=ex, progress=not args.quiet,
-                         desc="seeds")  # fmt: skip
+    with study_sweep("tinyvec analyze", seed_run, specs, args, desc="seeds") as (out, runs):
         lines = [
             f"# Vector analysis over seeds {seeds_name(args.seeds)}",
             "",

@@ -56,10 +56,9 @@ from .common import (
     run_folder,
     seeds_name,
     study_parser,
-    sweep_folder,
+    study_sweep,
     write_json,
 )
-from .sweep import executor_for, run_sweep
 
 METRICS = ("NC1", "NC2_equinorm", "NC2_equiangular", "NC3", "NC4")
 LOSSES = {
@@ -347,12 +346,7 @@ def main_seeds(args: Any, base: dict[str, Any], figures: dict[str, Any] | None) 
     """``--seeds``: one run per seed through the sweep runner, and a table of the
     acceptance check over the seeds."""
     specs = [{**base, "seed": s} for s in args.seeds]
-    with (
-        executor_for(args.jobs, args.dask) as ex,
-        sweep_folder("tinyvec collapse", args.out, config_of(args)) as out,
-    ):
-        runs = run_sweep(seed_run, specs, out, executor=ex, progress=not args.quiet,
-                         desc="seeds")  # fmt: skip
+    with study_sweep("tinyvec collapse", seed_run, specs, args, desc="seeds") as (out, runs):
         lines = [
             f"# Neural collapse on digits over seeds {seeds_name(args.seeds)}",
             "",

@@ -378,3 +378,20 @@ def sweep_folder(prog: str, out: Path, config: dict[str, Any]) -> Iterator[Path]
     write_json(path, config)
     yield out
     (out / INCOMPLETE).unlink()
+
+
+@contextlib.contextmanager
+def study_sweep(
+    prog: str, fn: Any, specs: Sequence[dict[str, Any]], args: argparse.Namespace, desc: str
+) -> Iterator[tuple[Path, list[dict[str, Any]]]]:
+    """A study's sweep as its flags ask: the runs of ``fn`` over ``specs`` in the resumable
+    folder ``--out`` (`sweep_folder`), on the executor of ``--jobs`` / ``--dask``, with a
+    progress bar unless ``--quiet``. Yields (folder, runs) for the study to write its tables
+    into; the folder is marked complete when the block ends without an error."""
+    from .sweep import executor_for, run_sweep
+
+    with (
+        executor_for(args.jobs, args.dask) as ex,
+        sweep_folder(prog, args.out, config_of(args)) as out,
+    ):
+        yield out, run_sweep(fn, specs, out, executor=ex, progress=not args.quiet, desc=desc)

@@ -55,16 +55,14 @@ from tinyvec.deltarules import Compensation, Orthogonalization
 from .common import (
     add_sweep_flags,
     atomic_write,
-    config_of,
     figure_kw,
     nonnegative_float,
     parse,
     positive_float,
     positive_int,
     study_parser,
-    sweep_folder,
+    study_sweep,
 )
-from .sweep import executor_for, run_sweep
 
 TASKS = ("sin", "runge", "sincos")
 ACTIVATIONS = ("tanh", "relu")
@@ -758,12 +756,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config(args)
     specs = grid(cfg)
     start = time.perf_counter()
-    with (
-        executor_for(args.jobs, args.dask) as ex,
-        sweep_folder(p.prog, args.out, config_of(args)) as out,
-    ):
-        runs = run_sweep(run_one, specs, out, executor=ex, progress=not args.quiet,
-                         desc="compensation")  # fmt: skip
+    with study_sweep(p.prog, run_one, specs, args, desc="compensation") as (out, runs):
         wall = time.perf_counter() - start
         results = [{**r["spec"], **{k: v for k, v in r.items() if k != "spec"}} for r in runs]
         cfg["command"] = "tinyvec compensation " + " ".join(sys.argv[1:] if argv is None else argv)
