@@ -294,10 +294,10 @@ class _Writer:
         another dtype) returns False before writing: `tv.update`'s general code takes it."""
         self.scope["isfinite"] = math.isfinite
         total = "xp.sum(new_{})"
-        if self.method_sum:  # NumPy: its ufunc's reduction over all entries, without the wrapper
-            import numpy
+        if self.method_sum:  # NumPy: Σ x² by BLAS is its cheapest reduction (an overflow at
+            import numpy  # |x| ~ 1e154 only costs the search, which finds nothing)
 
-            self.scope["SUM"], total = numpy.add.reduce, "SUM(new_{}, None)"
+            self.scope["vdot"], total = numpy.vdot, "vdot(new_{0}, new_{0})"
         self.scope.update(set_all=set_all, refuse_non_finite=refuse_non_finite)
         order = [(k, L, name, path) for k, L, params in self.updates for name, path in params]
         x = {"weight": "W", "bias": "b"}
