@@ -282,3 +282,66 @@ def _same_parameters(a, b):
 
 def _same_state(a, b):
     return all(a[k] == b[k] for k in a if k.endswith(" state"))
+
+
+def compiled_model(rng=0):
+    """A model `tv.compile` writes the whole step of, the update included."""
+    return tv.Chain(
+        tv.Dense(2, 4, tv.tanh, rng=rng),
+        tv.SkipConnection(tv.Dense(4, 4, tv.tanh, rng=rng + 1), tv.add),
+        tv.Dense(4, 1, rng=rng + 2),
+    )
+
+
+def compiled_loss(m, x, y):
+    return tv.mse(m(x), y)
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"), KeyboardInterrupt()], ids=repr)
+@pytest.mark.parametrize("k", range(1, 7))
+def test_a_rule_raising_on_its_kth_parameter_in_a_compiled_step_changes_nothing(k, error):
+    m = compiled_model()
+    rule = RaisingMomentum(k, error)
+    state = tv.setup(rule, m)
+    step = tv.compile(compiled_loss, m, state)
+    step(X, Y)  # step 1: the state is not trivial
+    assert step.fallback is None and "def update" in step.source
+    reference_model = compiled_model()
+    reference_state = tv.setup(tv.Momentum(0.1, 0.9), reference_model)
+    for _ in range(2):  # what two default steps without a fault give
+        _, grads = tv.withgradient(lambda m: compiled_loss(m, X, Y), reference_model)
+        tv.update(reference_state, reference_model, grads)
+    before = snapshot(m, state)
+    rule.calls = 0
+    with pytest.raises(type(error)):
+        step(X, Y)
+    assert snapshot(m, state) == before
+    rule.calls = None  # the same step again now succeeds, exactly as without the fault
+    step(X, Y)
+    assert snapshot(m, state) == snapshot(reference_model, reference_state)
+
+
+def test_a_compiled_step_refuses_a_non_finite_step_naming_the_parameter():
+    m = compiled_model()
+    state = tv.setup(tv.Descent(0.1), m)
+    step = tv.compile(compiled_loss, m, state)
+    step(X, Y)
+    before = snapshot(m, state)
+    x = X.copy()
+    x[0, 0] = np.inf  # tanh(±inf) is finite, so is the loss; the first weight's gradient not
+    with np.errstate(all="ignore"), pytest.raises(tv.NonFiniteStep, match=r"layers\[0\].weight"):
+        step(x, Y)
+    assert step.fallback is None
+    assert snapshot(m, state) == before
+
+
+def test_a_compiled_step_whose_sums_overflow_is_not_refused():
+    """Finite entries whose sum overflows: the one-number check searches, finds none."""
+    big = np.finfo(np.float64).max
+    m = tv.Dense(2, 2, bias=False, init=lambda shape, rng: np.full(shape, big / 2))
+    state = tv.setup(tv.Descent(0.0), m)
+    step = tv.compile(lambda m, x: tv.ops.sum(m(x)) * 0.0, m, state)
+    with np.errstate(all="ignore"):
+        step(np.zeros((2, 1)))
+    assert step.fallback is None
+    assert np.all(m.weight == big / 2)

@@ -264,3 +264,25 @@ def test_train_with_compile_gives_the_same_history_and_model():
 def test_compile_needs_the_optimiser_state():
     with pytest.raises(TypeError, match=r"tv\.setup\(rule, model\) first"):
         tv.compile(loss, tv.Dense(2, 2), tv.Descent(0.1))
+
+
+@pytest.mark.parametrize("rule", ["Descent", "Adam"])
+def test_an_f32_model_with_f64_targets_stays_f32_and_equals_the_default_step(rule):
+    """The loss's gradient comes back float64: the written-out update hands the step to
+    `tv.update`'s general code, which casts to the parameters' dtype (as the default step)."""
+    blocks = [("dense", 1, True, 4, None), ("skip+", 2, True, 4, None)]
+    a, b = tv.f32(model_from(blocks, 0)), tv.f32(model_from(blocks, 0))
+    sa, sb = tv.setup(RULES[rule](), a), tv.setup(RULES[rule](), b)
+    step = tv.compile(loss, a, sa)
+    g = np.random.default_rng(1)
+    for _ in range(3):
+        x = g.standard_normal((3, 5)).astype(np.float32)
+        y = np.tanh(g.standard_normal((2, 5)))  # float64 targets
+        compiled = step(x, y)
+        default, grads = tv.withgradient(lambda m, x=x, y=y: loss(m, x, y), b)
+        tv.update(sb, b, grads)
+        assert to_numpy(compiled).tobytes() == to_numpy(default).tobytes()
+        assert records(a) == records(b)
+        assert state_bytes(sa, a) == state_bytes(sb, b)
+    assert step.fallback is None and "def update" in step.source
+    assert all(getattr(la, n).dtype == np.float32 for _, la, n in tv.trainables(a))

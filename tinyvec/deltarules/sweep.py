@@ -37,7 +37,7 @@ from typing import Any
 from ..backend import namespace
 from ..engine.plan import Plan
 from ..engine.tensor import data
-from ..layers.dense import Dense, forward_override
+from ..layers.dense import Dense, batch_sum, forward_override
 from ..optimise.rules import Rule
 from ..optimise.training import PendingStep, set_all
 from .base import DeltaRule, LayerContext, MemoryRule, step_size
@@ -164,17 +164,16 @@ class DeltaStep:
                 used = rule.rewrite(used, ctx)
         step.record(layer, "delta_used", used)
         new = {"weight": layer.weight, "bias": layer.bias}
-        xp = namespace(delta)
         for path, name, leaf, g in entries:
             if inputs is not None:  # g + δ̃ Õᵀ − δ Oᵀ (bias: the row of ones, rewritten)
                 g = g + (
                     used @ inputs[: O.shape[0], :].mT - delta @ O.mT
                     if name == "weight"
-                    else used @ inputs[O.shape[0], :] - xp.sum(delta, axis=1)
+                    else used @ inputs[O.shape[0], :] - batch_sum(delta)
                 )
             elif used is not delta:
                 change = used - delta
-                g = g + (change @ O.mT if name == "weight" else xp.sum(change, axis=1))
+                g = g + (change @ O.mT if name == "weight" else batch_sum(change))
             new[name] = step.propose(path, layer, name, leaf, g)
         return new["weight"], new["bias"]
 

@@ -206,6 +206,8 @@ class Plan:
         out: list[tuple[Any, ...]] = []
         entries: list[Any] = [None] * len(self.nodes)
         entries[0] = trees
+        # plain loops, no comprehensions: each comprehension is a function call, and this
+        # runs at every step for every parameter
         for node, here in zip(self.nodes, entries, strict=True):
             for e in here:
                 if not isinstance(e, dict):
@@ -213,15 +215,22 @@ class Plan:
             if node.first:
                 layer = node.layer
                 for name, path in node.named:
-                    out.append((path, layer, name, *[e[name] for e in here]))
+                    row = [path, layer, name]
+                    for e in here:
+                        row.append(e[name])
+                    out.append(tuple(row))
             for attr, kids, many in node.slots:
-                subs = [e[attr] for e in here]
+                subs = []
+                for e in here:
+                    subs.append(e[attr])
                 if many:
                     for sub in subs:
                         if type(sub) is not tuple or len(sub) != len(kids):
                             raise ValueError
                     for j, k in enumerate(kids):
-                        entries[k] = [sub[j] for sub in subs]
+                        column = entries[k] = []
+                        for sub in subs:
+                            column.append(sub[j])
                 else:
                     entries[kids[0]] = subs
         return out

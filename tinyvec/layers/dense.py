@@ -9,6 +9,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
+
 from ..backend import is_array, namespace, same_namespace
 from ..engine import ops
 from ..engine.activations import Activation, activation, identity
@@ -27,6 +29,14 @@ _warned: set[tuple[str, str]] = set()
 _forward_override: contextvars.ContextVar[Callable[[Any, Any], Any] | None] = (
     contextvars.ContextVar("tinyvec_dense_forward", default=None)
 )
+
+
+def batch_sum(delta: Any) -> Any:
+    """∂L/∂b^k = Σ_batch δ^k (the sum over axis 1). For NumPy its method: the same reduction
+    as ``np.sum``, without the dispatch that costs a microsecond per layer and step."""
+    if type(delta) is np.ndarray:
+        return delta.sum(axis=1)
+    return namespace(delta).sum(delta, axis=1)
 
 
 @contextlib.contextmanager
@@ -175,7 +185,7 @@ class Dense(Layer):
             return (
                 Wd.mT @ delta if isinstance(x, Tensor) else None,
                 delta @ O.mT if isinstance(W, Tensor) else None,
-                namespace(delta).sum(delta, axis=1) if isinstance(b, Tensor) else None,
+                batch_sum(delta) if isinstance(b, Tensor) else None,
             )
 
         return Tensor(out, (x, W, b), vjp, "Dense")

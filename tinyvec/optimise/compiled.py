@@ -8,8 +8,10 @@ writes the forward and the backward pass of the model as plain Python over array
 formulas in comments (``step.source`` shows it), and replays it. The loss is still yours and
 still differentiated by the engine: inside the compiled step the loss receives a stand-in for
 the model whose call runs the compiled forward pass and returns a Tensor without a graph; the
-gradient that reaches it is fed to the compiled backward pass. The update is the very code of
-`tv.update` (optimiser rule, δ-rules, finiteness check and atomic commit).
+gradient that reaches it is fed to the compiled backward pass. Without δ-rules the update is
+written out too: per parameter the same ``rule.apply`` call and subtraction as `tv.update`, one
+finiteness check for the whole step (a sum of sums, searched only when it is not finite) and one
+atomic commit; with δ-rules it is `tv.update`'s own code (`take_step`).
 
 It is bit-identical to ``withgradient`` + ``update``: the same array operations in the same
 order (each array is summed from at most two contributions, and a + b is b + a exactly), and
@@ -30,6 +32,7 @@ caller, nothing more.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -40,7 +43,17 @@ from ..engine.plan import Plan, plan_of
 from ..engine.tensor import Tensor
 from ..layers.containers import Chain, Parallel, SkipConnection, add
 from ..layers.dense import Dense
-from .training import Leaf, OptState, PendingStep, _withgradient, take_step, update
+from .training import (
+    Leaf,
+    OptState,
+    PendingStep,
+    _withgradient,
+    interrupts_deferred,
+    refuse_non_finite,
+    set_all,
+    take_step,
+    update,
+)
 
 __all__ = ["CompiledStep", "compile_step"]
 
@@ -89,13 +102,14 @@ class _ModelCall:
 class _Program:
     """The generated forward and backward pass of one model for one kind of input."""
 
-    __slots__ = ("backward", "forward", "params", "source")
+    __slots__ = ("backward", "forward", "params", "source", "update")
 
     def __init__(self, source: str, scope: dict[str, Any], params: list[tuple[str, Any, str]]):
         self.source, self.params = source, params
         exec(compile(source, "<tinyvec compiled step>", "exec"), scope)  # our own generated code
         self.forward: Callable[[Any], Any] = scope["forward"]
         self.backward: Callable[[Any], list[Any]] = scope["backward"]
+        self.update: Callable[..., bool] | None = scope.get("update")
 
 
 # --- code generation ------------------------------------------------------------------------
@@ -116,6 +130,7 @@ class _Writer:
         self.uses = {"v0": 0}
         self.params: list[tuple[str, Any, str]] = []
         self.guards: list[str] = []  # parameter dtypes checked at every step
+        self.updates: list[tuple[int, str, list[tuple[str, str]]]] = []  # (k, layer, params)
         self.dense = self.containers = 0
         # NumPy's method is its function without the dispatch (the same reduction, bit for bit)
         self.method_sum = type(x).__module__ == "numpy"
@@ -237,11 +252,15 @@ class _Writer:
             self.guards.append(f"{L}.bias.dtype != DT")
         names = [name for name in node.present]
         self.params += [(f"{node.path}.{name}", layer, name) for name in names]
+        self.updates.append((k, L, [(name, f"{node.path}.{name}") for name in names]))
         self.ops.append(("dense", k, L, bp, v, out, b is not None))
         return out
 
-    def write(self) -> tuple[str, dict[str, Any], list[tuple[str, Any, str]]]:
-        """(source, the names it uses, the parameters its backward returns, in order)."""
+    def write(
+        self, leaves: dict[str, Leaf] | None = None
+    ) -> tuple[str, dict[str, Any], list[tuple[str, Any, str]]]:
+        """(source, the names it uses, the parameters its backward returns, in order).
+        ``leaves`` (path → optimiser Leaf): also write the update (without δ-rules)."""
         self.scope["xp"] = namespace(self.x)
         self.scope["ARRAY"], self.scope["DT"], self.scope["IN"] = (
             type(self.x),
@@ -264,7 +283,64 @@ class _Writer:
             ]
         forward = head + self.forward + [f"    return {out}", ""]
         back = self.backward(out)
+        if leaves is not None:
+            back += ["", *self.update(leaves)]
         return "\n".join(forward + back) + "\n", self.scope, self.params
+
+    def update(self, leaves: dict[str, Leaf]) -> list[str]:
+        """`tv.update`'s step as straight lines: the same ``rule.apply`` per parameter (read
+        from its Leaf at every step, so a rule replaced in the state is used), one finiteness
+        check for the whole step, one commit. Anything unusual (a gradient or a new value of
+        another dtype) returns False before writing: `tv.update`'s general code takes it."""
+        self.scope["isfinite"] = math.isfinite
+        total = "xp.sum(new_{})"
+        if self.method_sum:  # NumPy: Σ x² by BLAS is its cheapest reduction (an overflow at
+            import numpy  # |x| ~ 1e154 only costs the search, which finds nothing)
+
+            self.scope["vdot"], total = numpy.vdot, "vdot(new_{0}, new_{0})"
+        self.scope.update(set_all=set_all, refuse_non_finite=refuse_non_finite)
+        order = [(k, L, name, path) for k, L, params in self.updates for name, path in params]
+        x = {"weight": "W", "bias": "b"}
+        names = [f"{x[name]}{k}" for k, _, name, _ in order]
+        lines = [
+            f"def update({', '.join('g' + n for n in names)}):",
+            '    """x ← x - step, (state, step) = rule.apply(state, x, ∂L/∂x), for every parameter:',
+            "    all computed and checked (finite) before one commit writes them. False: nothing",
+            '    written (a dtype changed: the general update casts)."""',
+            "    total = 0.0  # NaN and ±inf propagate into it: only a non-finite total needs a search",
+        ]
+        leaf_of: dict[str, str] = {}
+        for (_, L, name, path), n in zip(order, names, strict=True):
+            leaf = leaf_of[n] = self.const(f"leaf_{n}", leaves[path])
+            lines += [
+                f"    # {path}",
+                f"    {n} = {L}.{name}",
+                f"    state_{n}, step_{n} = {leaf}.rule.apply({leaf}.state, {n}, g{n})",
+                f"    new_{n} = {n} - step_{n}  # {n} ← {n} - step",
+                f"    if g{n}.dtype != DT or new_{n}.dtype != DT:",
+                "        return False",
+                f"    total = total + {total.format(n)}",
+            ]
+        lines += [
+            "    if not isfinite(float(total)):",
+            "        refuse_non_finite([",
+            *(
+                f"            ({path!r}, new_{n}),"
+                for (*_, path), n in zip(order, names, strict=True)
+            ),
+            "        ])",
+            "    set_all([  # the commit",
+        ]
+        for k, L, params in self.updates:
+            record = ", ".join(f'"{name}": step_{x[name]}{k}' for name, _ in params)
+            lines.append(f'        ({L}, "step", {{**({L}.step or {{}}), {record}}}),')
+            for name, _ in params:
+                n = f"{x[name]}{k}"
+                lines.append(
+                    f'        ({L}, "{name}", new_{n}), ({leaf_of[n]}, "state", state_{n}),'
+                )
+        lines += ["    ])", "    return True"]
+        return lines
 
     def backward(self, out: str) -> list[str]:
         lines = [
@@ -385,11 +461,13 @@ class CompiledStep:
         if program is None or key != self._key:
             if not hasattr(x, "shape") or getattr(x, "ndim", 0) != 2:
                 raise _Fallback("the model's input is not a features × batch array", False)
-            program = _Program(*_Writer(plan, x).write())
-            params = program.params
             leaves = {
                 path: leaf for path, _, _, leaf in plan.zip((state.tree,), ("optimiser state",))
             }
+            # the δ-rules rewrite the step layer by layer: their update stays `take_step`'s
+            plain = state.transform is None and all(type(v) is Leaf for v in leaves.values())
+            program = _Program(*_Writer(plan, x).write(leaves if plain else None))
+            params = program.params
             self._slots = [(path, layer, name, leaves[path]) for path, layer, name in params]
             if len(self._slots) != len(plan.trainables):
                 raise _Fallback("some parameters are outside the layers tv.compile knows")
@@ -408,6 +486,10 @@ class CompiledStep:
         loss.backward()
         g = call.out.grad
         grads = program.backward(g) if g is not None else [None] * len(program.params)
+        if program.update is not None and g is not None:
+            with interrupts_deferred():
+                if program.update(*grads):
+                    return loss.data
         step = PendingStep(
             [
                 (path, layer, name, grad, leaf)

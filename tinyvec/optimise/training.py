@@ -25,6 +25,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from ..backend import is_array, namespace
 from ..engine.plan import Plan, Tree, plan_of
 from ..engine.tensor import Tensor
@@ -40,6 +42,8 @@ __all__ = [
     "Tree",
     "gradient",
     "interrupts_deferred",
+    "refuse_non_finite",
+    "set_all",
     "setup",
     "take_step",
     "update",
@@ -331,20 +335,38 @@ class PendingStep:
 
     def commit(self) -> None:
         """Refuse a non-finite step (naming the first parameter), then write everything."""
-        for path, new in self.new:
-            if not _finite(new):
-                raise NonFiniteStep(
-                    f"the update would make {path} NaN or ±inf (a non-finite gradient or step): "
-                    "refused; the model and the optimiser state are unchanged"
-                )
+        new = self.new
+        if new:
+            # one Python float for the whole step: NaN and ±inf propagate into the sums, so
+            # only a non-finite total (or a sum that overflowed) needs the search
+            total = sum(_total(a) for _, a in new)
+            if not math.isfinite(float(total)):
+                refuse_non_finite(new)
         set_all(self.writes)
+
+
+def _total(a: Any) -> Any:
+    """A number that is NaN or ±inf when an entry of ``a`` is (or when it overflows)."""
+    if type(a) is np.ndarray:  # Σ a² by BLAS: NumPy's cheapest reduction of a small array
+        return np.vdot(a, a)
+    return a.sum() if hasattr(a, "sum") else namespace(a).sum(a)  # the method: less dispatch
+
+
+def refuse_non_finite(new: list[tuple[str, Any]]) -> None:
+    """Raise `NonFiniteStep` naming the first parameter whose new value has a NaN or ±inf
+    (the elementwise check: a sum can overflow with every entry finite)."""
+    for path, a in new:
+        if not _finite(a):
+            raise NonFiniteStep(
+                f"the update would make {path} NaN or ±inf (a non-finite gradient or step): "
+                "refused; the model and the optimiser state are unchanged"
+            )
 
 
 def _finite(a: Any) -> bool:
     # one reduction: NaN and ±inf propagate into the sum; only a finite array that overflows
     # when summed needs the elementwise check
-    total = a.sum() if hasattr(a, "sum") else namespace(a).sum(a)  # the method: less dispatch
-    if math.isfinite(float(total)):
+    if math.isfinite(float(_total(a))):
         return True
     xp = namespace(a)
     return bool(xp.all(xp.isfinite(a)))
