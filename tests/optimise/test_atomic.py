@@ -227,11 +227,29 @@ def test_a_non_finite_gradient_is_refused_naming_the_parameter():
     assert snapshot(m, state) == before
 
 
+def _by_train(m, state, data):
+    tv.train(lambda m, x, y: tv.mse(m(x), y), m, data, state, progress=False)
+
+
+def _by_hand(m, state, data):
+    """The loop a user writes: gradient, then update."""
+    for x, y in data:
+        tv.update(state, m, tv.gradient(lambda m: tv.mse(m(x), y), m))
+
+
+def _compiled(m, state, data):
+    step = tv.compile(lambda m, x, y: tv.mse(m(x), y), m, state)
+    for batch in data:
+        step(*batch)
+
+
 @pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_kill"), reason="needs POSIX")
-def test_a_real_ctrl_c_at_random_moments_never_tears_the_model():
-    """A real SIGINT (what Ctrl-C sends), from a timer thread at random moments of `train`, with
-    Adam and with the δ-rules (whose sweep briefly holds new values in the model): the model and
-    the state always equal one of the uninterrupted run's steps exactly."""
+@pytest.mark.parametrize("loop", [_by_train, _by_hand, _compiled])
+def test_a_real_ctrl_c_at_random_moments_never_tears_the_model(loop):
+    """A real SIGINT (what Ctrl-C sends), from a timer thread at random moments of `train`, of a
+    hand-written gradient/update loop and of a compiled step, with Adam and with the δ-rules
+    (whose sweep briefly holds new values in the model): the model and the state always equal
+    one of the uninterrupted run's steps exactly, and no parameter holds a Tensor."""
     import signal
     import threading
     import time
@@ -246,15 +264,15 @@ def test_a_real_ctrl_c_at_random_moments_never_tears_the_model():
         ref_state = make_state(reference)
         trajectory = [snapshot(reference, ref_state)]
         for batch in data:
-            tv.train(lambda m, x, y: tv.mse(m(x), y), reference, [batch], ref_state, progress=False)
+            _by_train(reference, ref_state, [batch])
             trajectory.append(snapshot(reference, ref_state))
         timed = model()
         t0 = time.perf_counter()
-        tv.train(lambda m, x, y: tv.mse(m(x), y), timed, data, make_state(timed), progress=False)
+        loop(timed, make_state(timed), data)
         duration = time.perf_counter() - t0  # the interrupts fall inside a run of this length
         rng = np.random.default_rng(0)
         interrupted = 0
-        for _ in range(60):
+        for _ in range(40):
             m = model()
             state = make_state(m)
             timer = threading.Timer(
@@ -262,7 +280,7 @@ def test_a_real_ctrl_c_at_random_moments_never_tears_the_model():
             )
             try:
                 timer.start()  # (inside: an early SIGINT can land while the thread starts)
-                tv.train(lambda m, x, y: tv.mse(m(x), y), m, data, state, progress=False)
+                loop(m, state, data)
                 timer.join()  # a late SIGINT must land here, not in the next run
                 time.sleep(0.01)
             except KeyboardInterrupt:

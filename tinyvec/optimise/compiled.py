@@ -438,14 +438,16 @@ class CompiledStep:
 
     def run(self, batch: tuple[Any, ...], check: Callable[[Any], None] | None = None) -> Any:
         """One step on ``batch``; ``check(loss)`` runs between the forward and backward pass
-        (`tv.train` refuses a non-finite loss there)."""
-        if self.fallback is None:
-            try:
-                return self._compiled(batch, check)
-            except _Fallback as why:
-                if why.always:
-                    self.fallback, self._program = why.reason, None
-        return self._default(batch, check)
+        (`tv.train` refuses a non-finite loss there). A Ctrl-C takes effect after the step, as
+        in `tv.train` (a second one at once)."""
+        with interrupts_deferred(second_interrupts=True):
+            if self.fallback is None:
+                try:
+                    return self._compiled(batch, check)
+                except _Fallback as why:
+                    if why.always:
+                        self.fallback, self._program = why.reason, None
+            return self._default(batch, check)
 
     def _default(self, batch: tuple[Any, ...], check: Callable[[Any], None] | None) -> Any:
         value, grads = _withgradient(lambda m: self.loss(m, *batch), (self.model,), check)

@@ -143,7 +143,9 @@ def withgradient(f: Callable[..., Any], *args: Any) -> tuple[Any, Any]:
     >>> float(loss), g
     (5.0, array([2., 4.]))
     """
-    return _withgradient(f, args)
+    # a Ctrl-C waits for the parameters to be plain arrays again (a second one goes at once)
+    with interrupts_deferred(second_interrupts=True):
+        return _withgradient(f, args)
 
 
 def _withgradient(
