@@ -6,6 +6,7 @@ one with ``HYPOTHESIS_PROFILE=thorough pytest ...``.
 """
 
 import os
+import signal
 
 import array_api_strict
 import numpy as np
@@ -75,3 +76,21 @@ def numgrad():
     """`central_differences(f, x, eps=1e-6)` as a fixture (test files cannot import
     conftest under --import-mode=importlib)."""
     return central_differences
+
+
+@pytest.fixture
+def ctrl_c():
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt during this test even when the test run itself
+    was started with SIGINT ignored, as a background job of a non-interactive shell is. Yields
+    the `subprocess.Popen` keyword arguments that give a child process the same."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield {"preexec_fn": _sigint_by_default}
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _sigint_by_default():
+    # in the child before exec: Python installs its KeyboardInterrupt handler only for a
+    # SIGINT that is not ignored
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

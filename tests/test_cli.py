@@ -140,7 +140,7 @@ def test_python_dash_m():
     assert done.stdout.strip() == f"tinyvec {__version__}"
 
 
-def test_ctrl_c_is_one_line_and_status_130(tmp_path):
+def test_ctrl_c_is_one_line_and_status_130(tmp_path, ctrl_c):
     """SIGINT in the middle of a sweep with worker processes: one line, status 130, and the
     folder marked INCOMPLETE."""
     out = tmp_path / "c"
@@ -148,7 +148,7 @@ def test_ctrl_c_is_one_line_and_status_130(tmp_path):
     argv = [sys.executable, "-m", "tinyvec", "compensation", "--quick", "--epochs-sample", "400",
             "--epochs-batch", "400", "--no-plots", "--quiet", "--jobs", "2", "--out", str(out)]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)  # fmt: skip
+                            env=env, **ctrl_c)  # fmt: skip
     for _ in range(600):  # wait for the sweep to start (not a timed assertion)
         if (out / "runs.jsonl").exists() or proc.poll() is not None:
             break

@@ -47,7 +47,7 @@ def test_a_folder_of_another_sweep_is_refused(tmp_path, capsys):
     assert "differs in points" in capsys.readouterr().err
 
 
-def test_sigint_then_resume_gives_every_spec_once_and_the_same_numbers(tmp_path):
+def test_sigint_then_resume_gives_every_spec_once_and_the_same_numbers(tmp_path, ctrl_c):
     """The acceptance test of the runner: Ctrl-C mid-sweep, the same command again, and the
     result equals an uninterrupted run."""
     argv = ["--quick", "--epochs-sample", "150", "--epochs-batch", "150", "--no-plots", "--quiet"]
@@ -56,7 +56,7 @@ def test_sigint_then_resume_gives_every_spec_once_and_the_same_numbers(tmp_path)
     command = [sys.executable, "-m", "tinyvec", "compensation", *argv, "--jobs", "2",
                "--out", str(cut)]  # fmt: skip
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, **ctrl_c)
     for _ in range(1200):  # until a few runs are done (not a timed assertion)
         if proc.poll() is not None or (
             (cut / "runs.jsonl").exists() and (cut / "runs.jsonl").read_text().count("\n") >= 4

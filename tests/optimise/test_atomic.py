@@ -245,7 +245,7 @@ def _compiled(m, state, data):
 
 @pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_kill"), reason="needs POSIX")
 @pytest.mark.parametrize("loop", [_by_train, _by_hand, _compiled])
-def test_a_real_ctrl_c_at_random_moments_never_tears_the_model(loop):
+def test_a_real_ctrl_c_at_random_moments_never_tears_the_model(loop, ctrl_c):
     """A real SIGINT (what Ctrl-C sends), from a timer thread at random moments of `train`, of a
     hand-written gradient/update loop and of a compiled step, with Adam and with the δ-rules
     (whose sweep briefly holds new values in the model): the model and the state always equal
