@@ -488,10 +488,9 @@ class CompiledStep:
         loss.backward()
         g = call.out.grad
         grads = program.backward(g) if g is not None else [None] * len(program.params)
-        if program.update is not None and g is not None:
-            with interrupts_deferred():
-                if program.update(*grads):
-                    return loss.data
+        # (Ctrl-C is held by `run` for the whole step, the update included)
+        if program.update is not None and g is not None and program.update(*grads):
+            return loss.data
         step = PendingStep(
             [
                 (path, layer, name, grad, leaf)

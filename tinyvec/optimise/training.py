@@ -120,10 +120,6 @@ class _Holder:
             _deliver(self.current, signum, frame)
 
 
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
 def _deliver(handler: Any, signum: int, frame: Any) -> None:
     if callable(handler):
         handler(signum, frame)
