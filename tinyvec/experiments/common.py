@@ -21,12 +21,13 @@ import argparse
 import contextlib
 import importlib.util
 import json
-import os
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+
+from .. import io
 
 FORMATS = ("png", "pdf", "svg")
 # extras to install for an optional module, as the error message says
@@ -312,9 +313,8 @@ def write_json(path: Path, value: Any) -> None:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write ``text`` (UTF-8) to ``path`` whole or not at all (`tinyvec.io.atomic_write`)."""
+    io.atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 @contextlib.contextmanager
