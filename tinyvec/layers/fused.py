@@ -232,7 +232,7 @@ class _Writer:
         self.args.append(f"W{k}")
         self.reads.append(f"{L}.weight")
         if b is not None:
-            lines.append(f"    {A} = {A} + b{k}[:, None]")
+            lines.append(f"    {A} += b{k}[:, None]  # (in place: A is new, and of b's dtype)")
             self.args.append(f"b{k}")
             self.reads.append(f"{L}.bias")
         formula = FORMULAS.get(sigma)
