@@ -159,3 +159,32 @@ def test_a_new_structure_writes_a_new_program():
     assert after.shape == (2, 2) and before.shape == (1, 2)
     with unfused():
         assert m(x).tobytes() == after.tobytes()
+
+
+def test_a_new_activation_or_connection_is_a_new_program():
+    m = seed_net()
+    x = np.linspace(-1, 1, 8).reshape(4, 2)
+
+    def same_as_layer_by_layer():
+        fused = m(x)
+        with unfused():
+            return m(x).tobytes() == fused.tobytes()
+
+    assert same_as_layer_by_layer()
+    m[0].sigma = tv.relu
+    assert same_as_layer_by_layer()
+    m[1].connection = tv.vcat
+    m.layers = (*m.layers[:2], tv.Dense(12, 1, rng=2))
+    assert same_as_layer_by_layer()
+    m[1].connection = tv.mul  # one it cannot write: layer by layer
+    m.layers = (*m.layers[:2], tv.Dense(6, 1, rng=2))
+    assert m(tv.Tensor(x)).op != "Chain"
+
+
+def test_a_layer_given_its_own_forward_pass_runs_layer_by_layer():
+    m = seed_net()
+    x = np.ones((4, 2))
+    m[0].forward = lambda x: tv.Dense.forward(m[0], x) * 2.0
+    with unfused():
+        expected = m(x)
+    assert m(x).tobytes() == expected.tobytes()

@@ -12,9 +12,11 @@ of walking ``params`` and ``children`` on its own:
 A plan is made by one iterative walk (no recursive closures, so no reference cycles per step)
 and kept: by the model itself (`plan_of`), and by the optimiser state. Before each use
 `Plan.valid` checks, cheaply, that the model still has the structure it was made from: the
-same child objects in every container and the same parameters present. Replacing a layer
-(``chain.layers = ...``), a list entry or setting a parameter to None makes a new plan;
-replacing a parameter's array by another (what every update does) does not.
+same child objects in every container, the same parameters present and the same objects in
+the attributes a layer names as its ``structure`` (Dense's σ, a SkipConnection's connection).
+Replacing a layer (``chain.layers = ...``), a list entry, an activation, or setting a
+parameter to None makes a new plan; replacing a parameter's array by another (what every
+update does) does not.
 
 You can skip this module when reading the engine: `tv.trainables(model)` shows what it lists.
 
@@ -104,7 +106,9 @@ class Plan:
         self._check: Callable[[], bool] | None = None  # `valid`'s checks, once written
         self.nodes: list[Node] = []
         # (layer, attribute, value seen, items of a list): what `valid` compares
-        self.checks: list[tuple[Any, str, Any, tuple[Any, ...] | None]] = []
+        # (layer, attribute, what `valid` compares it with): a parameter's presence (a bool),
+        # a child or a `structure` attribute (the same object), a list of layers (its items)
+        self.checks: list[tuple[Any, str, str, Any]] = []
         seen: set[int] = set()
         ancestors: list[tuple[int, int]] = []  # (id of layer, end of its subtree on the stack)
         stack: list[tuple[str, Any, int, int, int]] = [("model", model, -1, 0, 0)]
@@ -126,14 +130,17 @@ class Plan:
             if parent >= 0:
                 self.nodes[parent].slots[slot][1][pos] = i
             for name in names:
-                self.checks.append((layer, name, name in present, None))
+                self.checks.append((layer, name, "present", name in present))
+            for attr in getattr(layer, "structure", ()):
+                self.checks.append((layer, attr, "is", getattr(layer, attr, None)))
             kids = []
             for attr in getattr(layer, "children", ()):
                 value = getattr(layer, attr)
                 many = isinstance(value, tuple | list)
-                self.checks.append(
-                    (layer, attr, value, tuple(value) if isinstance(value, list) else None)
-                )
+                if isinstance(value, list):  # (a list can change in place)
+                    self.checks.append((layer, attr, "list", (value, tuple(value))))
+                else:
+                    self.checks.append((layer, attr, "is", value))
                 if value is None:
                     node.empty.append(attr)
                     continue
@@ -177,18 +184,20 @@ class Plan:
     def _write_check(self) -> Callable[[], bool]:
         scope: dict[str, Any] = {}
         lines = ["def check():"]
-        for i, (layer, attr, seen, items) in enumerate(self.checks):
-            scope[f"L{i}"], scope[f"S{i}"] = layer, seen
+        for i, (layer, attr, kind, seen) in enumerate(self.checks):
+            scope[f"L{i}"] = layer
             value = f"getattr(L{i}, {attr!r}, None)"
-            if items is None and type(seen) is bool:  # a parameter: present or None
+            if kind == "present":  # a parameter: present or None
                 test = f"{value} is {'' if seen else 'not '}None"
-            elif items is None:
+            elif kind == "is":
+                scope[f"S{i}"] = seen
                 test = f"{value} is not S{i}"
             else:  # a list of layers: the same list, with the same layers in it
-                scope.update({f"I{i}_{j}": item for j, item in enumerate(items)})
-                same = "".join(f" or V[{j}] is not I{i}_{j}" for j in range(len(items)))
+                scope[f"S{i}"] = seen[0]
+                scope.update({f"I{i}_{j}": item for j, item in enumerate(seen[1])})
+                same = "".join(f" or V[{j}] is not I{i}_{j}" for j in range(len(seen[1])))
                 lines.append(f"    V = {value}")
-                test = f"V is not S{i} or len(V) != {len(items)}{same}"
+                test = f"V is not S{i} or len(V) != {len(seen[1])}{same}"
             lines += [f"    if {test}:", "        return False"]
         exec("\n".join([*lines, "    return True"]), scope)  # our own generated code
         return scope["check"]

@@ -33,7 +33,9 @@ class Layer:
 
     - ``params``: the attributes holding the arrays training changes, e.g.
       ``("weight", "bias")`` (an attribute that is ``None`` is skipped);
-    - ``children``: the attributes holding sub-layers, each a layer or a tuple of layers.
+    - ``children``: the attributes holding sub-layers, each a layer or a tuple of layers;
+    - optionally ``structure``: other attributes that decide what the layer computes (Dense's
+      ``sigma``); replacing one of them is a new model for tinyvec's cached plans.
 
     `tv.gradient`, `tv.setup`/`tv.update`, `tv.save`/`tv.load`, `tv.to`/`tv.f32` and
     ``print(model)`` need nothing else. Inside `tv.gradient` each parameter attribute holds a
@@ -58,6 +60,7 @@ class Layer:
 
     params: tuple[str, ...] = ()
     children: tuple[str, ...] = ()
+    structure: tuple[str, ...] = ()
 
     def __call__(self, x: Any) -> Any:  # pragma: no cover - every layer defines it
         raise NotImplementedError

@@ -90,6 +90,7 @@ class SkipConnection(Layer):
     """
 
     children = ("layer",)
+    structure = ("connection",)
 
     def __init__(self, layer: Any, connection: Callable[[Any, Any], Any]) -> None:
         self.layer, self.connection = layer, connection
@@ -124,6 +125,7 @@ class Parallel(Layer):
     """
 
     children = ("layers",)
+    structure = ("connection",)
 
     def __init__(self, connection: Callable[..., Any], *layers: Any) -> None:
         self.connection, self.layers = connection, tuple(layers)

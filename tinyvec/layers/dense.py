@@ -83,6 +83,7 @@ class Dense(Layer):
     """
 
     params = ("weight", "bias")
+    structure = ("sigma",)  # (a new σ is a new model for the plan and its written programs)
 
     def __init__(
         self,

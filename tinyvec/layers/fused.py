@@ -150,6 +150,8 @@ class _Writer:
         if not node.first:
             raise Fallback(f"{node.path} is a shared layer")
         kind = type(layer)
+        if {"forward", "__call__"} & set(getattr(layer, "__dict__", ())):
+            raise Fallback(f"{node.path} has a forward pass of its own (set on the layer)")
         if kind is Dense:
             return self.dense_layer(node, v)
         if kind is Chain:
