@@ -19,12 +19,21 @@ cancel in ``ΔW = -α δ̃ Ōᵀ``, and as ε → 0 ΔW tends to the least-squar
 inputs): ``ΔW = -α δ D^½ (Ō D^-½)⁺``. Away from that limit ε also caps how far nearly parallel
 samples with different δ can push the weights: the step grows like 1/ε there.
 
-Cost per layer: the Gram matrix (in·B²) and one linear solve (B³ + out·B²), B the batch size.
+Cost per layer: the Gram matrix (in·B²) and one linear solve (B³/3 + out·B²), B the batch
+size. G + εD is symmetric positive definite for ε > 0, so with NumPy arrays the solve is a
+Cholesky solve (LAPACK's ``posv`` through SciPy, when SciPy is installed): half the
+factorisation work of the LU in ``solve``, and fewer microseconds of Python per call, which
+is most of the cost on small layers. A matrix that is not numerically positive definite (a
+singular Gram with ε = 0), another array library, or no SciPy: ``xp.linalg.solve`` (LU). Both
+are backward stable, so they agree up to rounding (relative to the condition of G + εD).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
+
+import numpy as np
 
 from ..backend import namespace
 from .base import DeltaRule, LayerContext
@@ -55,8 +64,10 @@ class Orthogonalization(DeltaRule):
         B = delta.shape[1]
         if B == 1:  # G = D: the plain update, exactly
             return delta
-        xp = namespace(delta)
         G = ctx.gram
+        if type(G) is np.ndarray and type(delta) is np.ndarray:
+            return self._rewrite_numpy(delta, G, ctx.bias)
+        xp = namespace(delta)
         D = xp.linalg.diagonal(G)  # ‖ō_i‖²
         # a zero input column (no bias) has D_i = 0; regularise it with 1 instead (its right-hand
         # side is 0, so it gets δ̃_i = 0 and leaves the other samples alone)
@@ -64,3 +75,37 @@ class Orthogonalization(DeltaRule):
         M = G + xp.eye(B, dtype=G.dtype) * ridge
         # δ̃ᵀ = (G + εD)⁻¹ (1+ε) D δᵀ, as G and D are symmetric: a solve, not an inverse
         return xp.linalg.solve(M, (delta * ((1 + self.eps) * D)).mT).mT
+
+    def _rewrite_numpy(self, delta: np.ndarray, G: np.ndarray, bias: bool) -> np.ndarray:
+        """`rewrite` for NumPy arrays: the same M = G + εD and right-hand side (1+ε) D δ, bit
+        for bit, with array methods (no dispatch), and a Cholesky solve where it applies."""
+        B = G.shape[0]
+        D = G.diagonal().copy()  # ‖ō_i‖² (a copy: the diagonal of G is a view)
+        ridge = self.eps * (D if bias else np.where(D > 0, D, 1.0))
+        M = G.copy()  # G is the context's, which a later rule may read
+        M.reshape(-1)[:: B + 1] += ridge  # M = G + εD: the diagonal only
+        rhs = delta * ((1 + self.eps) * D)
+        posv = _cholesky_solver(M.dtype)
+        if posv is not None:
+            # δ̃ M = rhs ⇔ M δ̃ᵀ = rhsᵀ; M is symmetric, so M itself is its Fortran-order
+            # transpose, and rhsᵀ is Fortran-ordered: LAPACK takes both without a copy
+            _, X, info = posv(M.T, rhs.T, overwrite_a=False, overwrite_b=True)
+            if info == 0:
+                return X.T
+            if info < 0:  # pragma: no cover - an argument LAPACK refused: a bug here
+                raise RuntimeError(f"LAPACK posv refused argument {-info}")
+            rhs = delta * ((1 + self.eps) * D)  # not positive definite: posv left it as it was
+        return np.linalg.solve(M, rhs.T).T  # LU; raises LinAlgError if M is singular
+
+
+@functools.cache
+def _cholesky_solver(dtype: np.dtype) -> Any:
+    """LAPACK's ``posv`` for real ``dtype`` (float32, float64) from SciPy, or None (no SciPy,
+    or another dtype). Looked up once per dtype: SciPy is imported on the first use only."""
+    if dtype not in (np.float32, np.float64):
+        return None
+    try:
+        from scipy.linalg import lapack
+    except ImportError:
+        return None
+    return lapack.get_lapack_funcs("posv", dtype=dtype)
