@@ -5,21 +5,13 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from nets import RULES, architectures, general_update, model_from, records, state_bytes
 
 import tinyvec as tv
 from tinyvec.backend import to_numpy
 from tinyvec.deltarules import Compensation, Orthogonalization
+from tinyvec.layers.fused import unfused
 
-SIGMAS = [tv.identity, tv.tanh, tv.atan, tv.relu, tv.sigmoid, tv.leakyrelu, tv.softplus, tv.gelu]
-RULES = {
-    "Descent": lambda: tv.Descent(0.05),
-    "Momentum": lambda: tv.Momentum(0.05, 0.9),
-    "Nesterov": lambda: tv.Nesterov(0.05, 0.5),
-    "Adam": lambda: tv.Adam(0.01),
-    "AdamW": lambda: tv.AdamW(0.01),
-    "ClipNorm+Descent": lambda: tv.OptimiserChain(tv.ClipNorm(0.5), tv.Descent(0.1)),
-    "WeightDecay+Momentum": lambda: tv.OptimiserChain(tv.WeightDecay(1e-3), tv.Momentum(0.05)),
-}
 DELTAS = {
     "none": lambda: None,
     "Compensation": lambda: Compensation(0.3),
@@ -28,97 +20,6 @@ DELTAS = {
     "both": lambda: [Compensation(0.3), Orthogonalization(1e-3)],
 }
 LINEAR = {"Descent", "Momentum", "Nesterov", "WeightDecay+Momentum"}  # the δ-rules' optimisers
-
-
-@st.composite
-def architectures(draw, depth=0):
-    """A description of a model as nested tuples; built twice into identical models."""
-    n = draw(st.integers(1, 3))
-    blocks = []
-    for _ in range(n):
-        kind = draw(st.sampled_from(["dense", "skip+", "skipvcat", "par+", "parvcat", "chain"]))
-        if depth >= 2 and kind == "chain":
-            kind = "dense"
-        sigma = draw(st.integers(0, len(SIGMAS) - 1))
-        bias = draw(st.booleans())
-        width = draw(st.integers(1, 4))
-        blocks.append(
-            (kind, sigma, bias, width, draw(architectures(depth + 1)) if kind == "chain" else None)
-        )
-    return blocks
-
-
-def build(blocks, features, rng):
-    layers = []
-    for kind, sigma, bias, width, inner in blocks:
-        s = SIGMAS[sigma]
-        r = int(rng.integers(1 << 30))
-        if kind == "dense":
-            layers.append(tv.Dense(features, width, s, bias=bias, rng=r))
-            features = width
-        elif kind == "skip+":
-            layers.append(
-                tv.SkipConnection(tv.Dense(features, features, s, bias=bias, rng=r), tv.add)
-            )
-        elif kind == "skipvcat":
-            layers.append(
-                tv.SkipConnection(tv.Dense(features, width, s, bias=bias, rng=r), tv.vcat)
-            )
-            features += width
-        elif kind == "par+":
-            layers.append(
-                tv.Parallel(
-                    tv.add,
-                    tv.Dense(features, width, s, bias=bias, rng=r),
-                    tv.Dense(features, width, rng=r + 1),
-                )
-            )
-            features = width
-        elif kind == "parvcat":
-            layers.append(
-                tv.Parallel(
-                    tv.vcat,
-                    tv.Dense(features, width, s, bias=bias, rng=r),
-                    tv.Dense(features, 2, rng=r + 1),
-                )
-            )
-            features = width + 2
-        else:
-            chain, features = build(inner, features, rng)
-            layers.append(chain)
-    return tv.Chain(*layers), features
-
-
-def model_from(blocks, seed):
-    body, features = build(blocks, 3, np.random.default_rng(seed))
-    return tv.Chain(body, tv.Dense(features, 2, rng=seed))
-
-
-def records(model):
-    """Every number a step leaves behind: parameters, step records, Dense records."""
-    out = {}
-    for path, layer, name in tv.trainables(model):
-        out[path] = to_numpy(getattr(layer, name)).tobytes()
-        out[path + " step"] = to_numpy(layer.step[name]).tobytes() if name in layer.step else None
-    for k, d in enumerate(tv.dense_layers(model)):
-        for what in ("input", "preact", "output", "delta", "delta_used"):
-            value = getattr(d, what)
-            out[f"{k} {what}"] = None if value is None else to_numpy(value).tobytes()
-    return out
-
-
-def state_bytes(state, model):
-    out = []
-    for path, _, _ in tv.trainables(model):
-        leaf = state.tree[path]
-        stack = [leaf.state]
-        while stack:
-            s = stack.pop()
-            if isinstance(s, tuple):
-                stack.extend(s)
-            elif s is not None:
-                out.append(np.asarray(to_numpy(s) if hasattr(s, "shape") else s).tobytes())
-    return out
 
 
 def loss(m, x, y):
@@ -143,8 +44,9 @@ def assert_same_step(step, compiled_pair, default_pair, x, y):
     loss, every Dense record and every optimiser state, bit for bit."""
     (a, sa), (b, sb) = compiled_pair, default_pair
     compiled = step(x, y)
-    default, grads = tv.withgradient(lambda m: loss(m, x, y), b)
-    tv.update(sb, b, grads)
+    with unfused():  # the engine's graph, a node per layer
+        default, grads = tv.withgradient(lambda m: loss(m, x, y), b)
+    general_update(sb, b, grads)
     assert to_numpy(compiled).tobytes() == to_numpy(default).tobytes()
     assert records(a) == records(b)
     assert state_bytes(sa, a) == state_bytes(sb, b)

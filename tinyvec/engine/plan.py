@@ -93,10 +93,13 @@ class Node:
 class Plan:
     """The layers and parameters of ``model`` (see the module text)."""
 
-    __slots__ = ("checks", "model", "nodes", "trainables")
+    __slots__ = ("checks", "fused", "model", "nodes", "trainables")
 
     def __init__(self, model: Any) -> None:
         self.model = model
+        # the model's written programs by kind of input (`tinyvec.layers.fused`): they belong
+        # to this structure, so a new plan starts without them
+        self.fused: dict[Any, Any] = {}
         self.nodes: list[Node] = []
         # (layer, attribute, value seen, items of a list): what `valid` compares
         self.checks: list[tuple[Any, str, Any, tuple[Any, ...] | None]] = []
@@ -152,6 +155,12 @@ class Plan:
             if node.first
             for name, path in node.named
         ]
+
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        # a copied or pickled plan leaves its programs behind (they are written again)
+        state = {name: getattr(self, name) for name in self.__slots__}
+        state["fused"] = {}
+        return None, state
 
     def valid(self, model: Any) -> bool:
         """Whether ``model`` still has the structure this plan was made from (cheap: one

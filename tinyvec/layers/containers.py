@@ -10,6 +10,7 @@ from typing import Any
 from ..engine import ops
 from ..engine.tensor import data
 from .base import DimensionMismatch, Layer
+from .fused import fused_call
 
 
 def add(*xs: Any) -> Any:
@@ -51,6 +52,9 @@ class Chain(Layer):
 
     def __call__(self, x: Any) -> Any:
         self.input = data(x)  # kept (a reference) so a δ-rule sweep can rerun the forward pass
+        out = fused_call(self, x)  # the whole Chain as one written program, when it can be
+        if out is not None:
+            return out
         for i, layer in enumerate(self.layers):
             try:
                 x = layer(x)

@@ -31,6 +31,7 @@ from ..backend import is_array, namespace
 from ..engine.plan import Plan, Tree, plan_of
 from ..engine.tensor import Tensor
 from .rules import Rule
+from .update_program import UpdateProgram
 
 __all__ = [
     "Leaf",
@@ -245,6 +246,11 @@ class OptState:
     ) -> None:
         self.rule, self.tree, self.delta = rule, tree, delta
         self.transform, self.plan = transform, plan
+        # (plan, tree, its UpdateProgram or None): the plain step written out for them
+        self.written: tuple[Any, Any, Any] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**vars(self), "written": None}  # a program is written again, not copied
 
     def __repr__(self) -> str:
         delta = f", delta={list(self.delta)!r}" if self.delta else ""
@@ -382,6 +388,14 @@ def update(state: OptState, model: Any, grads: Tree) -> None:
             "state = tv.setup(tv.Descent(0.01), model); tv.update(state, model, grads)"
         )
     plan = state.plan = plan_of(model, state.plan)
+    if state.transform is None:  # the usual case, written out once (`update_program`)
+        program = _written(state, plan)
+        gathered = program.gather(grads, state.tree) if program is not None else None
+        if gathered is not None:
+            with interrupts_deferred():
+                if program.update(*gathered):
+                    return
+    # anything else, and every error message: the general code
     entries = plan.zip((grads, state.tree), ("gradients", "optimiser state"))
     for path, layer, name, g, leaf in entries:  # check everything before computing anything
         if g is not None and (not is_array(g) or g.shape != getattr(layer, name).shape):
@@ -395,6 +409,18 @@ def update(state: OptState, model: Any, grads: Tree) -> None:
     take_step(PendingStep(entries), state, plan, model)
 
 
+def _written(state: OptState, plan: Plan) -> Any:
+    """The UpdateProgram of this state and plan: kept, or written now (None: it cannot be)."""
+    written = state.written
+    if written is None or written[0] is not plan or written[1] is not state.tree:
+        try:
+            program = UpdateProgram(plan, UPDATE_HELPERS)
+        except Exception:  # e.g. a parameter that is not an array: the general code says so
+            program = None
+        written = state.written = (plan, state.tree, program)
+    return written[2]
+
+
 def take_step(step: PendingStep, state: OptState, plan: Plan, model: Any) -> None:
     """Propose every parameter's step (through the state's transform, e.g. the δ-rules, when
     there is one) and commit it, with Ctrl-C held back until it is written."""
@@ -406,3 +432,7 @@ def take_step(step: PendingStep, state: OptState, plan: Plan, model: Any) -> Non
                 if g is not None:
                     step.propose(path, layer, name, leaf, g)
         step.commit()
+
+
+# what a written update calls (`update_program`)
+UPDATE_HELPERS = {"Leaf": Leaf, "refuse_non_finite": refuse_non_finite, "total": _total}

@@ -1,0 +1,161 @@
+"""A Chain as one written program (`tinyvec.layers.fused`): bit for bit what the layers compute
+one by one (values, gradients, every record), one graph node, and every case it must leave to
+the layers."""
+
+import contextlib
+import copy
+import pickle
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from nets import architectures, model_from, records
+
+import tinyvec as tv
+from tinyvec.backend import to_numpy
+from tinyvec.layers.fused import unfused
+
+
+def loss(m, x, y):
+    return tv.mse(m(x), y)
+
+
+def gradients(model, x, y, fused):
+    """(loss, the gradient tree as bytes, ∂L/∂x) with the Chain fused or layer by layer."""
+    with contextlib.nullcontext() if fused else unfused():
+        value, (grads, gx) = tv.withgradient(lambda m, x: loss(m, x, y), model, x)
+    flat = {path: to_numpy(grads[path]).tobytes() for path, _, _ in tv.trainables(model)}
+    return to_numpy(value).tobytes(), flat, to_numpy(gx).tobytes()
+
+
+@given(blocks=architectures(), seed=st.integers(0, 2**16), batch=st.integers(1, 4))
+def test_a_fused_chain_equals_the_layers_one_by_one_bit_for_bit(blocks, seed, batch):
+    a, b = model_from(blocks, seed), model_from(blocks, seed)
+    x = np.random.default_rng(seed).standard_normal((3, batch))
+    y = np.tanh(x[:2])
+    assert gradients(a, x, y, fused=True) == gradients(b, x, y, fused=False)
+    assert records(a) == records(b)
+    assert to_numpy(a(x)).tobytes() == to_numpy(b(x)).tobytes()  # inference too
+
+
+def seed_net():
+    return tv.Chain(
+        tv.Dense(4, 6, tv.tanh, rng=0),
+        tv.SkipConnection(tv.Dense(6, 6, tv.atan, rng=1), tv.add),
+        tv.Dense(6, 1, rng=2),
+    )
+
+
+def test_the_chain_is_one_node_whose_parents_are_the_input_and_the_parameters():
+    m = seed_net()
+    x = tv.Tensor(np.ones((4, 3)))
+    out = m(x)
+    assert out.op == "Chain" and out.parents[0] is x and len(out.parents) == 1 + 6
+    with unfused():
+        assert m(x).op == "Dense"
+    with tv.no_grad():
+        out = m(x)
+        assert type(out) is tv.Tensor and out.vjp is None
+    assert type(m(np.ones((4, 3)))) is np.ndarray  # plain arrays in, plain array out
+
+
+def test_unfused_is_per_thread():
+    m, seen = seed_net(), []
+    x = tv.Tensor(np.ones((4, 2)))
+    inside, done = threading.Event(), threading.Event()
+
+    def other():
+        with unfused():
+            inside.set()
+            done.wait(5)
+
+    t = threading.Thread(target=other)
+    t.start()
+    inside.wait(5)
+    seen.append(m(x).op)
+    done.set()
+    t.join()
+    assert seen == ["Chain"]
+
+
+def test_a_loss_that_calls_the_model_twice_gets_each_calls_own_backward_pass():
+    a, b = seed_net(), seed_net()
+    x1, x2 = np.ones((4, 3)), np.linspace(-1, 1, 8).reshape(4, 2)
+
+    def twice(m):
+        return tv.mse(m(x1), np.zeros((1, 3))) + tv.mse(m(x2), np.ones((1, 2)))
+
+    ga = tv.gradient(twice, a)
+    with unfused():
+        gb = tv.gradient(twice, b)
+    for path, _, _ in tv.trainables(a):
+        assert ga[path].tobytes() == gb[path].tobytes()
+
+
+class Scale(tv.Layer):
+    params = ("s",)
+
+    def __init__(self):
+        self.s = np.ones((1, 1))
+
+    def __call__(self, x):
+        return self.s * x
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: tv.Chain(tv.Dense(2, 2, rng=0), Scale()),  # a layer it does not know
+        lambda: (lambda d: tv.Chain(d, d))(tv.Dense(2, 2, rng=0)),  # a shared layer
+        lambda: tv.Chain(tv.SkipConnection(tv.Dense(2, 2, rng=0), tv.mul)),  # a connection
+    ],
+    ids=["custom layer", "shared layer", "connection"],
+)
+def test_what_it_cannot_write_runs_layer_by_layer_with_the_same_numbers(make):
+    a, b = make(), make()
+    x = np.linspace(-1, 1, 6).reshape(2, 3)
+    y = np.zeros((2, 3))
+    out = a(tv.Tensor(x))
+    assert out.op != "Chain"
+    assert gradients(a, x, y, fused=True) == gradients(b, x, y, fused=False)
+
+
+def test_bad_inputs_get_the_layers_errors():
+    m = seed_net()
+    with pytest.raises(tv.DimensionMismatch, match="expects size") as e:
+        m(tv.Tensor(np.ones((5, 3))))
+    assert "in Chain layer [0]" in str(e.value.__notes__)
+    m(np.ones((4, 3)))
+    m[0].weight = np.ones((6, 5))  # the program was written for 4 features
+    with pytest.raises(tv.DimensionMismatch, match="expects size"):
+        m(np.ones((4, 3)))
+
+
+def test_an_input_of_another_dtype_is_converted_with_the_layers_warning():
+    m = tv.f32(seed_net())
+    with pytest.warns(UserWarning, match="converting"):
+        out = m(np.ones((4, 3)))
+    assert out.dtype == np.float32
+
+
+def test_a_model_with_written_programs_pickles_and_copies():
+    m = seed_net()
+    x = np.linspace(-1, 1, 12).reshape(4, 3)
+    tv.gradient(lambda m: tv.mse(m(x), np.zeros((1, 3))), m)
+    assert m._tinyvec_plan.fused  # a program was written and kept
+    for other in (pickle.loads(pickle.dumps(m)), copy.deepcopy(m)):
+        assert not other._tinyvec_plan.fused
+        assert other(x).tobytes() == m(x).tobytes()
+
+
+def test_a_new_structure_writes_a_new_program():
+    m = seed_net()
+    x = np.ones((4, 2))
+    before = m(x)
+    m.layers = (*m.layers[:2], tv.Dense(6, 2, rng=5))
+    after = m(x)
+    assert after.shape == (2, 2) and before.shape == (1, 2)
+    with unfused():
+        assert m(x).tobytes() == after.tobytes()

@@ -1,0 +1,120 @@
+"""Random networks for the tests that compare two ways of computing the same step
+(`tests/optimise/test_compiled.py`, `tests/layers/test_fused.py`): a hypothesis strategy for
+their architecture, a builder, and every number a step leaves behind."""
+
+import numpy as np
+from hypothesis import strategies as st
+
+import tinyvec as tv
+from tinyvec.backend import to_numpy
+from tinyvec.engine.plan import plan_of
+from tinyvec.optimise.training import PendingStep, take_step
+
+SIGMAS = [tv.identity, tv.tanh, tv.atan, tv.relu, tv.sigmoid, tv.leakyrelu, tv.softplus, tv.gelu]
+RULES = {
+    "Descent": lambda: tv.Descent(0.05),
+    "Momentum": lambda: tv.Momentum(0.05, 0.9),
+    "Nesterov": lambda: tv.Nesterov(0.05, 0.5),
+    "Adam": lambda: tv.Adam(0.01),
+    "AdamW": lambda: tv.AdamW(0.01),
+    "ClipNorm+Descent": lambda: tv.OptimiserChain(tv.ClipNorm(0.5), tv.Descent(0.1)),
+    "WeightDecay+Momentum": lambda: tv.OptimiserChain(tv.WeightDecay(1e-3), tv.Momentum(0.05)),
+}
+
+
+@st.composite
+def architectures(draw, depth=0):
+    """A description of a model as nested tuples; built twice into identical models."""
+    n = draw(st.integers(1, 3))
+    blocks = []
+    for _ in range(n):
+        kind = draw(st.sampled_from(["dense", "skip+", "skipvcat", "par+", "parvcat", "chain"]))
+        if depth >= 2 and kind == "chain":
+            kind = "dense"
+        sigma = draw(st.integers(0, len(SIGMAS) - 1))
+        bias = draw(st.booleans())
+        width = draw(st.integers(1, 4))
+        blocks.append(
+            (kind, sigma, bias, width, draw(architectures(depth + 1)) if kind == "chain" else None)
+        )
+    return blocks
+
+
+def build(blocks, features, rng):
+    layers = []
+    for kind, sigma, bias, width, inner in blocks:
+        s = SIGMAS[sigma]
+        r = int(rng.integers(1 << 30))
+        if kind == "dense":
+            layers.append(tv.Dense(features, width, s, bias=bias, rng=r))
+            features = width
+        elif kind == "skip+":
+            layers.append(
+                tv.SkipConnection(tv.Dense(features, features, s, bias=bias, rng=r), tv.add)
+            )
+        elif kind == "skipvcat":
+            layers.append(
+                tv.SkipConnection(tv.Dense(features, width, s, bias=bias, rng=r), tv.vcat)
+            )
+            features += width
+        elif kind == "par+":
+            layers.append(
+                tv.Parallel(
+                    tv.add,
+                    tv.Dense(features, width, s, bias=bias, rng=r),
+                    tv.Dense(features, width, rng=r + 1),
+                )
+            )
+            features = width
+        elif kind == "parvcat":
+            layers.append(
+                tv.Parallel(
+                    tv.vcat,
+                    tv.Dense(features, width, s, bias=bias, rng=r),
+                    tv.Dense(features, 2, rng=r + 1),
+                )
+            )
+            features = width + 2
+        else:
+            chain, features = build(inner, features, rng)
+            layers.append(chain)
+    return tv.Chain(*layers), features
+
+
+def model_from(blocks, seed):
+    body, features = build(blocks, 3, np.random.default_rng(seed))
+    return tv.Chain(body, tv.Dense(features, 2, rng=seed))
+
+
+def records(model):
+    """Every number a step leaves behind: parameters, step records, Dense records."""
+    out = {}
+    for path, layer, name in tv.trainables(model):
+        out[path] = to_numpy(getattr(layer, name)).tobytes()
+        out[path + " step"] = to_numpy(layer.step[name]).tobytes() if name in layer.step else None
+    for k, d in enumerate(tv.dense_layers(model)):
+        for what in ("input", "preact", "output", "delta", "delta_used"):
+            value = getattr(d, what)
+            out[f"{k} {what}"] = None if value is None else to_numpy(value).tobytes()
+    return out
+
+
+def state_bytes(state, model):
+    out = []
+    for path, _, _ in tv.trainables(model):
+        leaf = state.tree[path]
+        stack = [leaf.state]
+        while stack:
+            s = stack.pop()
+            if isinstance(s, tuple):
+                stack.extend(s)
+            elif s is not None:
+                out.append(np.asarray(to_numpy(s) if hasattr(s, "shape") else s).tobytes())
+    return out
+
+
+def general_update(state, model, grads):
+    """`tv.update` by its general code (`PendingStep`), not the program it writes."""
+    plan = state.plan = plan_of(model, state.plan)
+    entries = plan.zip((grads, state.tree), ("gradients", "optimiser state"))
+    take_step(PendingStep(entries), state, plan, model)

@@ -1,0 +1,92 @@
+"""`tv.update`'s written program (`tinyvec.optimise.update_program`): bit for bit the general
+code, and every unusual step left to the general code, which says what is wrong."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from nets import RULES, architectures, general_update, model_from, records, state_bytes
+
+import tinyvec as tv
+
+
+def grads_of(model, seed, batch=4):
+    x = np.random.default_rng(seed).standard_normal((3, batch))
+    return tv.gradient(lambda m: tv.mse(m(x), np.tanh(x[:2])), model)
+
+
+@given(blocks=architectures(), rule=st.sampled_from(sorted(RULES)), seed=st.integers(0, 2**16))
+def test_the_written_update_equals_the_general_code_bit_for_bit(blocks, rule, seed):
+    a, b = model_from(blocks, seed), model_from(blocks, seed)
+    sa, sb = tv.setup(RULES[rule](), a), tv.setup(RULES[rule](), b)
+    for step in range(3):
+        tv.update(sa, a, grads_of(a, seed + step))
+        general_update(sb, b, grads_of(b, seed + step))
+        assert records(a) == records(b)
+        assert state_bytes(sa, a) == state_bytes(sb, b)
+    assert sa.written[2] is not None  # the written program did the steps
+
+
+def net():
+    return tv.Chain(tv.Dense(3, 4, tv.tanh, rng=0), tv.Dense(4, 2, rng=1))
+
+
+def test_a_missing_gradient_leaves_its_parameter_alone():
+    m = net()
+    state = tv.setup(tv.Descent(0.1), m)
+    grads = grads_of(m, 0)
+    grads.layers[0]["bias"] = None
+    before = m[0].bias.copy()
+    tv.update(state, m, grads)
+    assert (m[0].bias == before).all() and not (m[0].weight == net()[0].weight).all()
+
+
+def test_a_gradient_of_another_dtype_is_cast_as_the_general_code_does():
+    a, b = net(), net()
+    sa, sb = tv.setup(tv.Momentum(0.1), a), tv.setup(tv.Momentum(0.1), b)
+    ga, gb = grads_of(a, 1), grads_of(b, 1)
+    ga.layers[1]["weight"] = ga.layers[1].weight.astype(np.float32)
+    gb.layers[1]["weight"] = gb.layers[1].weight.astype(np.float32)
+    tv.update(sa, a, ga)
+    general_update(sb, b, gb)
+    assert records(a) == records(b) and a[1].weight.dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    "spoil, message",
+    [
+        (lambda g, s: g.layers[0].__setitem__("weight", np.ones((4, 4))), "has shape"),
+        (lambda g, s: g.__setitem__("layers", g.layers[:1]), "do not match the model"),
+        (lambda g, s: s.tree.layers[1].__setitem__("bias", 0.1), "optimiser state"),
+    ],
+    ids=["shape", "tree", "leaf"],
+)
+def test_what_does_not_fit_gets_the_general_codes_error_and_changes_nothing(spoil, message):
+    m = net()
+    state = tv.setup(tv.Descent(0.1), m)
+    grads = grads_of(m, 2)
+    spoil(grads, state)
+    before = records(m)
+    with pytest.raises(ValueError, match=message):
+        tv.update(state, m, grads)
+    assert records(m) == before
+
+
+def test_a_non_finite_step_is_refused_naming_the_parameter():
+    m = net()
+    state = tv.setup(tv.Descent(0.1), m)
+    grads = grads_of(m, 3)
+    grads.layers[1]["bias"] = np.array([np.inf, 0.0])
+    before = records(m)
+    with pytest.raises(tv.NonFiniteStep, match=r"model\.layers\[1\]\.bias"):
+        tv.update(state, m, grads)
+    assert records(m) == before
+
+
+def test_the_program_reads_like_the_update():
+    m = net()
+    state = tv.setup(tv.Descent(0.1), m)
+    tv.update(state, m, grads_of(m, 4))
+    source = state.written[2].source
+    assert "rule.apply" in source and "x1 ← x1 - step" in source
+    assert "model.layers[1].bias" in source
