@@ -104,7 +104,7 @@ def test_bad_eps_is_refused(eps):
     seed=st.integers(0, 2**16),
 )
 def test_cholesky_solve_agrees_with_lu(batch, width, eps, bias, dtype, seed):
-    """With NumPy (and SciPy) the solve is LAPACK's Cholesky ``posv``; without SciPy it is
+    """With NumPy (and SciPy) the solve is a Cholesky factorisation and two triangular solves; without SciPy it is
     NumPy's LU ``solve``: the same δ̃ up to rounding, relative to the condition of G + εD,
     and neither changes the context's Gram matrix (a later rule reads it)."""
     from tinyvec.deltarules import LayerContext, orthogonalization
@@ -118,7 +118,7 @@ def test_cholesky_solve_agrees_with_lu(batch, width, eps, bias, dtype, seed):
     cholesky = rule.rewrite(delta, ctx)
     assert np.array_equal(ctx.gram, G)
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(orthogonalization, "_cholesky_solver", lambda dtype: None)
+        m.setattr(orthogonalization, "_cholesky_routines", lambda dtype: None)
         lu = rule.rewrite(delta, LayerContext(W=None, O=O, dO=None, alpha=0.1, bias=bias))
     assert cholesky.dtype == lu.dtype == np.dtype(dtype)
     D = np.diagonal(G).astype("float64")
@@ -128,9 +128,9 @@ def test_cholesky_solve_agrees_with_lu(batch, width, eps, bias, dtype, seed):
 
 
 def test_the_solver_is_cholesky_for_real_floats_only():
-    from tinyvec.deltarules.orthogonalization import _cholesky_solver
+    from tinyvec.deltarules.orthogonalization import _cholesky_routines
 
     pytest.importorskip("scipy")
-    assert _cholesky_solver(np.dtype("float64")).typecode == "d"
-    assert _cholesky_solver(np.dtype("float32")).typecode == "s"
-    assert _cholesky_solver(np.dtype("float16")) is None
+    assert [f.typecode for f in _cholesky_routines(np.dtype("float64"))] == ["d", "d"]
+    assert [f.typecode for f in _cholesky_routines(np.dtype("float32"))] == ["s", "s"]
+    assert _cholesky_routines(np.dtype("float16")) is None

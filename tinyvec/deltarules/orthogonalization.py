@@ -21,9 +21,9 @@ samples with different δ can push the weights: the step grows like 1/ε there.
 
 Cost per layer: the Gram matrix (in·B²) and one linear solve (B³/3 + out·B²), B the batch
 size. G + εD is symmetric positive definite for ε > 0, so with NumPy arrays the solve is a
-Cholesky solve (LAPACK's ``posv`` through SciPy, when SciPy is installed): half the
-factorisation work of the LU in ``solve``, and fewer microseconds of Python per call, which
-is most of the cost on small layers. A matrix that is not numerically positive definite (a
+Cholesky solve (LAPACK's ``potrf`` and two triangular solves ``trsm`` through SciPy, when
+SciPy is installed): half the factorisation work of the LU in ``solve``, and fewer
+microseconds of Python per call, which is most of the cost on small layers. A matrix that is not numerically positive definite (a
 singular Gram with ε = 0), another array library, or no SciPy: ``xp.linalg.solve`` (LU). Both
 are backward stable, so they agree up to rounding (relative to the condition of G + εD).
 """
@@ -79,33 +79,52 @@ class Orthogonalization(DeltaRule):
     def _rewrite_numpy(self, delta: np.ndarray, G: np.ndarray, bias: bool) -> np.ndarray:
         """`rewrite` for NumPy arrays: the same M = G + εD and right-hand side (1+ε) D δ, bit
         for bit, with array methods (no dispatch), and a Cholesky solve where it applies."""
-        B = G.shape[0]
         D = G.diagonal().copy()  # ‖ō_i‖² (a copy: the diagonal of G is a view)
         ridge = self.eps * (D if bias else np.where(D > 0, D, 1.0))
-        M = G.copy()  # G is the context's, which a later rule may read
-        M.reshape(-1)[:: B + 1] += ridge  # M = G + εD: the diagonal only
         rhs = delta * ((1 + self.eps) * D)
-        posv = _cholesky_solver(M.dtype)
-        if posv is not None:
-            # δ̃ M = rhs ⇔ M δ̃ᵀ = rhsᵀ; M is symmetric, so M itself is its Fortran-order
-            # transpose, and rhsᵀ is Fortran-ordered: LAPACK takes both without a copy
-            _, X, info = posv(M.T, rhs.T, overwrite_a=False, overwrite_b=True)
-            if info == 0:
-                return X.T
-            if info < 0:  # pragma: no cover - an argument LAPACK refused: a bug here
-                raise RuntimeError(f"LAPACK posv refused argument {-info}")
-            rhs = delta * ((1 + self.eps) * D)  # not positive definite: posv left it as it was
-        return np.linalg.solve(M, rhs.T).T  # LU; raises LinAlgError if M is singular
+        solved = _cholesky_solve(_ridged(G, ridge), rhs)
+        if solved is not None:
+            return solved
+        # not numerically positive definite (a singular G with ε = 0), or no SciPy: LU, which
+        # raises LinAlgError for a singular M
+        return np.linalg.solve(_ridged(G, ridge), rhs.T).T
+
+
+def _ridged(G: np.ndarray, ridge: np.ndarray) -> np.ndarray:
+    """G + diag(ridge), a new array (G is the context's, which a later rule may read)."""
+    M = G.copy()
+    M.reshape(-1)[:: M.shape[0] + 1] += ridge  # the diagonal only: the bits of G + I·ridge
+    return M
+
+
+def _cholesky_solve(M: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
+    """X with X M = rhs for a symmetric positive definite M (overwritten), by LAPACK through
+    SciPy: M = L Lᵀ (``potrf``), then two triangular solves from the right
+    (``trsm``: Y Lᵀ = rhs, X L = Y). None when M is not numerically positive definite, or
+    there is no SciPy for this dtype."""
+    routines = _cholesky_routines(M.dtype)
+    if routines is None:
+        return None
+    potrf, trsm = routines
+    # M is symmetric: its transpose is the same matrix in Fortran order, factorised in place
+    L, info = potrf(M.T, lower=1, clean=0, overwrite_a=1)
+    if info != 0:
+        if info < 0:  # pragma: no cover - an argument LAPACK refused: a bug here
+            raise RuntimeError(f"LAPACK potrf refused argument {-info}")
+        return None
+    Y = trsm(1.0, L, rhs, side=1, lower=1, trans_a=1)  # Y Lᵀ = rhs
+    return trsm(1.0, L, Y, side=1, lower=1, overwrite_b=1)  # X L = Y, so X L Lᵀ = rhs
 
 
 @functools.cache
-def _cholesky_solver(dtype: np.dtype) -> Any:
-    """LAPACK's ``posv`` for real ``dtype`` (float32, float64) from SciPy, or None (no SciPy,
-    or another dtype). Looked up once per dtype: SciPy is imported on the first use only."""
+def _cholesky_routines(dtype: np.dtype) -> tuple[Any, Any] | None:
+    """LAPACK's ``potrf`` and BLAS's ``trsm`` for real ``dtype`` (float32, float64) from SciPy,
+    or None (no SciPy, or another dtype). Looked up once per dtype: SciPy is imported on the
+    first use only."""
     if dtype not in (np.float32, np.float64):
         return None
     try:
-        from scipy.linalg import lapack
+        from scipy.linalg import blas, lapack
     except ImportError:
         return None
-    return lapack.get_lapack_funcs("posv", dtype=dtype)
+    return lapack.get_lapack_funcs("potrf", dtype=dtype), blas.get_blas_funcs("trsm", dtype=dtype)
