@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from ..backend import is_array, namespace, same_namespace
 from . import ops
 from .tensor import data, primitive
@@ -29,6 +31,9 @@ def _dimension_mismatch(message: str) -> Exception:
 
 def _check_pair(loss: str, yhat: Any, y: Any) -> None:
     """Arrays of one library, same shape, at least one element: otherwise one clear error."""
+    a, b = data(yhat), data(y)
+    if type(a) is np.ndarray and type(b) is np.ndarray and a.shape == b.shape and a.size:
+        return  # (the usual case, in one line: this runs at every step)
     for name, a in (("ŷ", yhat), ("y", y)):
         if not is_array(data(a)):
             raise TypeError(
@@ -47,7 +52,10 @@ def _check_pair(loss: str, yhat: Any, y: Any) -> None:
 
 
 def _mse(yhat, y):
-    return namespace(yhat).mean((yhat - y) ** 2)
+    r2 = (yhat - y) ** 2
+    if type(r2) is np.ndarray and r2.dtype.char in "fd":
+        return r2.sum() / r2.size  # np.mean's own sum and division, without its wrapper
+    return namespace(yhat).mean(r2)
 
 
 def _mse_vjp(g, L, yhat, y):

@@ -93,13 +93,14 @@ class Node:
 class Plan:
     """The layers and parameters of ``model`` (see the module text)."""
 
-    __slots__ = ("checks", "fused", "model", "nodes", "trainables")
+    __slots__ = ("_tree", "checks", "fused", "model", "nodes", "trainables")
 
     def __init__(self, model: Any) -> None:
         self.model = model
         # the model's written programs by kind of input (`tinyvec.layers.fused`): they belong
         # to this structure, so a new plan starts without them
         self.fused: dict[Any, Any] = {}
+        self._tree: Callable[[list[Any]], Tree] | None = None  # `tree`, once written
         self.nodes: list[Node] = []
         # (layer, attribute, value seen, items of a list): what `valid` compares
         self.checks: list[tuple[Any, str, Any, tuple[Any, ...] | None]] = []
@@ -159,7 +160,7 @@ class Plan:
     def __getstate__(self) -> tuple[None, dict[str, Any]]:
         # a copied or pickled plan leaves its programs behind (they are written again)
         state = {name: getattr(self, name) for name in self.__slots__}
-        state["fused"] = {}
+        state["fused"], state["_tree"] = {}, None
         return None, state
 
     def valid(self, model: Any) -> bool:
@@ -199,6 +200,36 @@ class Plan:
             for attr in node.empty:
                 tree[attr] = None
         return trees[0]
+
+    def tree(self, values: list[Any]) -> Tree:
+        """``mirror``'s Tree with ``values[i]`` at the i-th of ``trainables``: what
+        `withgradient` builds at every step, so written out once per plan as straight lines.
+
+        >>> import tinyvec as tv
+        >>> plan = Plan(tv.Chain(tv.Dense(2, 1), tv.Dense(1, 1, bias=False)))
+        >>> plan.tree([1, 2, 3])
+        {'layers': ({'weight': 1, 'bias': 2}, {'weight': 3, 'bias': None})}
+        """
+        if self._tree is None:
+            index = {(id(layer), name): i for i, (_, layer, name) in enumerate(self.trainables)}
+            lines = ["def tree(v):"]
+            for j in reversed(range(len(self.nodes))):  # (a node's children come after it)
+                node = self.nodes[j]
+                items = [
+                    f"{name!r}: v[{index[id(node.layer), name]}]"
+                    if name in node.present
+                    else f"{name!r}: None"
+                    for name in node.names
+                ]
+                for attr, kids, many in node.slots:
+                    kid = "(" + "".join(f"t{k}, " for k in kids) + ")" if many else f"t{kids[0]}"
+                    items.append(f"{attr!r}: {kid}")
+                items += [f"{attr!r}: None" for attr in node.empty]
+                lines.append(f"    t{j} = Tree({{{', '.join(items)}}})")
+            scope: dict[str, Any] = {"Tree": Tree}
+            exec("\n".join([*lines, "    return t0"]), scope)  # our own generated code
+            self._tree = scope["tree"]
+        return self._tree(values)
 
     def zip(self, trees: tuple[Any, ...], what: tuple[str, ...]) -> list[tuple[Any, ...]]:
         """(path, layer, name, entry₁, entry₂, …) for each parameter (a shared layer once) and

@@ -29,10 +29,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import operator
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..backend import namespace
+from ..engine.activations import FORMULAS
 from ..engine.ops import vcat
 from ..engine.plan import Plan, plan_of
 from ..engine.tensor import Tensor, data, grad_enabled
@@ -218,9 +220,7 @@ class _Writer:
         self.dense += 1
         k = self.dense
         L = self.const(f"dense{k}", layer)
-        f = self.const(f"sigma{k}", layer.sigma.f)
-        identity = layer.sigma.derivative is None
-        bp = None if identity else self.const(f"backprop{k}", layer.sigma.backprop)
+        sigma = layer.sigma
         out = self.value(W.shape[0], True)
         A = f"A{k}"
         lines = [
@@ -233,8 +233,17 @@ class _Writer:
             lines.append(f"    {A} = {A} + b{k}[:, None]")
             self.args.append(f"b{k}")
             self.reads.append(f"{L}.bias")
+        formula = FORMULAS.get(sigma)
+        if formula is not None:
+            f = _fill(formula[0], A=A)
+            bp = _fill(formula[1], A=A, O=out)  # (g: filled in by the backward pass)
+        else:
+            f = f"{self.const(f'sigma{k}', sigma.f)}({A})"
+            bp = None
+            if sigma.derivative is not None:
+                bp = f"{self.const(f'backprop{k}', sigma.backprop)}(g, {A}, {out})"
         lines += [
-            f"    {out} = {f}({A})  # O^{k} = σ(A^{k}), σ = {layer.sigma!r}",
+            f"    {out} = {f}  # O^{k} = σ(A^{k}), σ = {sigma!r}",
             f"    {L}.input, {L}.preact, {L}.output = {v}, {A}, {out}",
         ]
         self.forward += lines
@@ -319,7 +328,7 @@ class _Writer:
                     lines.append(f"    {d} = g_{res}  # δ^{k} = ∂L/∂O^{k} (σ = identity)")
                 else:
                     lines.append(
-                        f"    {d} = {bp}(g_{res}, A{k}, {res})  # δ^{k} = ∂L/∂O^{k} ⊙ σ′(A^{k})"
+                        f"    {d} = {_fill(bp, g=f'g_{res}')}  # δ^{k} = ∂L/∂O^{k} ⊙ σ′(A^{k})"
                     )
                 lines.append(f"    {L}.delta, {L}.delta_used = {d}, None")
                 give(v, f"W{k}.mT @ {d}  # ∂L/∂O^{k - 1} = W^{k}ᵀ δ^{k}")
@@ -331,6 +340,11 @@ class _Writer:
         first = "g_v0" if self.tracked["v0"] and "v0" in has else "None"
         lines.append(f"    return {first}, {', '.join(order)}")
         return lines
+
+
+def _fill(formula: str, **names: str) -> str:
+    """``formula`` with its variables A, O, g renamed (whole words only)."""
+    return re.sub(r"\b[AOg]\b", lambda m: names.get(m.group(), m.group()), formula)
 
 
 def write_program(

@@ -157,18 +157,21 @@ def _withgradient(
     # swap, so the `finally` restores every swapped one whatever interrupts us
     tracked: list[tuple[Any, str, Any]] = []
     inputs = [Tensor(arg) if is_array(arg) else arg for arg in args]
-    plans: list[Plan | None] = []
+    plans: list[tuple[Plan, list[Tensor]] | None] = []
     try:
         for arg in inputs:
             if type(arg) is Tensor:
                 plans.append(None)
                 continue
             plan = plan_of(arg, plan)
-            plans.append(plan)
+            tensors: list[Tensor] = []
+            plans.append((plan, tensors))
             for _, layer, name in plan.trainables:
                 value = getattr(layer, name)
                 tracked.append((layer, name, value))
-                setattr(layer, name, Tensor(value))
+                tensor = Tensor(value)
+                tensors.append(tensor)
+                setattr(layer, name, tensor)
             plan = None  # a second model gets its own
         loss = f(*inputs)
         if type(loss) is not Tensor:
@@ -183,15 +186,12 @@ def _withgradient(
             check(loss.data)
         loss.backward()
         grads = [
-            x.grad if p is None else p.mirror(_grad_of) for x, p in zip(inputs, plans, strict=True)
+            x.grad if p is None else p[0].tree([t.grad for t in p[1]])
+            for x, p in zip(inputs, plans, strict=True)
         ]
     finally:
         set_all(tracked)  # parameters are plain arrays again, even on error
     return loss.data, grads[0] if len(grads) == 1 else tuple(grads)
-
-
-def _grad_of(layer: Any, name: str) -> Any:
-    return getattr(layer, name).grad
 
 
 def gradient(f: Callable[..., Any], *args: Any) -> Any:
