@@ -124,7 +124,7 @@ def _cholesky_routines(dtype: np.dtype) -> tuple[Any, Any] | None:
     if dtype not in (np.float32, np.float64):
         return None
     try:
-        from scipy.linalg import blas, lapack
+        from scipy.linalg import blas, lapack  # type: ignore[import-untyped, unused-ignore]
     except ImportError:
         return None
     return lapack.get_lapack_funcs("potrf", dtype=dtype), blas.get_blas_funcs("trsm", dtype=dtype)

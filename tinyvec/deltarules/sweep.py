@@ -28,6 +28,13 @@ the gradient (a weight penalty in the loss) as it was; a rule that returns δ^k 
 Each Dense layer keeps δ^k in ``delta``, O^{k-1}, A^k, O^k of the gradient's forward pass in
 ``input``, ``preact``, ``output`` (the sweep does not overwrite them), and δ̃^k in
 ``delta_used``. A Dense layer the sweep does not reach is updated without ΔO.
+
+Cost: what the δ-rules need of the model's structure (its containers; the check that no Dense
+layer is shared) is worked out once per `Plan` (`_Layout`), not at every step. The array work
+per layer is the rules' own (see each rule's module) plus the correction of the gradient
+above: one product (δ̃ − δ) Oᵀ and a sum over the batch. That correction could be avoided
+only by not forming δOᵀ in the backward pass when a δ-rule will rewrite δ (the gradient would
+then be δ̃Oᵀ plus the loss's other terms), a change to Dense's backward pass, not made here.
 """
 
 from __future__ import annotations
@@ -168,29 +175,24 @@ class DeltaStep:
                 used = rule.rewrite(used, ctx)
         step.record(layer, "delta_used", used)
         target.done = True
-        target.weight, target.bias_value = layer.weight, layer.bias
-        if inputs is None and used is delta:  # unchanged: the plain step, bit for bit
-            for path, name, leaf, g in entries:
-                new = step.propose(path, layer, name, leaf, g)
-                if name == "weight":
-                    target.weight = new
-                else:
-                    target.bias_value = new
-            return
-        change = used - delta if inputs is None else None
+        target.weight, target.bias_value = layer.weight, layer.bias  # those without a gradient
+        unchanged = inputs is None and used is delta  # then the plain step, bit for bit
+        if inputs is None and not unchanged:
+            change = used - delta
         for path, name, leaf, g in entries:
+            if unchanged:
+                pass
+            elif inputs is None:  # g + (δ̃ − δ) Oᵀ; the bias: + Σ_batch (δ̃ − δ)
+                g = g + (change @ O.mT if name == "weight" else batch_sum(change))
+            elif name == "weight":  # g + δ̃ Õᵀ − δ Oᵀ, Õ the inputs as the MemoryRule rewrote them
+                g = g + (used @ inputs[: O.shape[0], :].mT - delta @ O.mT)
+            else:  # the bias: the row of ones of Ō, rewritten
+                g = g + (used @ inputs[O.shape[0], :] - batch_sum(delta))
+            new = step.propose(path, layer, name, leaf, g)
             if name == "weight":
-                if change is not None:  # g + (δ̃ − δ) Oᵀ
-                    g = g + change @ O.mT
-                else:  # g + δ̃ Õᵀ − δ Oᵀ, Õ the inputs as the MemoryRule rewrote them
-                    g = g + (used @ inputs[: O.shape[0], :].mT - delta @ O.mT)
-                target.weight = step.propose(path, layer, name, leaf, g)
-            else:  # the bias: the row of ones of Ō (rewritten by a MemoryRule)
-                if change is not None:
-                    g = g + batch_sum(change)
-                else:
-                    g = g + (used @ inputs[O.shape[0], :] - batch_sum(delta))
-                target.bias_value = step.propose(path, layer, name, leaf, g)
+                target.weight = new
+            else:
+                target.bias_value = new
 
     def _sweep(
         self,
