@@ -90,3 +90,19 @@ def test_the_program_reads_like_the_update():
     source = state.written[2].source
     assert "rule.apply" in source and "x1 ← x1 - step" in source
     assert "model.layers[1].bias" in source
+
+
+@pytest.mark.parametrize("rule", ["Descent", "Adam", "ClipNorm+Descent"])
+def test_every_array_library_gets_the_written_update(xp, rule):
+    """The program checks finiteness with NumPy's vdot for NumPy arrays and with the array
+    API's sum for the others (array-api-strict here, CuPy on a GPU)."""
+    a, b = (tv.to(xp, model_from([("skip+", 1, True, 3, None)], 0)) for _ in "ab")
+    sa, sb = tv.setup(RULES[rule](), a), tv.setup(RULES[rule](), b)
+    x = xp.asarray(np.linspace(-1, 1, 12).reshape(3, 4))
+    for _ in range(2):
+        ga, gb = (tv.gradient(lambda m: tv.mse(m(x), x[:2, :]), m) for m in (a, b))
+        tv.update(sa, a, ga)
+        general_update(sb, b, gb)
+        assert records(a) == records(b)
+    assert sa.written[2] is not None
+    assert xp is np or "norm2" in sa.written[2].source  # (the array API's Σ x²)

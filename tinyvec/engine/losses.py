@@ -19,7 +19,7 @@ import numpy as np
 
 from ..backend import is_array, namespace, same_namespace
 from . import ops
-from .tensor import data, primitive
+from .tensor import Tensor, data, primitive
 
 
 def _dimension_mismatch(message: str) -> Exception:
@@ -54,17 +54,26 @@ def _check_pair(loss: str, yhat: Any, y: Any) -> None:
 def _mse(yhat, y):
     r2 = (yhat - y) ** 2
     if type(r2) is np.ndarray and r2.dtype.char in "fd":
-        return r2.sum() / r2.size  # np.mean's own sum and division, without its wrapper
+        return np.add.reduce(r2, None) / r2.size  # np.mean's sum and division, unwrapped
     return namespace(yhat).mean(r2)
 
 
-def _mse_vjp(g, L, yhat, y):
+def _mse_grad(g, yhat, y):  # ∂L/∂ŷ
     # math.prod(shape), not .size: a torch tensor's size is a method
-    r = (yhat - y) * (g * (2 / math.prod(yhat.shape)))
+    return (yhat - y) * (g * (2 / math.prod(yhat.shape)))
+
+
+def _mse_vjp(g, L, yhat, y):
+    r = _mse_grad(g, yhat, y)
     return r, -r
 
 
-_mse_op = primitive(_mse, _mse_vjp)
+def _mse_to(yhat, *, y):  # y a constant (the usual target): no cotangent computed for it
+    return _mse(yhat, y)
+
+
+_mse_op = primitive(_mse, _mse_vjp, "mse")
+_mse_to_op = primitive(_mse_to, lambda g, L, yhat, *, y: (_mse_grad(g, yhat, y),), "mse")
 
 
 def mse(yhat: Any, y: Any) -> Any:
@@ -80,7 +89,7 @@ def mse(yhat: Any, y: Any) -> Any:
     tinyvec.layers.base.DimensionMismatch: tv.mse(ŷ, y) needs ŷ and y of the same shape, got ŷ (1, 3) and y (3, 1) (features × batch; reshape or transpose one of them)
     """
     _check_pair("mse", yhat, y)
-    return _mse_op(yhat, y)
+    return _mse_op(yhat, y) if type(y) is Tensor else _mse_to_op(yhat, y=y)
 
 
 def _crossentropy(logits, y):

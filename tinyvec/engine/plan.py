@@ -93,7 +93,7 @@ class Node:
 class Plan:
     """The layers and parameters of ``model`` (see the module text)."""
 
-    __slots__ = ("_tree", "checks", "fused", "model", "nodes", "trainables")
+    __slots__ = ("_check", "_tree", "checks", "fused", "model", "nodes", "trainables")
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -101,6 +101,7 @@ class Plan:
         # to this structure, so a new plan starts without them
         self.fused: dict[Any, Any] = {}
         self._tree: Callable[[list[Any]], Tree] | None = None  # `tree`, once written
+        self._check: Callable[[], bool] | None = None  # `valid`'s checks, once written
         self.nodes: list[Node] = []
         # (layer, attribute, value seen, items of a list): what `valid` compares
         self.checks: list[tuple[Any, str, Any, tuple[Any, ...] | None]] = []
@@ -160,29 +161,37 @@ class Plan:
     def __getstate__(self) -> tuple[None, dict[str, Any]]:
         # a copied or pickled plan leaves its programs behind (they are written again)
         state = {name: getattr(self, name) for name in self.__slots__}
-        state["fused"], state["_tree"] = {}, None
+        state["fused"], state["_tree"], state["_check"] = {}, None, None
         return None, state
 
     def valid(self, model: Any) -> bool:
         """Whether ``model`` still has the structure this plan was made from (cheap: one
-        attribute read per parameter and per child attribute)."""
+        attribute read per parameter and per child attribute, written out as straight lines
+        the first time, since every step asks)."""
         if model is not self.model:
             return False
-        for layer, attr, seen, items in self.checks:
-            value = getattr(layer, attr, None)
-            if items is None:
-                if type(seen) is bool:  # a parameter: present or None
-                    if (value is not None) is not seen:
-                        return False
-                elif value is not seen:
-                    return False
-            elif (
-                value is not seen
-                or len(value) != len(items)
-                or any(a is not b for a, b in zip(value, items, strict=True))
-            ):
-                return False
-        return True
+        if self._check is None:
+            self._check = self._write_check()
+        return self._check()
+
+    def _write_check(self) -> Callable[[], bool]:
+        scope: dict[str, Any] = {}
+        lines = ["def check():"]
+        for i, (layer, attr, seen, items) in enumerate(self.checks):
+            scope[f"L{i}"], scope[f"S{i}"] = layer, seen
+            value = f"getattr(L{i}, {attr!r}, None)"
+            if items is None and type(seen) is bool:  # a parameter: present or None
+                test = f"{value} is {'' if seen else 'not '}None"
+            elif items is None:
+                test = f"{value} is not S{i}"
+            else:  # a list of layers: the same list, with the same layers in it
+                scope.update({f"I{i}_{j}": item for j, item in enumerate(items)})
+                same = "".join(f" or V[{j}] is not I{i}_{j}" for j in range(len(items)))
+                lines.append(f"    V = {value}")
+                test = f"V is not S{i} or len(V) != {len(items)}{same}"
+            lines += [f"    if {test}:", "        return False"]
+        exec("\n".join([*lines, "    return True"]), scope)  # our own generated code
+        return scope["check"]
 
     def layers(self) -> list[tuple[str, Any]]:
         """(path, layer) for every occurrence of every layer, in forward (depth) order."""

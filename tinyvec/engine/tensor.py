@@ -17,6 +17,8 @@ import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
+
 from ..backend import namespace
 
 # Each thread (and each asyncio task) sees its own value: True until a `no_grad` block.
@@ -172,7 +174,10 @@ class Tensor:
         if grad is None:
             if self.data.ndim != 0:
                 raise ValueError(f"backward() needs a scalar or a grad, got shape {self.shape}")
-            grad = namespace(self.data).ones_like(self.data)
+            data = self.data
+            # (NumPy's ones_like is a Python wrapper around these two calls)
+            grad = np.ones((), data.dtype) if type(data) in _NUMPY_SCALARS else None
+            grad = namespace(data).ones_like(data) if grad is None else grad
         self.grad = grad
         for node in reversed(toposort(self)):
             if node.grad is None or node.vjp is None:
@@ -181,6 +186,9 @@ class Tensor:
                 if g is not None and type(parent) is Tensor:
                     # never in place: a cotangent may be shared by several parents
                     parent.grad = g if parent.grad is None else parent.grad + g
+
+
+_NUMPY_SCALARS = {np.ndarray, np.float64, np.float32}  # what a NumPy loss is
 
 
 def toposort(root: Tensor) -> list[Tensor]:

@@ -33,6 +33,8 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
+
 from ..backend import namespace
 from ..engine.activations import FORMULAS
 from ..engine.ops import vcat
@@ -122,8 +124,8 @@ class _Writer:
         self.reads: list[str] = []  # what `params()` reads: dense1.weight, …
         self.saved: list[str] = []  # what the backward pass needs from the forward pass
         self.dense = 0
-        # NumPy's method is its function without the dispatch (the same reduction, bit for bit)
-        self.method_sum = type(x).__module__ == "numpy"
+        # NumPy: the ufunc's reduction, what np.sum calls, without its Python wrapper
+        self.numpy = type(x).__module__ == "numpy"
         self.count = 0
         self.dtype = x.dtype
 
@@ -230,7 +232,7 @@ class _Writer:
         self.args.append(f"W{k}")
         self.reads.append(f"{L}.weight")
         if b is not None:
-            lines.append(f"    {A} = {A} + b{k}[:, None]")
+            lines.append(f"    {A} += b{k}[:, None]  # (in place: A is new, and of b's dtype)")
             self.args.append(f"b{k}")
             self.reads.append(f"{L}.bias")
         formula = FORMULAS.get(sigma)
@@ -255,6 +257,7 @@ class _Writer:
     def write(self) -> tuple[list[str], dict[str, Any], list[str]]:
         """(the program's lines, the names they use, the parameters' paths in order)."""
         self.scope["xp"] = namespace(self.x)
+        self.scope["add_reduce"] = np.add.reduce
         self.scope["ARRAY"], self.scope["DT"], self.scope["IN"] = (
             type(self.x),
             self.x.dtype,
@@ -334,7 +337,7 @@ class _Writer:
                 give(v, f"W{k}.mT @ {d}  # ∂L/∂O^{k - 1} = W^{k}ᵀ δ^{k}")
                 lines.append(f"    gW{k} = {d} @ {v}.mT  # ∂L/∂W^{k} = δ^{k} O^{k - 1}ᵀ")
                 if bias:
-                    total = f"{d}.sum(axis=1)" if self.method_sum else f"xp.sum({d}, axis=1)"
+                    total = f"add_reduce({d}, 1)" if self.numpy else f"xp.sum({d}, axis=1)"
                     lines.append(f"    gb{k} = {total}  # ∂L/∂b^{k} = Σ_batch δ^{k}")
         order = [g for k in sorted(grads) for g in grads[k]]
         first = "g_v0" if self.tracked["v0"] and "v0" in has else "None"

@@ -435,4 +435,4 @@ def take_step(step: PendingStep, state: OptState, plan: Plan, model: Any) -> Non
 
 
 # what a written update calls (`update_program`)
-UPDATE_HELPERS = {"Leaf": Leaf, "refuse_non_finite": refuse_non_finite, "total": _total}
+UPDATE_HELPERS = {"Leaf": Leaf, "refuse_non_finite": refuse_non_finite, "norm2": _total}

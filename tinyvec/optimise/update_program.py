@@ -24,6 +24,8 @@ from ..engine.plan import Plan
 
 __all__ = ["UpdateProgram"]
 
+SMALL = 1 << 14  # parameters of at most this many entries are checked for finiteness together
+
 
 def _const(scope: dict[str, Any], name: str, obj: Any) -> str:
     if name in scope and scope[name] is not obj:
@@ -37,13 +39,18 @@ class UpdateProgram:
     ``plan.trainables`` order), checked and committed; False: nothing written. With
     ``trees``, also ``gather(grads, state_tree) -> (grads, leaves) | None``, which reads the
     entries of a gradient tree and an optimiser tree of the model's shape (None: another
-    shape). ``helpers``: the Leaf class, ``refuse_non_finite`` and ``total`` (Σ x² of an
+    shape). ``helpers``: the Leaf class, ``refuse_non_finite`` and ``norm2`` (Σ x² of an
     array that is not NumPy's)."""
 
     __slots__ = ("gather", "source", "update")
 
     def __init__(self, plan: Plan, helpers: dict[str, Any], trees: bool = True) -> None:
-        scope: dict[str, Any] = {"isfinite": math.isfinite, "vdot": np.vdot, **helpers}
+        scope: dict[str, Any] = {
+            "isfinite": math.isfinite,
+            "vdot": np.vdot,
+            "concatenate": np.concatenate,
+            **helpers,
+        }
         lines = self._update(plan, scope)
         if trees:
             lines += ["", *self._gather(plan, scope)]
@@ -73,30 +80,34 @@ class UpdateProgram:
             '    written (something unusual: the general update handles it)."""',
             f"    {gs}, = grads",
             f"    {leaves}, = leaves",
-            "    total = 0.0  # NaN and ±inf propagate into it: only a non-finite total needs a search",
         ]
+        small, norms = [], []  # (NumPy arrays checked together; the others one by one)
         for (x, L, name), (path, _, _) in zip(names, plan.trainables, strict=True):
             n = x[1:]  # the parameter's number
-            # Σ x² by BLAS: NumPy's cheapest reduction of a small array (an overflow at
-            # |x| ~ 1e154 only costs the search, which finds nothing)
-            norm = (
-                f"vdot({x}_new, {x}_new)" if scope[f"ARRAY{n}"] is np.ndarray else f"total({x}_new)"
-            )
             lines += [
                 f"    # {path}",
                 f"    {x} = {L}.{name}",
-                f"    if type({x}) is not ARRAY{n} or type(g{n}) is not ARRAY{n}:",
-                "        return False",
-                f"    if {x}.dtype is not DT{n} or g{n}.dtype is not DT{n} or g{n}.shape != {x}.shape:",
-                "        return False",
-                f"    if type(leaf{n}) is not Leaf:",
+                f"    if (type({x}) is not ARRAY{n} or type(g{n}) is not ARRAY{n} or type(leaf{n}) is not Leaf",
+                f"            or {x}.dtype is not DT{n} or g{n}.dtype is not DT{n} or g{n}.shape != {x}.shape):",
                 "        return False",
                 f"    state{n}, step{n} = leaf{n}.rule.apply(leaf{n}.state, {x}, g{n})",
                 f"    {x}_new = {x} - step{n}  # {x} ← {x} - step",
                 f"    if {x}_new.dtype is not DT{n}:",
                 "        return False",
-                f"    total = total + {norm}",
             ]
+            x_now = getattr(plan.trainables[int(n) - 1][1], name)
+            if scope[f"ARRAY{n}"] is not np.ndarray:
+                norms.append(f"norm2({x}_new)")
+            elif x_now.size > SMALL:
+                norms.append(f"vdot({x}_new, {x}_new)")
+            else:
+                small.append(f"{x}_new.ravel()")
+        if small:  # one copy of the small ones costs less than a reduction each
+            lines.append(f"    small = concatenate(({', '.join(small)},))")
+            norms.insert(0, "vdot(small, small)")
+        # Σ x² by BLAS is NumPy's cheapest reduction; NaN and ±inf propagate into the total, so
+        # only a non-finite total needs the search (an overflow at |x| ~ 1e154 finds nothing)
+        lines.append(f"    total = {' + '.join(norms)}")
         lines += [
             "    if not isfinite(float(total)):",
             "        refuse_non_finite([",
