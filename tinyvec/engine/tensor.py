@@ -26,7 +26,16 @@ _recording: contextvars.ContextVar[bool] = contextvars.ContextVar("tinyvec_grad"
 
 
 @contextlib.contextmanager
-def no_grad() -> Iterator[None]:
+def setting(var: contextvars.ContextVar[Any], value: Any) -> Iterator[None]:
+    """Inside this block ``var`` has ``value`` in this context (thread, asyncio task) only."""
+    token = var.set(value)
+    try:
+        yield
+    finally:
+        var.reset(token)
+
+
+def no_grad() -> contextlib.AbstractContextManager[None]:
     """Inside this block ops on Tensors record nothing (they return constant Tensors). It acts
     on the current thread only.
 
@@ -37,11 +46,7 @@ def no_grad() -> Iterator[None]:
     >>> y.vjp is None, grad_enabled()
     (True, True)
     """
-    token = _recording.set(False)
-    try:
-        yield
-    finally:
-        _recording.reset(token)
+    return setting(_recording, False)
 
 
 def grad_enabled() -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,7 @@ import numpy as np
 from ..backend import is_array, namespace, same_namespace
 from ..engine import ops
 from ..engine.activations import Activation, activation, identity
-from ..engine.tensor import Tensor, data, grad_enabled
+from ..engine.tensor import Tensor, data, grad_enabled, setting
 from .base import DimensionMismatch, Layer
 from .init import glorot_uniform
 
@@ -40,15 +40,12 @@ def batch_sum(delta: Any) -> Any:
     return namespace(delta).sum(delta, axis=1)
 
 
-@contextlib.contextmanager
-def forward_override(override: Callable[[Any, Any], Any]) -> Iterator[None]:
+def forward_override(
+    override: Callable[[Any, Any], Any],
+) -> contextlib.AbstractContextManager[None]:
     """Inside this block (in this thread) every Dense call ``layer(x)`` is ``override(layer,
     x)``: how a δ-rule sweep reruns the model's forward pass through its own Dense step."""
-    token = _forward_override.set(override)
-    try:
-        yield
-    finally:
-        _forward_override.reset(token)
+    return setting(_forward_override, override)
 
 
 class Dense(Layer):

@@ -30,7 +30,7 @@ import contextlib
 import contextvars
 import operator
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,7 @@ from ..backend import namespace
 from ..engine.activations import FORMULAS
 from ..engine.ops import vcat
 from ..engine.plan import Plan, plan_of
-from ..engine.tensor import Tensor, data, grad_enabled
+from ..engine.tensor import Tensor, data, grad_enabled, setting
 from .dense import Dense, _forward_override
 
 __all__ = ["Fallback", "Program", "fused_call", "unfused", "write_program"]
@@ -48,8 +48,7 @@ __all__ = ["Fallback", "Program", "fused_call", "unfused", "write_program"]
 _fusing: contextvars.ContextVar[bool] = contextvars.ContextVar("tinyvec_fused", default=True)
 
 
-@contextlib.contextmanager
-def unfused() -> Iterator[None]:
+def unfused() -> contextlib.AbstractContextManager[None]:
     """Inside this block (in this thread) every Chain runs layer by layer, one graph node per
     layer, as written in `Chain.__call__`: the reference the programs are tested against.
 
@@ -62,11 +61,7 @@ def unfused() -> Iterator[None]:
     ...     m(x).op
     'Dense'
     """
-    token = _fusing.set(False)
-    try:
-        yield
-    finally:
-        _fusing.reset(token)
+    return setting(_fusing, False)
 
 
 class Fallback(BaseException):
