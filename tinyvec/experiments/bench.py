@@ -14,8 +14,8 @@ block starts from the implementation's initial weights and optimiser state (rest
 the timing) and takes at most `MAX_BLOCK_STEPS` steps: all blocks time the same stretch of
 the same trajectory, however fast the machine, and no block trains on one batch for so long
 that the weights diverge (the compensated step on the seed network did, between 8,000 and
-10,000 steps). The
-peak memory (RSS) of each implementation on network (b) is measured in a fresh process each.
+10,000 steps). The peak memory (RSS) of each implementation on network (b) is measured in a
+fresh process each.
 
 Networks (loss: mse, plain gradient descent):
   (a) the seed network: Chain(Dense(20,40,atan), SkipConnection(Dense(40,40,atan),+)×3,
