@@ -24,3 +24,11 @@ def test_context_gram_includes_the_bias_as_an_input_of_one(xp, bias):
     Ob = np.concatenate([O, np.ones((1, 4))]) if bias else O
     assert np.allclose(np.asarray(ctx.gram), Ob.T @ Ob)
     assert np.allclose(np.asarray(ctx.norms2), (Ob**2).sum(0, keepdims=True))
+
+
+def test_context_computes_the_gram_and_norms_once():
+    O = np.random.default_rng(1).standard_normal((3, 4))
+    ctx = LayerContext(W=None, O=O, dO=None, alpha=0.1, bias=True)
+    assert ctx.gram is ctx.gram and ctx.norms2 is ctx.norms2
+    assert np.allclose(np.diagonal(ctx.gram), ctx.norms2[0], rtol=1e-14)
+    assert "alpha=0.1" in repr(ctx)

@@ -93,3 +93,44 @@ def test_compensation_then_orthogonalization(net, twice):
 def test_bad_eps_is_refused(eps):
     with pytest.raises(ValueError, match="eps must be a number"):
         Orthogonalization(eps)
+
+
+@given(
+    batch=st.integers(2, 30),
+    width=st.integers(1, 30),
+    eps=st.sampled_from([1e-6, 1e-3, 0.5]),
+    bias=st.booleans(),
+    dtype=st.sampled_from(["float64", "float32"]),
+    seed=st.integers(0, 2**16),
+)
+def test_cholesky_solve_agrees_with_lu(batch, width, eps, bias, dtype, seed):
+    """With NumPy (and SciPy) the solve is a Cholesky factorisation and two triangular solves; without SciPy it is
+    NumPy's LU ``solve``: the same δ̃ up to rounding, relative to the condition of G + εD,
+    and neither changes the context's Gram matrix (a later rule reads it)."""
+    from tinyvec.deltarules import LayerContext, orthogonalization
+
+    r = np.random.default_rng(seed)
+    O = r.standard_normal((width, batch)).astype(dtype)
+    delta = r.standard_normal((3, batch)).astype(dtype)
+    rule = Orthogonalization(eps)
+    ctx = LayerContext(W=None, O=O, dO=None, alpha=0.1, bias=bias)
+    G = ctx.gram.copy()
+    cholesky = rule.rewrite(delta, ctx)
+    assert np.array_equal(ctx.gram, G)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(orthogonalization, "_cholesky_routines", lambda dtype: None)
+        lu = rule.rewrite(delta, LayerContext(W=None, O=O, dO=None, alpha=0.1, bias=bias))
+    assert cholesky.dtype == lu.dtype == np.dtype(dtype)
+    D = np.diagonal(G).astype("float64")
+    M = G.astype("float64") + np.diag(eps * np.where(D > 0, D, 1.0))
+    tol = 50 * np.linalg.cond(M) * np.finfo(dtype).eps
+    assert np.allclose(cholesky, lu, rtol=tol, atol=tol * np.abs(lu).max())
+
+
+def test_the_solver_is_cholesky_for_real_floats_only():
+    from tinyvec.deltarules.orthogonalization import _cholesky_routines
+
+    pytest.importorskip("scipy")
+    assert [f.typecode for f in _cholesky_routines(np.dtype("float64"))] == ["d", "d"]
+    assert [f.typecode for f in _cholesky_routines(np.dtype("float32"))] == ["s", "s"]
+    assert _cholesky_routines(np.dtype("float16")) is None

@@ -153,3 +153,21 @@ def test_model_without_input_is_refused_for_compensation():
     with pytest.raises(ValueError, match="does not keep its input"):
         tv.update(state, model, grads)
     tv.update(tv.setup(tv.Descent(0.1), model, delta=Orthogonalization()), model, grads)
+
+
+def test_the_sweep_follows_a_model_changed_under_its_state():
+    # what the δ-rules know of the model (its containers) is kept per plan: a block replaced
+    # under the same optimiser state is a new plan, and the sweep puts back its input too
+    model, (x, y) = small(), data()
+    state = tv.setup(tv.Descent(0.1), model, delta=Compensation(0.5))
+    for _ in range(2):
+        _, grads = tv.withgradient(lambda m: tv.mse(m(x), y), model)
+        tv.update(state, model, grads)
+    block = tv.SkipConnection(tv.Dense(5, 5, tv.tanh, rng=7), tv.add)
+    model.layers = (model.layers[0], block, model.layers[2])
+    _, grads = tv.withgradient(lambda m: tv.mse(m(x), y), model)
+    O, W = block.input, block.layer.weight
+    tv.update(state, model, grads)
+    assert block.input is O  # the gradient's, not the sweep's Õ
+    assert block.layer.delta_used is not block.layer.delta  # compensated: its input moved
+    assert not np.array_equal(block.layer.weight, W)

@@ -54,3 +54,97 @@ def test_pinning_to_one_cpu_says_how():
     finally:
         if before is not None:
             os.sched_setaffinity(0, before)
+
+
+def _watched(steps):
+    """``steps`` wrapped to record each implementation's weights at the first step of every
+    block (the first call after ``reset``)."""
+    starts = {name: [] for name in steps}
+    fresh = dict.fromkeys(steps, False)
+    watched = {}
+    for name, step in steps.items():
+
+        def run(name=name, step=step):
+            if fresh[name]:
+                starts[name].append([np.array(w, copy=True) for w in step.weights()])
+                fresh[name] = False
+            step()
+
+        def reset(name=name, step=step):
+            step.reset()
+            fresh[name] = True
+
+        run.reset = reset
+        watched[name] = run
+    return watched, starts
+
+
+def test_every_block_starts_from_the_initial_weights():
+    # without it, a block trains on from where the last one stopped: after thousands of steps
+    # on one batch the compensated step diverged and the bench died (NonFiniteStep)
+    spec = bench.seed_spec()
+    x, y = bench.make_data(spec, 4, "float64")
+    all_steps = bench.deltarule_steps(spec, 4)
+    steps = {
+        "numpy": bench.numpy_step(spec, x, y, "float64"),
+        "tinyvec": bench.tinyvec_step(spec, x, y, "float64"),
+        "Compensation": all_steps["Compensation(0.2)"],
+        "both, compiled": all_steps["Compensation + Orthogonalization, compiled"],
+    }
+    initial = {name: [np.array(w, copy=True) for w in s.weights()] for name, s in steps.items()}
+    watched, starts = _watched(steps)
+    bench.time_steps(watched, rounds=3, block_s=0.001, max_steps=5)
+    for name, blocks in starts.items():
+        assert len(blocks) == 4, name  # the sizing block and 3 rounds
+        for weights in blocks:
+            for W, W0 in zip(weights, initial[name], strict=True):
+                assert W.tobytes() == W0.tobytes(), name
+        assert not all(  # the steps did move the weights in between
+            np.array_equal(W, W0)
+            for W, W0 in zip(steps[name].weights(), initial[name], strict=True)
+        ), name
+
+
+def test_a_block_takes_at_most_max_steps_however_fast_the_step():
+    counts = []
+
+    def step():
+        counts[-1] += 1
+
+    step.reset = lambda: counts.append(0)
+    bench.time_steps({"fast": step}, rounds=2, block_s=60.0, max_steps=7)
+    assert counts == [8, 7, 7]  # the warm-up step, then blocks of max_steps
+
+
+def test_a_full_block_of_the_compensated_step_stays_finite():
+    # the step that diverged first (compiled Compensation on the seed network) for a whole
+    # block from its initial weights, as the bench runs it
+    step = bench.deltarule_steps(bench.seed_spec(), 20)["Compensation(0.2), compiled"]
+    step.reset()
+    for _ in range(bench.MAX_BLOCK_STEPS + 1):
+        step()
+    assert step.compiled.fallback is None
+    assert all(np.isfinite(W).all() and np.abs(W).max() < 10 for W in step.weights())
+
+
+def test_restorer_puts_back_weights_optimiser_state_and_delta_rule_memory():
+    import tinyvec as tv
+
+    spec = bench.seed_spec()
+    x, y = bench.make_data(spec, 4, "float64")
+    model = bench.tinyvec_model(spec, "float64")
+    state = tv.setup(tv.Momentum(0.01, 0.9), model, delta=tv.OrthogonalizationOverTime(3))
+    reset = bench.restorer(model, state)
+
+    def block():
+        for _ in range(3):
+            tv.update(state, model, tv.gradient(lambda m: tv.mse(m(x), y), model))
+        return [np.array(getattr(m, name), copy=True) for _, m, name in tv.trainables(model)]
+
+    first = block()
+    assert state.transform.memory  # the rule remembers, the momentum moved
+    reset()
+    assert not state.transform.memory
+    assert all(not np.any(leaf.state) for _, _, _, leaf in state.plan.zip((state.tree,), ("s",)))
+    again = block()  # the same steps from the same start: the same bits
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(first, again, strict=True))

@@ -12,9 +12,9 @@ single sample then moves its own pre-activation by exactly ``ΔW o + Δb = -α �
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from ..backend import namespace
 from ..optimise.rules import Descent, Momentum, Nesterov, OptimiserChain, Rule, WeightDecay
@@ -64,7 +64,6 @@ class MemoryRule(DeltaRule):
         )
 
 
-@dataclass
 class LayerContext:
     """What a δ-rule may read about Dense layer k during an update.
 
@@ -73,26 +72,47 @@ class LayerContext:
       already updated layers < k (None when no rule asked for it, or when it is exactly 0);
     - ``alpha``: the step size α, the factor of the gradient in the optimiser's step;
     - ``bias``: whether the layer trains a bias (then Ō = [O; 1]).
+
+    ``norms2`` and ``gram`` are computed on first use and kept, so the δ-rules of one list
+    share them. (A class with slots rather than a dataclass with cached properties: one is made
+    per layer and step.)
     """
 
-    W: Any
-    O: Any
-    dO: Any
-    alpha: float
-    bias: bool
+    __slots__ = ("O", "W", "_gram", "_norms2", "alpha", "bias", "dO")
 
-    @functools.cached_property
+    def __init__(self, W: Any, O: Any, dO: Any, alpha: float, bias: bool) -> None:
+        self.W, self.O, self.dO, self.alpha, self.bias = W, O, dO, alpha, bias
+        self._norms2: Any = None
+        self._gram: Any = None
+
+    def __repr__(self) -> str:
+        shape = None if self.O is None else tuple(self.O.shape)
+        return f"LayerContext(O: {shape}, alpha={self.alpha!r}, bias={self.bias!r})"
+
+    @property
     def norms2(self) -> Any:
         """‖ō_i‖² for every sample, shape (1, batch) (the diagonal D of the Gram matrix)."""
-        xp = namespace(self.O)
-        n2 = xp.sum(self.O * self.O, axis=0, keepdims=True)
-        return n2 + 1 if self.bias else n2
+        if self._norms2 is None:
+            O = self.O
+            if type(O) is np.ndarray:  # the method: NumPy's sum without the dispatch
+                n2 = (O * O).sum(axis=0, keepdims=True)
+            else:
+                n2 = namespace(O).sum(O * O, axis=0, keepdims=True)
+            self._norms2 = n2 + 1 if self.bias else n2
+        return self._norms2
 
-    @functools.cached_property
+    @property
     def gram(self) -> Any:
         """G = Ōᵀ Ō (batch × batch): G_ij = o_i·o_j (+ 1 with a bias)."""
-        G = self.O.mT @ self.O
-        return G + 1 if self.bias else G
+        if self._gram is None:
+            G = self.O.mT @ self.O
+            if self.bias:
+                if type(G) is np.ndarray:
+                    G += 1  # a new array: add in place (other namespaces may not allow it)
+                else:
+                    G = G + 1
+            self._gram = G
+        return self._gram
 
 
 def step_size(rule: Rule) -> float:

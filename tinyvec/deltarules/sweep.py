@@ -28,6 +28,13 @@ the gradient (a weight penalty in the loss) as it was; a rule that returns δ^k 
 Each Dense layer keeps δ^k in ``delta``, O^{k-1}, A^k, O^k of the gradient's forward pass in
 ``input``, ``preact``, ``output`` (the sweep does not overwrite them), and δ̃^k in
 ``delta_used``. A Dense layer the sweep does not reach is updated without ΔO.
+
+Cost: what the δ-rules need of the model's structure (its containers; the check that no Dense
+layer is shared) is worked out once per `Plan` (`_Layout`), not at every step. The array work
+per layer is the rules' own (see each rule's module) plus the correction of the gradient
+above: one product (δ̃ − δ) Oᵀ and a sum over the batch. That correction could be avoided
+only by not forming δOᵀ in the backward pass when a δ-rule will rewrite δ (the gradient would
+then be δ̃Oᵀ plus the loss's other terms), a change to Dense's backward pass, not made here.
 """
 
 from __future__ import annotations
@@ -99,31 +106,40 @@ class DeltaStep:
         self.rules = check_rules(rules, rule)
         self.alpha = step_size(rule)
         self.memory: dict[tuple[int, str], Any] = {}
+        self._remembers = any(isinstance(r, MemoryRule) for r in self.rules)
+        compensation = next((r for r in self.rules if isinstance(r, Compensation)), None)
+        # the sweep's variant, or None: no sweep (no Compensation, or κ = 0)
+        self._sweep_variant = (
+            compensation.variant if compensation is not None and compensation.kappa != 0 else None
+        )
+        self._layout: _Layout | None = None  # of the last plan seen
 
     def __repr__(self) -> str:
         return f"DeltaStep({list(self.rules)!r}, alpha={self.alpha!r})"
 
     def propose(self, step: PendingStep, plan: Plan, model: Any) -> None:
         """Fill ``step`` with every parameter's step, Dense layers' with their δ̃^k."""
-        dense = [node.layer for node in plan.nodes if isinstance(node.layer, Dense)]
-        if len({id(d) for d in dense}) != len(dense):
-            raise ValueError(
-                "δ-rules need every Dense layer once in the model: a shared Dense layer has one "
-                "recorded δ^k and O^{k-1} for several uses"
-            )
-        targets: dict[int, tuple[Dense, list[Entry]]] = {}
+        layout = self._layout
+        if layout is None or layout.plan is not plan:  # a plan is remade when the model changes
+            layout = self._layout = _Layout(plan)
+        targets: dict[int, _Target] = {}
         plain = []
         for path, layer, name, g, leaf in step.entries:
             if g is None:
                 continue
             if isinstance(layer, Dense):
-                targets.setdefault(id(layer), (layer, []))[1].append((path, name, leaf, g))
+                target = targets.get(id(layer))
+                if target is None:
+                    target = targets[id(layer)] = _Target(layer)
+                target.entries.append((path, name, leaf, g))
+                if name == "bias":
+                    target.bias = True
             else:
                 plain.append((path, layer, name, leaf, g))
-        for layer, _ in targets.values():
-            _check_recorded(layer)
-        compensation = next((r for r in self.rules if isinstance(r, Compensation)), None)
-        if compensation is not None and compensation.kappa != 0 and not hasattr(model, "input"):
+        for target in targets.values():
+            _check_recorded(target.layer)
+        variant = self._sweep_variant
+        if variant is not None and not hasattr(model, "input"):
             raise ValueError(
                 f"Compensation reruns the forward pass from model.input, and "
                 f"{type(model).__name__} does not keep its input: put the model in a tv.Chain"
@@ -134,27 +150,22 @@ class DeltaStep:
             for path, layer, name, leaf, g in plain
         ]
         # the memories after this step: a new dict, committed with the step
-        memory = dict(self.memory) if any(isinstance(r, MemoryRule) for r in self.rules) else None
-        done: set[int] = set()
-        if compensation is not None and compensation.kappa != 0:
-            containers = [n.layer for n in plan.nodes if not isinstance(n.layer, Dense)]
-            self._sweep(step, model, containers, moved, targets, done, compensation.variant, memory)
-        for key, (layer, entries) in targets.items():  # all, or those the sweep did not reach
-            if key not in done:
-                self._propose_dense(step, layer, entries, None, memory)
+        memory = dict(self.memory) if self._remembers else None
+        if variant is not None:
+            self._sweep(step, model, layout.containers, moved, targets, variant, memory)
+        for target in targets.values():  # all, or those the sweep did not reach
+            if not target.done:
+                self._propose_dense(step, target, None, memory)
         if memory is not None:
             step.record(self, "memory", memory)
 
-    def _propose_dense(
-        self, step: PendingStep, layer: Dense, entries: list[Entry], dO: Any, memory: Any
-    ) -> tuple[Any, Any]:
-        """Rewrite δ^k through the δ-rules and propose layer k's step with it; returns the new
-        (W, b) of the layer. ``memory``: the pending memories of the step (None without a
+    def _propose_dense(self, step: PendingStep, target: _Target, dO: Any, memory: Any) -> None:
+        """Rewrite δ^k through the δ-rules and propose layer k's step with it; its new W and b
+        go into ``target``. ``memory``: the pending memories of the step (None without a
         `MemoryRule`), where this layer's new ones are put."""
+        layer, entries = target.layer, target.entries
         delta, O = layer.delta, layer.input
-        assert O is not None and delta is not None  # `_check_recorded` made sure
-        bias = any(name == "bias" for _, name, _, _ in entries)
-        ctx = LayerContext(W=layer.weight, O=O, dO=dO, alpha=self.alpha, bias=bias)
+        ctx = LayerContext(layer.weight, O, dO, self.alpha, target.bias)
         used, inputs = delta, None  # inputs: Ō = [O; 1] as rewritten by a MemoryRule
         for i, rule in enumerate(self.rules):
             if isinstance(rule, MemoryRule):
@@ -163,19 +174,25 @@ class DeltaStep:
             else:
                 used = rule.rewrite(used, ctx)
         step.record(layer, "delta_used", used)
-        new = {"weight": layer.weight, "bias": layer.bias}
+        target.done = True
+        target.weight, target.bias_value = layer.weight, layer.bias  # those without a gradient
+        unchanged = inputs is None and used is delta  # then the plain step, bit for bit
+        if inputs is None and not unchanged:
+            change = used - delta
         for path, name, leaf, g in entries:
-            if inputs is not None:  # g + δ̃ Õᵀ − δ Oᵀ (bias: the row of ones, rewritten)
-                g = g + (
-                    used @ inputs[: O.shape[0], :].mT - delta @ O.mT
-                    if name == "weight"
-                    else used @ inputs[O.shape[0], :] - batch_sum(delta)
-                )
-            elif used is not delta:
-                change = used - delta
+            if unchanged:
+                pass
+            elif inputs is None:  # g + (δ̃ − δ) Oᵀ; the bias: + Σ_batch (δ̃ − δ)
                 g = g + (change @ O.mT if name == "weight" else batch_sum(change))
-            new[name] = step.propose(path, layer, name, leaf, g)
-        return new["weight"], new["bias"]
+            elif name == "weight":  # g + δ̃ Õᵀ − δ Oᵀ, Õ the inputs as the MemoryRule rewrote them
+                g = g + (used @ inputs[: O.shape[0], :].mT - delta @ O.mT)
+            else:  # the bias: the row of ones of Ō, rewritten
+                g = g + (used @ inputs[O.shape[0], :] - batch_sum(delta))
+            new = step.propose(path, layer, name, leaf, g)
+            if name == "weight":
+                target.weight = new
+            else:
+                target.bias_value = new
 
     def _sweep(
         self,
@@ -183,14 +200,13 @@ class DeltaStep:
         model: Any,
         containers: list[Any],
         moved: list[tuple[Any, str, Any]],
-        targets: dict[int, tuple[Dense, list[Entry]]],
-        done: set[int],
+        targets: dict[int, _Target],
         variant: str,
         memory: Any,
     ) -> None:
         """The extra forward pass that steps Dense layers in depth order, each with its
         ΔO^{k-1}."""
-        override = _Override(self, step, targets, done, variant, memory)
+        override = _Override(self, step, targets, variant, memory)
         # containers keep a reference to their last input (give them back the gradient's), and
         # parameters outside Dense layers hold their new values only during the sweep
         restore = [(c, "input", c.input) for c in containers if hasattr(c, "input")]
@@ -206,45 +222,77 @@ class DeltaStep:
             set_all(restore)
 
 
+class _Layout:
+    """What the δ-rules need of a model's plan, worked out once per plan (a plan stays the
+    same object while the model keeps its structure): the containers, whose recorded inputs
+    the sweep puts back. Making it also checks that no Dense layer is shared."""
+
+    __slots__ = ("containers", "plan")
+
+    def __init__(self, plan: Plan) -> None:
+        dense = [node.layer for node in plan.nodes if isinstance(node.layer, Dense)]
+        if len({id(d) for d in dense}) != len(dense):
+            raise ValueError(
+                "δ-rules need every Dense layer once in the model: a shared Dense layer has one "
+                "recorded δ^k and O^{k-1} for several uses"
+            )
+        self.plan = plan
+        self.containers = [n.layer for n in plan.nodes if not isinstance(n.layer, Dense)]
+
+
+class _Target:
+    """A Dense layer to step: its entries (path, name, Leaf, gradient), whether it trains a
+    bias, and, once `DeltaStep._propose_dense` has run (``done``), its new W and b."""
+
+    __slots__ = ("bias", "bias_value", "done", "entries", "layer", "weight")
+
+    def __init__(self, layer: Dense) -> None:
+        self.layer = layer
+        self.entries: list[Entry] = []
+        self.bias = self.done = False
+        self.weight: Any = None
+        self.bias_value: Any = None
+
+
 class _Override:
     """Dense's forward during the sweep: at layer k, ΔO^{k-1} = Õ^{k-1} − O^{k-1}, the step
     of layer k with the rewritten δ̃^k, and the updated layer's output on Õ^{k-1}. (An object,
     not a closure that calls itself: that would be a reference cycle per step.)"""
 
+    __slots__ = ("exact", "memory", "remaining", "step", "targets", "transform")
+
     def __init__(
         self,
         transform: DeltaStep,
         step: PendingStep,
-        targets: dict[int, tuple[Dense, list[Entry]]],
-        done: set[int],
+        targets: dict[int, _Target],
         variant: str,
         memory: Any,
     ) -> None:
         self.transform, self.step, self.targets = transform, step, targets
-        self.done, self.variant, self.memory = done, variant, memory
-        self.remaining = set(targets)
+        self.exact, self.memory = variant == "exact", memory
+        self.remaining = len(targets)
 
     def __call__(self, layer: Dense, x: Any) -> Any:
         x = data(x)
-        xp = namespace(x)
         if x.ndim == 1:  # one sample as a vector, as in `Dense._call_reshaped`
+            xp = namespace(x)
             return xp.reshape(self(layer, xp.reshape(x, (x.shape[0], 1))), (-1,))
         W, b = layer.weight, layer.bias
-        if x.dtype != W.dtype:
-            x = xp.astype(x, W.dtype)
-        if id(layer) not in self.remaining:  # not trained (or no gradient): the plain forward
+        if x.dtype is not W.dtype and x.dtype != W.dtype:
+            x = namespace(x).astype(x, W.dtype)
+        target = self.targets.get(id(layer))
+        if target is None or target.done:  # not trained (or no gradient): the plain forward
             return layer.sigma.f(_affine(W, b, x))
-        O, A, out = layer.input, layer.preact, layer.output
-        dO = None if x is O else x - O
-        entries = self.targets[id(layer)][1]
-        W, b = self.transform._propose_dense(self.step, layer, entries, dO, self.memory)
-        self.remaining.discard(id(layer))
-        self.done.add(id(layer))
+        O = layer.input
+        self.transform._propose_dense(self.step, target, None if x is O else x - O, self.memory)
+        self.remaining -= 1
         if not self.remaining:
             raise _SweepDone
-        A_new = _affine(W, b, x)  # Ã^k = W̃^k Õ^{k-1} + b̃^k, with the new weights
-        if self.variant == "exact" or layer.sigma.derivative is None:  # identity: both agree
+        A_new = _affine(target.weight, target.bias_value, x)  # Ã^k = W̃^k Õ^{k-1} + b̃^k
+        if self.exact or layer.sigma.derivative is None:  # identity: both variants agree
             return layer.sigma.f(A_new)
+        A, out = layer.preact, layer.output
         return out + layer.sigma.derivative(A, out) * (A_new - A)
 
 

@@ -9,8 +9,13 @@ process pinned to one CPU (``os.sched_setaffinity``), which holds every library'
 NumPy's, PyTorch's (also ``torch.set_num_threads(1)``) and XLA's — to that one core.
 
 Blocks of steps of each implementation are interleaved, so a slow moment of the machine
-hits all of them; the table shows the median block in µs/step and its ratio to NumPy. The
-peak memory (RSS) of each implementation on network (b) is measured in a fresh process each.
+hits all of them; the table shows the median block in µs/step and its ratio to NumPy. Every
+block starts from the implementation's initial weights and optimiser state (restored outside
+the timing) and takes at most `MAX_BLOCK_STEPS` steps: all blocks time the same stretch of
+the same trajectory, however fast the machine, and no block trains on one batch for so long
+that the weights diverge (the compensated step on the seed network did, between 8,000 and
+10,000 steps). The peak memory (RSS) of each implementation on network (b) is measured in a
+fresh process each.
 
 Networks (loss: mse, plain gradient descent):
   (a) the seed network: Chain(Dense(20,40,atan), SkipConnection(Dense(40,40,atan),+)×3,
@@ -35,6 +40,7 @@ from .common import StudyParser, positive_float, positive_int
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 LR = 0.01
+MAX_BLOCK_STEPS = 1000  # steps of one block: the trajectory every block times, from the start
 
 
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false"
@@ -116,6 +122,7 @@ def tinyvec_step(spec, x, y, dtype: str, delta: Any = None, lr: float = LR) -> C
         tv.update(state, model, grads)
 
     step.weights = lambda: [d.weight for d in tv.dense_layers(model)]  # type: ignore[attr-defined]
+    step.reset = restorer(model, state)  # type: ignore[attr-defined]
     return step
 
 
@@ -131,8 +138,36 @@ def compiled_step(spec, x, y, dtype: str, delta: Any = None, lr: float = LR) -> 
         compiled(x, y)
 
     step.weights = lambda: [d.weight for d in tv.dense_layers(model)]  # type: ignore[attr-defined]
+    step.reset = restorer(model, state)  # type: ignore[attr-defined]
     step.compiled = compiled  # type: ignore[attr-defined]
     return step
+
+
+def restorer(model: Any, state: Any) -> Callable[[], None]:
+    """A function that puts ``model``'s parameters and the optimiser ``state`` (each
+    parameter's, and the δ-rules' memory) back to what they are now: copies made here, copied
+    again at each call so that no step can change them. The parameters are replaced, not
+    written into, as `tv.update` does, so the model's plan (and a compiled step) stays valid."""
+    import copy
+
+    import tinyvec as tv
+
+    saved = [
+        (layer, name, copy.deepcopy(getattr(layer, name)), leaf, copy.deepcopy(leaf.state))
+        for path, layer, name in tv.trainables(model)
+        for leaf in (state.tree[path],)
+    ]
+    transform = state.transform
+    memory = copy.deepcopy(getattr(transform, "memory", None))
+
+    def reset() -> None:
+        for layer, name, value, leaf, leaf_state in saved:
+            setattr(layer, name, copy.deepcopy(value))
+            leaf.state = copy.deepcopy(leaf_state)
+        if memory is not None:
+            transform.memory = copy.deepcopy(memory)
+
+    return reset
 
 
 def numpy_step(spec, x, y, dtype: str) -> Callable[[], Any]:
@@ -169,7 +204,14 @@ def numpy_step(spec, x, y, dtype: str) -> Callable[[], Any]:
             Ws[k] -= LR * dW
             bs[k] -= LR * db
 
+    initial = [W.copy() for W in Ws], [b.copy() for b in bs]
+
+    def reset() -> None:  # in place: `step` holds these very arrays
+        for a, a0 in zip(Ws + bs, initial[0] + initial[1], strict=True):
+            a[...] = a0
+
     step.weights = lambda: Ws  # type: ignore[attr-defined]
+    step.reset = reset  # type: ignore[attr-defined]
     return step
 
 
@@ -187,6 +229,7 @@ def torch_step(spec, x, y, dtype: str) -> Callable[[], Any] | None:
         torch.nn.init.xavier_uniform_(W)
         params += [W.requires_grad_(), torch.zeros(o, 1, dtype=tdt, requires_grad=True)]
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    initial = [p.detach().clone() for p in params]
 
     def step() -> None:
         o = tx
@@ -199,6 +242,12 @@ def torch_step(spec, x, y, dtype: str) -> Callable[[], Any] | None:
             for p, g in zip(params, grads, strict=True):
                 p -= LR * g
 
+    def reset() -> None:
+        with torch.no_grad():
+            for p, p0 in zip(params, initial, strict=True):
+                p.copy_(p0)
+
+    step.reset = reset  # type: ignore[attr-defined]
     return step
 
 
@@ -237,6 +286,10 @@ def jax_step(spec, x, y, dtype: str) -> Callable[[], Any] | None:
         box[0] = update(box[0], jx, jy)
         jax.block_until_ready(box[0])
 
+    def reset() -> None:  # JAX arrays are immutable: the first ones are still there
+        box[0] = params
+
+    step.reset = reset  # type: ignore[attr-defined]
     return step
 
 
@@ -250,20 +303,27 @@ IMPLEMENTATIONS = {
 
 
 def time_steps(
-    steps: dict[str, Callable[[], Any]], rounds: int, block_s: float
+    steps: dict[str, Callable[[], Any]],
+    rounds: int,
+    block_s: float,
+    max_steps: int = MAX_BLOCK_STEPS,
 ) -> dict[str, float]:
-    """Median µs/step over ``rounds`` interleaved blocks of about ``block_s`` seconds each."""
+    """Median µs/step over ``rounds`` interleaved blocks of about ``block_s`` seconds (at most
+    ``max_steps`` steps) each. Every block starts with ``step.reset()`` (untimed), so each
+    block of an implementation takes the same steps from its initial weights."""
     sizes = {}
     for name, step in steps.items():  # warm up, and size a block
+        step.reset()  # type: ignore[attr-defined]
         step()
         t0, n = time.perf_counter(), 0
-        while time.perf_counter() - t0 < block_s:
+        while n < max_steps and time.perf_counter() - t0 < block_s:
             step()
             n += 1
         sizes[name] = max(n, 1)
     samples: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
+            step.reset()  # type: ignore[attr-defined]
             t0 = time.perf_counter()
             for _ in range(sizes[name]):
                 step()
@@ -285,11 +345,8 @@ def benchmark(
     return [(name, t, t / base) for name, t in times.items()]
 
 
-def deltarule_benchmark(
-    spec, batch: int, rounds: int, block_s: float
-) -> list[tuple[str, float, float]]:
-    """The tinyvec step with each δ-rule, and its ratio to the plain step (targets of issue 3:
-    compensation ≤ 1.6×, orthogonalization ≤ 2×)."""
+def deltarule_steps(spec, batch: int) -> dict[str, Callable[[], Any]]:
+    """The tinyvec step with each δ-rule (and plain), default and compiled, float64."""
     import tinyvec as tv
 
     rules = {
@@ -300,7 +357,8 @@ def deltarule_benchmark(
         "Compensation + Orthogonalization": [tv.Compensation(0.2), tv.Orthogonalization(1e-3)],
     }
     x, y = make_data(spec, batch, "float64")
-    # a small step: thousands of compensated steps on one batch must not diverge into NaNs
+    # a small step, and blocks restarted from the initial weights (`time_steps`): compensated
+    # steps on one batch diverge after thousands of them
     steps = {n: tinyvec_step(spec, x, y, "float64", d, lr=1e-4) for n, d in rules.items()}
     steps.update(
         {
@@ -308,7 +366,15 @@ def deltarule_benchmark(
             for n, d in rules.items()
         }
     )
-    times = time_steps(steps, rounds, block_s)
+    return steps
+
+
+def deltarule_benchmark(
+    spec, batch: int, rounds: int, block_s: float
+) -> list[tuple[str, float, float]]:
+    """The tinyvec step with each δ-rule, and its ratio to the plain step (targets of issue 9:
+    compensation ≤ 1.6×, orthogonalization ≤ 2×)."""
+    times = time_steps(deltarule_steps(spec, batch), rounds, block_s)
     return [(name, t, t / times["plain"]) for name, t in times.items()]
 
 
