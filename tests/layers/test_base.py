@@ -99,3 +99,21 @@ def test_printing_a_custom_container_and_a_leaf():
 def test_base_layer_must_be_subclassed():
     with pytest.raises(NotImplementedError):
         tv.Layer()(np.ones(1))
+
+
+def test_f32_of_a_fresh_model_frees_the_original_at_once():
+    """`tv.f32(build())`: fmap leaves no plan on a model that had none (a model and its plan
+    refer to each other, so the float64 arrays would wait for the cycle collector)."""
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        model = tv.Chain(tv.Dense(3, 4, rng=0), tv.Dense(4, 1, rng=1))
+        first = weakref.ref(model[0])
+        small = tv.f32(model)
+        del model
+        assert first() is None
+        assert small[0].weight.dtype == np.float32
+    finally:
+        gc.enable()

@@ -115,7 +115,11 @@ def trainables(model: Any) -> Iterator[tuple[str, Any, str]]:
 def fmap(fn: Callable[[Any], Any], model: Any) -> Any:
     """A copy of ``model`` with ``fn`` applied to every parameter array (Functors' ``fmap``);
     the recorded activations of the copy are cleared, and a shared layer stays shared."""
+    kept = CACHE in getattr(model, "__dict__", {})
     plan = plan_of(model)
+    if not kept:  # leave no plan on a model that had none: ``tv.f32(build())`` drops it, and
+        # the plan and its model refer to each other, so its arrays would wait for the collector
+        getattr(model, "__dict__", {}).pop(CACHE, None)
     done: dict[int, Any] = {}
     for node in reversed(plan.nodes):  # children before their parents
         layer = node.layer
