@@ -55,17 +55,16 @@ def test_f32_and_f64():
     assert tv.f32(tv.to(array_api_strict, model()))[0].weight.dtype == array_api_strict.float32
 
 
-def test_dtype_conversion_warns_once(monkeypatch):
-    monkeypatch.setattr(tinyvec.layers.dense, "_warned", set())
+def test_dtype_conversion_warns_once_per_layer():
     m = model()
     x = np.ones((3, 2), dtype=np.float32)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = m(x)
         m(x)
-        tv.Dense(3, 1, rng=0)(x)
+        tv.Dense(3, 1, rng=0)(x)  # another layer: its own warning
     messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
-    assert len(messages) == 1 and "float32 input; converting" in messages[0]
+    assert len(messages) == 2 and all("float32 input; converting" in m for m in messages)
     assert out.dtype == np.float64
 
 

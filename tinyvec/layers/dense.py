@@ -18,10 +18,6 @@ from ..engine.tensor import Tensor, data, grad_enabled, setting
 from .base import DimensionMismatch, Layer
 from .init import glorot_uniform
 
-# Which (input, parameter) dtype pairs were warned about: once per process is enough. The
-# only module-level state here; it changes no result.
-_warned: set[tuple[str, str]] = set()
-
 # Set by a δ-rule sweep (`tinyvec.deltarules.sweep`) for the length of its extra forward pass:
 # then every Dense call in this thread goes to ``override(layer, x)`` instead of
 # `Dense.forward`. A context variable, so another thread using a Dense layer meanwhile is not
@@ -201,8 +197,9 @@ class Dense(Layer):
 
     def _convert(self, O: Any, dtype: Any) -> Any:
         key = (str(O.dtype), str(dtype))
-        if key not in _warned:
-            _warned.add(key)
+        warned = self.__dict__.get("_warned", frozenset())  # once per layer and dtype pair
+        if key not in warned:
+            self._warned = warned | {key}
             warnings.warn(
                 f"layer {self!r} with {dtype} parameters got {O.dtype} input; "
                 f"converting it (convert the data, or the model with tv.f32/tv.f64)",
