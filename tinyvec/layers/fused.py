@@ -347,15 +347,10 @@ def _fill(formula: str, **names: str) -> str:
     return re.sub(r"\b[AOg]\b", lambda m: names.get(m.group(), m.group()), formula)
 
 
-def write_program(
-    plan: Plan, x: Any, input_grad: bool = False, more: Callable[..., list[str]] | None = None
-) -> Program:
-    """The program of ``plan``'s model for inputs like ``x``; raises `Fallback` when it cannot
-    be written. ``more(writer)`` may add lines (`tv.compile` adds its update)."""
-    writer = _Writer(plan, x, input_grad)
-    lines, scope, paths = writer.write()
-    if more is not None:
-        lines += ["", *more(scope, paths)]
+def write_program(plan: Plan, x: Any, input_grad: bool = False) -> Program:
+    """The program of ``plan``'s model for inputs like ``x`` (``input_grad``: its backward
+    pass also gives ∂L/∂x); raises `Fallback` when it cannot be written."""
+    lines, scope, paths = _Writer(plan, x, input_grad).write()
     return Program("\n".join(lines) + "\n", scope, paths)
 
 

@@ -1,17 +1,17 @@
 """`tv.compile`: one training step planned once and replayed as straight-line Python.
 
-The default step (`withgradient` + `update`) is general: every call walks the model, wraps
-each parameter in a Tensor, builds a graph node per layer, sorts the graph, and mirrors and
-zips gradient trees. For a model made of Dense, Chain, SkipConnection and Parallel layers all
-of that is the same at every step, so `compile_step` does it once: from the model's `Plan` it
-writes the forward and the backward pass of the model as plain Python over arrays, with the
-formulas in comments (``step.source`` shows it), and replays it. The loss is still yours and
-still differentiated by the engine: inside the compiled step the loss receives a stand-in for
-the model whose call runs the compiled forward pass and returns a Tensor without a graph; the
-gradient that reaches it is fed to the compiled backward pass. Without δ-rules the update is
-written out too: per parameter the same ``rule.apply`` call and subtraction as `tv.update`, one
-finiteness check for the whole step (a sum of sums, searched only when it is not finite) and one
-atomic commit; with δ-rules it is `tv.update`'s own code (`take_step`).
+The default step (`withgradient` + `update`) is general: every call wraps each parameter in
+a Tensor, runs the loss as a graph (a Chain of known layers is already one node there, its
+written program: `tinyvec.layers.fused`), builds the gradient tree and reads it again in
+`update`. For a model made of Dense, Chain, SkipConnection and Parallel layers the compiled
+step keeps only what cannot be known in advance. It runs the same written program (forward
+and backward pass as plain Python over arrays, formulas in comments: ``step.source``) on the
+parameter arrays themselves. The loss is still yours and still differentiated by the engine:
+inside the compiled step the loss receives a stand-in for the model whose call runs the
+written forward pass and returns a Tensor without a graph; the gradient that reaches it is
+fed to the written backward pass, and its parameter gradients straight to `update`'s written
+plain step (`tinyvec.optimise.update_program`, also in ``step.source``). With δ-rules the
+update is `tv.update`'s own code (`take_step`).
 
 It is bit-identical to ``withgradient`` + ``update``: the same array operations in the same
 order (each array is summed from at most two contributions, and a + b is b + a exactly), and
