@@ -148,3 +148,18 @@ def test_restorer_puts_back_weights_optimiser_state_and_delta_rule_memory():
     assert all(not np.any(leaf.state) for _, _, _, leaf in state.plan.zip((state.tree,), ("s",)))
     again = block()  # the same steps from the same start: the same bits
     assert all(a.tobytes() == b.tobytes() for a, b in zip(first, again, strict=True))
+
+
+def test_the_phase_script_runs_and_names_every_phase():
+    """`docs/results/speed/phases.py` (where a step's time goes) reads tv.compile's internals:
+    keep it running."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[2] / "docs" / "results" / "speed" / "phases.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--rounds", "1"], capture_output=True, text=True, check=True
+    ).stdout
+    for phase in ("NumPy, the whole step", "forward (written program)", "update (default"):
+        assert phase in out

@@ -1,0 +1,96 @@
+"""Where one training step of the seed network spends its time, phase by phase.
+
+`tinyvec bench` says how the whole step compares with hand-written NumPy; this script says
+which part of it costs what, for whoever works on the speed: the written program's forward
+and backward pass, the loss as a graph node, the written update, and what the default step
+adds around them. Each phase runs alone in a loop (median of interleaved rounds, one BLAS
+thread, one CPU), with NumPy's whole step in the same rounds for scale. Phases measured alone
+do not add up exactly to the step (caches, the allocator), and the machine's speed varies:
+compare phases from one run only.
+
+    python docs/results/speed/phases.py [--rounds 9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def median_us(phases: dict, rounds: int, block_s: float = 0.1) -> dict[str, float]:
+    """µs per call of each phase: the median over ``rounds`` interleaved blocks."""
+    sizes = {}
+    for name, fn in phases.items():
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < block_s:
+            fn()
+            n += 1
+        sizes[name] = n
+    samples: dict[str, list[float]] = {name: [] for name in phases}
+    for _ in range(rounds):
+        for name, fn in phases.items():
+            t0 = time.perf_counter()
+            for _ in range(sizes[name]):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / sizes[name] * 1e6)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=9)
+    args = parser.parse_args()
+    if any(os.environ.get(v) != "1" for v in THREADS):  # must be set before NumPy loads
+        os.environ.update(dict.fromkeys(THREADS, "1"))
+        os.execv(sys.executable, [sys.executable, *sys.argv])
+
+    import tinyvec as tv
+    from tinyvec.engine.tensor import Tensor
+    from tinyvec.experiments import bench
+
+    bench.pin_one_cpu()
+    spec = bench.seed_spec()
+    x, y = bench.make_data(spec, 20, "float64")
+    model = bench.tinyvec_model(spec, "float64")
+    state = tv.setup(tv.Descent(1e-6), model)  # a small step: thousands of steps stay finite
+
+    def loss(m):
+        return tv.mse(m(x), y)
+
+    compiled = tv.compile(lambda m, x, y: tv.mse(m(x), y), model, state)
+    compiled(x, y)
+    program, update = compiled._program, compiled._update
+    params = program.params()
+    out, saved = program.forward(x, *params)
+    grads = program.backward(out, saved)[1:]
+    _, tree = tv.withgradient(loss, model)
+    numpy_step = bench.numpy_step(spec, x, y, "float64")
+
+    def loss_node() -> None:
+        tv.mse(Tensor(out), y).backward()
+
+    phases = {
+        "NumPy, the whole step (scale)": numpy_step,
+        "tinyvec default step": lambda: tv.update(state, model, tv.gradient(loss, model)),
+        "tinyvec compiled step": lambda: compiled(x, y),
+        "  forward (written program)": lambda: program.forward(x, *params),
+        "  backward (written program)": lambda: program.backward(out, saved),
+        "  update (written program)": lambda: update.update(grads, compiled._leaves),
+        "  the loss as a graph node, forward and backward": loss_node,
+        "  withgradient (default)": lambda: tv.withgradient(loss, model),
+        "  update (default: tv.update)": lambda: tv.update(state, model, tree),
+    }
+    times = median_us(phases, args.rounds)
+    print("seed network, batch 20, float64; µs per call, median of interleaved rounds")
+    for name, t in times.items():
+        print(f"{name:50s} {t:8.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
