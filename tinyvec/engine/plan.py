@@ -183,10 +183,10 @@ class Plan:
 
     def _write_check(self) -> Callable[[], bool]:
         scope: dict[str, Any] = {}
-        lines = ["def check():"]
+        lines = ["def check():", "  try:"]  # (a missing attribute: another structure)
         for i, (layer, attr, kind, seen) in enumerate(self.checks):
             scope[f"L{i}"] = layer
-            value = f"getattr(L{i}, {attr!r}, None)"
+            value = f"L{i}.{attr}"
             if kind == "present":  # a parameter: present or None
                 test = f"{value} is {'' if seen else 'not '}None"
             elif kind == "is":
@@ -198,8 +198,9 @@ class Plan:
                 same = "".join(f" or V[{j}] is not I{i}_{j}" for j in range(len(seen[1])))
                 lines.append(f"    V = {value}")
                 test = f"V is not S{i} or len(V) != {len(seen[1])}{same}"
-            lines += [f"    if {test}:", "        return False"]
-        exec("\n".join([*lines, "    return True"]), scope)  # our own generated code
+            lines += [f"    if {test}:", "      return False"]
+        lines += ["  except AttributeError:", "    return False", "  return True"]
+        exec("\n".join(lines), scope)  # our own generated code
         return scope["check"]
 
     def layers(self) -> list[tuple[str, Any]]:
