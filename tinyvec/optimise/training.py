@@ -52,18 +52,18 @@ __all__ = [
 ]
 
 
-def set_all(writes: list[tuple[Any, str, Any]], field: str | None = None) -> None:
-    """``setattr(obj, name, value)`` for every write (``value.field`` with ``field``), all or
-    (in effect) nothing: if an interrupt lands between two writes, the ``finally`` finishes the
-    rest before it propagates (each write can be repeated), so no one ever sees half of them."""
+def set_all(writes: list[tuple[Any, str, Any]]) -> None:
+    """``setattr(obj, name, value)`` for every write, all or (in effect) nothing: if an interrupt
+    lands between two writes, the ``finally`` finishes the rest before it propagates (each
+    write can be repeated), so no one ever sees half of them."""
     done = 0
     try:
         for obj, name, value in writes:
-            setattr(obj, name, value if field is None else getattr(value, field))
+            setattr(obj, name, value)
             done += 1
     finally:
         for obj, name, value in writes[done:]:
-            setattr(obj, name, value if field is None else getattr(value, field))
+            setattr(obj, name, value)
 
 
 # `signal`'s C core: the same calls without converting handlers to and from enums, which
@@ -153,22 +153,24 @@ def _withgradient(
 ) -> tuple[Any, Any]:
     """`withgradient`, calling ``check(loss)`` between the forward and the backward pass;
     ``plan``: a plan of the (first) model argument that may still be valid."""
-    # parameter attributes hold Tensors only inside this call; `swapped` is filled before each
-    # swap, so the `finally` puts back every swapped array (the Tensor's data) whatever
-    # interrupts us
-    swapped: list[tuple[Any, str, Tensor]] = []
+    # parameter attributes hold Tensors only inside this call; `tracked` is filled before each
+    # swap, so the `finally` restores every swapped one whatever interrupts us
+    tracked: list[tuple[Any, str, Any]] = []
     inputs = [Tensor(arg) if is_array(arg) else arg for arg in args]
-    plans: list[tuple[Plan, int] | None] = []  # a model's plan, where its Tensors start
+    plans: list[tuple[Plan, list[Tensor]] | None] = []  # a model's plan and its Tensors
     try:
         for arg in inputs:
             if type(arg) is Tensor:
                 plans.append(None)
                 continue
             plan = plan_of(arg, plan)
-            plans.append((plan, len(swapped)))
+            tensors: list[Tensor] = []
+            plans.append((plan, tensors))
             for _, layer, name in plan.trainables:
-                tensor = Tensor(getattr(layer, name))
-                swapped.append((layer, name, tensor))
+                value = getattr(layer, name)
+                tracked.append((layer, name, value))
+                tensor = Tensor(value)
+                tensors.append(tensor)
                 setattr(layer, name, tensor)
             plan = None  # a second model gets its own
         loss = f(*inputs)
@@ -184,13 +186,11 @@ def _withgradient(
             check(loss.data)
         loss.backward()
         grads = [
-            x.grad
-            if p is None
-            else p[0].tree([t.grad for _, _, t in swapped[p[1] : p[1] + len(p[0].trainables)]])
+            x.grad if p is None else p[0].tree([t.grad for t in p[1]])
             for x, p in zip(inputs, plans, strict=True)
         ]
     finally:
-        set_all(swapped, "data")  # parameters are plain arrays again, even on error
+        set_all(tracked)  # parameters are plain arrays again, even on error
     return loss.data, grads[0] if len(grads) == 1 else tuple(grads)
 
 
