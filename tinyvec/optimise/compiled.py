@@ -40,11 +40,11 @@ from ..engine.tensor import Tensor
 from ..layers.fused import Fallback as _Fallback
 from ..layers.fused import Program, write_program
 from .training import (
-    UPDATE_HELPERS,
     Leaf,
     OptState,
     PendingStep,
     _withgradient,
+    _written,
     interrupts_deferred,
     take_step,
     update,
@@ -159,7 +159,7 @@ class CompiledStep:
                 raise _Fallback("some parameters are outside the layers tv.compile knows")
             # the δ-rules rewrite the step layer by layer: their update stays `take_step`'s
             plain = state.transform is None and all(type(s[3]) is Leaf for s in slots)
-            self._update = UpdateProgram(plan, UPDATE_HELPERS, trees=False) if plain else None
+            self._update = _written(state, plan) if plain else None  # (`tv.update`'s own)
             self._slots, self._leaves = slots, [s[3] for s in slots]
             self._plan, self._program, self._key = plan, program, key
         return program

@@ -27,50 +27,49 @@ __all__ = ["UpdateProgram"]
 SMALL = 1 << 14  # parameters of at most this many entries are checked for finiteness together
 
 
-def _const(scope: dict[str, Any], name: str, obj: Any) -> str:
-    if name in scope and scope[name] is not obj:
-        name = f"{name}_{len(scope)}"
-    scope[name] = obj
-    return name
-
-
 class UpdateProgram:
     """``update(grads, leaves) -> bool``: the step of every parameter of ``plan`` (in
-    ``plan.trainables`` order), checked and committed; False: nothing written. With
-    ``trees``, also ``gather(grads, state_tree) -> (grads, leaves) | None``, which reads the
-    entries of a gradient tree and an optimiser tree of the model's shape (None: another
-    shape). ``helpers``: the Leaf class, ``refuse_non_finite`` and ``norm2`` (Σ x² of an
-    array that is not NumPy's)."""
+    ``plan.trainables`` order), checked and committed; False: nothing written. And
+    ``gather(grads, state_tree) -> (grads, leaves) | None``, which reads the entries of a
+    gradient tree and an optimiser tree of the model's shape (None: another shape; `tv.compile`
+    has the gradients in order already). ``helpers``: the Leaf class, ``refuse_non_finite``
+    and ``norm2`` (Σ x² of an array that is not NumPy's)."""
 
     __slots__ = ("gather", "source", "update")
 
-    def __init__(self, plan: Plan, helpers: dict[str, Any], trees: bool = True) -> None:
+    def __init__(self, plan: Plan, helpers: dict[str, Any]) -> None:
         scope: dict[str, Any] = {
             "isfinite": math.isfinite,
             "vdot": np.vdot,
             "concatenate": np.concatenate,
             **helpers,
         }
-        lines = self._update(plan, scope)
-        if trees:
-            lines += ["", *self._gather(plan, scope)]
+        lines = [*self._update(plan, scope), "", *self._gather(plan)]
         self.source = "\n".join(lines) + "\n"
         exec(compile(self.source, "<tinyvec update>", "exec"), scope)  # our own generated code
         self.update: Callable[[Any, Any], bool] = scope["update"]
-        self.gather: Callable[[Any, Any], Any] | None = scope.get("gather")
+        self.gather: Callable[[Any, Any], Any] = scope["gather"]
 
     @staticmethod
     def _update(plan: Plan, scope: dict[str, Any]) -> list[str]:
         names: list[tuple[str, str, str]] = []  # (x1, x2, …, its layer's name, attribute)
         layers: dict[int, tuple[str, list[tuple[str, str]]]] = {}  # a name per layer
+        small, norms = [], []  # (Σ x²: NumPy's small arrays together, the others one by one)
         for i, (_, layer, name) in enumerate(plan.trainables, 1):
             x = getattr(layer, name)
             if id(layer) not in layers:
-                layers[id(layer)] = (_const(scope, f"layer{len(layers) + 1}", layer), [])
+                L = f"layer{len(layers) + 1}"
+                scope[L], layers[id(layer)] = layer, (L, [])
             L, params = layers[id(layer)]
             params.append((name, f"x{i}"))
             names.append((f"x{i}", L, name))
             scope[f"ARRAY{i}"], scope[f"DT{i}"] = type(x), x.dtype
+            if type(x) is not np.ndarray:
+                norms.append(f"norm2(x{i}_new)")
+            elif x.size > SMALL:
+                norms.append(f"vdot(x{i}_new, x{i}_new)")
+            else:
+                small.append(f"x{i}_new.ravel()")
         gs = ", ".join(f"g{n[1:]}" for n, _, _ in names)
         leaves = ", ".join(f"leaf{n[1:]}" for n, _, _ in names)
         lines = [
@@ -81,7 +80,6 @@ class UpdateProgram:
             f"    {gs}, = grads",
             f"    {leaves}, = leaves",
         ]
-        small, norms = [], []  # (NumPy arrays checked together; the others one by one)
         for (x, L, name), (path, _, _) in zip(names, plan.trainables, strict=True):
             n = x[1:]  # the parameter's number
             lines += [
@@ -95,13 +93,6 @@ class UpdateProgram:
                 f"    if {x}_new.dtype is not DT{n}:",
                 "        return False",
             ]
-            x_now = getattr(plan.trainables[int(n) - 1][1], name)
-            if scope[f"ARRAY{n}"] is not np.ndarray:
-                norms.append(f"norm2({x}_new)")
-            elif x_now.size > SMALL:
-                norms.append(f"vdot({x}_new, {x}_new)")
-            else:
-                small.append(f"{x}_new.ravel()")
         if small:  # one copy of the small ones costs less than a reduction each
             lines.append(f"    small = concatenate(({', '.join(small)},))")
             norms.insert(0, "vdot(small, small)")
@@ -132,7 +123,7 @@ class UpdateProgram:
         return lines
 
     @staticmethod
-    def _gather(plan: Plan, scope: dict[str, Any]) -> list[str]:
+    def _gather(plan: Plan) -> list[str]:
         """Read the gradient and the optimiser tree as `Plan.zip` does, refusing (None) any
         other shape: a non-dict node, a tuple of layers of another length or type."""
         lines = [
