@@ -180,9 +180,10 @@ class Tensor:
             if self.data.ndim != 0:
                 raise ValueError(f"backward() needs a scalar or a grad, got shape {self.shape}")
             data = self.data
-            # (NumPy's ones_like is a Python wrapper around these two calls)
-            grad = np.ones((), data.dtype) if type(data) in _NUMPY_SCALARS else None
-            grad = namespace(data).ones_like(data) if grad is None else grad
+            if type(data) in _NUMPY_SCALARS:  # (what NumPy's ones_like wraps in Python)
+                grad = np.ones((), data.dtype)
+            else:
+                grad = namespace(data).ones_like(data)
         self.grad = grad
         for node in reversed(toposort(self)):
             if node.grad is None or node.vjp is None:
