@@ -118,3 +118,19 @@ def general_update(state, model, grads):
     plan = state.plan = plan_of(model, state.plan)
     entries = plan.zip((grads, state.tree), ("gradients", "optimiser state"))
     take_step(PendingStep(entries), state, plan, model)
+
+
+def raising(rule, k, error):
+    """``rule`` (an optimiser rule) that raises ``error`` at its k-th parameter (counting from
+    1) once armed with ``rule.calls = 0``; ``rule.calls = None`` disarms it."""
+
+    class Raising(type(rule)):
+        def apply(self, state, x, dx):
+            if self.calls is not None:
+                self.calls += 1
+                if self.calls == k:
+                    raise error
+            return super().apply(state, x, dx)
+
+    rule.__class__, rule.calls = Raising, None
+    return rule

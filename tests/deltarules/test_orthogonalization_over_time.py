@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from nets import raising
 
 import tinyvec as tv
 from tinyvec.backend import to_numpy
@@ -133,21 +134,6 @@ def test_the_memory_is_a_copy_of_the_inputs():
     assert np.array_equal(state.transform.memory[0, "model"], np.ones((3, 1)))
 
 
-class InterruptingDescent(tv.Descent):
-    """Descent that raises ``error`` at its k-th parameter (from 1) while armed."""
-
-    def __init__(self, k, error):
-        super().__init__(0.1)
-        self.k, self.error, self.calls = k, error, None
-
-    def apply(self, state, x, dx):
-        if self.calls is not None:
-            self.calls += 1
-            if self.calls == self.k:
-                raise self.error
-        return super().apply(state, x, dx)
-
-
 def snapshot(model, state):
     params = [to_numpy(getattr(layer, name)).tobytes() for _, layer, name in tv.trainables(model)]
     memory = {k: v.tobytes() for k, v in state.transform.memory.items()}
@@ -162,7 +148,7 @@ def test_an_interrupted_step_leaves_the_memory_and_the_model_unchanged(k, error)
     r = np.random.default_rng(2)
     x, y = r.standard_normal((2, 8)), r.standard_normal((1, 8))
     make = lambda: tv.Chain(tv.Dense(2, 5, tv.relu, rng=0), tv.Dense(5, 1, rng=1))  # noqa: E731
-    rule = InterruptingDescent(k, error)
+    rule = raising(tv.Descent(0.1), k, error)
     model, twin = make(), make()
     state = tv.setup(rule, model, delta=OrthogonalizationOverTime(3, eps=1e-3))
     twin_state = tv.setup(tv.Descent(0.1), twin, delta=OrthogonalizationOverTime(3, eps=1e-3))

@@ -8,6 +8,7 @@ once (the commit itself interrupted) at every position, and interrupts inside th
 
 import numpy as np
 import pytest
+from nets import raising
 
 import tinyvec as tv
 from tinyvec.backend import to_numpy
@@ -70,21 +71,6 @@ def loss(m):
     return tv.mse(m(X), Y)
 
 
-class RaisingMomentum(tv.Momentum):
-    """Momentum that raises ``error`` on its k-th parameter (counting from 1) once armed."""
-
-    def __init__(self, k, error):
-        super().__init__(0.1, 0.9)
-        self.k, self.error, self.calls = k, error, None
-
-    def apply(self, state, x, dx):
-        if self.calls is not None:
-            self.calls += 1
-            if self.calls == self.k:
-                raise self.error
-        return super().apply(state, x, dx)
-
-
 def stepped(m, state, n=1):
     for _ in range(n):
         _, grads = tv.withgradient(loss, m)
@@ -98,7 +84,7 @@ NPARAMS = len(list(tv.trainables(model())))
 @pytest.mark.parametrize("k", range(1, NPARAMS + 1))
 def test_a_rule_raising_on_its_kth_parameter_changes_nothing(k, error):
     m = model()
-    rule = RaisingMomentum(k, error)
+    rule = raising(tv.Momentum(0.1, 0.9), k, error)
     state = tv.setup(rule, m)
     stepped(m, state)  # step 1: the state is not trivial
     reference_model = model()
@@ -319,7 +305,7 @@ def compiled_loss(m, x, y):
 @pytest.mark.parametrize("k", range(1, 7))
 def test_a_rule_raising_on_its_kth_parameter_in_a_compiled_step_changes_nothing(k, error):
     m = compiled_model()
-    rule = RaisingMomentum(k, error)
+    rule = raising(tv.Momentum(0.1, 0.9), k, error)
     state = tv.setup(rule, m)
     step = tv.compile(compiled_loss, m, state)
     step(X, Y)  # step 1: the state is not trivial
