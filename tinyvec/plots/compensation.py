@@ -30,6 +30,22 @@ def blocks(curves: np.ndarray, points: int = POINTS) -> tuple[np.ndarray, np.nda
     return np.arange(size, n * size + 1, size), values
 
 
+def _grid(panels: Mapping[str, Mapping[str, object]], sharey: bool = False) -> tuple:
+    """(figure, axes): a grid of up to three panels per row for ``panels`` (title → its
+    lines), the cells left over hidden; a panel of more than `MAX_LINES` lines is refused."""
+    for name, lines in panels.items():
+        if len(lines) > MAX_LINES:
+            raise ValueError(f"panel {name!r} has {len(lines)} lines; split it (≤ {MAX_LINES})")
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = pyplot().subplots(
+        nrows, ncols, figsize=(4.6 * ncols, 3.9 * nrows), squeeze=False, sharey=sharey
+    )
+    for ax in axes.ravel()[len(panels) :]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def learning_curves(
     panels: Mapping[str, Mapping[str, np.ndarray]],
     path: str | os.PathLike[str],
@@ -51,16 +67,7 @@ def learning_curves(
     ...     p.stat().st_size > 0
     True
     """
-    for name, curves in panels.items():
-        if len(curves) > MAX_LINES:
-            raise ValueError(f"panel {name!r} has {len(curves)} lines; split it (≤ {MAX_LINES})")
-    plt = pyplot()
-    ncols = min(3, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.9 * nrows), squeeze=False,
-                             sharey=True)  # fmt: skip
-    for ax in axes.ravel()[len(panels) :]:
-        ax.set_visible(False)
+    fig, axes = _grid(panels, sharey=True)
     for ax, (name, curves) in zip(axes.ravel(), panels.items(), strict=False):
         for (label, runs), style in zip(curves.items(), styles(len(curves)), strict=True):
             runs = np.asarray(runs, dtype=float)
@@ -106,15 +113,7 @@ def error_vs_eta(
     ...     p.stat().st_size > 0
     True
     """
-    for name, rules in panels.items():
-        if len(rules) > MAX_LINES:
-            raise ValueError(f"panel {name!r} has {len(rules)} lines; split it (≤ {MAX_LINES})")
-    plt = pyplot()
-    ncols = min(3, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.9 * nrows), squeeze=False)
-    for ax in axes.ravel()[len(panels) :]:
-        ax.set_visible(False)
+    fig, axes = _grid(panels)
     markers = ("o", "s", "^", "D", "v", "P")
     for ax, (name, rules) in zip(axes.ravel(), panels.items(), strict=False):
         for (label, by_eta), style, marker in zip(rules.items(), styles(len(rules)), markers,
