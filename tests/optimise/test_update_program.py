@@ -83,13 +83,95 @@ def test_a_non_finite_step_is_refused_naming_the_parameter():
     assert records(m) == before
 
 
-def test_the_program_reads_like_the_update():
+@pytest.mark.parametrize(
+    "rule, flat",
+    [(tv.Descent(0.1), True), (tv.OptimiserChain(tv.ClipNorm(1.0), tv.Descent(0.1)), False)],
+    ids=["elementwise", "per-parameter"],
+)
+def test_the_program_reads_like_the_update(rule, flat):
+    m = net()
+    state = tv.setup(rule, m)
+    tv.update(state, m, grads_of(m, 4))
+    source = state.written[2].source
+    assert "model.layers[1].bias" in source
+    if flat:  # one call of the rule on θ, every parameter a view of the new θ
+        assert "RULE.apply(state, theta, grad)" in source and "θ ← θ - step" in source
+        assert m[0].weight.base is m[1].bias.base is not None
+    else:
+        assert "leaf1.rule.apply" in source and "x1 ← x1 - step" in source
+
+
+def test_a_model_too_large_for_theta_is_stepped_parameter_by_parameter(monkeypatch):
+    from tinyvec.optimise import update_program
+
+    monkeypatch.setattr(update_program, "FLAT", 12)  # net() has 3·4 + 4 + 4·2 + 2 entries
     m = net()
     state = tv.setup(tv.Descent(0.1), m)
     tv.update(state, m, grads_of(m, 4))
-    source = state.written[2].source
-    assert "rule.apply" in source and "x1 ← x1 - step" in source
-    assert "model.layers[1].bias" in source
+    assert "x1 ← x1 - step" in state.written[2].source and m[0].weight.base is None
+
+
+def replace_weight(m, s):
+    m[0].weight = m[0].weight.copy()
+
+
+def write_into_weight(m, s):
+    m[0].weight[0, 0] += 1.0
+
+
+def replace_state(m, s):
+    s.tree.layers[1]["bias"].state = tuple(
+        x.copy() if isinstance(x, np.ndarray) else x for x in s.tree.layers[1].bias.state
+    )
+
+
+def restart_state(m, s):  # a fresh Adam state among stepped ones: θ's state cannot be one array
+    s.tree.layers[1]["bias"].state = s.tree.layers[1].bias.rule.init(m[1].bias)
+
+
+@pytest.mark.parametrize(
+    "change", [replace_weight, write_into_weight, replace_state, restart_state]
+)
+def test_theta_follows_what_is_done_to_the_model_between_steps(change):
+    """θ is reused only while the model holds the views of the last step (a write into one is
+    a write into θ); anything else lays the parameters end to end again, or leaves the step to
+    the general code. Bit for bit the general code in every case."""
+    a, b = net(), net()
+    sa, sb = tv.setup(tv.Adam(0.01), a), tv.setup(tv.Adam(0.01), b)
+    for step in range(4):
+        if step == 2:
+            change(a, sa)
+            change(b, sb)
+        tv.update(sa, a, grads_of(a, step))
+        general_update(sb, b, grads_of(b, step))
+        assert records(a) == records(b)
+        assert state_bytes(sa, a) == state_bytes(sb, b)
+
+
+def test_an_elementwise_rule_that_raises_changes_nothing():
+    class Failing(tv.Momentum):
+        armed = False
+
+        def apply(self, state, x, dx):
+            if self.armed:
+                raise RuntimeError("boom")
+            return super().apply(state, x, dx)
+
+    a, b = net(), net()
+    rule = Failing(0.1)
+    sa, sb = tv.setup(rule, a), tv.setup(tv.Momentum(0.1), b)
+    tv.update(sa, a, grads_of(a, 0))
+    general_update(sb, b, grads_of(b, 0))
+    grads = grads_of(a, 1)
+    before = records(a)
+    rule.armed = True
+    with pytest.raises(RuntimeError, match="boom"):
+        tv.update(sa, a, grads)
+    assert records(a) == before
+    rule.armed = False
+    tv.update(sa, a, grads)
+    general_update(sb, b, grads_of(b, 1))
+    assert records(a) == records(b) and state_bytes(sa, a) == state_bytes(sb, b)
 
 
 @pytest.mark.parametrize("rule", ["Descent", "Adam", "ClipNorm+Descent"])

@@ -7,6 +7,10 @@
 Rules compose: ``OptimiserChain(ClipNorm(1.0), WeightDecay(1e-4), Descent(0.1))`` feeds each
 rule's step to the next as its gradient. For plain `Descent(α)`, ΔW^k = -α δ^k O^{k-1}ᵀ.
 
+A rule whose ``apply`` treats every entry on its own (all but ClipNorm here) says so with
+``elementwise = True``: `update` may then run it once on all parameters laid end to end as
+one vector θ instead of once per parameter (a multi-tensor step, with the same numbers).
+
     >>> import numpy as np, tinyvec as tv
     >>> state, step = tv.Momentum(0.1, 0.9).apply(np.zeros(2), np.ones(2), np.ones(2))
     >>> step
@@ -38,7 +42,10 @@ def _fraction(rule: str, **values: float) -> None:
 
 
 class Rule:
-    """Base rule: no state. Subclasses define ``apply`` and, if stateful, ``init``."""
+    """Base rule: no state. Subclasses define ``apply`` and, if stateful, ``init``, and set
+    ``elementwise = True`` when ``apply`` treats each entry on its own (see the module text)."""
+
+    elementwise = False
 
     def init(self, x: Any) -> Any:
         return None
@@ -54,6 +61,8 @@ class Rule:
 class Descent(Rule):
     """step = η dx (plain gradient descent)."""
 
+    elementwise = True
+
     def __init__(self, eta: float = 0.1) -> None:
         _finite("Descent", eta=eta)
         self.eta = eta
@@ -64,6 +73,8 @@ class Descent(Rule):
 
 class Momentum(Rule):
     """v ← ρ v + η dx; step = v."""
+
+    elementwise = True
 
     def __init__(self, eta: float = 0.01, rho: float = 0.9) -> None:
         _finite("Momentum", eta=eta)
@@ -81,6 +92,8 @@ class Momentum(Rule):
 class Nesterov(Rule):
     """Nesterov momentum as Optimisers.jl: v ← ρ v - η dx; step = -ρ² v_old + (1+ρ) η dx."""
 
+    elementwise = True
+
     def __init__(self, eta: float = 0.001, rho: float = 0.9) -> None:
         _finite("Nesterov", eta=eta)
         _fraction("Nesterov", rho=rho)
@@ -96,6 +109,8 @@ class Nesterov(Rule):
 
 class Adam(Rule):
     """m ← β₁m + (1-β₁)dx, v ← β₂v + (1-β₂)dx²; step = η m̂ / (√v̂ + ε), hats bias-corrected."""
+
+    elementwise = True
 
     def __init__(
         self, eta: float = 0.001, beta: tuple[float, float] = (0.9, 0.999), epsilon: float = 1e-8
@@ -122,6 +137,8 @@ class Adam(Rule):
 
 class WeightDecay(Rule):
     """step = dx + λ x (L2 regularisation, placed in a chain)."""
+
+    elementwise = True
 
     def __init__(self, lam: float = 5e-4) -> None:
         _finite("WeightDecay", lam=lam)
@@ -172,6 +189,10 @@ class OptimiserChain(Rule):
             if not isinstance(r, Rule):
                 raise TypeError(f"OptimiserChain takes rules such as tv.Descent(0.1), got {r!r}")
         self.rules = rules
+
+    @property
+    def elementwise(self) -> bool:  # type: ignore[override]
+        return all(r.elementwise for r in self.rules)
 
     def init(self, x):
         return tuple(r.init(x) for r in self.rules)

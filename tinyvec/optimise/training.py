@@ -414,7 +414,7 @@ def _written(state: OptState, plan: Plan) -> Any:
     written = state.written
     if written is None or written[0] is not plan or written[1] is not state.tree:
         try:
-            program = UpdateProgram(plan, UPDATE_HELPERS)
+            program = UpdateProgram(plan, UPDATE_HELPERS, state.rule)
         except Exception:  # e.g. a parameter that is not an array: the general code says so
             program = None
         written = state.written = (plan, state.tree, program)

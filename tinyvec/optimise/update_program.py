@@ -9,6 +9,11 @@ missing gradient, another shape or dtype, a Leaf replaced by something else) mak
 False before writing anything, and the general code of `update` takes over and says what is
 wrong: the written program is never the one that reports an error.
 
+For an elementwise rule (Descent, Momentum, Adam, …: ``rule.elementwise``) and a small model
+of NumPy arrays, the program runs the rule once on θ, all parameters laid end to end, instead
+of once per parameter: NumPy's cost per call, not per entry, is what a small model's step
+spends (`UpdateProgram._flat`).
+
 You can skip this module when reading the optimisers: it is an optimisation of `update`.
 """
 
@@ -25,6 +30,10 @@ from ..engine.plan import Plan
 __all__ = ["UpdateProgram"]
 
 SMALL = 1 << 14  # parameters of at most this many entries are checked for finiteness together
+# the flat step of an elementwise rule (`UpdateProgram._flat`) for models of at most this many
+# parameter entries: it saves NumPy calls, which matters for small arrays, and costs a copy of
+# the gradient, which matters for large ones (peak memory)
+FLAT = 1 << 16
 
 
 class UpdateProgram:
@@ -33,36 +42,39 @@ class UpdateProgram:
     ``gather(grads, state_tree) -> (grads, leaves) | None``, which reads the entries of a
     gradient tree and an optimiser tree of the model's shape (None: another shape; `tv.compile`
     has the gradients in order already). ``helpers``: the Leaf class, ``refuse_non_finite``
-    and ``norm2`` (Σ x² of an array that is not NumPy's)."""
+    and ``norm2`` (Σ x² of an array that is not NumPy's). ``rule``: the optimiser's rule; when
+    it is elementwise and the parameters are NumPy arrays of one dtype, the step runs on all of
+    them laid end to end as one vector θ (`_flat`)."""
 
     __slots__ = ("gather", "source", "update")
 
-    def __init__(self, plan: Plan, helpers: dict[str, Any]) -> None:
+    def __init__(self, plan: Plan, helpers: dict[str, Any], rule: Any = None) -> None:
         scope: dict[str, Any] = {
             "isfinite": math.isfinite,
             "vdot": np.vdot,
             "concatenate": np.concatenate,
             **helpers,
         }
-        lines = [*self._update(plan, scope), "", *self._gather(plan)]
-        self.source = "\n".join(lines) + "\n"
+        values = [getattr(layer, name) for _, layer, name in plan.trainables]
+        flat = (
+            getattr(rule, "elementwise", False)
+            and values
+            and all(type(x) is np.ndarray and x.dtype is values[0].dtype for x in values)
+            and sum(x.size for x in values) <= FLAT
+        )
+        body = self._flat(plan, scope, rule, values) if flat else self._each(plan, scope)
+        self.source = "\n".join([*body, "", *self._gather(plan)]) + "\n"
         exec(compile(self.source, "<tinyvec update>", "exec"), scope)  # our own generated code
         self.update: Callable[[Any, Any], bool] = scope["update"]
         self.gather: Callable[[Any, Any], Any] = scope["gather"]
 
     @staticmethod
-    def _update(plan: Plan, scope: dict[str, Any]) -> list[str]:
-        names: list[tuple[str, str, str]] = []  # (x1, x2, …, its layer's name, attribute)
-        layers: dict[int, tuple[str, list[tuple[str, str]]]] = {}  # a name per layer
+    def _each(plan: Plan, scope: dict[str, Any]) -> list[str]:
+        """The step parameter by parameter, for any rule and array library."""
+        names, layers = _names(plan, scope)
         small, norms = [], []  # (Σ x²: NumPy's small arrays together, the others one by one)
         for i, (_, layer, name) in enumerate(plan.trainables, 1):
             x = getattr(layer, name)
-            if id(layer) not in layers:
-                L = f"layer{len(layers) + 1}"
-                scope[L], layers[id(layer)] = layer, (L, [])
-            L, params = layers[id(layer)]
-            params.append((name, f"x{i}"))
-            names.append((f"x{i}", L, name))
             scope[f"ARRAY{i}"], scope[f"DT{i}"] = type(x), x.dtype
             if type(x) is not np.ndarray:
                 norms.append(f"norm2(x{i}_new)")
@@ -70,15 +82,12 @@ class UpdateProgram:
                 norms.append(f"vdot(x{i}_new, x{i}_new)")
             else:
                 small.append(f"x{i}_new.ravel()")
-        gs = ", ".join(f"g{n[1:]}" for n, _, _ in names)
-        leaves = ", ".join(f"leaf{n[1:]}" for n, _, _ in names)
         lines = [
             "def update(grads, leaves):",
             '    """x ← x - step, (state, step) = rule.apply(state, x, ∂L/∂x), for every parameter:',
             "    all computed and checked (finite) before one commit writes them. False: nothing",
             '    written (something unusual: the general update handles it)."""',
-            f"    {gs}, = grads",
-            f"    {leaves}, = leaves",
+            *_unpack(names),
         ]
         for (x, L, name), (path, _, _) in zip(names, plan.trainables, strict=True):
             n = x[1:]  # the parameter's number
@@ -99,28 +108,74 @@ class UpdateProgram:
         # Σ x² by BLAS is NumPy's cheapest reduction; NaN and ±inf propagate into the total, so
         # only a non-finite total needs the search (an overflow at |x| ~ 1e154 finds nothing)
         lines.append(f"    total = {' + '.join(norms)}")
-        lines += [
-            "    if not isfinite(float(total)):",
-            "        refuse_non_finite([",
-            *(
-                f"            ({path!r}, {x}_new),"
-                for (x, _, _), (path, _, _) in zip(names, plan.trainables, strict=True)
-            ),
-            "        ])",
-            "    # the commit: each layer's step record, then every parameter and its state",
+        paths = [path for path, _, _ in plan.trainables]
+        new = [(path, f"{x}_new") for (x, _, _), path in zip(names, paths, strict=True)]
+        return lines + _refuse(new) + _commit(layers)
+
+    @staticmethod
+    def _flat(plan: Plan, scope: dict[str, Any], rule: Any, values: list[Any]) -> list[str]:
+        """The step of an elementwise rule on θ, every parameter laid end to end: one call of
+        the rule, one subtraction and one finiteness check for the whole model, where the
+        parameter by parameter step makes a dozen NumPy calls per parameter (PyTorch's
+        "foreach" optimisers, in spirit). Each parameter the step commits is a view of the new
+        θ; while the model still holds those views (and the Leafs those states), the next step
+        starts from the same θ without copying anything. The numbers are the same: every
+        entry goes through the same operations."""
+        names, layers = _names(plan, scope)
+        scope.update(RULE=rule, ARRAY=np.ndarray, DT=values[0].dtype, LAST=[None])
+        scope["SHAPES"] = [x.shape for x in values]
+        scope.update(lay_end_to_end=_lay_end_to_end, part=_part)
+        stateless = rule.init(values[0]) is None  # (Descent: nothing to cut into parts)
+        n = len(names)
+        lines = [
+            "def update(grads, leaves):",
+            '    """θ ← θ - step, (state, step) = rule.apply(state, θ, ∂L/∂θ), θ every parameter',
+            "    laid end to end: computed and checked (finite) before one commit writes it. False:",
+            '    nothing written (something unusual: the general update handles it)."""',
+            *_unpack(names),
         ]
-        writes = []
-        for L, params in layers.values():
-            record = ", ".join(f'"{name}": step{x[1:]}' for name, x in params)
-            lines.append(f'    {L}_step = {{**(getattr({L}, "step", None) or {{}}), {record}}}')
-            writes.append(f"{L}.step = {L}_step")
-            for name, x in params:
-                writes += [f"{L}.{name} = {x}_new", f"leaf{x[1:]}.state = state{x[1:]}"]
-        # a write cannot be half done, but an exception (a signal handler of your own) may land
-        # between two: every write is repeated before it propagates, so all of them are done
-        lines += ["    try:", *(f"        {w}" for w in writes), "    except BaseException:"]
-        lines += [*(f"        {w}" for w in writes), "        raise", "    return True"]
-        return lines
+        for (x, _, _), value in zip(names, values, strict=True):
+            k = x[1:]
+            lines += [
+                f"    if (type(g{k}) is not ARRAY or g{k}.dtype is not DT or g{k}.shape != {value.shape}",
+                f"            or type(leaf{k}) is not Leaf or leaf{k}.rule is not RULE):",
+                "        return False",
+            ]
+        xs = ", ".join(x for x, _, _ in names)
+        states = ", ".join(f"leaf{x[1:]}.state" for x, _, _ in names)
+        lines += [f"    {xs}, = {', '.join(f'{L}.{name}' for _, L, name in names)},"]
+        same = [f"{x} is last[{i}]" for i, (x, _, _) in enumerate(names, 2)]
+        same += [f"leaf{x[1:]}.state is last[{i}]" for i, (x, _, _) in enumerate(names, 2 + n)]
+        lines += [
+            "    last = LAST[0]  # (θ, its state, the views of θ and of the state last committed)",
+            f"    if last is not None and {' and '.join(same)}:",
+            "        theta, state = last[0], last[1]",
+            "    else:  # the first step, or a parameter or a state replaced: a new θ",
+            f"        theta, state = lay_end_to_end(({xs},), ({states},), SHAPES, DT)",
+            "        if theta is None:",
+            "            return False",
+            f"    grad = concatenate(({', '.join(f'g{x[1:]}.reshape(-1)' for x, _, _ in names)},))",
+            "    state, step = RULE.apply(state, theta, grad)",
+            "    theta_new = theta - step  # θ ← θ - step",
+            "    if theta_new.dtype is not DT or type(step) is not ARRAY or step.shape != theta.shape:",
+            "        return False",
+            *(["    if state is not None:", "        return False"] if stateless else []),
+            "    total = vdot(theta_new, theta_new)",
+        ]
+        new, offset = [], 0
+        for (x, _, _), value, (path, _, _) in zip(names, values, plan.trainables, strict=True):
+            k, end, shape = x[1:], offset + value.size, value.shape
+            part = f"[{offset}:{end}]" + (f".reshape({shape})" if len(shape) != 1 else "")
+            new.append((path, f"theta_new{part}"))
+            lines.append(f"    {x}_new, step{k} = theta_new{part}, step{part}  # {path}")
+            if stateless:
+                lines.append(f"    state{k} = None")
+            else:
+                lines.append(f"    state{k} = part(state, {offset}, {end}, {shape})")
+            offset = end
+        last = ", ".join([f"{x}_new" for x, _, _ in names] + [f"state{x[1:]}" for x, _, _ in names])
+        views = (f"LAST[0] = (theta_new, state, {last})",)
+        return lines + _refuse(new) + _commit(layers, views)
 
     @staticmethod
     def _gather(plan: Plan) -> list[str]:
@@ -158,3 +213,102 @@ class UpdateProgram:
             leaves.append(f"S{i}.get({name!r})")
         lines += [f"    return [{', '.join(gs)}], [{', '.join(leaves)}]"]
         return lines
+
+
+def _names(plan: Plan, scope: dict[str, Any]) -> tuple[list[tuple[str, str, str]], dict]:
+    """x1, x2, … for the parameters with their layer's name (layer1, …, put in ``scope``) and
+    attribute; and each layer's name with its (attribute, x) pairs."""
+    names: list[tuple[str, str, str]] = []
+    layers: dict[int, tuple[str, list[tuple[str, str]]]] = {}
+    for i, (_, layer, name) in enumerate(plan.trainables, 1):
+        if id(layer) not in layers:
+            L = f"layer{len(layers) + 1}"
+            scope[L], layers[id(layer)] = layer, (L, [])
+        L, params = layers[id(layer)]
+        params.append((name, f"x{i}"))
+        names.append((f"x{i}", L, name))
+    return names, layers
+
+
+def _unpack(names: list[tuple[str, str, str]]) -> list[str]:
+    return [
+        f"    {', '.join(f'g{x[1:]}' for x, _, _ in names)}, = grads",
+        f"    {', '.join(f'leaf{x[1:]}' for x, _, _ in names)}, = leaves",
+    ]
+
+
+def _refuse(new: list[tuple[str, str]]) -> list[str]:
+    """Raise `NonFiniteStep` when ``total`` (Σ x² of the new values) is not finite."""
+    return [
+        "    if not isfinite(float(total)):",
+        "        refuse_non_finite([",
+        *(f"            ({path!r}, {value})," for path, value in new),
+        "        ])",
+    ]
+
+
+def _commit(layers: dict, extra: tuple[str, ...] = ()) -> list[str]:
+    """Each layer's step record, then every parameter and its state (and ``extra``)."""
+    lines = ["    # the commit: each layer's step record, then every parameter and its state"]
+    writes = []
+    for L, params in layers.values():
+        record = ", ".join(f'"{name}": step{x[1:]}' for name, x in params)
+        lines.append(f'    {L}_step = {{**(getattr({L}, "step", None) or {{}}), {record}}}')
+        writes.append(f"{L}.step = {L}_step")
+        for name, x in params:
+            writes += [f"{L}.{name} = {x}_new", f"leaf{x[1:]}.state = state{x[1:]}"]
+    writes += extra
+    # a write cannot be half done, but an exception (a signal handler of your own) may land
+    # between two: every write is repeated before it propagates, so all of them are done
+    lines += ["    try:", *(f"        {w}" for w in writes), "    except BaseException:"]
+    return [*lines, *(f"        {w}" for w in writes), "        raise", "    return True"]
+
+
+def _lay_end_to_end(
+    xs: tuple[Any, ...], states: tuple[Any, ...], shapes: list[tuple[int, ...]], dtype: Any
+) -> tuple[Any, Any]:
+    """θ, the parameters laid end to end, and its state, the parameters' states laid end to end
+    alike (arrays concatenated, equal numbers kept); (None, None) when they do not fit (another
+    array type, dtype or shape, states that differ otherwise)."""
+    if any(
+        type(x) is not np.ndarray or x.dtype is not dtype or x.shape != shape
+        for x, shape in zip(xs, shapes, strict=True)
+    ):
+        return None, None
+    try:
+        state = _stack(states, shapes)
+    except _Unfit:
+        return None, None
+    return np.concatenate([x.reshape(-1) for x in xs]), state
+
+
+class _Unfit(Exception):
+    pass
+
+
+def _stack(states: Any, shapes: list[tuple[int, ...]]) -> Any:
+    first = states[0]
+    if type(first) is np.ndarray:
+        if any(
+            type(s) is not np.ndarray or s.shape != shape or s.dtype is not first.dtype
+            for s, shape in zip(states, shapes, strict=True)
+        ):
+            raise _Unfit
+        return np.concatenate([s.reshape(-1) for s in states])
+    if type(first) is tuple:
+        if any(type(s) is not tuple or len(s) != len(first) for s in states):
+            raise _Unfit
+        return tuple(_stack(column, shapes) for column in zip(*states, strict=True))
+    if first is None or type(first) in (int, float, bool):
+        if all(type(s) is type(first) and s == first for s in states):
+            return first
+    raise _Unfit
+
+
+def _part(state: Any, start: int, end: int, shape: tuple[int, ...]) -> Any:
+    """One parameter's state: its entries of θ's state (numbers as they are)."""
+    if type(state) is np.ndarray:
+        return state[start:end].reshape(shape)
+    if type(state) is tuple:
+        return tuple(_part(s, start, end, shape) for s in state)
+    return state
