@@ -150,6 +150,41 @@ def test_what_it_cannot_compile_runs_the_default_step(make, lossfn, reason):
     assert records(a) == records(b)
 
 
+@pytest.mark.parametrize("delta", [None, tv.Compensation(0.3)], ids=["plain", "delta"])
+def test_a_loss_reading_the_parameters_through_a_closure_gets_their_gradient(delta):
+    """A weight penalty on the model itself, not on the loss's model argument: the compiled
+    forward pass never sees it, so the step is the default one, penalty gradient included."""
+    x, y = np.linspace(-1, 1, 12).reshape(3, 4), np.zeros((2, 4))
+    a, b = (tv.Chain(tv.Dense(3, 4, tv.tanh, rng=0), tv.Dense(4, 2, rng=1)) for _ in "ab")
+    sa, sb = tv.setup(tv.Descent(0.1), a, delta=delta), tv.setup(tv.Descent(0.1), b, delta=delta)
+
+    def penalised(model):
+        return lambda m, x, y: loss(m, x, y) + 0.5 * tv.ops.sum(model[0].weight * model[0].weight)
+
+    step = tv.compile(penalised(a), a, sa)
+    for _ in range(2):
+        value = step(x, y)
+        expected, grads = tv.withgradient(lambda m: penalised(b)(m, x, y), b)
+        tv.update(sb, b, grads)
+        assert float(value) == float(expected)
+        assert records(a) == records(b)
+    assert "closure" in step.fallback
+    assert all(type(w) is np.ndarray for w in (a[0].weight, a[0].bias, a[1].weight))
+
+
+@pytest.mark.parametrize("rule", ["Descent", "Adam", "ClipNorm+Descent"])
+def test_a_plain_compiled_step_commits_through_the_written_update(rule, monkeypatch):
+    """Not the general code: that would be the same numbers, only slower."""
+    from tinyvec.optimise import compiled
+
+    m = tv.Chain(tv.Dense(3, 4, tv.tanh, rng=0), tv.Dense(4, 2, rng=1))
+    step = tv.compile(loss, m, tv.setup(RULES[rule](), m))
+    monkeypatch.setattr(compiled, "PendingStep", None)  # calling it would raise
+    for _ in range(2):
+        step(np.ones((3, 5)), np.zeros((2, 5)))
+    assert step.fallback is None and "def update(grads, leaves)" in step.source
+
+
 def test_it_replans_when_the_model_the_input_or_the_state_change():
     a, b = (tv.Chain(tv.Dense(3, 4, tv.tanh, rng=0), tv.Dense(4, 2, rng=1)) for _ in "ab")
     sa, sb = tv.setup(tv.Descent(0.1), a), tv.setup(tv.Descent(0.1), b)

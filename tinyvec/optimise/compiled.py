@@ -21,7 +21,8 @@ every record is kept: each Dense layer's input, preact, output, delta, delta_use
 When it cannot compile, it says why in ``step.fallback`` and runs the default step instead
 (same results, default speed): a layer it does not know (a custom layer, a shared layer, a
 connection other than +/vcat, a value used by more than two layers), or a loss that reads the
-model other than by calling it once. It writes a new program when the model's structure
+model other than by calling it once (its parameters through a closure included: they are
+Tensors while the loss runs, as in the default step, so such a use shows as a gradient). It writes a new program when the model's structure
 changes (`Plan.valid`), when the input's features, dtype or array type or a parameter's dtype
 change, and when the optimiser state's tree or δ-rules are replaced; an input it cannot take
 (wrong shape) goes to the default step, which raises the usual error.
@@ -46,22 +47,24 @@ from .training import (
     _withgradient,
     _written,
     interrupts_deferred,
+    set_all,
     take_step,
+    track,
     update,
 )
-from .update_program import UpdateProgram
 
 __all__ = ["CompiledStep", "compile_step"]
 
 
 class _ModelCall:
     """What the loss receives as the model in a compiled step: calling it runs the compiled
-    forward pass (once); reading anything else from it means the loss needs the real model."""
+    forward pass (once, on the parameter arrays ``arrays``); reading anything else from it
+    means the loss needs the real model."""
 
-    __slots__ = ("out", "program", "saved", "step")
+    __slots__ = ("arrays", "out", "plan", "program", "saved", "step")
 
-    def __init__(self, step: CompiledStep) -> None:
-        self.step = step
+    def __init__(self, step: CompiledStep, plan: Plan, arrays: list[Any]) -> None:
+        self.step, self.plan, self.arrays = step, plan, arrays
         self.program: Program | None = None
         self.out: Tensor | None = None
         self.saved: Any = None
@@ -69,8 +72,8 @@ class _ModelCall:
     def __call__(self, x: Any) -> Tensor:
         if self.out is not None:
             raise _Fallback("the loss calls the model more than once")
-        self.program = program = self.step._prepare(x)
-        out, self.saved = program.forward(x, *program.params())
+        self.program = program = self.step._prepare(x, self.plan)
+        out, self.saved = program.forward(x, *self.arrays)
         self.out = Tensor(out)
         return self.out
 
@@ -106,7 +109,7 @@ class CompiledStep:
         self.fallback: str | None = None
         self._plan: Plan | None = None
         self._program: Program | None = None
-        self._update: UpdateProgram | None = None  # None with δ-rules: `take_step` updates
+        self._plain = False  # no δ-rules: the update is `tv.update`'s written one
         self._key: tuple[Any, ...] = ()
         self._slots: list[tuple[str, Any, str, Leaf]] = []
         self._leaves: list[Leaf] = []
@@ -120,7 +123,8 @@ class CompiledStep:
         """The generated program (compiled at the first step, so call the step once first)."""
         if self._program is None:
             return f"# not compiled{': ' + self.fallback if self.fallback else ' yet'}\n"
-        update = "" if self._update is None else "\n" + self._update.source
+        written = self.state.written if self._plain else None
+        update = "" if written is None or written[2] is None else "\n" + written[2].source
         return self._program.source + update
 
     def __call__(self, *batch: Any) -> Any:
@@ -144,9 +148,9 @@ class CompiledStep:
         update(self.state, self.model, grads)
         return value
 
-    def _prepare(self, x: Any) -> Program:
-        """The program for this model, state and kind of input: kept, or written now."""
-        plan = plan_of(self.model, self._plan)
+    def _prepare(self, x: Any, plan: Plan) -> Program:
+        """The program for this model (``plan``), state and kind of input: kept, or written
+        now."""
         state = self.state
         key = (plan, state.tree, state.transform, type(x), getattr(x, "dtype", None))
         program = self._program
@@ -159,28 +163,45 @@ class CompiledStep:
                 raise _Fallback("some parameters are outside the layers tv.compile knows")
             # the δ-rules rewrite the step layer by layer: their update stays `take_step`'s
             plain = state.transform is None and all(type(s[3]) is Leaf for s in slots)
-            self._update = _written(state, plan) if plain else None  # (`tv.update`'s own)
+            self._plain = plain
             self._slots, self._leaves = slots, [s[3] for s in slots]
             self._plan, self._program, self._key = plan, program, key
         return program
 
     def _compiled(self, batch: tuple[Any, ...], check: Callable[[Any], None] | None) -> Any:
-        call = _ModelCall(self)
-        loss = self.loss(call, *batch)
-        program = call.program
-        if type(loss) is not Tensor or loss.ndim != 0 or call.out is None or program is None:
-            # the default step gives the error (or handles a loss that ignores the model)
-            raise _Fallback("the loss is not a scalar Tensor of the model's output", False)
-        if check is not None:
-            check(loss.data)
-        loss.backward()
+        plan = plan_of(self.model, self._plan)
+        # While the loss runs, the parameters are Tensors, as in the default step: a loss that
+        # reads them other than through its model argument (a closure over the model, for a
+        # weight penalty) gives them a gradient of their own, which the written program would
+        # miss. Such a loss is refused below, and the default step adds that gradient.
+        tracked: list[tuple[Any, str, Any]] = []
+        try:
+            tensors = track(plan, tracked)
+            call = _ModelCall(self, plan, [value for _, _, value in tracked])
+            loss = self.loss(call, *batch)
+            program = call.program
+            if type(loss) is not Tensor or loss.ndim != 0 or call.out is None or program is None:
+                # the default step gives the error (or handles a loss that ignores the model)
+                raise _Fallback("the loss is not a scalar Tensor of the model's output", False)
+            if check is not None:
+                check(loss.data)
+            loss.backward()
+        finally:
+            set_all(tracked)
+        if any(t.grad is not None for t in tensors):
+            raise _Fallback(
+                "the loss reads the model's parameters other than through its model argument "
+                "(a closure over the model?)"
+            )
         g = call.out.grad
         if g is None:
             grads = (None,) * len(self._slots)
         else:
             grads = program.backward(g, call.saved)[1:]  # (not ∂L/∂input: not asked for)
         # (Ctrl-C is held by `run` for the whole step, the update included)
-        if self._update is not None and g is not None and self._update.update(grads, self._leaves):
+        # `tv.update`'s written program, made (once) now that the parameters are arrays again
+        update = _written(self.state, plan) if self._plain else None
+        if update is not None and g is not None and update.update(grads, self._leaves):
             return loss.data
         step = PendingStep(
             [

@@ -47,6 +47,7 @@ __all__ = [
     "set_all",
     "setup",
     "take_step",
+    "track",
     "update",
     "withgradient",
 ]
@@ -164,14 +165,7 @@ def _withgradient(
                 plans.append(None)
                 continue
             plan = plan_of(arg, plan)
-            tensors: list[Tensor] = []
-            plans.append((plan, tensors))
-            for _, layer, name in plan.trainables:
-                value = getattr(layer, name)
-                tracked.append((layer, name, value))
-                tensor = Tensor(value)
-                tensors.append(tensor)
-                setattr(layer, name, tensor)
+            plans.append((plan, track(plan, tracked)))
             plan = None  # a second model gets its own
         loss = f(*inputs)
         if type(loss) is not Tensor:
@@ -192,6 +186,20 @@ def _withgradient(
     finally:
         set_all(tracked)  # parameters are plain arrays again, even on error
     return loss.data, grads[0] if len(grads) == 1 else tuple(grads)
+
+
+def track(plan: Plan, tracked: list[tuple[Any, str, Any]]) -> list[Tensor]:
+    """Make every parameter of ``plan``'s model a Tensor, a leaf of the graph, and return them;
+    each swap is noted in ``tracked`` before it is made, so that ``set_all(tracked)`` puts the
+    arrays back whatever interrupts this."""
+    tensors = []
+    for _, layer, name in plan.trainables:
+        value = getattr(layer, name)
+        tracked.append((layer, name, value))
+        tensor = Tensor(value)
+        tensors.append(tensor)
+        setattr(layer, name, tensor)
+    return tensors
 
 
 def gradient(f: Callable[..., Any], *args: Any) -> Any:
