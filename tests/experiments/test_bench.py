@@ -161,5 +161,5 @@ def test_the_phase_script_runs_and_names_every_phase():
     out = subprocess.run(
         [sys.executable, str(script), "--rounds", "1"], capture_output=True, text=True, check=True
     ).stdout
-    for phase in ("NumPy, the whole step", "forward (written program)", "update (default"):
+    for phase in ("NumPy, the whole step", "forward (written program)", "gather, in update"):
         assert phase in out

@@ -1,5 +1,6 @@
 """`tv.compile`: bit for bit what ``withgradient`` + ``update`` do, records included, on random
-Chains / SkipConnections / Parallels with every rule and δ-rule; the fallbacks; re-planning."""
+Chains / SkipConnections / Parallels with every rule and δ-rule, for any loss and any model;
+re-planning."""
 
 import warnings
 
@@ -118,58 +119,75 @@ class Scale(tv.Layer):
         return self.a * x
 
 
-@pytest.mark.parametrize(
-    "make, lossfn, reason",
-    [
-        (lambda: tv.Chain(tv.Dense(3, 2, rng=0), Scale()), loss, "Scale"),
-        (
-            lambda: tv.Chain(tv.Dense(3, 2, rng=0), tv.Dense(2, 2, rng=1)),
-            lambda m, x, y: tv.mse(m(x), y) + tv.ops.sum(m[0].weight * m[0].weight),
-            "reads model",
-        ),
-        (
-            lambda: tv.Chain(tv.Dense(3, 2, rng=0)),
-            lambda m, x, y: tv.mse(m(x), y) + tv.mse(m(x), y),
-            "more than once",
-        ),
-        (lambda: tv.SkipConnection(tv.Dense(3, 3, rng=0), tv.mul), loss, "connections"),
-    ],
-    ids=["custom-layer", "weight-penalty", "two-calls", "mul-connection"],
-)
-def test_what_it_cannot_compile_runs_the_default_step(make, lossfn, reason):
-    x, y = np.ones((3, 4)), np.zeros((make()(np.ones((3, 4))).shape[0], 4))
+def compare(make, lossfn, steps=2):
+    """Compiled steps of one model against default steps of its twin: the same loss, records
+    and optimiser state, bit for bit; the compiled step, for a look at it."""
+    x, y = np.linspace(-1, 1, 12).reshape(3, 4), np.zeros((make()(np.ones((3, 4))).shape[0], 4))
     a, b = make(), make()
     sa, sb = tv.setup(tv.Momentum(0.1), a), tv.setup(tv.Momentum(0.1), b)
-    step = tv.compile(lossfn, a, sa)
-    for _ in range(2):
+    step = tv.compile(lambda m, x, y: lossfn(m, x, y, a), a, sa)
+    for _ in range(steps):
         value = step(x, y)
-        expected, grads = tv.withgradient(lambda m: lossfn(m, x, y), b)
+        expected, grads = tv.withgradient(lambda m: lossfn(m, x, y, b), b)
         tv.update(sb, b, grads)
-        assert float(value) == float(expected)
-    assert reason in step.fallback and "default step" in repr(step)
-    assert records(a) == records(b)
+        assert to_numpy(value).tobytes() == to_numpy(expected).tobytes()
+        assert records(a) == records(b) and state_bytes(sa, a) == state_bytes(sb, b)
+    assert all(type(getattr(la, n)) is np.ndarray for _, la, n in tv.trainables(a))
+    return step
 
 
-@pytest.mark.parametrize("delta", [None, tv.Compensation(0.3)], ids=["plain", "delta"])
-def test_a_loss_reading_the_parameters_through_a_closure_gets_their_gradient(delta):
-    """A weight penalty on the model itself, not on the loss's model argument: the compiled
-    forward pass never sees it, so the step is the default one, penalty gradient included."""
-    x, y = np.linspace(-1, 1, 12).reshape(3, 4), np.zeros((2, 4))
-    a, b = (tv.Chain(tv.Dense(3, 4, tv.tanh, rng=0), tv.Dense(4, 2, rng=1)) for _ in "ab")
-    sa, sb = tv.setup(tv.Descent(0.1), a, delta=delta), tv.setup(tv.Descent(0.1), b, delta=delta)
+def loss_of_a_constant_output(m, x, y, model):
+    with tv.no_grad():  # the model's output is a constant: no parameter gets a gradient
+        out = m(x)
+    return tv.mse(out, y)
 
-    def penalised(model):
-        return lambda m, x, y: loss(m, x, y) + 0.5 * tv.ops.sum(model[0].weight * model[0].weight)
 
-    step = tv.compile(penalised(a), a, sa)
-    for _ in range(2):
-        value = step(x, y)
-        expected, grads = tv.withgradient(lambda m: penalised(b)(m, x, y), b)
-        tv.update(sb, b, grads)
-        assert float(value) == float(expected)
-        assert records(a) == records(b)
-    assert "closure" in step.fallback
-    assert all(type(w) is np.ndarray for w in (a[0].weight, a[0].bias, a[1].weight))
+def two_layers():
+    return tv.Chain(tv.Dense(3, 2, tv.tanh, rng=0), tv.Dense(2, 2, rng=1))
+
+
+@pytest.mark.parametrize(
+    "lossfn",
+    [
+        lambda m, x, y, model: tv.mse(m(x), y) + tv.ops.sum(m[0].weight * m[0].weight),
+        # the model itself, not the loss's argument (a closure): a gradient all the same
+        lambda m, x, y, model: tv.mse(m(x), y) + 0.5 * tv.ops.sum(model[1].weight ** 2),
+        lambda m, x, y, model: tv.mse(m(x), y) + tv.mse(m(2 * x), y),
+        loss_of_a_constant_output,
+        lambda m, x, y, model: tv.mse(m(x) if isinstance(m, tv.Chain) else 0 * x[:2], y),
+    ],
+    ids=["weight-penalty", "closure-penalty", "two-calls", "no-grad", "isinstance"],
+)
+def test_any_loss_gives_exactly_the_default_step(lossfn):
+    """The loss gets the model itself, its parameters Tensors as in `withgradient`."""
+    step = compare(two_layers, lossfn)
+    assert step.fallback is None and repr(step).endswith("(compiled)>")
+
+
+def test_the_loss_runs_once_per_step():
+    """Whatever the loss does (draw noise, count), it does it once, as in the default step."""
+    calls = []
+
+    def counted(m, x, y, model):
+        calls.append(1)
+        return tv.mse(m(x), y) + tv.ops.sum(m[0].bias)
+
+    compare(two_layers, counted, steps=3)
+    assert len(calls) == 6  # three compiled steps, three default ones
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda: tv.Chain(tv.Dense(3, 2, rng=0), Scale()), "Scale"),
+        (lambda: tv.Chain(tv.SkipConnection(tv.Dense(3, 3, rng=0), tv.mul)), "connections"),
+        (lambda: tv.SkipConnection(tv.Dense(3, 3, rng=0), tv.add), "only a Chain"),
+    ],
+    ids=["custom-layer", "mul-connection", "not-a-chain"],
+)
+def test_a_model_it_cannot_write_runs_layer_by_layer_and_says_why(make, reason):
+    step = compare(make, lambda m, x, y, model: loss(m, x, y))
+    assert reason in step.fallback and "layer by layer" in repr(step)
 
 
 @pytest.mark.parametrize("rule", ["Descent", "Adam", "ClipNorm+Descent"])
@@ -177,12 +195,27 @@ def test_a_plain_compiled_step_commits_through_the_written_update(rule, monkeypa
     """Not the general code: that would be the same numbers, only slower."""
     from tinyvec.optimise import compiled
 
-    m = tv.Chain(tv.Dense(3, 4, tv.tanh, rng=0), tv.Dense(4, 2, rng=1))
+    m = two_layers()
     step = tv.compile(loss, m, tv.setup(RULES[rule](), m))
-    monkeypatch.setattr(compiled, "PendingStep", None)  # calling it would raise
+    monkeypatch.setattr(compiled, "update", None)  # calling it would raise
     for _ in range(2):
         step(np.ones((3, 5)), np.zeros((2, 5)))
     assert step.fallback is None and "def update(grads, leaves)" in step.source
+
+
+def test_a_leaf_replaced_in_the_state_tree_is_the_one_stepped():
+    a, b = two_layers(), two_layers()
+    sa, sb = tv.setup(tv.Momentum(0.1), a), tv.setup(tv.Momentum(0.1), b)
+    step = tv.compile(loss, a, sa)
+    x, y = np.ones((3, 5)), np.zeros((2, 5))
+    for k in range(3):
+        if k == 1:  # a fresh Leaf (its momentum zero) for one parameter, in both
+            for s, m in ((sa, a), (sb, b)):
+                s.tree.layers[1]["bias"] = tv.optimise.training.Leaf(s.rule, 0 * m[1].bias)
+        step(x, y)
+        _, grads = tv.withgradient(lambda m: loss(m, x, y), b)
+        tv.update(sb, b, grads)
+        assert records(a) == records(b) and state_bytes(sa, a) == state_bytes(sb, b)
 
 
 def test_it_replans_when_the_model_the_input_or_the_state_change():

@@ -43,6 +43,7 @@ __all__ = [
     "Tree",
     "gradient",
     "interrupts_deferred",
+    "model_gradient",
     "refuse_non_finite",
     "set_all",
     "setup",
@@ -154,6 +155,9 @@ def _withgradient(
 ) -> tuple[Any, Any]:
     """`withgradient`, calling ``check(loss)`` between the forward and the backward pass;
     ``plan``: a plan of the (first) model argument that may still be valid."""
+    if len(args) == 1 and not is_array(args[0]):  # one model: the usual case
+        value, plan, grads = model_gradient(f, args[0], check, plan)
+        return value, plan.tree(grads)
     # parameter attributes hold Tensors only inside this call; `tracked` is filled before each
     # swap, so the `finally` restores every swapped one whatever interrupts us
     tracked: list[tuple[Any, str, Any]] = []
@@ -167,18 +171,7 @@ def _withgradient(
             plan = plan_of(arg, plan)
             plans.append((plan, track(plan, tracked)))
             plan = None  # a second model gets its own
-        loss = f(*inputs)
-        if type(loss) is not Tensor:
-            raise TypeError(
-                f"the loss must be a Tensor computed from the model with tinyvec's ops, got "
-                f"{type(loss).__name__}: do not call float(), .item() or NumPy on .data inside "
-                "the loss (that cuts the graph, and every gradient would be None)"
-            )
-        if loss.ndim != 0:
-            raise ValueError(f"gradient needs a scalar loss, got shape {tuple(loss.shape)}")
-        if check is not None:
-            check(loss.data)
-        loss.backward()
+        loss = _differentiated(f(*inputs), check)
         grads = [
             x.grad if p is None else p[0].tree([t.grad for t in p[1]])
             for x, p in zip(inputs, plans, strict=True)
@@ -186,6 +179,41 @@ def _withgradient(
     finally:
         set_all(tracked)  # parameters are plain arrays again, even on error
     return loss.data, grads[0] if len(grads) == 1 else tuple(grads)
+
+
+def model_gradient(
+    f: Callable[[Any], Any],
+    model: Any,
+    check: Callable[[Any], None] | None = None,
+    plan: Plan | None = None,
+) -> tuple[Any, Plan, list[Any]]:
+    """``(f(model), plan, [∂L/∂x for every parameter x])``, the parameters in the order of
+    ``plan.trainables`` (`_withgradient` for one model, without the Tree)."""
+    plan = plan_of(model, plan)
+    tracked: list[tuple[Any, str, Any]] = []
+    try:
+        tensors = track(plan, tracked)
+        loss = _differentiated(f(model), check)
+    finally:
+        set_all(tracked)  # parameters are plain arrays again, even on error
+    return loss.data, plan, [t.grad for t in tensors]
+
+
+def _differentiated(loss: Any, check: Callable[[Any], None] | None) -> Tensor:
+    """``loss`` after `Tensor.backward`: refused unless it is a scalar Tensor, and after
+    ``check(loss)`` (which may refuse it too)."""
+    if type(loss) is not Tensor:
+        raise TypeError(
+            f"the loss must be a Tensor computed from the model with tinyvec's ops, got "
+            f"{type(loss).__name__}: do not call float(), .item() or NumPy on .data inside "
+            "the loss (that cuts the graph, and every gradient would be None)"
+        )
+    if loss.ndim != 0:
+        raise ValueError(f"gradient needs a scalar loss, got shape {tuple(loss.shape)}")
+    if check is not None:
+        check(loss.data)
+    loss.backward()
+    return loss
 
 
 def track(plan: Plan, tracked: list[tuple[Any, str, Any]]) -> list[Tensor]:

@@ -40,13 +40,13 @@ class UpdateProgram:
     """``update(grads, leaves) -> bool``: the step of every parameter of ``plan`` (in
     ``plan.trainables`` order), checked and committed; False: nothing written. And
     ``gather(grads, state_tree) -> (grads, leaves) | None``, which reads the entries of a
-    gradient tree and an optimiser tree of the model's shape (None: another shape; `tv.compile`
-    has the gradients in order already). ``helpers``: the Leaf class, ``refuse_non_finite``
+    gradient tree and an optimiser tree of the model's shape (None: another shape), and
+    ``leaves(state_tree)``, the second half (`tv.compile` has the gradients in order already). ``helpers``: the Leaf class, ``refuse_non_finite``
     and ``norm2`` (Σ x² of an array that is not NumPy's). ``rule``: the optimiser's rule; when
     it is elementwise and the parameters are NumPy arrays of one dtype, the step runs on all of
     them laid end to end as one vector θ (`_flat`)."""
 
-    __slots__ = ("gather", "source", "update")
+    __slots__ = ("gather", "leaves", "source", "update")
 
     def __init__(self, plan: Plan, helpers: dict[str, Any], rule: Any = None) -> None:
         scope: dict[str, Any] = {
@@ -63,10 +63,12 @@ class UpdateProgram:
             and sum(x.size for x in values) <= FLAT
         )
         body = self._flat(plan, scope, rule, values) if flat else self._each(plan, scope)
-        self.source = "\n".join([*body, "", *self._gather(plan)]) + "\n"
+        gather, leaves = self._gather(plan, ("G", "S")), self._gather(plan, ("S",))
+        self.source = "\n".join([*body, "", *gather, "", *leaves]) + "\n"
         exec(compile(self.source, "<tinyvec update>", "exec"), scope)  # our own generated code
         self.update: Callable[[Any, Any], bool] = scope["update"]
         self.gather: Callable[[Any, Any], Any] = scope["gather"]
+        self.leaves: Callable[[Any], Any] = scope["leaves"]
 
     @staticmethod
     def _each(plan: Plan, scope: dict[str, Any]) -> list[str]:
@@ -178,41 +180,56 @@ class UpdateProgram:
         return lines + _refuse(new) + _commit(layers, views)
 
     @staticmethod
-    def _gather(plan: Plan) -> list[str]:
-        """Read the gradient and the optimiser tree as `Plan.zip` does, refusing (None) any
-        other shape: a non-dict node, a tuple of layers of another length or type."""
-        lines = [
-            "def gather(grads, tree):",
-            '    """(the gradients, the Leafs) in the order of the parameters; None: the trees',
-            '    do not have the model\'s shape."""',
-        ]
+    def _gather(plan: Plan, trees: tuple[str, ...]) -> list[str]:
+        """Read the gradient tree G and the optimiser tree S (``trees``: both, or S alone) as
+        `Plan.zip` does, refusing (None) any other shape: a non-dict node, a tuple of layers
+        of another length or type."""
+        if trees == ("G", "S"):
+            lines = [
+                "def gather(grads, tree):",
+                '    """(the gradients, the Leafs) in the order of the parameters; None: the trees',
+                '    do not have the model\'s shape."""',
+                "    G0, S0 = grads, tree",
+            ]
+        else:
+            lines = [
+                "def leaves(tree):",
+                '    """The Leafs in the order of the parameters; None: the tree does not have the',
+                '    model\'s shape."""',
+                "    S0 = tree",
+            ]
+
+        def each(template: str, sep: str) -> str:  # the template for every tree, joined
+            return sep.join(template.format(T=T) for T in trees)
+
         for i, node in enumerate(plan.nodes):
-            if i == 0:
-                lines += ["    G0, S0 = grads, tree"]
             lines += [
-                f"    if not isinstance(G{i}, dict) or not isinstance(S{i}, dict):",
+                f"    if {each(f'not isinstance({{T}}{i}, dict)', ' or ')}:",
                 "        return None",
             ]
             for attr, kids, many in node.slots:
                 if many:
                     lines += [
-                        f"    Gs, Ss = G{i}.get({attr!r}), S{i}.get({attr!r})",
-                        f"    if type(Gs) is not tuple or type(Ss) is not tuple or len(Gs) != {len(kids)} or len(Ss) != {len(kids)}:",
+                        f"    {each('{T}s', ', ')} = {each(f'{{T}}{i}.get({attr!r})', ', ')}",
+                        f"    if {each(f'type({{T}}s) is not tuple or len({{T}}s) != {len(kids)}', ' or ')}:",
                         "        return None",
                     ]
-                    lines += [f"    G{k}, S{k} = Gs[{j}], Ss[{j}]" for j, k in enumerate(kids)]
+                    lines += [
+                        f"    {each(f'{{T}}{k}', ', ')} = {each(f'{{T}}s[{j}]', ', ')}"
+                        for j, k in enumerate(kids)
+                    ]
                 else:
+                    k = kids[0]
                     lines.append(
-                        f"    G{kids[0]}, S{kids[0]} = G{i}.get({attr!r}), S{i}.get({attr!r})"
+                        f"    {each(f'{{T}}{k}', ', ')} = {each(f'{{T}}{i}.get({attr!r})', ', ')}"
                     )
         where = {id(node.layer): i for i, node in reversed(list(enumerate(plan.nodes)))}
-        gs, leaves = [], []
+        entries: dict[str, list[str]] = {T: [] for T in trees}
         for _, layer, name in plan.trainables:
-            i = where[id(layer)]
-            gs.append(f"G{i}.get({name!r})")
-            leaves.append(f"S{i}.get({name!r})")
-        lines += [f"    return [{', '.join(gs)}], [{', '.join(leaves)}]"]
-        return lines
+            for T in trees:
+                entries[T].append(f"{T}{where[id(layer)]}.get({name!r})")
+        lists = ", ".join("[" + ", ".join(entries[T]) + "]" for T in trees)
+        return [*lines, f"    return {lists}"]
 
 
 def _names(plan: Plan, scope: dict[str, Any]) -> tuple[list[tuple[str, str, str]], dict]:

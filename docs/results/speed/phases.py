@@ -2,8 +2,8 @@
 
 `tinyvec bench` says how the whole step compares with hand-written NumPy; this script says
 which part of it costs what, for whoever works on the speed: the written program's forward
-and backward pass, the loss as a graph node, the written update, and what the default step
-adds around them. Each phase runs alone in a loop (median of interleaved rounds, one BLAS
+and backward pass, the loss as a graph node, the parameters as Tensors, the written update,
+and what the default step adds to the compiled one (the gradient Tree, built and read). Each phase runs alone in a loop (median of interleaved rounds, one BLAS
 thread, one CPU), with NumPy's whole step in the same rounds for scale. Phases measured alone
 do not add up exactly to the step (caches, the allocator), and the machine's speed varies:
 compare phases from one run only.
@@ -50,9 +50,10 @@ def main() -> int:
         os.execv(sys.executable, [sys.executable, *sys.argv])
 
     import tinyvec as tv
+    from tinyvec.engine.plan import plan_of
     from tinyvec.engine.tensor import Tensor
     from tinyvec.experiments import bench
-    from tinyvec.optimise.training import set_all, track
+    from tinyvec.optimise.training import model_gradient, set_all, track
 
     bench.pin_one_cpu()
     spec = bench.seed_spec()
@@ -65,17 +66,18 @@ def main() -> int:
 
     compiled = tv.compile(lambda m, x, y: tv.mse(m(x), y), model, state)
     compiled(x, y)
-    program, update = compiled._program, state.written[2]  # (`tv.update`'s written step)
+    plan = plan_of(model)
+    program = next(iter(plan.fused.values()))  # the model's written forward and backward pass
+    update = state.written[2]  # `tv.update`'s written step
     params = program.params()
     out, saved = program.forward(x, *params)
-    grads = program.backward(out, saved)[1:]
-    _, tree = tv.withgradient(loss, model)
+    _, _, grads = model_gradient(loss, model)
+    leaves = update.leaves(state.tree)
+    tree = plan.tree(grads)
     numpy_step = bench.numpy_step(spec, x, y, "float64")
 
     def loss_node() -> None:
         tv.mse(Tensor(out), y).backward()
-
-    plan = tv.engine.plan.plan_of(model)
 
     def parameters_as_tensors() -> None:
         tracked: list = []
@@ -86,13 +88,16 @@ def main() -> int:
         "NumPy, the whole step (scale)": numpy_step,
         "tinyvec default step": lambda: tv.update(state, model, tv.gradient(loss, model)),
         "tinyvec compiled step": lambda: compiled(x, y),
-        "  forward (written program)": lambda: program.forward(x, *params),
-        "  backward (written program)": lambda: program.backward(out, saved),
-        "  update (written program)": lambda: update.update(grads, compiled._leaves),
-        "  the loss as a graph node, forward and backward": loss_node,
-        "  the parameters as Tensors while the loss runs, and back": parameters_as_tensors,
-        "  withgradient (default)": lambda: tv.withgradient(loss, model),
-        "  update (default: tv.update)": lambda: tv.update(state, model, tree),
+        "  the gradient, as a list (model_gradient)": lambda: model_gradient(loss, model),
+        "    forward (written program)": lambda: program.forward(x, *params),
+        "    backward (written program)": lambda: program.backward(out, saved),
+        "    the loss as a graph node, forward and backward": loss_node,
+        "    the parameters as Tensors while the loss runs, and back": parameters_as_tensors,
+        "  update (written program)": lambda: update.update(grads, leaves),
+        "  the Leafs read from the optimiser state's tree": lambda: update.leaves(state.tree),
+        "what the default step adds:": lambda: None,
+        "  the gradient as a Tree (plan.tree)": lambda: plan.tree(grads),
+        "  the Tree read again (gather, in update)": lambda: update.gather(tree, state.tree),
     }
     times = median_us(phases, args.rounds)
     print("seed network, batch 20, float64; µs per call, median of interleaved rounds")
