@@ -171,3 +171,31 @@ def test_the_sweep_follows_a_model_changed_under_its_state():
     assert block.input is O  # the gradient's, not the sweep's Õ
     assert block.layer.delta_used is not block.layer.delta  # compensated: its input moved
     assert not np.array_equal(block.layer.weight, W)
+
+
+@pytest.mark.parametrize(
+    "delta",
+    [Compensation(0.5), Orthogonalization(), tv.OrthogonalizationOverTime(3)],
+    ids=["Compensation", "Orthogonalization", "OverTime"],
+)
+def test_the_step_is_the_plain_written_update_of_the_rewritten_gradients(delta, monkeypatch):
+    """The δ-rules rewrite the gradients; `update`'s written step takes them and commits δ̃^k
+    and the memories with the parameters. A non-finite step is refused with all of it."""
+    from tinyvec.optimise import training
+
+    model, (x, y) = small(), data()
+    state = tv.setup(tv.Momentum(0.1), model, delta=delta)
+    monkeypatch.setattr(training, "PendingStep", None)  # the general code would raise
+    for _ in range(2):
+        tv.update(state, model, tv.gradient(lambda m: tv.mse(m(x), y), model))
+    assert state.written[2] is not None
+
+    grads = tv.gradient(lambda m: tv.mse(m(x), y), model)
+    grads.layers[2]["bias"] = np.array([np.inf])
+    records = [x for d in tv.dense_layers(model) for x in (d.weight, d.delta_used)]
+    memory = getattr(state.transform, "memory", None)
+    with pytest.raises(tv.NonFiniteStep, match=r"layers\[2\]\.bias"):
+        tv.update(state, model, grads)
+    after = [x for d in tv.dense_layers(model) for x in (d.weight, d.delta_used)]
+    assert all(a is b for a, b in zip(records, after, strict=True))
+    assert getattr(state.transform, "memory", None) is memory

@@ -200,7 +200,7 @@ def test_a_plain_compiled_step_commits_through_the_written_update(rule, monkeypa
     monkeypatch.setattr(compiled, "update", None)  # calling it would raise
     for _ in range(2):
         step(np.ones((3, 5)), np.zeros((2, 5)))
-    assert step.fallback is None and "def update(grads, leaves)" in step.source
+    assert step.fallback is None and "def update(grads, leaves, records=())" in step.source
 
 
 def test_a_leaf_replaced_in_the_state_tree_is_the_one_stepped():

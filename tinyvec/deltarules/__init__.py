@@ -8,8 +8,9 @@
   the last ``memory`` samples where they are (across steps, as orthogonal weight modification).
 
 ``tv.setup(rule, model, delta=[Compensation(0.2), Orthogonalization()])`` applies them in the
-order given, as one step transform (`DeltaStep`) that `tv.update` hands the pending step; each Dense layer shows the
-δ̃^k it was updated with in ``delta_used`` (``delta`` stays δ^k). Optimisers: Descent,
+order given, as one step transform (`DeltaStep`) that rewrites the gradients `tv.update` then
+steps with; each Dense layer shows the δ̃^k it was updated with in ``delta_used`` (``delta``
+stays δ^k). Optimisers: Descent,
 Momentum, Nesterov (adaptive ones such as Adam are refused, see `base.step_size`).
 """
 

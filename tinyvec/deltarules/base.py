@@ -26,7 +26,7 @@ class DeltaRule(StepTransform):
     Returning ``delta`` itself means "unchanged": the layer then gets exactly the plain step.
 
     To the optimiser a list of δ-rules is one step transform (`DeltaStep`, made by `bind`):
-    `tv.setup` keeps it in the state and `tv.update` hands it the pending step."""
+    `tv.setup` keeps it in the state, and `tv.update` steps with the gradients it rewrites."""
 
     def rewrite(self, delta: Any, ctx: LayerContext) -> Any:  # pragma: no cover
         raise NotImplementedError

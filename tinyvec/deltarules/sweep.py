@@ -1,21 +1,24 @@
-"""The update with δ-rules: the step transform `tv.setup(..., delta=...)` installs.
+"""The update with δ-rules: the step transform `tv.setup(..., delta=...)` installs. It rewrites
+the gradients of the Dense layers; the step is then the plain one, with those gradients
+(`tv.update`'s, written out or general), committed with each layer's δ̃^k in one go.
 
-1. Parameters outside Dense layers take their plain step first (so the change they cause in
-   later inputs is part of ΔO).
-2. Without a Compensation (or with κ = 0) every Dense layer k is updated with the rewritten
-   δ̃^k; nothing else is needed.
-3. With a Compensation, one extra forward sweep ``model(model.input)`` runs with Dense's
+1. Without a Compensation (or with κ = 0) every Dense layer k's gradient is rewritten with
+   its δ̃^k; nothing else is needed.
+2. With a Compensation, one extra forward sweep ``model(model.input)`` runs with Dense's
    forward overridden (`tinyvec.layers.dense.forward_override`, in this thread only): at Dense
    layer k the override receives Õ^{k-1}, computed by the already updated layers before it,
    forms ``ΔO^{k-1} = Õ^{k-1} − O^{k-1}`` (O^{k-1} = the input recorded by the gradient's
-   forward pass), lets the δ-rules rewrite δ^k, computes layer k's new weights, and passes on
-   the output of the *updated* layer on Õ^{k-1} (exactly, or to first order in the activation:
-   see `tinyvec.deltarules.compensation`). The sweep stops after the last Dense layer.
+   forward pass), lets the δ-rules rewrite δ^k, computes the new weights the step will give
+   layer k, and passes on the output of the *updated* layer on Õ^{k-1} (exactly, or to first
+   order in the activation: see `tinyvec.deltarules.compensation`). Parameters outside Dense
+   layers hold the values their plain step will give them (so the change they cause in later
+   inputs is part of ΔO). The sweep stops after the last Dense layer.
 
-Nothing is written during all this: the new weights go into the pending step, which `update`
-checks and commits in one go (a δ-rule that raises changes nothing). Only for the length of
-the sweep do parameters outside Dense layers hold their new values, so that the forward pass
-sees them; they are put back before the commit, whatever happens.
+Nothing is written during all this (a δ-rule that raises changes nothing): only for the length
+of the sweep do parameters outside Dense layers hold their new values, so that the forward
+pass sees them; they are put back whatever happens. The new values the sweep computes are the
+ones the step then commits (the same `stepped` of the same gradient), computed a second time
+there: the step stays the plain update of the rewritten gradients.
 
 Layer k's gradient becomes ``g + (δ̃^k − δ^k) O^{k-1}ᵀ`` (bias: ``+ Σ_batch (δ̃^k − δ^k)``),
 which is ``δ̃^k O^{k-1}ᵀ`` for a loss of the network output alone and keeps any other term of
@@ -46,7 +49,7 @@ from ..engine.plan import Plan
 from ..engine.tensor import data
 from ..layers.dense import Dense, batch_sum, forward_override
 from ..optimise.rules import Rule
-from ..optimise.training import PendingStep, set_all
+from ..optimise.training import set_all, stepped
 from .base import DeltaRule, LayerContext, MemoryRule, step_size
 from .compensation import Compensation
 
@@ -92,7 +95,7 @@ class _SweepDone(Exception):
     pass is not needed."""
 
 
-Entry = tuple[str, str, Any, Any]  # (path, name, Leaf, gradient) of one Dense parameter
+Entry = tuple[int, str, str, Any, Any]  # (index, path, name, Leaf, gradient) of a Dense parameter
 
 
 class DeltaStep:
@@ -117,25 +120,32 @@ class DeltaStep:
     def __repr__(self) -> str:
         return f"DeltaStep({list(self.rules)!r}, alpha={self.alpha!r})"
 
-    def propose(self, step: PendingStep, plan: Plan, model: Any) -> None:
-        """Fill ``step`` with every parameter's step, Dense layers' with their δ̃^k."""
+    def rewrite(
+        self, entries: list[tuple[Any, ...]], plan: Plan, model: Any
+    ) -> tuple[list[Any], list[tuple[Any, str, Any]]]:
+        """The gradients of the step, in the order of ``entries`` (path, layer, name,
+        gradient, Leaf), every Dense layer's rewritten with its δ̃^k; and what to record with
+        the step's commit: each Dense layer's δ̃^k (``delta_used``) and the memories. Nothing
+        is written (the sweep's temporary values are put back)."""
         layout = self._layout
         if layout is None or layout.plan is not plan:  # a plan is remade when the model changes
             layout = self._layout = _Layout(plan)
+        grads = [entry[3] for entry in entries]
+        records: list[tuple[Any, str, Any]] = []
         targets: dict[int, _Target] = {}
         plain = []
-        for path, layer, name, g, leaf in step.entries:
+        for i, (path, layer, name, g, leaf) in enumerate(entries):
             if g is None:
                 continue
             if isinstance(layer, Dense):
                 target = targets.get(id(layer))
                 if target is None:
                     target = targets[id(layer)] = _Target(layer)
-                target.entries.append((path, name, leaf, g))
+                target.entries.append((i, path, name, leaf, g))
                 if name == "bias":
                     target.bias = True
             else:
-                plain.append((path, layer, name, leaf, g))
+                plain.append((layer, name, leaf, g))
         for target in targets.values():
             _check_recorded(target.layer)
         variant = self._sweep_variant
@@ -144,69 +154,34 @@ class DeltaStep:
                 f"Compensation reruns the forward pass from model.input, and "
                 f"{type(model).__name__} does not keep its input: put the model in a tv.Chain"
             )
-
-        moved = [
-            (layer, name, step.propose(path, layer, name, leaf, g))
-            for path, layer, name, leaf, g in plain
-        ]
         # the memories after this step: a new dict, committed with the step
         memory = dict(self.memory) if self._remembers else None
+        rewriting = _Rewriting(self, grads, records, memory)
         if variant is not None:
-            self._sweep(step, model, layout.containers, moved, targets, variant, memory)
+            moved = [
+                (layer, name, stepped(leaf, getattr(layer, name), g)[2])
+                for layer, name, leaf, g in plain
+            ]
+            self._sweep(rewriting, model, layout.containers, moved, targets, variant)
         for target in targets.values():  # all, or those the sweep did not reach
             if not target.done:
-                self._propose_dense(step, target, None, memory)
+                rewriting.dense(target, None, False)
         if memory is not None:
-            step.record(self, "memory", memory)
-
-    def _propose_dense(self, step: PendingStep, target: _Target, dO: Any, memory: Any) -> None:
-        """Rewrite δ^k through the δ-rules and propose layer k's step with it; its new W and b
-        go into ``target``. ``memory``: the pending memories of the step (None without a
-        `MemoryRule`), where this layer's new ones are put."""
-        layer, entries = target.layer, target.entries
-        delta, O = layer.delta, layer.input
-        ctx = LayerContext(layer.weight, O, dO, self.alpha, target.bias)
-        used, inputs = delta, None  # inputs: Ō = [O; 1] as rewritten by a MemoryRule
-        for i, rule in enumerate(self.rules):
-            if isinstance(rule, MemoryRule):
-                key = (i, entries[0][0].rsplit(".", 1)[0])  # the layer's path
-                used, inputs, memory[key] = rule.rewrite_remembering(used, ctx, memory.get(key))
-            else:
-                used = rule.rewrite(used, ctx)
-        step.record(layer, "delta_used", used)
-        target.done = True
-        target.weight, target.bias_value = layer.weight, layer.bias  # those without a gradient
-        unchanged = inputs is None and used is delta  # then the plain step, bit for bit
-        if inputs is None and not unchanged:
-            change = used - delta
-        for path, name, leaf, g in entries:
-            if unchanged:
-                pass
-            elif inputs is None:  # g + (δ̃ − δ) Oᵀ; the bias: + Σ_batch (δ̃ − δ)
-                g = g + (change @ O.mT if name == "weight" else batch_sum(change))
-            elif name == "weight":  # g + δ̃ Õᵀ − δ Oᵀ, Õ the inputs as the MemoryRule rewrote them
-                g = g + (used @ inputs[: O.shape[0], :].mT - delta @ O.mT)
-            else:  # the bias: the row of ones of Ō, rewritten
-                g = g + (used @ inputs[O.shape[0], :] - batch_sum(delta))
-            new = step.propose(path, layer, name, leaf, g)
-            if name == "weight":
-                target.weight = new
-            else:
-                target.bias_value = new
+            records.append((self, "memory", memory))
+        return grads, records
 
     def _sweep(
         self,
-        step: PendingStep,
+        rewriting: _Rewriting,
         model: Any,
         containers: list[Any],
         moved: list[tuple[Any, str, Any]],
         targets: dict[int, _Target],
         variant: str,
-        memory: Any,
     ) -> None:
-        """The extra forward pass that steps Dense layers in depth order, each with its
-        ΔO^{k-1}."""
-        override = _Override(self, step, targets, variant, memory)
+        """The extra forward pass that rewrites Dense layers in depth order, each with its
+        ΔO^{k-1}, through the layers before it with their new values."""
+        override = _Override(rewriting, targets, variant)
         # containers keep a reference to their last input (give them back the gradient's), and
         # parameters outside Dense layers hold their new values only during the sweep
         restore = [(c, "input", c.input) for c in containers if hasattr(c, "input")]
@@ -220,6 +195,54 @@ class DeltaStep:
             pass
         finally:
             set_all(restore)
+
+
+class _Rewriting:
+    """One step's rewriting in progress: the gradients (rewritten in place, by index), the
+    records and the pending memories (None without a `MemoryRule`)."""
+
+    __slots__ = ("grads", "memory", "records", "transform")
+
+    def __init__(self, transform: DeltaStep, grads: list[Any], records: list, memory: Any):
+        self.transform, self.grads, self.records, self.memory = transform, grads, records, memory
+
+    def dense(self, target: _Target, dO: Any, sweep: bool) -> None:
+        """Rewrite δ^k through the δ-rules, and layer k's gradients with δ̃^k; with ``sweep``,
+        also layer k's new W and b (``target.weight``, ``target.bias_value``), which the sweep
+        runs the updated layer with."""
+        transform, layer, entries = self.transform, target.layer, target.entries
+        delta, O = layer.delta, layer.input
+        ctx = LayerContext(layer.weight, O, dO, transform.alpha, target.bias)
+        used, inputs = delta, None  # inputs: Ō = [O; 1] as rewritten by a MemoryRule
+        for i, rule in enumerate(transform.rules):
+            if isinstance(rule, MemoryRule):
+                key = (i, entries[0][1].rsplit(".", 1)[0])  # the layer's path
+                memory = self.memory
+                used, inputs, memory[key] = rule.rewrite_remembering(used, ctx, memory.get(key))
+            else:
+                used = rule.rewrite(used, ctx)
+        self.records.append((layer, "delta_used", used))
+        target.done = True
+        target.weight, target.bias_value = layer.weight, layer.bias  # those without a gradient
+        unchanged = inputs is None and used is delta  # then the plain step, bit for bit
+        if inputs is None and not unchanged:
+            change = used - delta
+        for i, _, name, leaf, g in entries:
+            if unchanged:
+                pass
+            elif inputs is None:  # g + (δ̃ − δ) Oᵀ; the bias: + Σ_batch (δ̃ − δ)
+                g = g + (change @ O.mT if name == "weight" else batch_sum(change))
+            elif name == "weight":  # g + δ̃ Õᵀ − δ Oᵀ, Õ the inputs as the MemoryRule rewrote them
+                g = g + (used @ inputs[: O.shape[0], :].mT - delta @ O.mT)
+            else:  # the bias: the row of ones of Ō, rewritten
+                g = g + (used @ inputs[O.shape[0], :] - batch_sum(delta))
+            self.grads[i] = g
+            if sweep:  # the value the commit will give it
+                new = stepped(leaf, getattr(layer, name), g)[2]
+                if name == "weight":
+                    target.weight = new
+                else:
+                    target.bias_value = new
 
 
 class _Layout:
@@ -241,8 +264,8 @@ class _Layout:
 
 
 class _Target:
-    """A Dense layer to step: its entries (path, name, Leaf, gradient), whether it trains a
-    bias, and, once `DeltaStep._propose_dense` has run (``done``), its new W and b."""
+    """A Dense layer to step: its entries (index, path, name, Leaf, gradient), whether it trains a
+    bias, and, once `_Rewriting.dense` has run (``done``), its new W and b."""
 
     __slots__ = ("bias", "bias_value", "done", "entries", "layer", "weight")
 
@@ -255,22 +278,15 @@ class _Target:
 
 
 class _Override:
-    """Dense's forward during the sweep: at layer k, ΔO^{k-1} = Õ^{k-1} − O^{k-1}, the step
-    of layer k with the rewritten δ̃^k, and the updated layer's output on Õ^{k-1}. (An object,
-    not a closure that calls itself: that would be a reference cycle per step.)"""
+    """Dense's forward during the sweep: at layer k, ΔO^{k-1} = Õ^{k-1} − O^{k-1}, layer k's
+    gradients rewritten with δ̃^k, and the updated layer's output on Õ^{k-1}. (An object, not
+    a closure that calls itself: that would be a reference cycle per step.)"""
 
-    __slots__ = ("exact", "memory", "remaining", "step", "targets", "transform")
+    __slots__ = ("exact", "remaining", "rewriting", "targets")
 
-    def __init__(
-        self,
-        transform: DeltaStep,
-        step: PendingStep,
-        targets: dict[int, _Target],
-        variant: str,
-        memory: Any,
-    ) -> None:
-        self.transform, self.step, self.targets = transform, step, targets
-        self.exact, self.memory = variant == "exact", memory
+    def __init__(self, rewriting: _Rewriting, targets: dict[int, _Target], variant: str) -> None:
+        self.rewriting, self.targets = rewriting, targets
+        self.exact = variant == "exact"
         self.remaining = len(targets)
 
     def __call__(self, layer: Dense, x: Any) -> Any:
@@ -285,7 +301,7 @@ class _Override:
         if target is None or target.done:  # not trained (or no gradient): the plain forward
             return layer.sigma.f(_affine(W, b, x))
         O = layer.input
-        self.transform._propose_dense(self.step, target, None if x is O else x - O, self.memory)
+        self.rewriting.dense(target, None if x is O else x - O, True)
         self.remaining -= 1
         if not self.remaining:
             raise _SweepDone

@@ -47,6 +47,7 @@ __all__ = [
     "refuse_non_finite",
     "set_all",
     "setup",
+    "stepped",
     "take_step",
     "track",
     "update",
@@ -260,9 +261,11 @@ class StepTransform:
     optimiser state: the δ-rules (`tinyvec.deltarules`) are the ones tinyvec has.
 
     ``setup(rule, model, delta=[t₁, t₂, …])`` calls ``t₁.bind((t₁, t₂, …), rule)`` once; the
-    object it returns has ``propose(step: PendingStep, plan: Plan, model)``, which fills the
-    pending step (``step.propose(...)`` for every entry of ``step.entries`` with a gradient,
-    with gradients of its choice) without changing the model."""
+    object it returns has ``rewrite(entries, plan: Plan, model) -> (grads, records)``:
+    ``entries`` are (path, layer, name, gradient, Leaf) for every parameter, ``grads`` the
+    gradients the step is to take instead, in the same order, and ``records`` the (object,
+    attribute, value) to set with the step's commit (what it used, what it remembers). It
+    changes nothing itself: the step is then the plain one, with those gradients."""
 
     def bind(self, transforms: tuple[Any, ...], rule: Rule) -> Any:  # pragma: no cover
         raise NotImplementedError
@@ -333,17 +336,14 @@ class NonFiniteStep(NonFiniteLoss):
 
 
 class PendingStep:
-    """The next step of every parameter, computed but not yet written.
+    """The next step of every parameter, computed but not yet written: `propose` computes one
+    parameter's new value and state; `commit` checks that every new value is finite and writes
+    them all (with each layer's ``step`` record and what a transform recorded, such as Dense's
+    ``delta_used``)."""
 
-    ``entries``: (path, layer, name, gradient, Leaf) for every parameter, from the plan.
-    `propose` computes one parameter's new value and state; `commit` checks that every new
-    value is finite and writes them all (with each layer's ``step`` record and what a
-    transform recorded, such as Dense's ``delta_used``)."""
+    __slots__ = ("new", "steps", "writes")
 
-    __slots__ = ("entries", "new", "steps", "writes")
-
-    def __init__(self, entries: list[tuple[Any, ...]]) -> None:
-        self.entries = entries
+    def __init__(self) -> None:
         self.new: list[tuple[str, Any]] = []  # (path, new value): what `commit` checks
         self.writes: list[tuple[Any, str, Any]] = []  # (object, attribute, value)
         self.steps: dict[int, dict[str, Any]] = {}  # id(layer) → its new ``step`` record
@@ -351,15 +351,7 @@ class PendingStep:
     def propose(self, path: str, layer: Any, name: str, leaf: Leaf, g: Any) -> Any:
         """x_new = x - step, (state, step) = rule.apply(state, x, g), in x's dtype. Returns
         x_new; nothing is written yet."""
-        x = getattr(layer, name)
-        dtype = x.dtype
-        if g.dtype != dtype:  # parameters keep their dtype (f64 targets, an f32 model)
-            g = namespace(g).astype(g, dtype)
-        state, step = leaf.rule.apply(leaf.state, x, g)
-        new = x - step
-        if new.dtype != dtype:
-            step = namespace(step).astype(step, dtype)
-            new = x - step
+        state, step, new = stepped(leaf, getattr(layer, name), g)
         self.new.append((path, new))
         steps = self.steps.get(id(layer))
         if steps is None:
@@ -383,6 +375,20 @@ class PendingStep:
             if not math.isfinite(float(total)):
                 refuse_non_finite(new)
         set_all(self.writes)
+
+
+def stepped(leaf: Leaf, x: Any, g: Any) -> tuple[Any, Any, Any]:
+    """``(state, step, x_new)`` of one parameter: ``(state, step) = rule.apply(state, x, g)``,
+    ``x_new = x - step``, in x's dtype. Computes; writes nothing."""
+    dtype = x.dtype
+    if g.dtype != dtype:  # parameters keep their dtype (f64 targets, an f32 model)
+        g = namespace(g).astype(g, dtype)
+    state, step = leaf.rule.apply(leaf.state, x, g)
+    new = x - step
+    if new.dtype != dtype:
+        step = namespace(step).astype(step, dtype)
+        new = x - step
+    return state, step, new
 
 
 def _total(a: Any) -> Any:
@@ -424,17 +430,22 @@ def update(state: OptState, model: Any, grads: Tree) -> None:
             "state = tv.setup(tv.Descent(0.01), model); tv.update(state, model, grads)"
         )
     plan = state.plan = plan_of(model, state.plan)
-    if state.transform is None:  # the usual case, written out once (`update_program`)
-        program = _written(state, plan)
-        gathered = program.gather(grads, state.tree) if program is not None else None
-        if gathered is not None:
-            with interrupts_deferred():
-                if program.update(*gathered):
-                    return
-    # anything else, and every error message: the general code
-    entries = plan.zip((grads, state.tree), ("gradients", "optimiser state"))
+    program = _written(state, plan)
+    gathered = program.gather(grads, state.tree) if program is not None else None
+    if gathered is not None and state.transform is None:  # the usual case (`update_program`)
+        with interrupts_deferred():
+            if program.update(*gathered):
+                return
+    # the δ-rules, anything unusual, and every error message: the general code
+    if gathered is not None and all(g is not None for g in gathered[0]):
+        # trees of the model's shape, with every entry: what `plan.zip` would give, read faster
+        entries = [(*at, g, leaf) for at, g, leaf in zip(plan.trainables, *gathered, strict=True)]
+    else:
+        entries = plan.zip((grads, state.tree), ("gradients", "optimiser state"))
     for path, layer, name, g, leaf in entries:  # check everything before computing anything
-        if g is not None and (not is_array(g) or g.shape != getattr(layer, name).shape):
+        if g is not None and (
+            (type(g) is not np.ndarray and not is_array(g)) or g.shape != getattr(layer, name).shape
+        ):
             shape = tuple(g.shape) if is_array(g) else type(g).__name__
             raise ValueError(
                 f"gradients do not match the model: {path} has shape "
@@ -442,7 +453,7 @@ def update(state: OptState, model: Any, grads: Tree) -> None:
             )
         if not isinstance(leaf, Leaf):
             raise ValueError(f"optimiser state does not match the model at {path}")
-    take_step(PendingStep(entries), state, plan, model)
+    take_step(entries, state, plan, model)
 
 
 def _written(state: OptState, plan: Plan) -> Any:
@@ -457,16 +468,28 @@ def _written(state: OptState, plan: Plan) -> Any:
     return written[2]
 
 
-def take_step(step: PendingStep, state: OptState, plan: Plan, model: Any) -> None:
-    """Propose every parameter's step (through the state's transform, e.g. the δ-rules, when
-    there is one) and commit it, with Ctrl-C held back until it is written."""
+def take_step(
+    entries: list[tuple[Any, ...]], state: OptState, plan: Plan, model: Any, written: bool = True
+) -> None:
+    """The step of every parameter of ``entries`` (path, layer, name, gradient, Leaf), its
+    gradients rewritten first by the state's transform (the δ-rules) when there is one, and
+    committed at once, with Ctrl-C held back until it is written. ``written``: through the
+    written update when it takes the step (False: the general code, `PendingStep`)."""
     with interrupts_deferred():
+        records: list[tuple[Any, str, Any]] = []
         if state.transform is not None:
-            state.transform.propose(step, plan, model)
+            grads, records = state.transform.rewrite(entries, plan, model)
         else:
-            for path, layer, name, g, leaf in step.entries:
-                if g is not None:
-                    step.propose(path, layer, name, leaf, g)
+            grads = [entry[3] for entry in entries]
+        program = _written(state, plan) if written else None
+        if program is not None and program.update(grads, [e[4] for e in entries], records):
+            return
+        step = PendingStep()
+        for (path, layer, name, _, leaf), g in zip(entries, grads, strict=True):
+            if g is not None:
+                step.propose(path, layer, name, leaf, g)
+        for obj, name, value in records:
+            step.record(obj, name, value)
         step.commit()
 
 

@@ -1,4 +1,5 @@
-"""`tv.update`'s plain step (no δ-rules) written out once per model as straight lines.
+"""`tv.update`'s plain step written out once per model as straight lines (with δ-rules it
+steps the gradients they rewrote, committing what they record with it).
 
 For every parameter x with gradient g and optimiser Leaf, the step is what `PendingStep`
 computes: ``(state, step) = rule.apply(state, x, g)``, ``x_new = x - step``; then one
@@ -37,8 +38,9 @@ FLAT = 1 << 16
 
 
 class UpdateProgram:
-    """``update(grads, leaves) -> bool``: the step of every parameter of ``plan`` (in
-    ``plan.trainables`` order), checked and committed; False: nothing written. And
+    """``update(grads, leaves, records=()) -> bool``: the step of every parameter of ``plan``
+    (in ``plan.trainables`` order), checked and committed with the ``records`` (object,
+    attribute, value) a step transform asks for; False: nothing written. And
     ``gather(grads, state_tree) -> (grads, leaves) | None``, which reads the entries of a
     gradient tree and an optimiser tree of the model's shape (None: another shape), and
     ``leaves(state_tree)``, the second half (`tv.compile` has the gradients in order already). ``helpers``: the Leaf class, ``refuse_non_finite``
@@ -66,7 +68,7 @@ class UpdateProgram:
         gather, leaves = self._gather(plan, ("G", "S")), self._gather(plan, ("S",))
         self.source = "\n".join([*body, "", *gather, "", *leaves]) + "\n"
         exec(compile(self.source, "<tinyvec update>", "exec"), scope)  # our own generated code
-        self.update: Callable[[Any, Any], bool] = scope["update"]
+        self.update: Callable[..., bool] = scope["update"]
         self.gather: Callable[[Any, Any], Any] = scope["gather"]
         self.leaves: Callable[[Any], Any] = scope["leaves"]
 
@@ -85,10 +87,11 @@ class UpdateProgram:
             else:
                 small.append(f"x{i}_new.ravel()")
         lines = [
-            "def update(grads, leaves):",
+            "def update(grads, leaves, records=()):",
             '    """x ← x - step, (state, step) = rule.apply(state, x, ∂L/∂x), for every parameter:',
-            "    all computed and checked (finite) before one commit writes them. False: nothing",
-            '    written (something unusual: the general update handles it)."""',
+            "    all computed and checked (finite) before one commit writes them (and the records,",
+            "    (object, attribute, value)). False: nothing written (something unusual: the",
+            '    general update handles it)."""',
             *_unpack(names),
         ]
         for (x, L, name), (path, _, _) in zip(names, plan.trainables, strict=True):
@@ -130,10 +133,11 @@ class UpdateProgram:
         stateless = rule.init(values[0]) is None  # (Descent: nothing to cut into parts)
         n = len(names)
         lines = [
-            "def update(grads, leaves):",
+            "def update(grads, leaves, records=()):",
             '    """θ ← θ - step, (state, step) = rule.apply(state, θ, ∂L/∂θ), θ every parameter',
-            "    laid end to end: computed and checked (finite) before one commit writes it. False:",
-            '    nothing written (something unusual: the general update handles it)."""',
+            "    laid end to end: computed and checked (finite) before one commit writes it (and",
+            "    the records, (object, attribute, value)). False: nothing written (something",
+            '    unusual: the general update handles it)."""',
             *_unpack(names),
         ]
         for (x, _, _), value in zip(names, values, strict=True):
@@ -274,7 +278,7 @@ def _commit(layers: dict, extra: tuple[str, ...] = ()) -> list[str]:
         writes.append(f"{L}.step = {L}_step")
         for name, x in params:
             writes += [f"{L}.{name} = {x}_new", f"leaf{x[1:]}.state = state{x[1:]}"]
-    writes += extra
+    writes += [*extra, "for obj, name, value in records:", "    setattr(obj, name, value)"]
     # a write cannot be half done, but an exception (a signal handler of your own) may land
     # between two: every write is repeated before it propagates, so all of them are done
     lines += ["    try:", *(f"        {w}" for w in writes), "    except BaseException:"]
