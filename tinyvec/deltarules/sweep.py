@@ -14,11 +14,10 @@ the gradients of the Dense layers; the step is then the plain one, with those gr
    layers hold the values their plain step will give them (so the change they cause in later
    inputs is part of ΔO). The sweep stops after the last Dense layer.
 
-Nothing is written during all this (a δ-rule that raises changes nothing): only for the length
-of the sweep do parameters outside Dense layers hold their new values, so that the forward
-pass sees them; they are put back whatever happens. The new values the sweep computes are the
-ones the step then commits (the same `stepped` of the same gradient), computed a second time
-there: the step stays the plain update of the rewritten gradients.
+Nothing is written during all this (a δ-rule that raises changes nothing): the steps the sweep
+takes go into the pending step, which `update` completes with the others and commits in one
+go, and only for the length of the sweep do parameters outside Dense layers hold their new
+values, so that the forward pass sees them; they are put back whatever happens.
 
 Layer k's gradient becomes ``g + (δ̃^k − δ^k) O^{k-1}ᵀ`` (bias: ``+ Σ_batch (δ̃^k − δ^k)``),
 which is ``δ̃^k O^{k-1}ᵀ`` for a loss of the network output alone and keeps any other term of
@@ -49,7 +48,7 @@ from ..engine.plan import Plan
 from ..engine.tensor import data
 from ..layers.dense import Dense, batch_sum, forward_override
 from ..optimise.rules import Rule
-from ..optimise.training import set_all, stepped
+from ..optimise.training import PendingStep, set_all
 from .base import DeltaRule, LayerContext, MemoryRule, step_size
 from .compensation import Compensation
 
@@ -121,12 +120,13 @@ class DeltaStep:
         return f"DeltaStep({list(self.rules)!r}, alpha={self.alpha!r})"
 
     def rewrite(
-        self, entries: list[tuple[Any, ...]], plan: Plan, model: Any
+        self, entries: list[tuple[Any, ...]], plan: Plan, model: Any, step: PendingStep
     ) -> tuple[list[Any], list[tuple[Any, str, Any]]]:
         """The gradients of the step, in the order of ``entries`` (path, layer, name,
         gradient, Leaf), every Dense layer's rewritten with its δ̃^k; and what to record with
         the step's commit: each Dense layer's δ̃^k (``delta_used``) and the memories. Nothing
-        is written (the sweep's temporary values are put back)."""
+        is written (the sweep's temporary values are put back); the sweep takes the steps
+        whose new values it runs the model with in ``step``."""
         layout = self._layout
         if layout is None or layout.plan is not plan:  # a plan is remade when the model changes
             layout = self._layout = _Layout(plan)
@@ -145,7 +145,7 @@ class DeltaStep:
                 if name == "bias":
                     target.bias = True
             else:
-                plain.append((layer, name, leaf, g))
+                plain.append((path, layer, name, leaf, g))
         for target in targets.values():
             _check_recorded(target.layer)
         variant = self._sweep_variant
@@ -156,11 +156,11 @@ class DeltaStep:
             )
         # the memories after this step: a new dict, committed with the step
         memory = dict(self.memory) if self._remembers else None
-        rewriting = _Rewriting(self, grads, records, memory)
+        rewriting = _Rewriting(self, step, grads, records, memory)
         if variant is not None:
             moved = [
-                (layer, name, stepped(leaf, getattr(layer, name), g)[2])
-                for layer, name, leaf, g in plain
+                (layer, name, step.propose(path, layer, name, leaf, g))
+                for path, layer, name, leaf, g in plain
             ]
             self._sweep(rewriting, model, layout.containers, moved, targets, variant)
         for target in targets.values():  # all, or those the sweep did not reach
@@ -198,13 +198,16 @@ class DeltaStep:
 
 
 class _Rewriting:
-    """One step's rewriting in progress: the gradients (rewritten in place, by index), the
-    records and the pending memories (None without a `MemoryRule`)."""
+    """One step's rewriting in progress: the pending step, the gradients (rewritten in place,
+    by index), the records and the pending memories (None without a `MemoryRule`)."""
 
-    __slots__ = ("grads", "memory", "records", "transform")
+    __slots__ = ("grads", "memory", "records", "step", "transform")
 
-    def __init__(self, transform: DeltaStep, grads: list[Any], records: list, memory: Any):
-        self.transform, self.grads, self.records, self.memory = transform, grads, records, memory
+    def __init__(
+        self, transform: DeltaStep, step: PendingStep, grads: list, records: list, memory: Any
+    ) -> None:
+        self.transform, self.step, self.grads = transform, step, grads
+        self.records, self.memory = records, memory
 
     def dense(self, target: _Target, dO: Any, sweep: bool) -> None:
         """Rewrite δ^k through the δ-rules, and layer k's gradients with δ̃^k; with ``sweep``,
@@ -227,7 +230,7 @@ class _Rewriting:
         unchanged = inputs is None and used is delta  # then the plain step, bit for bit
         if inputs is None and not unchanged:
             change = used - delta
-        for i, _, name, leaf, g in entries:
+        for i, path, name, leaf, g in entries:
             if unchanged:
                 pass
             elif inputs is None:  # g + (δ̃ − δ) Oᵀ; the bias: + Σ_batch (δ̃ − δ)
@@ -237,8 +240,8 @@ class _Rewriting:
             else:  # the bias: the row of ones of Ō, rewritten
                 g = g + (used @ inputs[O.shape[0], :] - batch_sum(delta))
             self.grads[i] = g
-            if sweep:  # the value the commit will give it
-                new = stepped(leaf, getattr(layer, name), g)[2]
+            if sweep:  # the sweep runs the updated layer: its step is taken now
+                new = self.step.propose(path, layer, name, leaf, g)
                 if name == "weight":
                     target.weight = new
                 else:

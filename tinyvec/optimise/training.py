@@ -47,7 +47,6 @@ __all__ = [
     "refuse_non_finite",
     "set_all",
     "setup",
-    "stepped",
     "take_step",
     "track",
     "update",
@@ -261,11 +260,13 @@ class StepTransform:
     optimiser state: the δ-rules (`tinyvec.deltarules`) are the ones tinyvec has.
 
     ``setup(rule, model, delta=[t₁, t₂, …])`` calls ``t₁.bind((t₁, t₂, …), rule)`` once; the
-    object it returns has ``rewrite(entries, plan: Plan, model) -> (grads, records)``:
-    ``entries`` are (path, layer, name, gradient, Leaf) for every parameter, ``grads`` the
-    gradients the step is to take instead, in the same order, and ``records`` the (object,
-    attribute, value) to set with the step's commit (what it used, what it remembers). It
-    changes nothing itself: the step is then the plain one, with those gradients."""
+    object it returns has ``rewrite(entries, plan: Plan, model, step: PendingStep) ->
+    (grads, records)``: ``entries`` are (path, layer, name, gradient, Leaf) for every
+    parameter, ``grads`` the gradients the step is to take instead, in the same order, and
+    ``records`` the (object, attribute, value) to set with the step's commit (what it used,
+    what it remembers). It changes nothing itself: the step is then the plain one, with those
+    gradients. Where it needs a parameter's new value before the others (the δ-rules' sweep),
+    it takes that parameter's step early with ``step.propose(...)``."""
 
     def bind(self, transforms: tuple[Any, ...], rule: Rule) -> Any:  # pragma: no cover
         raise NotImplementedError
@@ -341,9 +342,10 @@ class PendingStep:
     them all (with each layer's ``step`` record and what a transform recorded, such as Dense's
     ``delta_used``)."""
 
-    __slots__ = ("new", "steps", "writes")
+    __slots__ = ("new", "steps", "taken", "writes")
 
     def __init__(self) -> None:
+        self.taken: set[tuple[int, str]] = set()  # (id(layer), name) of the steps proposed
         self.new: list[tuple[str, Any]] = []  # (path, new value): what `commit` checks
         self.writes: list[tuple[Any, str, Any]] = []  # (object, attribute, value)
         self.steps: dict[int, dict[str, Any]] = {}  # id(layer) → its new ``step`` record
@@ -351,8 +353,17 @@ class PendingStep:
     def propose(self, path: str, layer: Any, name: str, leaf: Leaf, g: Any) -> Any:
         """x_new = x - step, (state, step) = rule.apply(state, x, g), in x's dtype. Returns
         x_new; nothing is written yet."""
-        state, step, new = stepped(leaf, getattr(layer, name), g)
+        x = getattr(layer, name)
+        dtype = x.dtype
+        if g.dtype != dtype:  # parameters keep their dtype (f64 targets, an f32 model)
+            g = namespace(g).astype(g, dtype)
+        state, step = leaf.rule.apply(leaf.state, x, g)
+        new = x - step
+        if new.dtype != dtype:
+            step = namespace(step).astype(step, dtype)
+            new = x - step
         self.new.append((path, new))
+        self.taken.add((id(layer), name))
         steps = self.steps.get(id(layer))
         if steps is None:
             steps = self.steps[id(layer)] = dict(getattr(layer, "step", None) or {})
@@ -375,20 +386,6 @@ class PendingStep:
             if not math.isfinite(float(total)):
                 refuse_non_finite(new)
         set_all(self.writes)
-
-
-def stepped(leaf: Leaf, x: Any, g: Any) -> tuple[Any, Any, Any]:
-    """``(state, step, x_new)`` of one parameter: ``(state, step) = rule.apply(state, x, g)``,
-    ``x_new = x - step``, in x's dtype. Computes; writes nothing."""
-    dtype = x.dtype
-    if g.dtype != dtype:  # parameters keep their dtype (f64 targets, an f32 model)
-        g = namespace(g).astype(g, dtype)
-    state, step = leaf.rule.apply(leaf.state, x, g)
-    new = x - step
-    if new.dtype != dtype:
-        step = namespace(step).astype(step, dtype)
-        new = x - step
-    return state, step, new
 
 
 def _total(a: Any) -> Any:
@@ -476,17 +473,19 @@ def take_step(
     committed at once, with Ctrl-C held back until it is written. ``written``: through the
     written update when it takes the step (False: the general code, `PendingStep`)."""
     with interrupts_deferred():
+        step = PendingStep()
         records: list[tuple[Any, str, Any]] = []
         if state.transform is not None:
-            grads, records = state.transform.rewrite(entries, plan, model)
+            grads, records = state.transform.rewrite(entries, plan, model, step)
         else:
             grads = [entry[3] for entry in entries]
-        program = _written(state, plan) if written else None
+        # the written update takes every step (unless the transform took some already)
+        program = _written(state, plan) if written and not step.new else None
         if program is not None and program.update(grads, [e[4] for e in entries], records):
             return
-        step = PendingStep()
+        taken = step.taken  # (the steps the transform took already)
         for (path, layer, name, _, leaf), g in zip(entries, grads, strict=True):
-            if g is not None:
+            if g is not None and (id(layer), name) not in taken:
                 step.propose(path, layer, name, leaf, g)
         for obj, name, value in records:
             step.record(obj, name, value)
