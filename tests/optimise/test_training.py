@@ -215,7 +215,8 @@ def test_a_step_leaves_no_reference_cycles():
     batches = data()
     for delta in (None, [tv.Compensation(0.2), tv.Orthogonalization()]):
         state = tv.setup(tv.Momentum(0.01), model, delta=delta)
-        tv.train(mse_loss, model, batches, state, progress=False)  # warm-up: plans are made
+        for compiled in (False, True):  # warm-up: plans and programs are made
+            tv.train(mse_loss, model, batches, state, progress=False, compile=compiled)
         gc.collect()
         gc.disable()
         try:
@@ -223,6 +224,7 @@ def test_a_step_leaves_no_reference_cycles():
                 _, grads = tv.withgradient(lambda m, x=x, y=y: mse_loss(m, x, y), model)
                 tv.update(state, model, grads)
             tv.train(mse_loss, model, batches, state, progress=False)
+            tv.train(mse_loss, model, batches, state, progress=False, compile=True)
             gc.set_debug(gc.DEBUG_SAVEALL)
             gc.collect()
             ours = {repr(o)[:80] for o in gc.garbage if _from_tinyvec(o)}
