@@ -450,7 +450,8 @@ def update(state: OptState, model: Any, grads: Tree) -> None:
             )
         if not isinstance(leaf, Leaf):
             raise ValueError(f"optimiser state does not match the model at {path}")
-    take_step(entries, state, plan, model)
+    # (a plain step here is one the written update did not take: not tried again)
+    take_step(entries, state, plan, model, written=state.transform is not None)
 
 
 def _written(state: OptState, plan: Plan) -> Any:
