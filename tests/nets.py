@@ -122,12 +122,10 @@ def general_update(state, model, grads):
 
 def raising(rule, k, error):
     """``rule`` (an optimiser rule) that raises ``error`` at its k-th parameter (counting from
-    1) once armed with ``rule.calls = 0``; ``rule.calls = None`` disarms it. (Not elementwise:
-    it tells the parameters apart, so `update` calls it once per parameter.)"""
+    1) once armed with ``rule.calls = 0``; ``rule.calls = None`` disarms it. (Its own apply
+    does not say it is elementwise: `update` calls it once per parameter.)"""
 
     class Raising(type(rule)):
-        elementwise = False
-
         def apply(self, state, x, dx):
             if self.calls is not None:
                 self.calls += 1

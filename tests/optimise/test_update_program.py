@@ -101,6 +101,24 @@ def test_the_program_reads_like_the_update(rule, flat):
         assert "leaf1.rule.apply" in source and "x1 ← x1 - step" in source
 
 
+class Normalised(tv.Descent):
+    """A Descent whose new apply looks at the whole array (not elementwise, and not saying so)."""
+
+    def apply(self, state, x, dx):
+        return state, self.eta * dx / (float(np.sqrt((dx * dx).sum())) + 1.0)
+
+
+def test_a_subclass_with_its_own_apply_is_stepped_parameter_by_parameter():
+    """Inheriting ``elementwise = True`` is not enough: θ would normalise across parameters."""
+    a, b = net(), net()
+    sa, sb = tv.setup(Normalised(0.1), a), tv.setup(Normalised(0.1), b)
+    for step in range(2):
+        tv.update(sa, a, grads_of(a, step))
+        general_update(sb, b, grads_of(b, step))
+        assert records(a) == records(b)
+    assert "x1 ← x1 - step" in sa.written[2].source
+
+
 def test_a_model_too_large_for_theta_is_stepped_parameter_by_parameter(monkeypatch):
     from tinyvec.optimise import update_program
 
@@ -151,6 +169,7 @@ def test_theta_follows_what_is_done_to_the_model_between_steps(change):
 def test_an_elementwise_rule_that_raises_changes_nothing():
     class Failing(tv.Momentum):
         armed = False
+        elementwise = True  # (its apply says so again: `update` steps θ at once)
 
         def apply(self, state, x, dx):
             if self.armed:
@@ -159,6 +178,7 @@ def test_an_elementwise_rule_that_raises_changes_nothing():
 
     a, b = net(), net()
     rule = Failing(0.1)
+    assert tv.optimise.rules.elementwise(rule)
     sa, sb = tv.setup(rule, a), tv.setup(tv.Momentum(0.1), b)
     tv.update(sa, a, grads_of(a, 0))
     general_update(sb, b, grads_of(b, 0))

@@ -8,8 +8,9 @@ Rules compose: ``OptimiserChain(ClipNorm(1.0), WeightDecay(1e-4), Descent(0.1))`
 rule's step to the next as its gradient. For plain `Descent(α)`, ΔW^k = -α δ^k O^{k-1}ᵀ.
 
 A rule whose ``apply`` treats every entry on its own (all but ClipNorm here) says so with
-``elementwise = True``: `update` may then run it once on all parameters laid end to end as
-one vector θ instead of once per parameter (a multi-tensor step, with the same numbers).
+``elementwise = True`` in the class that defines that ``apply`` (see `elementwise`): `update`
+may then run it once on all parameters laid end to end as one vector θ instead of once per
+parameter (a multi-tensor step, with the same numbers).
 
     >>> import numpy as np, tinyvec as tv
     >>> state, step = tv.Momentum(0.1, 0.9).apply(np.zeros(2), np.ones(2), np.ones(2))
@@ -190,10 +191,6 @@ class OptimiserChain(Rule):
                 raise TypeError(f"OptimiserChain takes rules such as tv.Descent(0.1), got {r!r}")
         self.rules = rules
 
-    @property
-    def elementwise(self) -> bool:  # type: ignore[override]
-        return all(r.elementwise for r in self.rules)
-
     def init(self, x):
         return tuple(r.init(x) for r in self.rules)
 
@@ -206,6 +203,24 @@ class OptimiserChain(Rule):
 
     def __repr__(self) -> str:
         return f"OptimiserChain({', '.join(map(repr, self.rules))})"
+
+
+def elementwise(rule: Rule) -> bool:
+    """Whether ``rule.apply`` treats each entry on its own, as the class that defines that
+    ``apply`` says with ``elementwise = True``: a subclass that overrides ``apply`` is not
+    taken to be elementwise unless it says so again (a chain: when all its rules are).
+
+    >>> import tinyvec as tv
+    >>> class Normalised(tv.Descent):  # a new apply: not elementwise unless it says so
+    ...     def apply(self, state, x, dx):
+    ...         return state, self.eta * dx / float((dx * dx).sum()) ** 0.5
+    >>> elementwise(tv.Descent()), elementwise(Normalised()), elementwise(tv.AdamW())
+    (True, False, True)
+    """
+    if isinstance(rule, OptimiserChain) and type(rule).apply is OptimiserChain.apply:
+        return all(elementwise(r) for r in rule.rules)
+    owner = next(c for c in type(rule).__mro__ if "apply" in vars(c))
+    return vars(owner).get("elementwise", False) is True
 
 
 def AdamW(

@@ -10,7 +10,7 @@ missing gradient, another shape or dtype, a Leaf replaced by something else) mak
 False before writing anything, and the general code of `update` takes over and says what is
 wrong: the written program is never the one that reports an error.
 
-For an elementwise rule (Descent, Momentum, Adam, …: ``rule.elementwise``) and a small model
+For an elementwise rule (Descent, Momentum, Adam, …: `tinyvec.optimise.rules.elementwise`) and a small model
 of NumPy arrays, the program runs the rule once on θ, all parameters laid end to end, instead
 of once per parameter: NumPy's cost per call, not per entry, is what a small model's step
 spends (`UpdateProgram._flat`).
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..engine.plan import Plan
+from .rules import Rule, elementwise
 
 __all__ = ["UpdateProgram"]
 
@@ -59,7 +60,8 @@ class UpdateProgram:
         }
         values = [getattr(layer, name) for _, layer, name in plan.trainables]
         flat = (
-            getattr(rule, "elementwise", False)
+            isinstance(rule, Rule)
+            and elementwise(rule)
             and values
             and all(type(x) is np.ndarray and x.dtype is values[0].dtype for x in values)
             and sum(x.size for x in values) <= FLAT
