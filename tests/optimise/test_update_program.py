@@ -147,9 +147,20 @@ def restart_state(m, s):  # a fresh Adam state among stepped ones: θ's state ca
     s.tree.layers[1]["bias"].state = s.tree.layers[1].bias.rule.init(m[1].bias)
 
 
+def cast_weight(m, s):  # another dtype in the model: θ cannot hold it
+    m[0].weight = m[0].weight.astype(np.float32)
+
+
+def cast_state(m, s):  # a state of another dtype than its parameter's
+    leaf = s.tree.layers[0].weight
+    leaf.state = (leaf.state[0].astype(np.float32), *leaf.state[1:])
+
+
 @pytest.mark.parametrize(
-    "change", [replace_weight, write_into_weight, replace_state, restart_state]
+    "change",
+    [replace_weight, write_into_weight, replace_state, restart_state, cast_weight, cast_state],
 )
+@pytest.mark.filterwarnings("ignore:layer Dense")  # (cast_weight: the input is converted)
 def test_theta_follows_what_is_done_to_the_model_between_steps(change):
     """θ is reused only while the model holds the views of the last step (a write into one is
     a write into θ); anything else lays the parameters end to end again, or leaves the step to
