@@ -64,13 +64,12 @@ def unfused() -> contextlib.AbstractContextManager[None]:
     return setting(_fusing, False)
 
 
-class Fallback(BaseException):
-    """This call cannot run as a program (a BaseException: a loss's ``except Exception`` must
-    not swallow it). ``always``: no later call with the same kind of input can either."""
+class Fallback(Exception):
+    """This model, or this call, cannot run as a program: it runs layer by layer."""
 
-    def __init__(self, reason: str, always: bool = True) -> None:
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
-        self.reason, self.always = reason, always
+        self.reason = reason
 
 
 class Program:
@@ -276,9 +275,9 @@ class _Writer:
             # `is not`: NumPy's dtypes are singletons; an equal but other dtype object only
             # costs the layer-by-layer call
             "    if type(v0) is not ARRAY or v0.ndim != 2 or v0.shape[0] != IN or v0.dtype is not DT:",
-            "        raise Fallback('another kind of input', False)",
+            "        raise Fallback('another kind of input')",
             f"    if {dtypes}:",
-            "        raise Fallback('a parameter changed dtype', False)",
+            "        raise Fallback('a parameter changed dtype')",
         ]
         saved = list(dict.fromkeys(self.saved))
         forward = head + self.forward + [f"    return {out}, ({', '.join(saved)},)", ""]
