@@ -6,6 +6,7 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +45,16 @@ def _grid(panels: Mapping[str, Mapping[str, object]], sharey: bool = False) -> t
     for ax in axes.ravel()[len(panels) :]:
         ax.set_visible(False)
     return fig, axes
+
+
+def _finish(fig: Any, axes: Any, ylabel: str, title: str, path: Any, fmt: str, dpi: int) -> Path:
+    """The y label on the first column, the title, the layout, and the file written."""
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return save(fig, path, fmt, dpi)
 
 
 def learning_curves(
@@ -86,12 +97,7 @@ def learning_curves(
         ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("training MSE (median, IQR band)")
-    if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    return save(fig, path, fmt, dpi)
+    return _finish(fig, axes, "training MSE (median, IQR band)", title, path, fmt, dpi)
 
 
 def error_vs_eta(
@@ -131,9 +137,6 @@ def error_vs_eta(
         ax.set(xscale="log", yscale="log", xlabel=r"step size $\eta$", title=name)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("training MSE (mean of the last 10% of epochs)")
-    if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    return save(fig, path, fmt, dpi)
+    return _finish(
+        fig, axes, "training MSE (mean of the last 10% of epochs)", title, path, fmt, dpi
+    )
