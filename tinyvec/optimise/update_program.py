@@ -10,10 +10,10 @@ missing gradient, another shape or dtype, a Leaf replaced by something else) mak
 False before writing anything, and the general code of `update` takes over and says what is
 wrong: the written program is never the one that reports an error.
 
-For an elementwise rule (Descent, Momentum, Adam, …: `tinyvec.optimise.rules.elementwise`) and a small model
-of NumPy arrays, the program runs the rule once on θ, all parameters laid end to end, instead
-of once per parameter: NumPy's cost per call, not per entry, is what a small model's step
-spends (`UpdateProgram._flat`).
+For an elementwise rule (Descent, Momentum, Adam, …: `tinyvec.optimise.rules.elementwise`)
+and a small model of NumPy arrays, the program runs the rule once on θ, all parameters laid
+end to end, instead of once per parameter: NumPy's cost per call, not per entry, is what a
+small model's step spends (`UpdateProgram._flat`).
 
 You can skip this module when reading the optimisers: it is an optimisation of `update`.
 """
@@ -44,10 +44,11 @@ class UpdateProgram:
     attribute, value) a step transform asks for; False: nothing written. And
     ``gather(grads, state_tree) -> (grads, leaves) | None``, which reads the entries of a
     gradient tree and an optimiser tree of the model's shape (None: another shape), and
-    ``leaves(state_tree)``, the second half (`tv.compile` has the gradients in order already). ``helpers``: the Leaf class, ``refuse_non_finite``
-    and ``norm2`` (Σ x² of an array that is not NumPy's). ``rule``: the optimiser's rule; when
-    it is elementwise and the parameters are NumPy arrays of one dtype, the step runs on all of
-    them laid end to end as one vector θ (`_flat`)."""
+    ``leaves(state_tree)``, the second half (`tv.compile` has the gradients in order already).
+    ``helpers``: the Leaf class, ``refuse_non_finite`` and ``norm2`` (Σ x² of an array that is
+    not NumPy's). ``rule``: the optimiser's rule; when it is elementwise and the parameters are
+    NumPy arrays of one dtype, the step runs on all of them laid end to end as one vector θ
+    (`_flat`)."""
 
     __slots__ = ("gather", "leaves", "source", "update")
 
@@ -129,9 +130,15 @@ class UpdateProgram:
         starts from the same θ without copying anything. The numbers are the same: every
         entry goes through the same operations."""
         names, layers = _names(plan, scope)
-        scope.update(RULE=rule, ARRAY=np.ndarray, DT=values[0].dtype, LAST=[None])
-        scope["SHAPES"] = [x.shape for x in values]
-        scope.update(lay_end_to_end=_lay_end_to_end, part=_part)
+        scope.update(
+            RULE=rule,
+            ARRAY=np.ndarray,
+            DT=values[0].dtype,
+            SHAPES=[x.shape for x in values],
+            LAST=[None],  # what the last step committed (see the generated code)
+            lay_end_to_end=_lay_end_to_end,
+            part=_part,
+        )
         stateless = rule.init(values[0]) is None  # (Descent: nothing to cut into parts)
         n = len(names)
         lines = [
