@@ -71,3 +71,30 @@ def test_crossentropy_with_integer_labels_gradient_against_finite_differences(C,
     # atol: a central difference's rounding error is about ε_machine · L / h ≈ 1e-9 for a loss
     # near 10 (logits × 3) and h = 1e-6, so 1e-9 failed now and then (hypothesis seed 14)
     np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
+
+
+@given(
+    C=st.integers(1, 4),
+    B=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+    dtype=st.sampled_from(["float32", "float64"]),
+    labels=st.booleans(),
+)
+def test_a_losss_parts_are_what_its_graph_node_computes(C, B, seed, dtype, labels):
+    """`parts` (what tv.compile writes into its step) against the Tensor road: L and ∂L/∂ŷ
+    bit for bit."""
+    from tinyvec.engine.losses import model_loss, parts
+
+    g = np.random.default_rng(seed)
+    yhat = g.standard_normal((C, B)).astype(dtype)
+    cases = [(tv.mse, g.standard_normal((C, B)).astype(dtype))]
+    y = g.integers(0, C, B) if labels else tv.onehot(g.integers(0, C, B), C).astype(dtype)
+    cases.append((tv.crossentropy, y))
+    for loss, target in cases:
+        forward, vjp = parts(loss)(yhat, target)
+        L = forward(yhat)
+        expected, grad = tv.withgradient(lambda z, t=target, f=loss: f(z, t), yhat)
+        assert type(L) is type(expected) and np.asarray(L).tobytes() == expected.tobytes()
+        assert vjp(tv.engine.tensor.seed(L), L, yhat).tobytes() == grad.tobytes()
+        assert model_loss(loss) is not loss
+    assert parts(lambda a, b: tv.mse(a, b)) is None and model_loss(len) is len

@@ -29,14 +29,15 @@ def loss(m, x, y):
     return tv.mse(m(x), y)
 
 
-def run_both(blocks, rule, delta, steps=3, seed=0, batch=5):
+def run_both(blocks, rule, delta, steps=3, seed=0, batch=5, written_loss=False):
+    """``written_loss``: compile ``tv.mse`` itself, whose step runs without a graph."""
     g = np.random.default_rng(seed)
     xs = [g.standard_normal((3, batch)) for _ in range(steps)]
     ys = [np.tanh(x[:2]) for x in xs]
     a, b = model_from(blocks, seed), model_from(blocks, seed)
     sa = tv.setup(RULES[rule](), a, delta=DELTAS[delta]())
     sb = tv.setup(RULES[rule](), b, delta=DELTAS[delta]())
-    step = tv.compile(loss, a, sa)
+    step = tv.compile(tv.mse if written_loss else loss, a, sa)
     for x, y in zip(xs, ys, strict=True):
         if not assert_same_step(step, (a, sa), (b, sb), x, y):
             break
@@ -75,22 +76,24 @@ def assert_same_step(step, compiled_pair, default_pair, x, y):
     rule=st.sampled_from(sorted(RULES)),
     delta=st.sampled_from(sorted(DELTAS)),
     seed=st.integers(0, 2**16),
+    written_loss=st.booleans(),
 )
-def test_compiled_equals_default_bit_for_bit(blocks, rule, delta, seed):
+def test_compiled_equals_default_bit_for_bit(blocks, rule, delta, seed, written_loss):
     if rule not in LINEAR:
         delta = "none"  # δ-rules refuse adaptive optimisers (tested in tests/deltarules)
-    run_both(blocks, rule, delta, seed=seed)
+    run_both(blocks, rule, delta, seed=seed, written_loss=written_loss)
 
 
+@pytest.mark.parametrize("written_loss", [False, True], ids=["loss-function", "tv.mse"])
 @pytest.mark.parametrize("delta", sorted(DELTAS))
 @pytest.mark.parametrize("rule", sorted(LINEAR))
-def test_every_rule_and_delta_rule_on_a_residual_network(rule, delta):
+def test_every_rule_and_delta_rule_on_a_residual_network(rule, delta, written_loss):
     blocks = [
         ("dense", 2, True, 4, None),
         ("skip+", 1, True, 4, None),
         ("parvcat", 3, False, 2, None),
     ]
-    step = run_both(blocks, rule, delta)
+    step = run_both(blocks, rule, delta, written_loss=written_loss)
     assert step.fallback is None
 
 
@@ -200,7 +203,10 @@ def test_a_plain_compiled_step_commits_through_the_written_update(rule, monkeypa
     monkeypatch.setattr(compiled, "update", None)  # calling it would raise
     for _ in range(2):
         step(np.ones((3, 5)), np.zeros((2, 5)))
-    assert step.fallback is None and "def update(grads, leaves, records=())" in step.source
+    assert (
+        step.fallback is None
+        and "def update(grads, leaves, records=(), trusted=False)" in step.source
+    )
 
 
 def test_a_leaf_replaced_in_the_state_tree_is_the_one_stepped():
@@ -275,3 +281,108 @@ def test_an_f32_model_with_f64_targets_stays_f32_and_equals_the_default_step(rul
         assert_same_step(step, (a, sa), (b, sb), x, y)
     assert step.fallback is None and "def update" in step.source
     assert all(getattr(la, n).dtype == np.float32 for _, la, n in tv.trainables(a))
+
+
+# --- a loss of tinyvec's own: the step without a graph ----------------------------------------
+def test_a_written_loss_step_builds_no_graph(monkeypatch):
+    """tv.compile(tv.mse, …) runs the program, the loss's parts and the written update: not
+    the graph's road (`model_gradient`), nor the general update."""
+    from tinyvec.optimise import compiled
+
+    m = two_layers()
+    step = tv.compile(tv.mse, m, tv.setup(tv.Adam(), m))
+    monkeypatch.setattr(compiled, "model_gradient", None)  # calling either would raise
+    monkeypatch.setattr(compiled, "update", None)
+    for _ in range(2):
+        step(np.ones((3, 5)), np.zeros((2, 5)))
+    assert step.source.startswith("# step(x, y) of tv.compile(tv.mse, model, state)")
+
+
+def written_and_traced(make, x, y, lossfn, rule=tv.Momentum, steps=3):
+    """tv.compile(lossfn) against tv.compile of the same loss as a function: the same loss,
+    records and state, bit for bit, at every step."""
+    a, b = make(), make()
+    sa, sb = tv.setup(rule(0.1), a), tv.setup(rule(0.1), b)
+    written = tv.compile(lossfn, a, sa)
+    traced = tv.compile(lambda m, x, y: lossfn(m(x), y), b, sb)
+    for _ in range(steps):
+        assert to_numpy(written(x, y)).tobytes() == to_numpy(traced(x, y)).tobytes()
+        assert records(a) == records(b) and state_bytes(sa, a) == state_bytes(sb, b)
+    return written
+
+
+@pytest.mark.parametrize(
+    "y",
+    [np.array([0, 1, 1, 0, 1]), tv.onehot(np.array([1, 1, 0, 0, 1]), 2)],
+    ids=["labels", "one-hot"],
+)
+def test_crossentropy_is_written_too(y):
+    step = written_and_traced(two_layers, np.linspace(-1, 1, 15).reshape(3, 5), y, tv.crossentropy)
+    assert "crossentropy(out, y)" in step.source
+
+
+def test_a_float32_model_with_float64_targets_gives_the_default_step():
+    """∂L/∂ŷ is float64 then: the gradients are checked, and cast by the general update."""
+
+    def make():
+        m = two_layers()
+        for _, layer, name in tv.trainables(m):
+            setattr(layer, name, getattr(layer, name).astype(np.float32))
+        return m
+
+    x = np.linspace(-1, 1, 15, dtype=np.float32).reshape(3, 5)
+    written_and_traced(make, x, np.zeros((2, 5)), tv.mse)
+
+
+@pytest.mark.parametrize(
+    "make, y",
+    [
+        (lambda: tv.SkipConnection(tv.Dense(3, 3, rng=0), tv.add), np.zeros((3, 5))),
+        (lambda: tv.Chain(tv.Dense(3, 2, rng=0), Scale()), np.zeros((2, 5))),
+        (two_layers, tv.Tensor(np.zeros((2, 5)))),  # a target with a gradient of its own
+    ],
+    ids=["not-a-chain", "custom-layer", "tensor-target"],
+)
+def test_what_the_program_cannot_run_takes_the_graph_road(make, y):
+    written_and_traced(make, np.linspace(-1, 1, 15).reshape(3, 5), y, tv.mse)
+
+
+def test_a_written_loss_step_inside_unfused_runs_layer_by_layer():
+    with unfused():
+        written_and_traced(two_layers, np.ones((3, 5)), np.zeros((2, 5)), tv.mse)
+
+
+@pytest.mark.parametrize(
+    "y, error",
+    [(np.zeros((5, 2)), tv.DimensionMismatch), (np.full((2, 5), 1e10), tv.NonFiniteStep)],
+    ids=["transposed-target", "overflow"],
+)
+def test_a_written_loss_step_refuses_what_the_default_step_refuses(y, error):
+    m = two_layers()
+    state = tv.setup(tv.Descent(1e300), m)
+    before = state_bytes(state, m)
+    step = tv.compile(tv.mse, m, state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(error):
+            step(np.ones((3, 5)), y)
+    assert state_bytes(state, m) == before
+
+
+def test_a_written_loss_takes_batches_of_x_and_y():
+    m = two_layers()
+    step = tv.compile(tv.mse, m, tv.setup(tv.Descent(0.1), m))
+    with pytest.raises(TypeError, match=r"takes batches \(x, y\), got 3"):
+        step(np.ones((3, 5)), np.zeros((2, 5)), np.zeros((2, 5)))
+
+
+def test_train_takes_a_loss_of_its_own_compiled_or_not():
+    data = [(np.linspace(-1, 1, 15).reshape(3, 5) * k, np.zeros((2, 5))) for k in (1, 2, 3)]
+    runs = []
+    for lossfn, compiled in ((tv.mse, False), (tv.mse, True), (loss, False)):
+        m = two_layers()
+        history = tv.train(
+            lossfn, m, data, tv.setup(tv.Descent(0.1), m), progress=False, compile=compiled
+        )
+        runs.append((history, [getattr(la, n).tobytes() for _, la, n in tv.trainables(m)]))
+    assert runs[0] == runs[1] == runs[2]

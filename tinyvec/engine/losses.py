@@ -13,6 +13,7 @@ labels (one per sample, as PyTorch's ``cross_entropy``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -122,6 +123,11 @@ def crossentropy(logits: Any, y: Any) -> Any:
     >>> round(float(tv.crossentropy(logits, tv.onehot(np.array([0, 1]), 2))), 6)
     0.410038
     """
+    return _crossentropy_op(logits, _crossentropy_target(logits, y))
+
+
+def _crossentropy_target(logits: Any, y: Any) -> Any:
+    """``y`` as C × B targets (integer labels made one-hot), after checking both."""
     z, t = data(logits), data(y)
     same_namespace(z, t, what="tv.crossentropy(logits, y)")
     if z.ndim != 2:
@@ -144,7 +150,57 @@ def crossentropy(logits: Any, y: Any) -> Any:
             f"{t.dtype}; give labels as integers or targets as classes × batch {tuple(z.shape)}"
         )
     _check_pair("crossentropy", logits, y)
-    return _crossentropy_op(logits, y)
+    return y
+
+
+# --- a loss of the model's output, written into a compiled step ------------------------------
+def _mse_parts(yhat: Any, y: Any) -> Any:
+    if type(y) is Tensor:
+        return None
+    _check_pair("mse", yhat, y)
+    return (lambda yhat: _mse_to(yhat, y=y)), (lambda g, L, yhat: _mse_grad(g, yhat, y))
+
+
+def _crossentropy_parts(logits: Any, y: Any) -> Any:
+    if type(y) is Tensor:
+        return None
+    t = _crossentropy_target(logits, y)
+    return (lambda z: _crossentropy(z, t)), (lambda g, L, z: _crossentropy_vjp(g, L, z, t)[0])
+
+
+def parts(loss: Any) -> Any:
+    """For a loss of this module, ``parts(ŷ, y) -> (forward, vjp)``, the functions its graph
+    node runs on an array ŷ (None for a y it leaves to the node: a Tensor): ``forward(ŷ) = L``,
+    ``vjp(∂L̄, L, ŷ) = ∂L/∂ŷ``. `tv.compile` writes them into its step (`model_loss`). For any
+    other function: None."""
+    return next((p for f, p in _PARTS.items() if f is loss), None)
+
+
+def model_loss(loss: Callable[..., Any]) -> Callable[..., Any]:
+    """The loss of a training step, ``loss(model, *batch)``: a loss of this module given in
+    its place stands for ``loss(model(x), y)`` on batches ``(x, y)``; any other function is the
+    step's loss as it is.
+
+    >>> import numpy as np, tinyvec as tv
+    >>> model = tv.Dense(1, 1, bias=False, init=lambda shape, rng: np.full(shape, 2.0))
+    >>> x, y = np.ones((1, 3)), np.zeros((1, 3))
+    >>> float(model_loss(tv.mse)(model, x, y)), float(tv.mse(model(x), y))
+    (4.0, 4.0)
+    """
+    if parts(loss) is None:
+        return loss
+
+    def of_model(model: Any, *batch: Any) -> Any:
+        if len(batch) != 2:
+            raise TypeError(
+                f"tv.{loss.__name__} as the loss of a step means {loss.__name__}(model(x), y): "
+                f"it takes batches (x, y), got {len(batch)} array(s); for anything else write "
+                f"the loss, e.g. lambda m, x, y: tv.{loss.__name__}(m(x), y)"
+            )
+        return loss(model(batch[0]), batch[1])
+
+    of_model.__name__ = of_model.__qualname__ = f"{loss.__name__}(model(x), y)"
+    return of_model
 
 
 def r2(yhat: Any, y: Any) -> Any:
@@ -158,6 +214,9 @@ def r2(yhat: Any, y: Any) -> Any:
     a = yhat - ops.mean(yhat)
     b = y - ops.mean(y)
     return ops.sum(a * b) ** 2 / (ops.sum(a * a) * ops.sum(b * b))
+
+
+_PARTS = {mse: _mse_parts, crossentropy: _crossentropy_parts}
 
 
 def onehot(labels: Any, nclasses: int) -> Any:

@@ -179,11 +179,7 @@ class Tensor:
         if grad is None:
             if self.data.ndim != 0:
                 raise ValueError(f"backward() needs a scalar or a grad, got shape {self.shape}")
-            data = self.data
-            if type(data) in _NUMPY_SCALARS:  # (what NumPy's ones_like wraps in Python)
-                grad = np.ones((), data.dtype)
-            else:
-                grad = namespace(data).ones_like(data)
+            grad = seed(self.data)
         self.grad = grad
         for node in reversed(toposort(self)):
             if node.grad is None or node.vjp is None:
@@ -195,6 +191,13 @@ class Tensor:
 
 
 _NUMPY_SCALARS = {np.ndarray, np.float64, np.float32}  # what a NumPy loss is
+
+
+def seed(loss: Any) -> Any:
+    """∂L/∂L = 1, of the scalar array ``loss``'s kind and dtype: where `backward` starts."""
+    if type(loss) in _NUMPY_SCALARS:  # (what NumPy's ones_like wraps in Python)
+        return np.array(1, loss.dtype)
+    return namespace(loss).ones_like(loss)
 
 
 def toposort(root: Tensor) -> list[Tensor]:

@@ -42,7 +42,7 @@ from ..engine.plan import Plan, plan_of
 from ..engine.tensor import Tensor, data, grad_enabled, setting
 from .dense import Dense, _forward_override
 
-__all__ = ["Fallback", "Program", "fused_call", "unfused", "write_program"]
+__all__ = ["Fallback", "Program", "fused_call", "program_for", "unfused", "write_program"]
 
 # Per context, like `no_grad`: another thread's `unfused()` block changes nothing here.
 _fusing: contextvars.ContextVar[bool] = contextvars.ContextVar("tinyvec_fused", default=True)
@@ -78,13 +78,16 @@ class Program:
     - ``params()``: the parameter attributes, in order (arrays, or Tensors inside a gradient);
     - ``forward(v0, *param arrays) -> (output, saved)``, recording on the layers;
     - ``backward(g, saved) -> [∂L/∂v0 or None, ∂L/∂param₁, …]``, recording δ^k;
-    - ``paths``: the parameters' `tv.trainables` paths, in the same order.
+    - ``paths``: the parameters' `tv.trainables` paths, in the same order;
+    - ``complete``: whether every parameter gets a gradient (an array, never None).
     """
 
-    __slots__ = ("backward", "forward", "params", "paths", "scope", "source")
+    __slots__ = ("backward", "complete", "forward", "params", "paths", "scope", "source")
 
-    def __init__(self, source: str, scope: dict[str, Any], paths: list[str]) -> None:
-        self.source, self.scope, self.paths = source, scope, paths
+    def __init__(
+        self, source: str, scope: dict[str, Any], paths: list[str], complete: bool = True
+    ) -> None:
+        self.source, self.scope, self.paths, self.complete = source, scope, paths, complete
         exec(compile(source, "<tinyvec program>", "exec"), scope)  # our own generated code
         self.params: Callable[[], list[Any]] = scope["params"]
         self.forward: Callable[..., tuple[Any, Any]] = scope["forward"]
@@ -122,6 +125,7 @@ class _Writer:
         self.numpy = type(x).__module__ == "numpy"
         self.count = 0
         self.dtype = x.dtype
+        self.complete = True  # every parameter gets a gradient
 
     def value(self, rows: int, tracked: bool) -> str:
         self.count += 1
@@ -320,6 +324,7 @@ class _Writer:
                 d = f"d{k}"
                 grads[k] = [f"gW{k}"] + ([f"gb{k}"] if bias else [])
                 if res not in has:  # the output reached no loss: no gradient
+                    self.complete = False
                     lines.append(f"    {' = '.join(grads[k])} = None")
                     continue
                 lines.append(f"    # {L}: layer {k}")
@@ -349,21 +354,20 @@ def _fill(formula: str, **names: str) -> str:
 def write_program(plan: Plan, x: Any, input_grad: bool = False) -> Program:
     """The program of ``plan``'s model for inputs like ``x`` (``input_grad``: its backward
     pass also gives ∂L/∂x); raises `Fallback` when it cannot be written."""
-    lines, scope, paths = _Writer(plan, x, input_grad).write()
-    return Program("\n".join(lines) + "\n", scope, paths)
+    writer = _Writer(plan, x, input_grad)
+    lines, scope, paths = writer.write()
+    return Program("\n".join(lines) + "\n", scope, paths, writer.complete)
 
 
 # --- the fused call -------------------------------------------------------------------------
-def fused_call(chain: Any, x: Any) -> Any:
-    """``chain(x)`` through its program, as one graph node; None when it must run layer by
-    layer (see the module text)."""
+def program_for(plan: Plan, O: Any, tensor_in: bool = False) -> Program | None:
+    """The program of ``plan``'s Chain for input array ``O`` (written at the first call of its
+    kind), or None: the Chain runs layer by layer (`unfused`, a δ-rule's sweep, an input that
+    is not features × batch, a model it cannot write; see the module text)."""
     if not _fusing.get() or _forward_override.get() is not None:
         return None
-    tensor_in = type(x) is Tensor
-    O = x.data if tensor_in else x
     if getattr(O, "ndim", None) != 2:
         return None
-    plan = plan_of(chain)
     key = (type(O), O.dtype, O.shape[0], tensor_in)
     program = plan.fused.get(key)
     if program is None:
@@ -372,7 +376,16 @@ def fused_call(chain: Any, x: Any) -> Any:
         except Fallback as why:
             program = why.reason  # remembered: this kind of input runs layer by layer
         plan.fused[key] = program
-    if not isinstance(program, Program):
+    return program if isinstance(program, Program) else None
+
+
+def fused_call(chain: Any, x: Any) -> Any:
+    """``chain(x)`` through its program, as one graph node; None when it must run layer by
+    layer (see the module text)."""
+    tensor_in = type(x) is Tensor
+    O = x.data if tensor_in else x
+    program = program_for(plan_of(chain), O, tensor_in)
+    if program is None:
         return None
     params = program.params()
     arrays, tracked = [], tensor_in
@@ -384,10 +397,8 @@ def fused_call(chain: Any, x: Any) -> Any:
             arrays.append(p)
     try:
         out, saved = program.forward(O, *arrays)
-    except Fallback:
-        return None
-    except (ValueError, TypeError):  # (a parameter of another shape: the layers say it well)
-        return None
+    except (Fallback, ValueError, TypeError):  # (a parameter of another shape: the layers say
+        return None  # it well)
     if not tracked:
         return out
     if not grad_enabled():

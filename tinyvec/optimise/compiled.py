@@ -12,10 +12,17 @@ tree (built and read again), a second check of the model's plan, a second hold o
 
 Because the loss gets the model itself, with its parameters as Tensors exactly as inside
 ``withgradient``, any loss works and gives exactly the default step's numbers: a weight
-penalty, a closure over the model, several calls, ``no_grad``. ``step.source`` shows the
-written programs (formulas in comments); ``step.fallback`` says why the model runs layer by
-layer instead (a layer `tinyvec.layers.fused` cannot write: the step is still exact, only
-slower). The δ-rules update through `update`'s general code, as in the default step.
+penalty, a closure over the model, several calls, ``no_grad``. The step cannot know what a
+loss function will do, so it runs it, graph and all. Give it a loss of tinyvec's own instead,
+``tv.compile(tv.mse, model, state)`` (or ``tv.crossentropy``), and the loss is known:
+``L = tv.mse(model(x), y)`` on batches ``(x, y)``, and the step runs as plain arrays, the
+written forward pass, the loss's own forward and vjp (`tinyvec.engine.losses.parts`: the
+functions its graph node runs) and the written backward pass, with no graph at all.
+
+``step.source`` shows the written programs (formulas in comments); ``step.fallback`` says why
+the model runs layer by layer instead (a layer `tinyvec.layers.fused` cannot write: the step
+is still exact, only slower). The δ-rules update through `update`'s general code, as in the
+default step.
 
 You can skip this module when reading the engine: it is an optimisation of `tv.update`'s
 caller, nothing more.
@@ -26,8 +33,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..engine.plan import Plan
-from ..layers.fused import Program
+from ..engine.losses import model_loss, parts
+from ..engine.plan import Plan, plan_of
+from ..engine.tensor import Tensor, grad_enabled, seed
+from ..layers.containers import Chain
+from ..layers.fused import Fallback, Program, program_for
 from .training import OptState, _written, interrupts_deferred, model_gradient, update
 
 __all__ = ["CompiledStep", "compile_step"]
@@ -46,7 +56,8 @@ class CompiledStep:
             )
         if not callable(loss):
             raise TypeError(f"compile takes a loss function loss(model, *batch), got {loss!r}")
-        self.loss, self.model, self.state = loss, model, state
+        self.loss, self.model, self.state = model_loss(loss), model, state
+        self._parts = parts(loss)  # a loss of tv's own, written into the step (or None)
         self._plan: Plan | None = None
 
     def __repr__(self) -> str:
@@ -73,6 +84,9 @@ class CompiledStep:
         input, and the update (written at the first step: call the step once first)."""
         fused = self._plan.fused if self._plan is not None else {}
         programs = [p.source for p in fused.values() if isinstance(p, Program)][-1:]
+        if programs and self._parts is not None:
+            name = self.loss.__name__.split("(")[0]
+            programs.insert(0, _STEP.format(loss=name, L=f"L = {name}(out, y)"))
         written = self.state.written
         if written is not None and written[0] is self._plan and written[2] is not None:
             programs.append(written[2].source)
@@ -89,16 +103,70 @@ class CompiledStep:
         in `tv.train` (a second one at once)."""
         loss, model, state = self.loss, self.model, self.state
         with interrupts_deferred(second_interrupts=True):
-            value, plan, grads = model_gradient(lambda m: loss(m, *batch), model, check, self._plan)
-            self._plan = plan
+            direct = self._program_step(batch, check) if self._parts is not None else None
+            if direct is None:
+                trusted = False
+                value, plan, grads = model_gradient(
+                    lambda m: loss(m, *batch), model, check, self._plan
+                )
+                self._plan = plan
+            else:
+                value, plan, grads, trusted = direct
             written = _written(state, plan) if state.transform is None else None
             if written is not None:
                 leaves = written.leaves(state.tree)
-                if leaves is not None and written.update(grads, leaves):
+                if leaves is not None and written.update(grads, leaves, (), trusted):
                     return value
             # δ-rules, or anything unusual: the general code, which also says what is wrong
             update(state, model, plan.tree(grads))
             return value
+
+    def _program_step(self, batch: tuple[Any, ...], check: Any) -> Any:
+        """``(L, plan, grads, trusted)`` of ``loss(model(x), y)`` for a loss of tv's own
+        (`parts`), run as plain arrays through the model's program: the forward pass, ``L``,
+        ``∂L/∂ŷ`` and the backward pass, the very functions the graph nodes run, without the
+        graph. None: not this kind of step (the graph's road computes it, and says what is
+        wrong)."""
+        if len(batch) != 2 or type(self.model) is not Chain or not grad_enabled():
+            return None
+        x, y = batch
+        plan = self._plan = plan_of(self.model, self._plan)
+        program = program_for(plan, x) if type(x) is not Tensor else None
+        if program is None:
+            return None
+        try:
+            out, saved = program.forward(x, *program.params())
+        except (Fallback, ValueError, TypeError):  # as the layer-by-layer call would
+            return None
+        written = self._parts(out, y)
+        if written is None:
+            return None
+        forward, vjp = written
+        L = forward(out)
+        if check is not None:
+            check(L)
+        g = vjp(seed(L), L, out)  # ∂L/∂ŷ
+        grads = program.backward(g, saved)[1:]
+        # the program's gradients have the parameters' type, dtype and shape when ∂L/∂ŷ has
+        # the output's (a float64 target for a float32 model makes float64 ones)
+        trusted = (
+            program.complete
+            and type(g) is type(out)
+            and g.dtype is out.dtype
+            and g.shape == out.shape
+        )
+        return L, plan, grads, trusted
+
+
+_STEP = """\
+# step(x, y) of tv.compile(tv.{loss}, model, state), no graph:
+#     out, saved = forward(x, *params())
+#     {L:<35}# the loss's forward, as its graph node runs it
+#     g = ∂L/∂out                        # its vjp, from ∂L/∂L = 1
+#     grads = backward(g, saved)[1:]     # [∂L/∂W1, ∂L/∂b1, …]
+#     update(grads, leaves(state.tree))  # the optimiser's step (without δ-rules)
+#     return L
+"""
 
 
 def compile_step(loss: Callable[..., Any], model: Any, state: OptState) -> CompiledStep:
@@ -120,5 +188,13 @@ def compile_step(loss: Callable[..., Any], model: Any, state: OptState) -> Compi
     (True, True, None)
     >>> print(step.source.splitlines()[0])
     def forward(v0, W1, b1, W2, b2):
+
+    With a loss of tinyvec's own, ``L = tv.mse(model(x), y)``, the step needs no graph:
+
+    >>> c, d = (tv.Chain(tv.Dense(2, 3, tv.tanh, rng=0), tv.Dense(3, 1, rng=1)) for _ in "cd")
+    >>> written = tv.compile(tv.mse, c, tv.setup(tv.Descent(0.1), c))
+    >>> traced = tv.compile(loss, d, tv.setup(tv.Descent(0.1), d))
+    >>> all(written(x, y) == traced(x, y) for _ in range(3)), bool((c[0].weight == d[0].weight).all())
+    (True, True)
     """
     return CompiledStep(loss, model, state)

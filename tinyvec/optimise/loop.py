@@ -8,6 +8,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ..engine.losses import model_loss
 from .compiled import compile_step
 from .training import NonFiniteLoss, OptState, _withgradient, interrupts_deferred, update
 
@@ -29,7 +30,8 @@ def train(
 ) -> list[float]:
     """Flux's ``train!``: for each batch ``d`` in ``data`` (``epochs`` times), take the
     gradient of ``loss(model, *d)`` (``d`` a tuple such as ``(x, y)``, or one array) and
-    `update` (with ``compile=True``, through `tv.compile`: the same numbers, faster).
+    `update` (with ``compile=True``, through `tv.compile`: the same numbers, faster). A loss
+    of tinyvec's own, such as ``tv.mse``, given as ``loss`` means ``tv.mse(model(x), y)``.
     ``data`` is read as it goes (a generator or a streaming loader works, and
     ``steps`` bounds an endless one); ``steps`` stops after that many updates in all.
 
@@ -45,6 +47,8 @@ def train(
     >>> state = tv.setup(tv.Descent(0.1), model)
     >>> len(tv.train(lambda m, x, y: tv.mse(m(x), y), model, batches, state, steps=3, progress=False))
     3
+    >>> len(tv.train(tv.mse, model, batches, state, steps=2, progress=False, compile=True))
+    2
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"train: epochs must be an integer ≥ 1, got {epochs!r}")
@@ -74,6 +78,7 @@ def train(
             )
 
     compiled = compile_step(loss, model, state) if compile else None
+    loss = model_loss(loss)  # tv.mse and the like: loss(model(x), y)
     bar = tqdm(total=total, disable=not progress, desc="train", leave=False)
     try:
         for epoch in range(epochs):  # noqa: B007 - `check` reads it

@@ -39,9 +39,11 @@ FLAT = 1 << 16
 
 
 class UpdateProgram:
-    """``update(grads, leaves, records=()) -> bool``: the step of every parameter of ``plan``
-    (in ``plan.trainables`` order), checked and committed with the ``records`` (object,
-    attribute, value) a step transform asks for; False: nothing written. And
+    """``update(grads, leaves, records=(), trusted=False) -> bool``: the step of every
+    parameter of ``plan`` (in ``plan.trainables`` order), checked and committed with the
+    ``records`` (object, attribute, value) a step transform asks for; False: nothing written
+    (``trusted``: the gradients are arrays of the parameters' type, dtype and shape, as the
+    model's program makes them, and need no check). And
     ``gather(grads, state_tree) -> (grads, leaves) | None``, which reads the entries of a
     gradient tree and an optimiser tree of the model's shape (None: another shape), and
     ``leaves(state_tree)``, the second half (`tv.compile` has the gradients in order already).
@@ -90,7 +92,7 @@ class UpdateProgram:
             else:
                 small.append(f"x{i}_new.ravel()")
         lines = [
-            "def update(grads, leaves, records=()):",
+            "def update(grads, leaves, records=(), trusted=False):",
             '    """x ← x - step, (state, step) = rule.apply(state, x, ∂L/∂x), for every parameter:',
             "    all computed and checked (finite) before one commit writes them (and the records,",
             "    (object, attribute, value)). False: nothing written (something unusual: the",
@@ -142,18 +144,24 @@ class UpdateProgram:
         stateless = rule.init(values[0]) is None  # (Descent: nothing to cut into parts)
         n = len(names)
         lines = [
-            "def update(grads, leaves, records=()):",
+            "def update(grads, leaves, records=(), trusted=False):",
             '    """θ ← θ - step, (state, step) = rule.apply(state, θ, ∂L/∂θ), θ every parameter',
             "    laid end to end: computed and checked (finite) before one commit writes it (and",
             "    the records, (object, attribute, value)). False: nothing written (something",
             '    unusual: the general update handles it)."""',
             *_unpack(names),
         ]
+        lines.append("    if not trusted:")
         for (x, _, _), value in zip(names, values, strict=True):
             k = x[1:]
             lines += [
-                f"    if (type(g{k}) is not ARRAY or g{k}.dtype is not DT or g{k}.shape != {value.shape}",
-                f"            or type(leaf{k}) is not Leaf or leaf{k}.rule is not RULE):",
+                f"        if type(g{k}) is not ARRAY or g{k}.dtype is not DT or g{k}.shape != {value.shape}:",
+                "            return False",
+            ]
+        for x, _, _ in names:
+            k = x[1:]
+            lines += [
+                f"    if type(leaf{k}) is not Leaf or leaf{k}.rule is not RULE:",
                 "        return False",
             ]
         xs = ", ".join(x for x, _, _ in names)
@@ -169,7 +177,7 @@ class UpdateProgram:
             f"        theta, state = lay_end_to_end(({xs},), ({states},), SHAPES, DT)",
             "        if theta is None:",
             "            return False",
-            f"    grad = concatenate(({', '.join(f'g{x[1:]}.reshape(-1)' for x, _, _ in names)},))",
+            f"    grad = concatenate(({', '.join(f'g{x[1:]}' for x, _, _ in names)},), None)",
             "    state, step = RULE.apply(state, theta, grad)",
             "    theta_new = theta - step  # θ ← θ - step",
             "    if theta_new.dtype is not DT or type(step) is not ARRAY or step.shape != theta.shape:",
@@ -247,14 +255,14 @@ class UpdateProgram:
 
 def _names(plan: Plan, scope: dict[str, Any]) -> tuple[list[tuple[str, str, str]], dict]:
     """x1, x2, … for the parameters with their layer's name (layer1, …, put in ``scope``) and
-    attribute; and each layer's name with its (attribute, x) pairs."""
+    attribute; and each layer's name with its (attribute, x) pairs, and the layer."""
     names: list[tuple[str, str, str]] = []
-    layers: dict[int, tuple[str, list[tuple[str, str]]]] = {}
+    layers: dict[int, tuple[str, list[tuple[str, str]], Any]] = {}
     for i, (_, layer, name) in enumerate(plan.trainables, 1):
         if id(layer) not in layers:
             L = f"layer{len(layers) + 1}"
-            scope[L], layers[id(layer)] = layer, (L, [])
-        L, params = layers[id(layer)]
+            scope[L], layers[id(layer)] = layer, (L, [], layer)
+        L, params, _ = layers[id(layer)]
         params.append((name, f"x{i}"))
         names.append((f"x{i}", L, name))
     return names, layers
@@ -281,9 +289,16 @@ def _commit(layers: dict, extra: tuple[str, ...] = ()) -> list[str]:
     """Each layer's step record, then every parameter and its state (and ``extra``)."""
     lines = ["    # the commit: each layer's step record, then every parameter and its state"]
     writes = []
-    for L, params in layers.values():
+    for L, params, layer in layers.values():
         record = ", ".join(f'"{name}": step{x[1:]}' for name, x in params)
-        lines.append(f'    {L}_step = {{**(getattr({L}, "step", None) or {{}}), {record}}}')
+        stepped = {name for name, _ in params}
+        if all(
+            getattr(layer, p, None) is None or p in stepped
+            for p in getattr(type(layer), "params", ())
+        ):
+            lines.append(f"    {L}_step = {{{record}}}  # (every parameter of {L} steps)")
+        else:  # the records of the others are kept
+            lines.append(f'    {L}_step = {{**(getattr({L}, "step", None) or {{}}), {record}}}')
         writes.append(f"{L}.step = {L}_step")
         for name, x in params:
             writes += [f"{L}.{name} = {x}_new", f"leaf{x[1:]}.state = state{x[1:]}"]
