@@ -2,9 +2,12 @@
 
 `tinyvec bench` says how the whole step compares with hand-written NumPy; this script says
 which part of it costs what, for whoever works on the speed: the written program's forward
-and backward pass, the loss as a graph node, the parameters as Tensors, the written update,
-and what the default step adds to the compiled one (the gradient Tree, built and read). Each phase runs alone in a loop (median of interleaved rounds, one BLAS
-thread, one CPU), with NumPy's whole step in the same rounds for scale. Phases measured alone
+and backward pass, the loss as a graph node or as its parts (`tv.compile(tv.mse, …)`), the
+parameters as Tensors, the written update, what the default step adds to the compiled one
+(the gradient Tree, built and read), and the bare pieces of a compiled `tv.mse` step called
+with no check and no hold of Ctrl-C (the floor of a step that keeps every record and
+replaces the parameters). Each phase runs alone in a loop (median of interleaved rounds, one
+BLAS thread, one CPU), with NumPy's whole step in the same rounds for scale. Phases measured alone
 do not add up exactly to the step (caches, the allocator), and the machine's speed varies:
 compare phases from one run only.
 
@@ -50,8 +53,9 @@ def main() -> int:
         os.execv(sys.executable, [sys.executable, *sys.argv])
 
     import tinyvec as tv
+    from tinyvec.engine.losses import parts
     from tinyvec.engine.plan import plan_of
-    from tinyvec.engine.tensor import Tensor
+    from tinyvec.engine.tensor import Tensor, seed
     from tinyvec.experiments import bench
     from tinyvec.optimise.training import model_gradient, set_all, track
 
@@ -75,6 +79,24 @@ def main() -> int:
     leaves = update.leaves(state.tree)
     tree = plan.tree(grads)
     numpy_step = bench.numpy_step(spec, x, y, "float64")
+    twin = bench.tinyvec_model(spec, "float64")
+    twin_state = tv.setup(tv.Descent(1e-6), twin)
+    written = tv.compile(tv.mse, twin, twin_state)
+    written(x, y)
+    twin_program = next(iter(plan_of(twin).fused.values()))
+    twin_update = twin_state.written[2]
+
+    def loss_parts() -> None:
+        forward, vjp = parts(tv.mse)(out, y)
+        L = forward(out)
+        vjp(seed(L), L, out)
+
+    def bare_step() -> None:
+        o, s = twin_program.forward(x, *twin_program.params())
+        forward, vjp = parts(tv.mse)(o, y)
+        L = forward(o)
+        g = twin_program.backward(vjp(seed(L), L, o), s)[1:]
+        twin_update.update(g, twin_update.leaves(twin_state.tree), (), True)
 
     def loss_node() -> None:
         tv.mse(Tensor(out), y).backward()
@@ -87,13 +109,19 @@ def main() -> int:
     phases = {
         "NumPy, the whole step (scale)": numpy_step,
         "tinyvec default step": lambda: tv.update(state, model, tv.gradient(loss, model)),
-        "tinyvec compiled step": lambda: compiled(x, y),
+        "tinyvec compiled step, tv.mse": lambda: written(x, y),
+        "  its bare pieces (no checks, no hold of Ctrl-C)": bare_step,
+        "    the loss's parts, forward and vjp": loss_parts,
+        "tinyvec compiled step, a loss function": lambda: compiled(x, y),
         "  the gradient, as a list (model_gradient)": lambda: model_gradient(loss, model),
         "    forward (written program)": lambda: program.forward(x, *params),
         "    backward (written program)": lambda: program.backward(out, saved),
         "    the loss as a graph node, forward and backward": loss_node,
         "    the parameters as Tensors while the loss runs, and back": parameters_as_tensors,
         "  update (written program)": lambda: update.update(grads, leaves),
+        "  update (written program), the gradients not checked": lambda: update.update(
+            grads, leaves, (), True
+        ),
         "  the Leafs read from the optimiser state's tree": lambda: update.leaves(state.tree),
         "what the default step adds:": lambda: None,
         "  the gradient as a Tree (plan.tree)": lambda: plan.tree(grads),
