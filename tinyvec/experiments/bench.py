@@ -302,7 +302,7 @@ def jax_step(spec, x, y, dtype: str) -> Callable[[], Any] | None:
     return step
 
 
-IMPLEMENTATIONS = {
+IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {
     "numpy (by hand)": numpy_step,
     "tinyvec": tinyvec_step,
     "tinyvec compiled": compiled_step,
