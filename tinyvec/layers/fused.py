@@ -397,8 +397,8 @@ def fused_call(chain: Any, x: Any) -> Any:
             arrays.append(p)
     try:
         out, saved = program.forward(O, *arrays)
-    except (Fallback, ValueError, TypeError):  # (a parameter of another shape: the layers say
-        return None  # it well)
+    except (Fallback, ValueError, TypeError):
+        return None  # (a parameter of another shape: the layers say it well)
     if not tracked:
         return out
     if not grad_enabled():

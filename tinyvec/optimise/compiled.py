@@ -57,7 +57,7 @@ class CompiledStep:
         if not callable(loss):
             raise TypeError(f"compile takes a loss function loss(model, *batch), got {loss!r}")
         self.loss, self.model, self.state = model_loss(loss), model, state
-        self._parts = parts(loss)  # a loss of tv's own, written into the step (or None)
+        self._loss, self._parts = loss, parts(loss)  # a loss of tv's own: its parts (or None)
         self._plan: Plan | None = None
 
     def __repr__(self) -> str:
@@ -85,7 +85,7 @@ class CompiledStep:
         fused = self._plan.fused if self._plan is not None else {}
         programs = [p.source for p in fused.values() if isinstance(p, Program)][-1:]
         if programs and self._parts is not None:
-            name = self.loss.__name__.split("(")[0]
+            name = self._loss.__name__
             programs.insert(0, _STEP.format(loss=name, L=f"L = {name}(out, y)"))
         written = self.state.written
         if written is not None and written[0] is self._plan and written[2] is not None:
