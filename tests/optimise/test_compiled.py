@@ -386,3 +386,29 @@ def test_train_takes_a_loss_of_its_own_compiled_or_not():
         )
         runs.append((history, [getattr(la, n).tobytes() for _, la, n in tv.trainables(m)]))
     assert runs[0] == runs[1] == runs[2]
+
+
+def test_every_road_gives_the_same_step_on_every_array_library(xp):
+    """tv.compile(tv.mse), tv.compile of a loss function and the default step, on NumPy,
+    array-api-strict and (with a GPU) CuPy: the same loss and weights, bit for bit."""
+    from tinyvec.backend import to_numpy
+
+    def make():
+        return tv.to(xp, tv.Chain(tv.Dense(3, 4, tv.tanh, rng=0), tv.Dense(4, 2, rng=1)))
+
+    models = [make() for _ in range(3)]
+    states = [tv.setup(tv.Momentum(0.1), m) for m in models]
+    steps = [tv.compile(tv.mse, models[0], states[0]), tv.compile(loss, models[1], states[1])]
+    x = xp.asarray(np.linspace(-1, 1, 15).reshape(3, 5))
+    y = xp.asarray(np.zeros((2, 5)))
+    for _ in range(3):
+        values = [step(x, y) for step in steps]
+        value, grads = tv.withgradient(lambda m: loss(m, x, y), models[2])
+        tv.update(states[2], models[2], grads)
+        values.append(value)
+        assert len({to_numpy(v).tobytes() for v in values}) == 1
+    weights = {
+        b"".join(to_numpy(getattr(la, n)).tobytes() for _, la, n in tv.trainables(m))
+        for m in models
+    }
+    assert len(weights) == 1 and steps[0].fallback is None
