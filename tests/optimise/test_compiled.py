@@ -412,3 +412,32 @@ def test_every_road_gives_the_same_step_on_every_array_library(xp):
         for m in models
     }
     assert len(weights) == 1 and steps[0].fallback is None
+
+
+def _softsign(A):
+    return A / (1 + abs(A))
+
+
+def _softsign_f32(g, A, O):  # a backprop of one's own that drifts to float32
+    return (g / (1 + abs(A)) ** 2).astype(np.float32)
+
+
+def test_an_activation_of_ones_own_keeps_the_gradients_checked():
+    """Its backprop may return another dtype (here: ∂L/∂b^1 comes out float32) or shape: the
+    written update must check the gradients then, and the step stays the default one, bit for
+    bit."""
+    softsign = tv.Activation("softsign", _softsign, None, backprop=_softsign_f32)
+
+    def make():
+        return tv.Chain(tv.Dense(3, 4, softsign, rng=0), tv.Dense(4, 2, rng=1))
+
+    step = written_and_traced(make, np.linspace(-1, 1, 15).reshape(3, 5), np.zeros((2, 5)), tv.mse)
+    program = next(iter(step._plan.fused.values()))
+    assert not program.exact_grads
+    assert next(iter(two_layers_program().values())).exact_grads
+
+
+def two_layers_program():
+    m = two_layers()
+    tv.compile(tv.mse, m, tv.setup(tv.Descent(0.1), m))(np.ones((3, 5)), np.zeros((2, 5)))
+    return tv.engine.plan.plan_of(m).fused

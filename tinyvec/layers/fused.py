@@ -79,15 +79,18 @@ class Program:
     - ``forward(v0, *param arrays) -> (output, saved)``, recording on the layers;
     - ``backward(g, saved) -> [∂L/∂v0 or None, ∂L/∂param₁, …]``, recording δ^k;
     - ``paths``: the parameters' `tv.trainables` paths, in the same order;
-    - ``complete``: whether every parameter gets a gradient (an array, never None).
+    - ``exact_grads``: whether ∂L/∂(output) of the output's dtype and shape gives every
+      parameter a gradient of its own dtype and shape, by construction (every parameter is
+      reached, and every activation's derivative is a built-in formula, not a function).
     """
 
-    __slots__ = ("backward", "complete", "forward", "params", "paths", "scope", "source")
+    __slots__ = ("backward", "exact_grads", "forward", "params", "paths", "scope", "source")
 
     def __init__(
-        self, source: str, scope: dict[str, Any], paths: list[str], complete: bool = True
+        self, source: str, scope: dict[str, Any], paths: list[str], exact_grads: bool = False
     ) -> None:
-        self.source, self.scope, self.paths, self.complete = source, scope, paths, complete
+        self.source, self.scope, self.paths = source, scope, paths
+        self.exact_grads = exact_grads
         exec(compile(source, "<tinyvec program>", "exec"), scope)  # our own generated code
         self.params: Callable[[], list[Any]] = scope["params"]
         self.forward: Callable[..., tuple[Any, Any]] = scope["forward"]
@@ -125,7 +128,7 @@ class _Writer:
         self.numpy = type(x).__module__ == "numpy"
         self.count = 0
         self.dtype = x.dtype
-        self.complete = True  # every parameter gets a gradient
+        self.exact_grads = True  # (see Program)
 
     def value(self, rows: int, tracked: bool) -> str:
         self.count += 1
@@ -241,6 +244,7 @@ class _Writer:
             bp = _fill(formula[1], A=A, O=out)  # (g: filled in by the backward pass)
         else:
             f = f"{self.const(f'sigma{k}', sigma.f)}({A})"
+            self.exact_grads = False  # (a derivative of your own may change dtype or shape)
             bp = None
             if sigma.derivative is not None:
                 bp = f"{self.const(f'backprop{k}', sigma.backprop)}(g, {A}, {out})"
@@ -324,7 +328,7 @@ class _Writer:
                 d = f"d{k}"
                 grads[k] = [f"gW{k}"] + ([f"gb{k}"] if bias else [])
                 if res not in has:  # the output reached no loss: no gradient
-                    self.complete = False
+                    self.exact_grads = False
                     lines.append(f"    {' = '.join(grads[k])} = None")
                     continue
                 lines.append(f"    # {L}: layer {k}")
@@ -356,7 +360,7 @@ def write_program(plan: Plan, x: Any, input_grad: bool = False) -> Program:
     pass also gives ∂L/∂x); raises `Fallback` when it cannot be written."""
     writer = _Writer(plan, x, input_grad)
     lines, scope, paths = writer.write()
-    return Program("\n".join(lines) + "\n", scope, paths, writer.complete)
+    return Program("\n".join(lines) + "\n", scope, paths, writer.exact_grads)
 
 
 # --- the fused call -------------------------------------------------------------------------

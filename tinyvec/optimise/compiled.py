@@ -148,9 +148,10 @@ class CompiledStep:
         g = vjp(seed(L), L, out)  # ∂L/∂ŷ
         grads = program.backward(g, saved)[1:]
         # the program's gradients have the parameters' type, dtype and shape when ∂L/∂ŷ has
-        # the output's (a float64 target for a float32 model makes float64 ones)
+        # the output's (a float64 target for a float32 model makes float64 ones) and the
+        # program says so (`Program.exact_grads`)
         trusted = (
-            program.complete
+            program.exact_grads
             and type(g) is type(out)
             and g.dtype is out.dtype
             and g.shape == out.shape
