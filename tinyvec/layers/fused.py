@@ -42,7 +42,7 @@ from ..engine.plan import Plan, plan_of
 from ..engine.tensor import Tensor, data, grad_enabled, setting
 from .dense import Dense, _forward_override
 
-__all__ = ["Fallback", "Program", "fused_call", "program_for", "unfused", "write_program"]
+__all__ = ["Fallback", "Program", "fused_call", "fusing", "program_for", "unfused", "write_program"]
 
 # Per context, like `no_grad`: another thread's `unfused()` block changes nothing here.
 _fusing: contextvars.ContextVar[bool] = contextvars.ContextVar("tinyvec_fused", default=True)
@@ -364,12 +364,16 @@ def write_program(plan: Plan, x: Any, input_grad: bool = False) -> Program:
 
 
 # --- the fused call -------------------------------------------------------------------------
+def fusing() -> bool:
+    """Whether Chains run as their programs here: not inside `unfused` or a δ-rule's sweep
+    (which replaces Dense's forward pass). Asked first, before any work on the model."""
+    return _fusing.get() and _forward_override.get() is None
+
+
 def program_for(plan: Plan, O: Any, tensor_in: bool = False) -> Program | None:
     """The program of ``plan``'s Chain for input array ``O`` (written at the first call of its
-    kind), or None: the Chain runs layer by layer (`unfused`, a δ-rule's sweep, an input that
-    is not features × batch, a model it cannot write; see the module text)."""
-    if not _fusing.get() or _forward_override.get() is not None:
-        return None
+    kind), or None: the Chain runs layer by layer (an input that is not features × batch, a
+    model it cannot write; see the module text). Only where `fusing`."""
     if getattr(O, "ndim", None) != 2:
         return None
     key = (type(O), O.dtype, O.shape[0], tensor_in)
@@ -386,6 +390,8 @@ def program_for(plan: Plan, O: Any, tensor_in: bool = False) -> Program | None:
 def fused_call(chain: Any, x: Any) -> Any:
     """``chain(x)`` through its program, as one graph node; None when it must run layer by
     layer (see the module text)."""
+    if not fusing():
+        return None
     tensor_in = type(x) is Tensor
     O = x.data if tensor_in else x
     program = program_for(plan_of(chain), O, tensor_in)

@@ -37,7 +37,7 @@ from ..engine.losses import model_loss, parts
 from ..engine.plan import Plan, plan_of
 from ..engine.tensor import Tensor, grad_enabled, seed
 from ..layers.containers import Chain
-from ..layers.fused import Fallback, Program, program_for
+from ..layers.fused import Fallback, Program, fusing, program_for
 from .training import OptState, _written, interrupts_deferred, model_gradient, update
 
 __all__ = ["CompiledStep", "compile_step"]
@@ -127,7 +127,7 @@ class CompiledStep:
         ``∂L/∂ŷ`` and the backward pass, the very functions the graph nodes run, without the
         graph. None: not this kind of step (the graph's road computes it, and says what is
         wrong)."""
-        if len(batch) != 2 or type(self.model) is not Chain or not grad_enabled():
+        if len(batch) != 2 or type(self.model) is not Chain or not grad_enabled() or not fusing():
             return None
         x, y = batch
         plan = self._plan = plan_of(self.model, self._plan)
