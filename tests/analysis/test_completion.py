@@ -190,7 +190,11 @@ def test_noise_floor_and_drift_through_classify_trajectory(seed, slope):
     0.4·100/300 ≈ 0.13, above τ = 0.01·(1 + 1) = 0.02.)"""
     rng = np.random.default_rng(seed)
     n = 300
-    params = [np.array([1.0, -2.0]) + 0.05 * rng.standard_normal(2) for _ in range(n)]
+    # fresh noise every step on a circle of radius 0.05 around the fixed point, turning by at
+    # least a quarter turn: every step moves by at least 0.05·√2, a residual ≥ 0.03 (Gaussian
+    # noise made a step below eps in about 1 case of 2,000, a flaky test)
+    phi = np.cumsum(rng.uniform(np.pi / 2, 3 * np.pi / 2, n))
+    params = [np.array([1.0, -2.0]) + 0.05 * np.array([np.cos(a), np.sin(a)]) for a in phi]
     noise = np.stack([0.001 * rng.standard_normal(n), _ou(n, rng, sigma=0.001)], axis=1)
     at_floor = 1.0 + noise
     drifting = at_floor + np.outer(np.linspace(0, slope, n), [1.0, 0.0])
