@@ -3,17 +3,24 @@ quantities of vector analysis (O^{k-1}, A^k, δ^k, ΔW^k) at every step.
 
 Map of the package:
 
-- `engine`: Tensor and tracing, the derivative table (`ops`), activations, losses, and
-  `gradcheck` (the engine's gradient against finite differences);
-- `layers`: the layer protocol, Dense, Chain / SkipConnection / Parallel, initialisers;
-- `optimise`: optimiser rules, gradient / setup / update / train;
+The reference road, the definition of every number:
+
+- `engine`: Tensor and tracing, the derivative table (`ops`), activations, losses;
+- `layers`: the layer protocol and the walk over a model, Dense, Chain / SkipConnection /
+  Parallel, initialisers;
+- `optimise`: optimiser rules, gradient / setup / update (the atomic commit) / train;
+
+The fast road, `fast` (the same numbers, sooner; ``with tv.fast.off():`` turns it off), which
+the reference road knows only through `seam`. On top of both:
+
+- `gradcheck` (the engine's gradient against finite differences);
 - `deltarules`: δ-rules (compensation, orthogonalization of activation vectors);
 - `analysis`: vector analysis of a step, neural collapse, training completion;
 - `experiments` (the ``tinyvec`` commands) and `plots`;
 - `recorder`, `io` (save / load), `devices` (to / gpu / cpu / f32 / f64), `backend`.
 """
 
-from . import analysis, ops
+from . import analysis, fast, ops
 from .deltarules import Compensation, DeltaRule, Orthogonalization, OrthogonalizationOverTime
 from .devices import cpu, f32, f64, gpu, to
 from .engine import (
@@ -33,7 +40,8 @@ from .engine import (
     softplus,
     tanh,
 )
-from .engine.gradcheck import GradcheckError, GradcheckReport, gradcheck
+from .fast import compile_step as compile  # noqa: A004, RUF100 - tv.compile, as torch.compile
+from .gradcheck import GradcheckError, GradcheckReport, gradcheck
 from .engine.ops import concat, vcat
 from .io import load, save
 from .layers import (
@@ -76,7 +84,6 @@ from .optimise import (
     update,
     withgradient,
 )
-from .optimise import compile_step as compile  # noqa: A004, RUF100 - tv.compile, as torch.compile
 from .recorder import Recorder
 
 __version__ = "0.1.0"
@@ -122,6 +129,7 @@ __all__ = [
     "dense_layers",
     "f32",
     "f64",
+    "fast",
     "fmap",
     "gelu",
     "glorot_normal",

@@ -194,7 +194,7 @@ def test_the_rewritten_gradients_are_stepped_and_committed_with_the_records(
     model, (x, y) = small(), data()
     state = tv.setup(tv.Momentum(0.1), model, delta=delta)
     if written:  # the general code would raise
-        monkeypatch.setattr(training.PendingStep, "propose", None)
+        monkeypatch.setattr(training.Commit, "propose", None)
     for _ in range(2):
         tv.update(state, model, tv.gradient(lambda m: tv.mse(m(x), y), model))
 

@@ -14,10 +14,11 @@ stays δ^k). Optimisers: Descent,
 Momentum, Nesterov (adaptive ones such as Adam are refused, see `base.step_size`).
 """
 
-from .base import DeltaRule, LayerContext, step_size
+from .base import LayerContext, step_size
 from .compensation import Compensation
 from .orthogonalization import Orthogonalization
 from .orthogonalization_over_time import OrthogonalizationOverTime
+from .rule import DeltaRule, MemoryRule
 from .sweep import DeltaStep, check_rules
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "DeltaRule",
     "DeltaStep",
     "LayerContext",
+    "MemoryRule",
     "Orthogonalization",
     "OrthogonalizationOverTime",
     "check_rules",

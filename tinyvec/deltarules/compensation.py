@@ -39,7 +39,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import namespace
-from .base import DeltaRule, LayerContext
+from .base import LayerContext
+from .rule import DeltaRule
 
 VARIANTS = ("exact", "first_order")
 
@@ -69,6 +70,11 @@ class Compensation(DeltaRule):
                 f"Compensation: unknown variant {variant!r}, use one of {', '.join(VARIANTS)}"
             )
         self.kappa, self.variant = float(kappa), variant
+
+    @property
+    def sweep(self) -> str | None:  # type: ignore[override]
+        """The ΔO^{k-1} it needs: its variant; none at κ = 0 (plain backprop, no sweep)."""
+        return self.variant if self.kappa != 0 else None
 
     def rewrite(self, delta: Any, ctx: LayerContext) -> Any:
         if self.kappa == 0 or ctx.dO is None:

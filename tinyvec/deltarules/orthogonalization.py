@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from ..backend import namespace
-from .base import DeltaRule, LayerContext
+from .base import LayerContext
+from .rule import DeltaRule
 
 
 class Orthogonalization(DeltaRule):

@@ -55,7 +55,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import namespace
-from .base import LayerContext, MemoryRule
+from .base import LayerContext
+from .rule import MemoryRule
 
 
 class OrthogonalizationOverTime(MemoryRule):

@@ -31,9 +31,7 @@ Each Dense layer keeps δ^k in ``delta``, O^{k-1}, A^k, O^k of the gradient's fo
 ``input``, ``preact``, ``output`` (the sweep does not overwrite them), and δ̃^k in
 ``delta_used``. A Dense layer the sweep does not reach is updated without ΔO.
 
-Cost: what the δ-rules need of the model's structure (its containers; the check that no Dense
-layer is shared) is worked out once per `Plan` (`_Layout`), not at every step. The array work
-per layer is the rules' own (see each rule's module) plus the correction of the gradient
+Cost: the array work per layer is the rules' own (see each rule's module) plus the correction of the gradient
 above: one product (δ̃ − δ) Oᵀ and a sum over the batch. That correction could be avoided
 only by not forming δOᵀ in the backward pass when a δ-rule will rewrite δ (the gradient would
 then be δ̃Oᵀ plus the loss's other terms), a change to Dense's backward pass, not made here.
@@ -44,22 +42,23 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import namespace
-from ..engine.plan import Plan
 from ..engine.tensor import data
-from ..layers.dense import Dense, batch_sum, forward_override
+from ..layers.base import Node
+from ..layers.dense import Dense, affine, backprop_delta, forward_override
 from ..optimise.rules import Rule
-from ..optimise.training import PendingStep, set_all
-from .base import DeltaRule, LayerContext, MemoryRule, step_size
-from .compensation import Compensation
+from ..optimise.training import Commit, StepTransform, set_all
+from .base import LayerContext, step_size
 
 
-def check_rules(delta: Any, rule: Rule) -> tuple[DeltaRule, ...]:
+def check_rules(delta: Any, rule: Rule) -> tuple[Any, ...]:
     """The δ-rules given to `tv.setup` as a tuple, after checking them and the optimiser.
 
     ``delta`` is one δ-rule or a list of them, applied in the order given (Compensation then
-    Orthogonalization: aim each sample's move first, then solve for it). At most one
-    Compensation, whose variant decides what ΔO^{k-1} is. The optimiser must have a step size α
-    (see `tinyvec.deltarules.base.step_size`): Adam and other adaptive rules are refused.
+    Orthogonalization: aim each sample's move first, then solve for it). At most one rule that
+    needs a sweep (``rule.sweep``: a Compensation), whose variant decides what ΔO^{k-1} is; a
+    rule that remembers (``rule.remembers``: a `MemoryRule`) comes last. The optimiser must
+    have a step size α (see `tinyvec.deltarules.base.step_size`): Adam and other adaptive
+    rules are refused.
 
     >>> import tinyvec as tv
     >>> from tinyvec.deltarules import Compensation, Orthogonalization
@@ -71,17 +70,17 @@ def check_rules(delta: Any, rule: Rule) -> tuple[DeltaRule, ...]:
     ValueError: δ-rules need an optimiser whose step is α·gradient ...
     """
     rules = tuple(delta) if isinstance(delta, list | tuple) else (delta,)
-    for r in rules:
-        if not isinstance(r, DeltaRule):
+    for r in rules:  # (the protocol of `tinyvec.deltarules.rule.DeltaRule`)
+        if not (isinstance(r, StepTransform) and hasattr(r, "rewrite")):
             raise TypeError(
                 f"delta= takes δ-rules such as tv.Compensation(0.2) or tv.Orthogonalization(), "
                 f"or a list of them; got {r!r}"
             )
-    if sum(isinstance(r, Compensation) for r in rules) > 1:
+    if sum(r.sweep is not None for r in rules) > 1:
         raise ValueError(f"at most one Compensation per update, got {list(rules)}")
-    if any(isinstance(r, MemoryRule) for r in rules[:-1]):
+    if any(r.remembers for r in rules[:-1]):
         raise ValueError(
-            f"{next(r for r in rules if isinstance(r, MemoryRule))!r} changes the inputs the "
+            f"{next(r for r in rules if r.remembers)!r} changes the inputs the "
             f"step is taken on, so it must be the last δ-rule of the list, got {list(rules)}"
         )
     if rules:
@@ -108,28 +107,22 @@ class DeltaStep:
         self.rules = check_rules(rules, rule)
         self.alpha = step_size(rule)
         self.memory: dict[tuple[int, str], Any] = {}
-        self._remembers = any(isinstance(r, MemoryRule) for r in self.rules)
-        compensation = next((r for r in self.rules if isinstance(r, Compensation)), None)
+        self.remembers = any(r.remembers for r in self.rules)
         # the sweep's variant, or None: no sweep (no Compensation, or κ = 0)
-        self._sweep_variant = (
-            compensation.variant if compensation is not None and compensation.kappa != 0 else None
-        )
-        self._layout: _Layout | None = None  # of the last plan seen
+        self.sweep = next((r.sweep for r in self.rules if r.sweep is not None), None)
 
     def __repr__(self) -> str:
         return f"DeltaStep({list(self.rules)!r}, alpha={self.alpha!r})"
 
     def rewrite(
-        self, entries: list[tuple[Any, ...]], plan: Plan, model: Any, step: PendingStep
+        self, entries: list[tuple[Any, ...]], model: Any, step: Commit, walked: list[Node]
     ) -> tuple[list[Any], list[tuple[Any, str, Any]]]:
         """The gradients of the step, in the order of ``entries`` (path, layer, name,
         gradient, Leaf), every Dense layer's rewritten with its δ̃^k; and what to record with
         the step's commit: each Dense layer's δ̃^k (``delta_used``) and the memories. Nothing
         is written (the sweep's temporary values are put back); the sweep takes the steps
-        whose new values it runs the model with in ``step``."""
-        layout = self._layout
-        if layout is None or layout.plan is not plan:  # a plan is remade when the model changes
-            layout = self._layout = _Layout(plan)
+        whose new values it runs the model with in ``step``. ``walked``: the model's `nodes`."""
+        containers = _containers(walked)
         grads = [entry[3] for entry in entries]
         records: list[tuple[Any, str, Any]] = []
         targets: dict[int, _Target] = {}
@@ -148,21 +141,21 @@ class DeltaStep:
                 plain.append((path, layer, name, leaf, g))
         for target in targets.values():
             _check_recorded(target.layer)
-        variant = self._sweep_variant
+        variant = self.sweep
         if variant is not None and not hasattr(model, "input"):
             raise ValueError(
                 f"Compensation reruns the forward pass from model.input, and "
                 f"{type(model).__name__} does not keep its input: put the model in a tv.Chain"
             )
         # the memories after this step: a new dict, committed with the step
-        memory = dict(self.memory) if self._remembers else None
+        memory = dict(self.memory) if self.remembers else None
         rewriting = _Rewriting(self, step, grads, records, memory)
         if variant is not None:
             moved = [
                 (layer, name, step.propose(path, layer, name, leaf, g))
                 for path, layer, name, leaf, g in plain
             ]
-            self._sweep(rewriting, model, layout.containers, moved, targets, variant)
+            self._sweep(rewriting, model, containers, moved, targets, variant)
         for target in targets.values():  # all, or those the sweep did not reach
             if not target.done:
                 rewriting.dense(target, None, False)
@@ -204,7 +197,7 @@ class _Rewriting:
     __slots__ = ("grads", "memory", "records", "step", "transform")
 
     def __init__(
-        self, transform: DeltaStep, step: PendingStep, grads: list, records: list, memory: Any
+        self, transform: DeltaStep, step: Commit, grads: list, records: list, memory: Any
     ) -> None:
         self.transform, self.step, self.grads = transform, step, grads
         self.records, self.memory = records, memory
@@ -218,7 +211,7 @@ class _Rewriting:
         ctx = LayerContext(layer.weight, O, dO, transform.alpha, target.bias)
         used, inputs = delta, None  # inputs: Ō = [O; 1] as rewritten by a MemoryRule
         for i, rule in enumerate(transform.rules):
-            if isinstance(rule, MemoryRule):
+            if rule.remembers:
                 key = (i, entries[0][1].rsplit(".", 1)[0])  # the layer's path
                 memory = self.memory
                 used, inputs, memory[key] = rule.rewrite_remembering(used, ctx, memory.get(key))
@@ -234,11 +227,11 @@ class _Rewriting:
             if unchanged:
                 pass
             elif inputs is None:  # g + (δ̃ − δ) Oᵀ; the bias: + Σ_batch (δ̃ − δ)
-                g = g + (change @ O.mT if name == "weight" else batch_sum(change))
+                g = g + (change @ O.mT if name == "weight" else _batch_sum(change))
             elif name == "weight":  # g + δ̃ Õᵀ − δ Oᵀ, Õ the inputs as the MemoryRule rewrote them
                 g = g + (used @ inputs[: O.shape[0], :].mT - delta @ O.mT)
             else:  # the bias: the row of ones of Ō, rewritten
-                g = g + (used @ inputs[O.shape[0], :] - batch_sum(delta))
+                g = g + (used @ inputs[O.shape[0], :] - _batch_sum(delta))
             self.grads[i] = g
             if sweep:  # the sweep runs the updated layer: its step is taken now
                 new = self.step.propose(path, layer, name, leaf, g)
@@ -248,22 +241,21 @@ class _Rewriting:
                     target.bias_value = new
 
 
-class _Layout:
-    """What the δ-rules need of a model's plan, worked out once per plan (a plan stays the
-    same object while the model keeps its structure): the containers, whose recorded inputs
-    the sweep puts back. Making it also checks that no Dense layer is shared."""
+def _containers(walked: list[Node]) -> list[Any]:
+    """The layers other than Dense (whose recorded inputs the sweep puts back), after checking
+    that no Dense layer is shared."""
+    dense = [node.layer for node in walked if isinstance(node.layer, Dense)]
+    if len({id(d) for d in dense}) != len(dense):
+        raise ValueError(
+            "δ-rules need every Dense layer once in the model: a shared Dense layer has one "
+            "recorded δ^k and O^{k-1} for several uses"
+        )
+    return [node.layer for node in walked if not isinstance(node.layer, Dense)]
 
-    __slots__ = ("containers", "plan")
 
-    def __init__(self, plan: Plan) -> None:
-        dense = [node.layer for node in plan.nodes if isinstance(node.layer, Dense)]
-        if len({id(d) for d in dense}) != len(dense):
-            raise ValueError(
-                "δ-rules need every Dense layer once in the model: a shared Dense layer has one "
-                "recorded δ^k and O^{k-1} for several uses"
-            )
-        self.plan = plan
-        self.containers = [n.layer for n in plan.nodes if not isinstance(n.layer, Dense)]
+def _batch_sum(x: Any) -> Any:
+    """Σ_batch x (over axis 1), as Dense's ∂L/∂b^k."""
+    return namespace(x).sum(x, axis=1)
 
 
 class _Target:
@@ -302,23 +294,17 @@ class _Override:
             x = namespace(x).astype(x, W.dtype)
         target = self.targets.get(id(layer))
         if target is None or target.done:  # not trained (or no gradient): the plain forward
-            return layer.sigma.f(_affine(W, b, x))
+            return layer.sigma.f(affine(W, b, x))
         O = layer.input
         self.rewriting.dense(target, None if x is O else x - O, True)
         self.remaining -= 1
         if not self.remaining:
             raise _SweepDone
-        A_new = _affine(target.weight, target.bias_value, x)  # Ã^k = W̃^k Õ^{k-1} + b̃^k
-        if self.exact or layer.sigma.derivative is None:  # identity: both variants agree
+        A_new = affine(target.weight, target.bias_value, x)  # Ã^k = W̃^k Õ^{k-1} + b̃^k
+        if self.exact:
             return layer.sigma.f(A_new)
-        A, out = layer.preact, layer.output
-        return out + layer.sigma.derivative(A, out) * (A_new - A)
-
-
-def _affine(W: Any, b: Any, O: Any) -> Any:
-    """W O + b on plain arrays, recording nothing on the layer."""
-    A = W @ O
-    return A if b is None else A + b[:, None]
+        A, out = layer.preact, layer.output  # Õ^k ≈ O^k + σ′(A^k) ⊙ (Ã^k − A^k)
+        return out + backprop_delta(layer.sigma, A_new - A, A, out)
 
 
 def _check_recorded(layer: Dense) -> None:

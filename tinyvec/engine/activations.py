@@ -1,6 +1,6 @@
 """Activation functions σ. Each is its formula beside its derivative σ′, written in terms
 of the pre-activation A and the output O = σ(A) (whichever is cheaper): Dense uses σ′ to
-form δ^k = ∂L/∂O^k ⊙ σ′(A^k) in its fused backward pass.
+form δ^k = ∂L/∂O^k ⊙ σ′(A^k) in its backward pass.
 
     >>> import numpy as np, tinyvec as tv
     >>> tv.relu(np.array([-1.0, 2.0]))
@@ -132,18 +132,6 @@ softplus = Activation(
 gelu = Activation("gelu", _gelu, _gelu_derivative)
 
 ACTIVATIONS = {a.name: a for a in (identity, tanh, atan, relu, leakyrelu, sigmoid, softplus, gelu)}
-
-# The same formulas as source text, σ(A) and g ⊙ σ′(A) with the operations in the same order
-# as above (so the same numbers, bit for bit), for the programs `tinyvec.layers.fused` writes:
-# there they read like the formulas and cost no function call per layer.
-FORMULAS = {
-    identity: ("A", "g"),
-    tanh: ("xp.tanh(A)", "g * (1 - O * O)"),
-    atan: ("xp.atan(A)", "g / (1 + A * A)"),
-    relu: ("xp.maximum(A, 0.0)", "g * xp.astype(A > 0, A.dtype)"),
-    sigmoid: ("0.5 * xp.tanh(0.5 * A) + 0.5", "g * (O * (1 - O))"),
-}
-
 
 def activation(sigma: Any) -> Activation:
     """Look up σ by object or name; anything else is a clear error."""

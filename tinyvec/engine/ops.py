@@ -331,6 +331,62 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# --- Tensor's operators: each is an op of this table ----------------------------------------
+# (given to the class here, where the ops are defined, so that tensor.py needs nothing of them)
+def _swap(op: Any) -> Any:
+    """``other ∘ self`` for the reflected operators (``2 * x`` calls ``x.__rmul__(2)``)."""
+    return lambda self, other: op(other, self)
+
+
+def _transpose(x: Tensor) -> Tensor:
+    if x.ndim != 2:
+        raise ValueError(f".T is for matrices; use .mT or reshape for shape {x.shape}")
+    return matrix_transpose(x)
+
+
+_NUMPY_NAMES = {"concatenate": "concat", "transpose": "matrix_transpose", "multiply": "mul"}
+
+
+def _numpy_refused(self: Tensor, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+    """``np.mean(t)`` on a Tensor: NumPy would record no vjp, so say what to use instead."""
+    name = _NUMPY_NAMES.get(func.__name__, func.__name__)
+    instead = (
+        f"tv.ops.{name}"
+        if name in _PUBLIC_ALIASES or name in __all__
+        else "a tv.ops function, or tv.ops.primitive(forward, vjp) for an op of your own"
+    )
+    raise TypeError(
+        f"np.{func.__name__} got a tv.Tensor: NumPy cannot record its gradient; use {instead} "
+        "(or .data for a plain array that takes no part in the gradient)"
+    )
+
+
+_OPERATORS = {
+    "__add__": add,
+    "__radd__": _swap(add),
+    "__sub__": sub,
+    "__rsub__": _swap(sub),
+    "__mul__": mul,
+    "__rmul__": _swap(mul),
+    "__truediv__": div,
+    "__rtruediv__": _swap(div),
+    "__pow__": power,
+    "__rpow__": _swap(power),
+    "__matmul__": matmul,
+    "__rmatmul__": _swap(matmul),
+    "__neg__": neg,
+    "__getitem__": getitem,
+    "mT": property(matrix_transpose),  # the array API's names
+    "T": property(_transpose),
+    "sum": lambda self, axis=None, keepdims=False: reduce_sum(self, axis=axis, keepdims=keepdims),
+    "mean": lambda self, axis=None, keepdims=False: mean(self, axis=axis, keepdims=keepdims),
+    "reshape": lambda self, *shape: reshape(self, shape[0] if len(shape) == 1 else shape),
+    "__array_function__": _numpy_refused,
+}
+for _name, _operator in _OPERATORS.items():
+    setattr(Tensor, _name, _operator)
+
+
 __all__ = [
     "Tensor",
     "absolute",

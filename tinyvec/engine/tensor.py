@@ -59,7 +59,8 @@ class Tensor:
     maps the cotangent of ``data`` to one cotangent per parent (None: no gradient), and ``op``,
     the name of the op that made it. After `backward`, ``grad`` holds ∂L/∂data.
 
-    The operators below are the ops of `tinyvec.engine.ops` (``x + y`` is ``ops.add(x, y)``).
+    Its operators are the ops of `tinyvec.engine.ops`, which gives them to the class (``x + y``
+    is ``ops.add(x, y)``, ``x.sum()`` is ``ops.reduce_sum(x)``).
 
     >>> import numpy as np, tinyvec as tv
     >>> x = tv.Tensor(np.array([1.0, 2.0]))
@@ -112,68 +113,6 @@ class Tensor:
     def __float__(self) -> float:
         return float(self.data)
 
-    # --- operators: each is an op of the derivative table -----------------------------------
-    def __add__(self, other: Any) -> Tensor:
-        return ops.add(self, other)
-
-    def __radd__(self, other: Any) -> Tensor:
-        return ops.add(other, self)
-
-    def __sub__(self, other: Any) -> Tensor:
-        return ops.sub(self, other)
-
-    def __rsub__(self, other: Any) -> Tensor:
-        return ops.sub(other, self)
-
-    def __mul__(self, other: Any) -> Tensor:
-        return ops.mul(self, other)
-
-    def __rmul__(self, other: Any) -> Tensor:
-        return ops.mul(other, self)
-
-    def __truediv__(self, other: Any) -> Tensor:
-        return ops.div(self, other)
-
-    def __rtruediv__(self, other: Any) -> Tensor:
-        return ops.div(other, self)
-
-    def __pow__(self, other: Any) -> Tensor:
-        return ops.power(self, other)
-
-    def __rpow__(self, other: Any) -> Tensor:
-        return ops.power(other, self)
-
-    def __matmul__(self, other: Any) -> Tensor:
-        return ops.matmul(self, other)
-
-    def __rmatmul__(self, other: Any) -> Tensor:
-        return ops.matmul(other, self)
-
-    def __neg__(self) -> Tensor:
-        return ops.neg(self)
-
-    def __getitem__(self, index: Any) -> Tensor:
-        return ops.getitem(self, index)
-
-    @property
-    def mT(self) -> Tensor:  # the array API's name
-        return ops.matrix_transpose(self)
-
-    @property
-    def T(self) -> Tensor:  # the array API's name
-        if self.ndim != 2:
-            raise ValueError(f".T is for matrices; use .mT or reshape for shape {self.shape}")
-        return ops.matrix_transpose(self)
-
-    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return ops.reduce_sum(self, axis=axis, keepdims=keepdims)
-
-    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return ops.mean(self, axis=axis, keepdims=keepdims)
-
-    def reshape(self, *shape: Any) -> Tensor:
-        return ops.reshape(self, shape[0] if len(shape) == 1 else shape)
-
     def backward(self, grad: Any = None) -> None:
         """Accumulate ∂self/∂t into ``t.grad`` for every Tensor t this one depends on."""
         if grad is None:
@@ -190,12 +129,9 @@ class Tensor:
                     parent.grad = g if parent.grad is None else parent.grad + g
 
 
-_NUMPY_SCALARS = {np.ndarray, np.float64, np.float32}  # what a NumPy loss is
-
-
 def seed(loss: Any) -> Any:
     """∂L/∂L = 1, of the scalar array ``loss``'s kind and dtype: where `backward` starts."""
-    if type(loss) in _NUMPY_SCALARS:  # (what NumPy's ones_like wraps in Python)
+    if isinstance(loss, np.generic):  # a NumPy reduction gives a scalar, not a 0-d array
         return np.array(1, loss.dtype)
     return namespace(loss).ones_like(loss)
 
@@ -260,15 +196,10 @@ def primitive(
 
     op.__name__ = op.__qualname__ = op_name
     op.__doc__ = forward.__doc__
+    op.__module__ = getattr(forward, "__module__", None) or __name__  # where help() finds it
     try:
         op.__signature__ = inspect.signature(forward)  # type: ignore[attr-defined]
     except (TypeError, ValueError):  # a builtin without a signature: keep (*args, **kw)
         pass
     op.__wrapped_forward__ = forward  # type: ignore[attr-defined]
     return op
-
-
-# At the bottom: `ops` builds on `Tensor` and `primitive` above, and the operators of
-# `Tensor` call into `ops` only when they run.
-
-from . import ops  # noqa: E402

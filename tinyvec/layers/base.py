@@ -16,16 +16,29 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..backend import namespace
-from ..engine.plan import CACHE, plan_of
+from ..backend import is_array, namespace
+from ..engine.errors import DimensionMismatch
 from ..engine.tensor import data
+from ..seam import CACHE
 
-
-class DimensionMismatch(ValueError):
-    """An input of the wrong shape for a layer (the message names the layer and the sizes)."""
+__all__ = [
+    "DimensionMismatch",
+    "Layer",
+    "Node",
+    "Tree",
+    "fmap",
+    "match",
+    "mirror",
+    "nodes",
+    "nparams",
+    "show",
+    "trainables",
+    "walk",
+]
 
 
 class Layer:
@@ -35,7 +48,10 @@ class Layer:
       ``("weight", "bias")`` (an attribute that is ``None`` is skipped);
     - ``children``: the attributes holding sub-layers, each a layer or a tuple of layers;
     - optionally ``structure``: other attributes that decide what the layer computes (Dense's
-      ``sigma``); replacing one of them is a new model for tinyvec's cached plans.
+      ``sigma``); replacing one of them is a new model for the fast road's cached plans;
+    - optionally ``records`` (what a pass leaves on the layer, such as Dense's ``input``) and
+      ``constants`` (arrays that training must not change): any other floating-point array
+      on a layer is refused at first use, since training would silently never move it.
 
     `tv.gradient`, `tv.setup`/`tv.update`, `tv.save`/`tv.load`, `tv.to`/`tv.f32` and
     ``print(model)`` need nothing else. Inside `tv.gradient` each parameter attribute holds a
@@ -61,6 +77,8 @@ class Layer:
     params: tuple[str, ...] = ()
     children: tuple[str, ...] = ()
     structure: tuple[str, ...] = ()
+    records: tuple[str, ...] = ()
+    constants: tuple[str, ...] = ()
 
     def __call__(self, x: Any) -> Any:  # pragma: no cover - every layer defines it
         raise NotImplementedError
@@ -80,7 +98,8 @@ class Layer:
     def __getstate__(self) -> dict[str, Any]:
         # a pickled or copied layer keeps arrays: a graph node it recorded (the closures of
         # a backward pass) neither pickles nor belongs in a copy
-        return {k: data(v) for k, v in vars(self).items()}
+        # (nor does the fast road's cache, which belongs to the original)
+        return {k: data(v) for k, v in vars(self).items() if k != CACHE}
 
 
 def child_layers(layer: Any) -> Iterator[tuple[str, Any]]:
@@ -94,47 +113,222 @@ def child_layers(layer: Any) -> Iterator[tuple[str, Any]]:
             yield f".{name}", value
 
 
-def walk(model: Any) -> Iterator[tuple[str, Any]]:
+# --- the walk: every place of every layer, once --------------------------------------------
+class Node:
+    """One place of a layer in a model: its ``path`` (``model.layers[1].layer``), its parameter
+    names (``names``, in the order of ``params``; ``present`` those holding an array), its
+    children as ``slots`` (attribute, indices of the child nodes, whether a tuple/list), the
+    child attributes holding None (``empty``), and ``first``: False at the second and later
+    places of a shared layer (which has one set of arrays, so one gradient and one update)."""
+
+    __slots__ = ("empty", "first", "layer", "names", "path", "present", "slots")
+
+    def __init__(self, path: str, layer: Any, first: bool) -> None:
+        self.path, self.layer, self.first = path, layer, first
+        self.names = tuple(getattr(layer, "params", ()))
+        self.present = tuple(n for n in self.names if getattr(layer, n) is not None)
+        self.slots: list[tuple[str, list[int], bool]] = []
+        self.empty: list[str] = []
+        _refuse_stray_arrays(layer)
+
+
+def _refuse_stray_arrays(layer: Any) -> None:
+    """A floating-point array on a layer that names it nowhere (not a parameter, child, record
+    or constant) is a parameter someone forgot to list: training would never move it."""
+    named = {*layer_names(layer, "params", "children", "structure", "records", "constants")}
+    for attr, value in getattr(layer, "__dict__", {}).items():
+        if attr in named or attr.startswith("_") or not is_array(value):
+            continue  # (a private attribute, such as the array behind a property, is its own)
+        if namespace(value).isdtype(value.dtype, "real floating"):
+            raise TypeError(
+                f"{type(layer).__name__}.{attr} holds a floating-point array that the layer "
+                f"does not name: add {attr!r} to its `params` to train it, or to its "
+                "`constants` to keep it fixed (training would silently never move it)"
+            )
+
+
+def layer_names(layer: Any, *kinds: str) -> list[str]:
+    """The attribute names ``layer`` lists under each of ``kinds`` ("params", "children", …)."""
+    return [name for kind in kinds for name in getattr(layer, kind, ())]
+
+
+def nodes(model: Any) -> list[Node]:
+    """Every place of every layer of ``model`` in forward (depth-first) order: the one walk
+    over the ``params`` / ``children`` protocol that everything else reads. Iterative, so a
+    model nested thousands of containers deep is fine; a model that contains itself is refused.
+
+    >>> import tinyvec as tv
+    >>> model = tv.Chain(tv.Dense(2, 3), tv.SkipConnection(tv.Dense(3, 3), tv.add))
+    >>> [node.path for node in nodes(model)]
+    ['model', 'model.layers[0]', 'model.layers[1]', 'model.layers[1].layer']
+    """
+    out: list[Node] = []
+    seen: set[int] = set()
+    ancestors: list[tuple[int, int]] = []  # (id of a layer, the stack's size below its subtree)
+    stack: list[tuple[str, Any, int, int, int]] = [("model", model, -1, 0, 0)]
+    while stack:
+        path, layer, parent, slot, pos = stack.pop()
+        while ancestors and ancestors[-1][1] > len(stack):
+            ancestors.pop()
+        if any(a == id(layer) for a, _ in ancestors):
+            raise ValueError(f"the model contains itself at {path}: a layer cannot be its own child")
+        node = Node(path, layer, id(layer) not in seen)
+        seen.add(id(layer))
+        if parent >= 0:
+            out[parent].slots[slot][1][pos] = len(out)
+        out.append(node)
+        kids = []
+        for attr in getattr(layer, "children", ()):
+            value = getattr(layer, attr)
+            if value is None:
+                node.empty.append(attr)
+                continue
+            many = isinstance(value, tuple | list)
+            subs = list(value) if many else [value]
+            node.slots.append((attr, [-1] * len(subs), many))
+            for j, sub in enumerate(subs):
+                where = f"{path}.{attr}[{j}]" if many else f"{path}.{attr}"
+                kids.append((where, sub, len(out) - 1, len(node.slots) - 1, j))
+        ancestors.append((id(layer), len(stack)))
+        stack.extend(reversed(kids))
+    return out
+
+
+def walk(model: Any) -> list[tuple[str, Any]]:
     """(path, layer) for ``model`` and every layer inside it, in forward (depth) order (a
-    shared layer at each of its places): a view of the model's `Plan`."""
-    yield from plan_of(model).layers()
+    shared layer at each of its places)."""
+    return [(node.path, node.layer) for node in nodes(model)]
 
 
-def trainables(model: Any) -> Iterator[tuple[str, Any, str]]:
-    """(path, layer, name) for every parameter array, each shared layer once: a view of the
-    model's `Plan`. A path also indexes the gradient and optimiser trees:
-    ``grads[path]``.
+def trainables(model: Any, walked: list[Node] | None = None) -> list[tuple[str, Any, str]]:
+    """(path, layer, name) for every parameter array, each shared layer once (``walked``: the
+    model's `nodes`, when you have them). A path also indexes the gradient and optimiser
+    trees: ``grads[path]``.
 
     >>> import tinyvec as tv
     >>> [path for path, _, _ in tv.trainables(tv.Chain(tv.Dense(2, 1, bias=False)))]
     ['model.layers[0].weight']
     """
-    yield from plan_of(model).trainables
+    return [
+        (f"{node.path}.{name}", node.layer, name)
+        for node in (nodes(model) if walked is None else walked)
+        if node.first
+        for name in node.present
+    ]
+
+
+# --- trees shaped like the model ------------------------------------------------------------
+_STEP = re.compile(r"\.(\w+)|\[(\d+)\]")
+
+
+class Tree(dict):
+    """A dict whose entries can also be read as attributes: ``tree.layers[0].weight``. Gradients
+    and optimiser state are Trees mirroring the model; a path of `tv.trainables` indexes them
+    too: ``grads["model.layers[0].weight"]``.
+
+    >>> t = Tree(layers=(Tree(weight=1.0),))
+    >>> t.layers[0].weight, t["model.layers[0].weight"]
+    (1.0, 1.0)
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __missing__(self, key: Any) -> Any:
+        # only reached when `key` is not an entry: a path such as "model.layers[0].weight"
+        if not isinstance(key, str) or not key.startswith(("model.", "model[", ".", "[")):
+            raise KeyError(key)
+        rest = key[len("model") :] if key.startswith("model") else key
+        value: Any = self
+        end = 0
+        for m in _STEP.finditer(rest):
+            if m.start() != end:
+                break
+            end = m.end()
+            try:
+                value = value[m.group(1)] if m.group(1) else value[int(m.group(2))]
+            except (KeyError, IndexError, TypeError):
+                raise KeyError(f"{key}: nothing at {key[: len(key) - len(rest) + end]}") from None
+        if end != len(rest):
+            raise KeyError(f"{key}: not a path like model.layers[0].weight")
+        return value
+
+
+def mirror(walked: list[Node], leaf: Callable[[Any, str], Any]) -> Tree:
+    """A Tree shaped like the model of ``walked`` (its `nodes`) with ``leaf(layer, name)`` for
+    every parameter (None where the parameter is None), a tuple of Trees for a tuple or list
+    of layers.
+
+    >>> import tinyvec as tv
+    >>> mirror(nodes(tv.Chain(tv.Dense(2, 1), tv.Dense(1, 1, bias=False))), lambda l, n: n)
+    {'layers': ({'weight': 'weight', 'bias': 'bias'}, {'weight': 'weight', 'bias': None})}
+    """
+    trees = [Tree() for _ in walked]
+    for node, tree in zip(walked, trees, strict=True):
+        for name in node.names:
+            tree[name] = leaf(node.layer, name) if name in node.present else None
+        for attr, kids, many in node.slots:
+            tree[attr] = tuple(trees[k] for k in kids) if many else trees[kids[0]]
+        for attr in node.empty:
+            tree[attr] = None
+    return trees[0]
+
+
+def match(walked: list[Node], trees: tuple[Any, ...], what: tuple[str, ...]) -> list[tuple]:
+    """(path, layer, name, entry₁, entry₂, …) for each parameter (a shared layer once) and its
+    entry in each of ``trees`` (named by ``what`` in errors): the trees read along the model
+    of ``walked``. A tree of another shape than the model is refused, naming where it differs."""
+    out: list[tuple[Any, ...]] = []
+    entries: list[Any] = [None] * len(walked)
+    entries[0] = trees
+    for node, here in zip(walked, entries, strict=True):
+        for e, w in zip(here, what, strict=True):
+            if not isinstance(e, dict):
+                raise ValueError(
+                    f"{w} do not match the model at {node.path} ({type(node.layer).__name__})"
+                )
+        if node.first:
+            for name in node.present:
+                path = f"{node.path}.{name}"
+                missing = [w for e, w in zip(here, what, strict=True) if name not in e]
+                if missing:
+                    raise ValueError(f"{' / '.join(missing)} do not match the model: nothing at {path}")
+                out.append((path, node.layer, name, *[e[name] for e in here]))
+        for attr, kids, many in node.slots:
+            subs = [e.get(attr) for e in here]
+            for sub, w in zip(subs, what, strict=True):
+                if many and not (isinstance(sub, tuple) and len(sub) == len(kids)):
+                    raise ValueError(
+                        f"{w} do not match the model at {node.path}.{attr}: {len(kids)} "
+                        f"layers, {'no' if sub is None else len(sub)} entries"
+                    )
+                if not many and sub is None:
+                    raise ValueError(f"{w} do not match the model at {node.path}.{attr}")
+            for j, k in enumerate(kids):
+                entries[k] = [sub[j] if many else sub for sub in subs]
+    return out
 
 
 def fmap(fn: Callable[[Any], Any], model: Any) -> Any:
     """A copy of ``model`` with ``fn`` applied to every parameter array (Functors' ``fmap``);
     the recorded activations of the copy are cleared, and a shared layer stays shared."""
-    kept = CACHE in getattr(model, "__dict__", {})
-    plan = plan_of(model)
-    if not kept:  # leave no plan on a model that had none: ``tv.f32(build())`` drops it, and
-        # the plan and its model refer to each other, so its arrays would wait for the collector
-        getattr(model, "__dict__", {}).pop(CACHE, None)
+    walked = nodes(model)
     done: dict[int, Any] = {}
-    for node in reversed(plan.nodes):  # children before their parents
+    for node in reversed(walked):  # children before their parents
         layer = node.layer
         if id(layer) in done:
             continue
-        new = copy.copy(layer)
-        done[id(layer)] = new
-        if CACHE in getattr(new, "__dict__", {}):  # the original's plan is not the copy's
-            del new.__dict__[CACHE]
+        new = done[id(layer)] = copy.copy(layer)
+        getattr(new, "__dict__", {}).pop(CACHE, None)  # the fast road's cache is the original's
         if hasattr(new, "forget"):
             new.forget()
         for name in node.present:
             setattr(new, name, fn(data(getattr(layer, name))))
         for attr, kids, many in node.slots:
-            subs = [done[id(plan.nodes[k].layer)] for k in kids]
+            subs = [done[id(walked[k].layer)] for k in kids]
             setattr(new, attr, type(getattr(layer, attr))(subs) if many else subs[0])
     return done[id(model)]
 

@@ -7,10 +7,11 @@ import operator
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .. import seam
 from ..engine import ops
+from ..engine.errors import DimensionMismatch
 from ..engine.tensor import data
-from .base import DimensionMismatch, Layer
-from .fused import fused_call
+from .base import Layer
 
 
 def add(*xs: Any) -> Any:
@@ -44,6 +45,7 @@ class Chain(Layer):
     """
 
     children = ("layers",)
+    records = ("input",)
 
     def __init__(self, *layers: Any) -> None:
         if len(layers) == 1 and isinstance(layers[0], list | tuple):
@@ -52,9 +54,11 @@ class Chain(Layer):
 
     def __call__(self, x: Any) -> Any:
         self.input = data(x)  # kept (a reference) so a δ-rule sweep can rerun the forward pass
-        out = fused_call(self, x)  # the whole Chain as one written program, when it can be
-        if out is not None:
-            return out
+        fast = seam.road()  # the fast road may run the whole Chain as one written program
+        if fast is not None:
+            out = fast.chain_call(self, x)
+            if out is not NotImplemented:
+                return out
         for i, layer in enumerate(self.layers):
             try:
                 x = layer(x)
@@ -91,6 +95,7 @@ class SkipConnection(Layer):
 
     children = ("layer",)
     structure = ("connection",)
+    records = ("input",)
 
     def __init__(self, layer: Any, connection: Callable[[Any, Any], Any]) -> None:
         self.layer, self.connection = layer, connection
@@ -126,6 +131,7 @@ class Parallel(Layer):
 
     children = ("layers",)
     structure = ("connection",)
+    records = ("input",)
 
     def __init__(self, connection: Callable[..., Any], *layers: Any) -> None:
         self.connection, self.layers = connection, tuple(layers)

@@ -1,5 +1,10 @@
-"""The Dense layer: one fused operation whose backward pass forms the error vector δ^k
-explicitly. That is both the fast path and what makes δ^k free to expose."""
+"""The Dense layer k and its formulas. Its backward pass forms the error vector δ^k itself
+(one vjp for the whole layer), which is what makes δ^k free to expose.
+
+The formulas are functions of plain arrays, each written once: `affine` (A^k), `backprop_delta`
+(δ^k) and `dense_vjp` (the three gradients). `Dense.forward` calls them, and so do the δ-rules'
+sweep and the fast road's written programs (`tinyvec.fast`).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,35 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from ..backend import is_array, namespace, same_namespace
 from ..engine import ops
 from ..engine.activations import Activation, activation, identity
+from ..engine.errors import DimensionMismatch
 from ..engine.tensor import Tensor, data, grad_enabled, setting
-from .base import DimensionMismatch, Layer
+from .base import Layer
 from .init import glorot_uniform
+
+
+def affine(W: Any, b: Any, O: Any) -> Any:
+    """A^k = W^k O^{k-1} + b^k (no bias: b is None)."""
+    A = W @ O
+    return A if b is None else A + b[:, None]
+
+
+def backprop_delta(sigma: Activation, g: Any, A: Any, O: Any) -> Any:
+    """δ^k = ∂L/∂A^k = ∂L/∂O^k ⊙ σ′(A^k), from g = ∂L/∂O^k (O = σ(A): either may be cheaper)."""
+    return g if sigma is identity else sigma.backprop(g, A, O)
+
+
+def dense_vjp(delta: Any, W: Any, O: Any, dO: bool, dW: bool, db: bool) -> tuple[Any, Any, Any]:
+    """(∂L/∂O^{k-1} = W^kᵀ δ^k, ∂L/∂W^k = δ^k O^{k-1}ᵀ, ∂L/∂b^k = Σ_batch δ^k), each only where
+    asked for (None otherwise)."""
+    return (
+        W.mT @ delta if dO else None,
+        delta @ O.mT if dW else None,
+        namespace(delta).sum(delta, axis=1) if db else None,
+    )
+
 
 # Set by a δ-rule sweep (`tinyvec.deltarules.sweep`) for the length of its extra forward pass:
 # then every Dense call in this thread goes to ``override(layer, x)`` instead of
@@ -27,21 +53,17 @@ _forward_override: contextvars.ContextVar[Callable[[Any, Any], Any] | None] = (
 )
 
 
-def batch_sum(delta: Any) -> Any:
-    """∂L/∂b^k = Σ_batch δ^k (the sum over axis 1). For NumPy the ufunc's own reduction: what
-    ``np.sum`` and ``.sum`` call, without their Python wrappers (a microsecond per layer and
-    step)."""
-    if type(delta) is np.ndarray:
-        return np.add.reduce(delta, 1)
-    return namespace(delta).sum(delta, axis=1)
-
-
 def forward_override(
     override: Callable[[Any, Any], Any],
 ) -> contextlib.AbstractContextManager[None]:
     """Inside this block (in this thread) every Dense call ``layer(x)`` is ``override(layer,
     x)``: how a δ-rule sweep reruns the model's forward pass through its own Dense step."""
     return setting(_forward_override, override)
+
+
+def overridden() -> bool:
+    """Whether Dense calls go to a δ-rule sweep's override here (see `forward_override`)."""
+    return _forward_override.get() is not None
 
 
 class Dense(Layer):
@@ -52,7 +74,7 @@ class Dense(Layer):
         A^k = W^k O^{k-1} + b^k        (W^k: out × in, b^k: out)
         O^k = σ(A^k)
 
-    Its backward pass, fused: ``δ^k = ∂L/∂O^k ⊙ σ′(A^k)``, then ``∂L/∂W^k = δ^k O^{k-1}ᵀ``,
+    Its backward pass, one vjp for the layer: ``δ^k = ∂L/∂O^k ⊙ σ′(A^k)``, then ``∂L/∂W^k = δ^k O^{k-1}ᵀ``,
     ``∂L/∂b^k = Σ_batch δ^k`` and ``∂L/∂O^{k-1} = W^kᵀ δ^k``.
 
     What it exposes, as arrays of the model's backend (no copies are made):
@@ -75,11 +97,12 @@ class Dense(Layer):
     >>> d(np.ones((4, 5)))
     Traceback (most recent call last):
     ...
-    tinyvec.layers.base.DimensionMismatch: layer Dense(2 => 3, tanh) expects size(input, 0) == 2, but got an input of shape (4, 5)
+    tinyvec.engine.errors.DimensionMismatch: layer Dense(2 => 3, tanh) expects size(input, 0) == 2, but got an input of shape (4, 5)
     """
 
     params = ("weight", "bias")
-    structure = ("sigma",)  # (a new σ is a new model for the plan and its written programs)
+    structure = ("sigma",)  # (a new σ is a new model for the fast road's written programs)
+    records = ("input", "preact", "output", "delta", "delta_used")
 
     def __init__(
         self,
@@ -161,11 +184,9 @@ class Dense(Layer):
             )
         if type(O) is not type(Wd):  # e.g. a torch tensor into a NumPy model: say so here
             same_namespace(Wd, O, what=f"layer {self!r}")  # the model's library first
-        if O.dtype is not Wd.dtype and O.dtype != Wd.dtype:
+        if O.dtype != Wd.dtype:
             O = self._convert(O, Wd.dtype)
-        A = Wd @ O
-        if b is not None:
-            A = A + data(b)[:, None]
+        A = affine(Wd, data(b), O)
         out = self.sigma.f(A)
         self.input, self.preact, self.output = O, A, out
         if not (isinstance(x, Tensor) or isinstance(W, Tensor) or isinstance(b, Tensor)):
@@ -174,14 +195,10 @@ class Dense(Layer):
             return Tensor(out, op="Dense")
 
         def vjp(g: Any) -> tuple[Any, Any, Any]:
-            # δ^k = ∂L/∂O^k ⊙ σ′(A^k)
-            delta = g if self.sigma is identity else self.sigma.backprop(g, A, out)
+            delta = backprop_delta(self.sigma, g, A, out)
             self.delta, self.delta_used = delta, None  # a δ-rule may set delta_used later
-            return (
-                Wd.mT @ delta if isinstance(x, Tensor) else None,
-                delta @ O.mT if isinstance(W, Tensor) else None,
-                batch_sum(delta) if isinstance(b, Tensor) else None,
-            )
+            wanted = (isinstance(x, Tensor), isinstance(W, Tensor), isinstance(b, Tensor))
+            return dense_vjp(delta, Wd, O, *wanted)
 
         return Tensor(out, (x, W, b), vjp, "Dense")
 

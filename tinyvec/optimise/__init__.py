@@ -1,7 +1,7 @@
-"""Optimisation: rules (`rules`), gradient / setup / update (`training`), the compiled step
-(`compiled`) and the training loop (`loop`)."""
+"""Optimisation: rules (`rules`), gradient / setup / update and the atomic commit
+(`training`), and the training loop (`loop`). `tv.compile` is the fast road's
+(`tinyvec.fast`)."""
 
-from .compiled import CompiledStep, compile_step
 from .loop import train
 from .rules import (
     Adam,
@@ -30,7 +30,6 @@ __all__ = [
     "Adam",
     "AdamW",
     "ClipNorm",
-    "CompiledStep",
     "Descent",
     "Momentum",
     "Nesterov",
@@ -42,7 +41,6 @@ __all__ = [
     "StepTransform",
     "Tree",
     "WeightDecay",
-    "compile_step",
     "gradient",
     "setup",
     "train",

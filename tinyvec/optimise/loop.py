@@ -8,9 +8,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from .. import seam
+from ..backend import is_array
 from ..engine.losses import model_loss
-from .compiled import compile_step
-from .training import NonFiniteLoss, OptState, _withgradient, interrupts_deferred, update
+from .training import NonFiniteLoss, OptState, differentiate, interrupts_deferred, update
 
 __all__ = ["train"]
 
@@ -30,7 +31,7 @@ def train(
 ) -> list[float]:
     """Flux's ``train!``: for each batch ``d`` in ``data`` (``epochs`` times), take the
     gradient of ``loss(model, *d)`` (``d`` a tuple such as ``(x, y)``, or one array) and
-    `update` (with ``compile=True``, through `tv.compile`: the same numbers, faster). A loss
+    `update` (with ``compile=True``, through `tv.compile`: the same numbers). A loss
     of tinyvec's own, such as ``tv.mse``, given as ``loss`` means ``tv.mse(model(x), y)``.
     ``data`` is read as it goes (a generator or a streaming loader works, and
     ``steps`` bounds an endless one); ``steps`` stops after that many updates in all.
@@ -59,6 +60,11 @@ def train(
             f"train takes the optimiser state, got {type(state).__name__}: call "
             "tv.setup(rule, model) first and pass what it returns"
         )
+    if isinstance(data, tuple) and data and all(is_array(d) for d in data):
+        raise TypeError(
+            f"train: data must be an iterable of batches, e.g. [(x, y)] for one batch; got a "
+            f"tuple of {len(data)} arrays, which would be read as {len(data)} batches"
+        )
     if epochs > 1 and iter(data) is data:
         raise ValueError(
             "train: data is a one-shot iterator (a generator?), which the second epoch would "
@@ -77,7 +83,8 @@ def train(
                 "update; the model and the optimiser state are unchanged"
             )
 
-    compiled = compile_step(loss, model, state) if compile else None
+    fast = seam.road() if compile else None
+    compiled = fast.compile(loss, model, state) if fast is not None else None
     loss = model_loss(loss)  # tv.mse and the like: loss(model(x), y)
     bar = tqdm(total=total, disable=not progress, desc="train", leave=False)
     try:
@@ -90,9 +97,7 @@ def train(
                     if compiled is not None:
                         value = compiled.run(args, check)
                     else:
-                        value, grads = _withgradient(
-                            lambda m: loss(m, *args), (model,), check, state.plan
-                        )
+                        value, grads = differentiate(lambda m: loss(m, *args), (model,), check)
                         update(state, model, grads)
                 history.append(float(value))
                 step += 1

@@ -34,6 +34,14 @@ def _finite(rule: str, **values: float) -> None:
             raise ValueError(f"{rule}: {name} must be a finite number, got {v!r}")
 
 
+def _rate(rule: str, **values: float) -> None:
+    """Learning rates and decays are ≥ 0: a negative one climbs the loss instead."""
+    _finite(rule, **values)
+    for name, v in values.items():
+        if v < 0:
+            raise ValueError(f"{rule}: {name} must be ≥ 0 (a negative rate ascends), got {v}")
+
+
 def _fraction(rule: str, **values: float) -> None:
     """Decay rates ρ, β are fractions: 0 ≤ v < 1 (at 1 the average never forgets)."""
     _finite(rule, **values)
@@ -65,7 +73,7 @@ class Descent(Rule):
     elementwise = True
 
     def __init__(self, eta: float = 0.1) -> None:
-        _finite("Descent", eta=eta)
+        _rate("Descent", eta=eta)
         self.eta = eta
 
     def apply(self, state, x, dx):
@@ -78,7 +86,7 @@ class Momentum(Rule):
     elementwise = True
 
     def __init__(self, eta: float = 0.01, rho: float = 0.9) -> None:
-        _finite("Momentum", eta=eta)
+        _rate("Momentum", eta=eta)
         _fraction("Momentum", rho=rho)
         self.eta, self.rho = eta, rho
 
@@ -96,7 +104,7 @@ class Nesterov(Rule):
     elementwise = True
 
     def __init__(self, eta: float = 0.001, rho: float = 0.9) -> None:
-        _finite("Nesterov", eta=eta)
+        _rate("Nesterov", eta=eta)
         _fraction("Nesterov", rho=rho)
         self.eta, self.rho = eta, rho
 
@@ -116,7 +124,7 @@ class Adam(Rule):
     def __init__(
         self, eta: float = 0.001, beta: tuple[float, float] = (0.9, 0.999), epsilon: float = 1e-8
     ) -> None:
-        _finite("Adam", eta=eta, epsilon=epsilon)
+        _rate("Adam", eta=eta, epsilon=epsilon)
         if not (isinstance(beta, tuple | list) and len(beta) == 2):
             raise ValueError(f"Adam: beta must be a pair (β₁, β₂), got {beta!r}")
         _fraction("Adam", beta1=beta[0], beta2=beta[1])
@@ -142,7 +150,7 @@ class WeightDecay(Rule):
     elementwise = True
 
     def __init__(self, lam: float = 5e-4) -> None:
-        _finite("WeightDecay", lam=lam)
+        _rate("WeightDecay", lam=lam)
         self.lam = lam
 
     def apply(self, state, x, dx):

@@ -7,14 +7,12 @@ same entry by its `tv.trainables` path.
 
 Every step is atomic: `update` first computes the whole next step (every new parameter, every
 new optimiser state, what the layers record) without touching anything, checks that it is
-finite, and only then writes it. A Ctrl-C (SIGINT) that arrives meanwhile waits for the write
-to finish (`interrupts_deferred`): a δ-rule's sweep briefly holds new values in the model, and
-an interrupt landing there, or between two writes, would tear it; `train` holds it for the
-whole step (gradient and update), so that it stops between two steps. So an exception or a Ctrl-C
-anywhere leaves the model and the state all at step n or all at n+1. (A signal handler of your
-own that raises is not deferred: only SIGINT is.)
-Two threads may train two models (or one may run a model while another trains a different
-one); two threads stepping the same model is not supported.
+finite, and only then writes it (`Commit`). A Ctrl-C (SIGINT) that arrives meanwhile waits for
+the write to finish (`interrupts_deferred`); `train` holds it for the whole step (gradient and
+update), so that it stops between two steps. So an exception or a Ctrl-C anywhere leaves the
+model and the state all at step n or all at n+1. (A signal handler of your own that raises is
+not deferred: only SIGINT is.) Two threads may train two models; two threads stepping the same
+model is not supported.
 """
 
 from __future__ import annotations
@@ -25,35 +23,37 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
+from .. import seam
 from ..backend import is_array, namespace
-from ..engine.plan import Plan, Tree, plan_of
 from ..engine.tensor import Tensor
+from ..layers.base import Tree, match, mirror, nodes, trainables
 from .rules import Rule
-from .update_program import UpdateProgram
 
 __all__ = [
+    "Commit",
     "Leaf",
     "NonFiniteLoss",
     "NonFiniteStep",
     "OptState",
-    "PendingStep",
     "StepTransform",
     "Tree",
+    "check_entries",
+    "descend",
+    "differentiate",
+    "finite",
     "gradient",
+    "gradients_of",
     "interrupts_deferred",
-    "model_gradient",
     "refuse_non_finite",
+    "rewritten",
     "set_all",
     "setup",
-    "take_step",
-    "track",
     "update",
     "withgradient",
 ]
 
 
+# --- all or nothing -------------------------------------------------------------------------
 def set_all(writes: list[tuple[Any, str, Any]]) -> None:
     """``setattr(obj, name, value)`` for every write, all or (in effect) nothing: if an interrupt
     lands between two writes, the ``finally`` finishes the rest before it propagates (each
@@ -69,7 +69,7 @@ def set_all(writes: list[tuple[Any, str, Any]]) -> None:
 
 
 # `signal`'s C core: the same calls without converting handlers to and from enums, which
-# costs microseconds (an exception per call for a Python handler) at every step
+# costs an exception per call for a Python handler, at every step
 _signals: Any = getattr(signal, "_signal", signal)
 _SIGINT = int(signal.SIGINT)
 
@@ -78,14 +78,15 @@ class interrupts_deferred:  # noqa: N801 - used as a function: ``with interrupts
     """Inside this block a Ctrl-C (SIGINT) is held back and delivered to the handler that was
     in place when the block ends. With ``second_interrupts`` a second Ctrl-C goes through at
     once (for a block running user code that might hang). Only the main thread gets signals,
-    so elsewhere, and inside another such block, it does nothing. (A class rather than a
-    generator: it runs at every step, and this form costs half as much.)"""
+    so elsewhere, and inside another such block, it does nothing."""
 
-    __slots__ = ("current", "holder")
+    __slots__ = ("current", "held", "second")
+    holds_interrupts = True  # (how an inner block sees that an outer one holds them)
 
     def __init__(self, second_interrupts: bool = False) -> None:
         self.current: Any = None
-        self.holder = _Holder(second_interrupts)
+        self.held: list[tuple[int, Any]] = []
+        self.second = second_interrupts
 
     def __enter__(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -93,34 +94,22 @@ class interrupts_deferred:  # noqa: N801 - used as a function: ``with interrupts
         current = _signals.getsignal(_SIGINT)
         if current is None or getattr(current, "holds_interrupts", False):
             return
-        self.current = self.holder.current = current
-        _signals.signal(_SIGINT, self.holder)
+        self.current = current
+        _signals.signal(_SIGINT, self._hold)
 
-    def __exit__(self, *exc: object) -> None:
-        current = self.current
-        if current is None:
-            return
-        _signals.signal(_SIGINT, current)
-        held = self.holder.held
-        if len(held) == 1:  # (a second one was delivered already)
-            _deliver(current, *held[0])
-
-
-class _Holder:
-    """The SIGINT handler inside `interrupts_deferred`: it keeps the signal for later."""
-
-    __slots__ = ("current", "held", "second")
-    holds_interrupts = True
-
-    def __init__(self, second_interrupts: bool) -> None:
-        self.current: Any = None
-        self.held: list[tuple[int, Any]] = []
-        self.second = second_interrupts
-
-    def __call__(self, signum: int, frame: Any) -> None:
+    def _hold(self, signum: int, frame: Any) -> None:
         self.held.append((signum, frame))
         if self.second and len(self.held) == 2:
             _deliver(self.current, signum, frame)
+
+    _hold.holds_interrupts = True  # type: ignore[attr-defined]
+
+    def __exit__(self, *exc: object) -> None:
+        if self.current is None:
+            return
+        _signals.signal(_SIGINT, self.current)
+        if len(self.held) == 1:  # (a second one was delivered already)
+            _deliver(self.current, *self.held[0])
 
 
 def _deliver(handler: Any, signum: int, frame: Any) -> None:
@@ -144,90 +133,7 @@ def withgradient(f: Callable[..., Any], *args: Any) -> tuple[Any, Any]:
     """
     # a Ctrl-C waits for the parameters to be plain arrays again (a second one goes at once)
     with interrupts_deferred(second_interrupts=True):
-        return _withgradient(f, args)
-
-
-def _withgradient(
-    f: Callable[..., Any],
-    args: tuple[Any, ...],
-    check: Callable[[Any], None] | None = None,
-    plan: Plan | None = None,
-) -> tuple[Any, Any]:
-    """`withgradient`, calling ``check(loss)`` between the forward and the backward pass;
-    ``plan``: a plan of the (first) model argument that may still be valid."""
-    if len(args) == 1 and not is_array(args[0]):  # one model: the usual case
-        value, plan, grads = model_gradient(f, args[0], check, plan)
-        return value, plan.tree(grads)
-    # parameter attributes hold Tensors only inside this call; `tracked` is filled before each
-    # swap, so the `finally` restores every swapped one whatever interrupts us
-    tracked: list[tuple[Any, str, Any]] = []
-    inputs = [Tensor(arg) if is_array(arg) else arg for arg in args]
-    plans: list[tuple[Plan, list[Tensor]] | None] = []  # a model's plan and its Tensors
-    try:
-        for arg in inputs:
-            if type(arg) is Tensor:
-                plans.append(None)
-                continue
-            plan = plan_of(arg, plan)
-            plans.append((plan, track(plan, tracked)))
-            plan = None  # a second model gets its own
-        loss = _differentiated(f(*inputs), check)
-        grads = [
-            x.grad if p is None else p[0].tree([t.grad for t in p[1]])
-            for x, p in zip(inputs, plans, strict=True)
-        ]
-    finally:
-        set_all(tracked)  # parameters are plain arrays again, even on error
-    return loss.data, grads[0] if len(grads) == 1 else tuple(grads)
-
-
-def model_gradient(
-    f: Callable[[Any], Any],
-    model: Any,
-    check: Callable[[Any], None] | None = None,
-    plan: Plan | None = None,
-) -> tuple[Any, Plan, list[Any]]:
-    """``(f(model), plan, [∂L/∂x for every parameter x])``, the parameters in the order of
-    ``plan.trainables`` (`_withgradient` for one model, without the Tree)."""
-    plan = plan_of(model, plan)
-    tracked: list[tuple[Any, str, Any]] = []
-    try:
-        tensors = track(plan, tracked)
-        loss = _differentiated(f(model), check)
-    finally:
-        set_all(tracked)  # parameters are plain arrays again, even on error
-    return loss.data, plan, [t.grad for t in tensors]
-
-
-def _differentiated(loss: Any, check: Callable[[Any], None] | None) -> Tensor:
-    """``loss`` after `Tensor.backward`: refused unless it is a scalar Tensor, and after
-    ``check(loss)`` (which may refuse it too)."""
-    if type(loss) is not Tensor:
-        raise TypeError(
-            f"the loss must be a Tensor computed from the model with tinyvec's ops, got "
-            f"{type(loss).__name__}: do not call float(), .item() or NumPy on .data inside "
-            "the loss (that cuts the graph, and every gradient would be None)"
-        )
-    if loss.ndim != 0:
-        raise ValueError(f"gradient needs a scalar loss, got shape {tuple(loss.shape)}")
-    if check is not None:
-        check(loss.data)
-    loss.backward()
-    return loss
-
-
-def track(plan: Plan, tracked: list[tuple[Any, str, Any]]) -> list[Tensor]:
-    """Make every parameter of ``plan``'s model a Tensor, a leaf of the graph, and return them;
-    each swap is noted in ``tracked`` before it is made, so that ``set_all(tracked)`` puts the
-    arrays back whatever interrupts this."""
-    tensors = []
-    for _, layer, name in plan.trainables:
-        value = getattr(layer, name)
-        tracked.append((layer, name, value))
-        tensor = Tensor(value)
-        tensors.append(tensor)
-        setattr(layer, name, tensor)
-    return tensors
+        return differentiate(f, args)
 
 
 def gradient(f: Callable[..., Any], *args: Any) -> Any:
@@ -242,7 +148,68 @@ def gradient(f: Callable[..., Any], *args: Any) -> Any:
     return withgradient(f, *args)[1]
 
 
-# --- optimiser state and update -------------------------------------------------------------
+def differentiate(
+    f: Callable[..., Any], args: tuple[Any, ...], check: Callable[[Any], None] | None = None
+) -> tuple[Any, Any]:
+    """`withgradient` of ``f(*args)``, calling ``check(loss)`` between the forward and the
+    backward pass (`tv.train` refuses a non-finite loss there)."""
+    fast = seam.road()
+    if fast is not None:
+        done = fast.differentiate(f, args, check)
+        if done is not NotImplemented:
+            return done
+    inputs, walks, params = [], [], []
+    for arg in args:  # a model's parameters are differentiated, an array itself
+        walked = None if is_array(arg) else nodes(arg)
+        inputs.append(Tensor(arg) if walked is None else arg)
+        walks.append(walked)
+        params.append([] if walked is None else trainables(arg, walked))
+    value, grads = gradients_of(f, inputs, [p for ps in params for p in ps], check)
+    out, each = [], iter(grads)
+    for x, walked, ps in zip(inputs, walks, params, strict=True):
+        if walked is None:
+            out.append(x.grad)
+            continue
+        grad = {(id(layer), name): next(each) for _, layer, name in ps}
+        out.append(mirror(walked, lambda layer, name, grad=grad: grad[id(layer), name]))
+    return value, out[0] if len(out) == 1 else tuple(out)
+
+
+def gradients_of(
+    f: Callable[..., Any],
+    inputs: list[Any],
+    params: list[tuple[str, Any, str]],
+    check: Callable[[Any], None] | None = None,
+) -> tuple[Any, list[Any]]:
+    """``(f(*inputs), [∂L/∂x for each (path, layer, name) of params])``: every parameter
+    attribute holds a `Tensor` (a leaf of the graph) while ``f`` runs and its graph is walked
+    back, and its plain array again afterwards, whatever interrupts this."""
+    swapped: list[tuple[Any, str, Any]] = []  # filled before each swap, so the finally undoes it
+    try:
+        tensors = []
+        for _, layer, name in params:
+            value = getattr(layer, name)
+            swapped.append((layer, name, value))
+            tensors.append(Tensor(value))
+            setattr(layer, name, tensors[-1])
+        loss = f(*inputs)
+        if type(loss) is not Tensor:
+            raise TypeError(
+                f"the loss must be a Tensor computed from the model with tinyvec's ops, got "
+                f"{type(loss).__name__}: do not call float(), .item() or NumPy on .data inside "
+                "the loss (that cuts the graph, and every gradient would be None)"
+            )
+        if loss.ndim != 0:
+            raise ValueError(f"gradient needs a scalar loss, got shape {tuple(loss.shape)}")
+        if check is not None:
+            check(loss.data)
+        loss.backward()
+    finally:
+        set_all(swapped)  # parameters are plain arrays again, even on error
+    return loss.data, [t.grad for t in tensors]
+
+
+# --- optimiser state ------------------------------------------------------------------------
 class Leaf:
     """A parameter's optimiser rule and its state."""
 
@@ -260,37 +227,27 @@ class StepTransform:
     optimiser state: the δ-rules (`tinyvec.deltarules`) are the ones tinyvec has.
 
     ``setup(rule, model, delta=[t₁, t₂, …])`` calls ``t₁.bind((t₁, t₂, …), rule)`` once; the
-    object it returns has ``rewrite(entries, plan: Plan, model, step: PendingStep) ->
-    (grads, records)``: ``entries`` are (path, layer, name, gradient, Leaf) for every
-    parameter, ``grads`` the gradients the step is to take instead, in the same order, and
-    ``records`` the (object, attribute, value) to set with the step's commit (what it used,
-    what it remembers). It changes nothing itself: the step is then the plain one, with those
-    gradients. Where it needs a parameter's new value before the others (the δ-rules' sweep),
-    it takes that parameter's step early with ``step.propose(...)``."""
+    object it returns has ``rewrite(entries, model, commit, walked) -> (grads, records)``:
+    ``entries`` are (path, layer, name, gradient, Leaf) for every parameter, ``walked`` the
+    model's `nodes`, ``grads`` the gradients the step is to take instead, in the same order,
+    and ``records`` the (object, attribute, value) to set with the step's commit. It changes
+    nothing itself: the step is then the plain one, with those gradients. Where it needs a
+    parameter's new value before the others (the δ-rules' sweep), it takes that parameter's
+    step early with ``commit.propose(...)``."""
 
     def bind(self, transforms: tuple[Any, ...], rule: Rule) -> Any:  # pragma: no cover
         raise NotImplementedError
 
 
 class OptState:
-    """What `setup` returns: a Tree of Leafs mirroring the model (``tree``), the rule, the
-    δ-rules (``delta``, a tuple, empty for plain backprop) and the model's `Plan`."""
+    """What `setup` returns: a Tree of Leafs mirroring the model (``tree``), the rule, and the
+    δ-rules (``delta``, a tuple, empty for plain backprop) bound into one ``transform``."""
 
-    def __init__(
-        self,
-        rule: Rule,
-        tree: Tree,
-        delta: tuple[Any, ...] = (),
-        transform: Any = None,
-        plan: Plan | None = None,
-    ) -> None:
-        self.rule, self.tree, self.delta = rule, tree, delta
-        self.transform, self.plan = transform, plan
-        # (plan, tree, its UpdateProgram or None): the plain step written out for them
-        self.written: tuple[Any, Any, Any] | None = None
+    def __init__(self, rule: Rule, tree: Tree, delta: tuple[Any, ...] = (), transform: Any = None):
+        self.rule, self.tree, self.delta, self.transform = rule, tree, delta, transform
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**vars(self), "written": None}  # a program is written again, not copied
+        return {k: v for k, v in vars(self).items() if k != seam.CACHE}  # (the fast road's)
 
     def __repr__(self) -> str:
         delta = f", delta={list(self.delta)!r}" if self.delta else ""
@@ -322,11 +279,11 @@ def setup(rule: Rule, model: Any, delta: Any = None) -> OptState:
         if rules:
             transform = rules[0].bind(rules, rule)
             rules = transform.rules
-    plan = plan_of(model)
-    tree = plan.mirror(lambda layer, name: Leaf(rule, rule.init(getattr(layer, name))))
-    return OptState(rule, tree, rules, transform, plan)
+    tree = mirror(nodes(model), lambda layer, name: Leaf(rule, rule.init(getattr(layer, name))))
+    return OptState(rule, tree, rules, transform)
 
 
+# --- the step -------------------------------------------------------------------------------
 class NonFiniteLoss(FloatingPointError):
     """The loss was NaN or ±inf; training stopped before updating anything."""
 
@@ -336,87 +293,106 @@ class NonFiniteStep(NonFiniteLoss):
     at 0, an overflow); `update` refused it before changing anything."""
 
 
-class PendingStep:
-    """The next step of every parameter, computed but not yet written: `propose` computes one
-    parameter's new value and state; `commit` checks that every new value is finite and writes
-    them all (with each layer's ``step`` record and what a transform recorded, such as Dense's
-    ``delta_used``)."""
-
-    __slots__ = ("new", "steps", "taken", "writes")
-
-    def __init__(self) -> None:
-        self.taken: set[tuple[int, str]] = set()  # (id(layer), name) of the steps proposed
-        self.new: list[tuple[str, Any]] = []  # (path, new value): what `commit` checks
-        self.writes: list[tuple[Any, str, Any]] = []  # (object, attribute, value)
-        self.steps: dict[int, dict[str, Any]] = {}  # id(layer) → its new ``step`` record
-
-    def propose(self, path: str, layer: Any, name: str, leaf: Leaf, g: Any) -> Any:
-        """x_new = x - step, (state, step) = rule.apply(state, x, g), in x's dtype. Returns
-        x_new; nothing is written yet."""
-        x = getattr(layer, name)
-        dtype = x.dtype
-        if g.dtype != dtype:  # parameters keep their dtype (f64 targets, an f32 model)
-            g = namespace(g).astype(g, dtype)
-        state, step = leaf.rule.apply(leaf.state, x, g)
+def descend(x: Any, step: Any) -> tuple[Any, Any]:
+    """x_new = x − step, in x's dtype (a rule may return a step of a wider dtype, say from a
+    float64 hyperparameter array): returns (x_new, the step as subtracted)."""
+    new = x - step
+    if new.dtype != x.dtype:
+        step = namespace(step).astype(step, x.dtype)
         new = x - step
-        if new.dtype != dtype:
-            step = namespace(step).astype(step, dtype)
-            new = x - step
-        self.new.append((path, new))
-        self.taken.add((id(layer), name))
-        steps = self.steps.get(id(layer))
-        if steps is None:
-            steps = self.steps[id(layer)] = dict(getattr(layer, "step", None) or {})
-            self.writes.append((layer, "step", steps))
-        steps[name] = step
-        self.writes += ((layer, name, new), (leaf, "state", state))
-        return new
-
-    def record(self, obj: Any, name: str, value: Any) -> None:
-        """Set ``obj.name = value`` with the commit (e.g. a Dense layer's ``delta_used``)."""
-        self.writes.append((obj, name, value))
-
-    def commit(self) -> None:
-        """Refuse a non-finite step (naming the first parameter), then write everything."""
-        new = self.new
-        if new:
-            # one Python float for the whole step: NaN and ±inf propagate into the sums, so
-            # only a non-finite total (or a sum that overflowed) needs the search
-            total = sum(_total(a) for _, a in new)
-            if not math.isfinite(float(total)):
-                refuse_non_finite(new)
-        set_all(self.writes)
+    return new, step
 
 
-def _total(a: Any) -> Any:
-    """A number that is NaN or ±inf when an entry of ``a`` is (or when it overflows)."""
-    if type(a) is np.ndarray:  # Σ a² by BLAS: NumPy's cheapest reduction of a small array
-        return np.vdot(a, a)
-    return a.sum() if hasattr(a, "sum") else namespace(a).sum(a)  # the method: less dispatch
+def finite(a: Any) -> bool:
+    """Whether every entry of ``a`` is finite. One reduction first: NaN and ±inf propagate
+    into Σ a² (one dot product), so only a sum that is not finite (or that overflowed) needs
+    the elementwise look."""
+    xp = namespace(a)
+    flat = xp.reshape(a, (-1,))
+    if math.isfinite(float(xp.vecdot(flat, flat))):
+        return True
+    return bool(xp.all(xp.isfinite(a)))
 
 
 def refuse_non_finite(new: list[tuple[str, Any]]) -> None:
-    """Raise `NonFiniteStep` naming the first parameter whose new value has a NaN or ±inf
-    (the elementwise check: a sum can overflow with every entry finite)."""
+    """Raise `NonFiniteStep` naming the first parameter whose new value has a NaN or ±inf."""
     for path, a in new:
-        if not _finite(a):
+        if not finite(a):
             raise NonFiniteStep(
                 f"the update would make {path} NaN or ±inf (a non-finite gradient or step): "
                 "refused; the model and the optimiser state are unchanged"
             )
 
 
-def _finite(a: Any) -> bool:
-    # one reduction: NaN and ±inf propagate into the sum; only a finite array that overflows
-    # when summed needs the elementwise check
-    if math.isfinite(float(_total(a))):
-        return True
-    xp = namespace(a)
-    return bool(xp.all(xp.isfinite(a)))
+class Commit:
+    """The next step of every parameter, computed but not yet written: `propose` computes one
+    parameter's new value and state; `write` checks that every new value is finite and writes
+    them all (with each layer's ``step`` record and what a transform recorded, such as Dense's
+    ``delta_used``)."""
+
+    def __init__(self) -> None:
+        self.taken: set[tuple[int, str]] = set()  # (id(layer), name) of the steps proposed
+        self.new: list[tuple[str, Any]] = []  # (path, new value): what `write` checks
+        self.writes: list[tuple[Any, str, Any]] = []  # (object, attribute, value)
+        self.steps: dict[int, dict[str, Any]] = {}  # id(layer) → its new ``step`` record
+
+    def propose(self, path: str, layer: Any, name: str, leaf: Leaf, g: Any) -> Any:
+        """(state, step) = rule.apply(state, x, g), x_new = x − step, in x's dtype. Returns
+        x_new; nothing is written yet."""
+        x = getattr(layer, name)
+        if g.dtype != x.dtype:  # parameters keep their dtype (f64 targets, an f32 model)
+            g = namespace(g).astype(g, x.dtype)
+        state, step = leaf.rule.apply(leaf.state, x, g)
+        new, step = descend(x, step)
+        self.new.append((path, new))
+        self.taken.add((id(layer), name))
+        steps = self.steps.get(id(layer))
+        if steps is None:  # the layer's record of the steps it took: the others' are kept
+            steps = self.steps[id(layer)] = dict(getattr(layer, "step", None) or {})
+            self.writes.append((layer, "step", steps))
+        steps[name] = step
+        self.writes += ((layer, name, new), (leaf, "state", state))
+        return new
+
+    def finish(
+        self, entries: list[tuple[Any, ...]], grads: list[Any], records: list[tuple]
+    ) -> None:
+        """Propose the step of every entry (path, layer, name, _, Leaf) with its gradient in
+        ``grads`` (None: no step) not proposed yet, then write all of them with ``records``."""
+        for (path, layer, name, _, leaf), g in zip(entries, grads, strict=True):
+            if g is not None and (id(layer), name) not in self.taken:
+                self.propose(path, layer, name, leaf, g)
+        refuse_non_finite(self.new)
+        set_all(self.writes + list(records))
+
+
+def rewritten(
+    state: OptState, entries: list[tuple[Any, ...]], model: Any, commit: Commit, walked: Any
+) -> tuple[list[Any], list[tuple[Any, str, Any]]]:
+    """The gradients the step takes, in the order of ``entries``, and what to record with its
+    commit: as given, or as the state's δ-rules rewrote them (`StepTransform`)."""
+    if state.transform is None:
+        return [entry[3] for entry in entries], []
+    return state.transform.rewrite(entries, model, commit, walked)
+
+
+def check_entries(entries: list[tuple[Any, ...]]) -> None:
+    """Refuse, before anything is computed, a gradient that is not an array of its parameter's
+    shape, or an optimiser state entry that is not a Leaf (entries: path, layer, name, g, Leaf)."""
+    for path, layer, name, g, leaf in entries:
+        x = getattr(layer, name)
+        if g is not None and (not is_array(g) or g.shape != x.shape):
+            shape = tuple(g.shape) if is_array(g) else type(g).__name__
+            raise ValueError(
+                f"gradients do not match the model: {path} has shape {tuple(x.shape)}, "
+                f"gradient {shape}"
+            )
+        if not isinstance(leaf, Leaf):
+            raise ValueError(f"optimiser state does not match the model at {path}")
 
 
 def update(state: OptState, model: Any, grads: Tree) -> None:
-    """Apply one step of the optimiser to ``model`` in place: x ← x - step for every
+    """Apply one step of the optimiser to ``model`` in place: x ← x − step for every
     parameter with a gradient. Each layer keeps what it subtracted in ``layer.step[name]``
     (Dense shows it as ``dW = -step``, ``db``). Atomic: the whole step is computed and checked
     (`NonFiniteStep`) before anything is written."""
@@ -426,72 +402,13 @@ def update(state: OptState, model: Any, grads: Tree) -> None:
             "tv.setup(rule, model) first and pass what it returns: "
             "state = tv.setup(tv.Descent(0.01), model); tv.update(state, model, grads)"
         )
-    plan = state.plan = plan_of(model, state.plan)
-    program = _written(state, plan)
-    gathered = program.gather(grads, state.tree) if program is not None else None
-    if gathered is not None and state.transform is None:  # the usual case (`update_program`)
-        with interrupts_deferred():
-            if program.update(*gathered):
-                return
-    # the δ-rules, anything unusual, and every error message: the general code
-    if gathered is not None and all(g is not None for g in gathered[0]):
-        # trees of the model's shape, with every entry: what `plan.zip` would give, read faster
-        entries = [(*at, g, leaf) for at, g, leaf in zip(plan.trainables, *gathered, strict=True)]
-    else:
-        entries = plan.zip((grads, state.tree), ("gradients", "optimiser state"))
-    for path, layer, name, g, leaf in entries:  # check everything before computing anything
-        if g is not None and (
-            (type(g) is not np.ndarray and not is_array(g)) or g.shape != getattr(layer, name).shape
-        ):
-            shape = tuple(g.shape) if is_array(g) else type(g).__name__
-            raise ValueError(
-                f"gradients do not match the model: {path} has shape "
-                f"{tuple(getattr(layer, name).shape)}, gradient {shape}"
-            )
-        if not isinstance(leaf, Leaf):
-            raise ValueError(f"optimiser state does not match the model at {path}")
-    # (a plain step here is one the written update did not take: not tried again)
-    take_step(entries, state, plan, model, written=state.transform is not None)
-
-
-def _written(state: OptState, plan: Plan) -> Any:
-    """The UpdateProgram of this state and plan: kept, or written now (None: it cannot be)."""
-    written = state.written
-    if written is None or written[0] is not plan or written[1] is not state.tree:
-        try:
-            program = UpdateProgram(plan, UPDATE_HELPERS, state.rule)
-        except Exception:  # e.g. a parameter that is not an array: the general code says so
-            program = None
-        written = state.written = (plan, state.tree, program)
-    return written[2]
-
-
-def take_step(
-    entries: list[tuple[Any, ...]], state: OptState, plan: Plan, model: Any, written: bool = True
-) -> None:
-    """The step of every parameter of ``entries`` (path, layer, name, gradient, Leaf), its
-    gradients rewritten first by the state's transform (the δ-rules) when there is one, and
-    committed at once, with Ctrl-C held back until it is written. ``written``: through the
-    written update when it takes the step (False: the general code, `PendingStep`)."""
+    fast = seam.road()
+    if fast is not None and fast.update(state, model, grads):
+        return
+    walked = nodes(model)
+    entries = match(walked, (grads, state.tree), ("gradients", "optimiser state"))
+    check_entries(entries)
     with interrupts_deferred():
-        step = PendingStep()
-        records: list[tuple[Any, str, Any]] = []
-        if state.transform is not None:
-            grads, records = state.transform.rewrite(entries, plan, model, step)
-        else:
-            grads = [entry[3] for entry in entries]
-        # the written update takes every step (unless the transform took some already)
-        program = _written(state, plan) if written and not step.new else None
-        if program is not None and program.update(grads, [e[4] for e in entries], records):
-            return
-        taken = step.taken  # (the steps the transform took already)
-        for (path, layer, name, _, leaf), g in zip(entries, grads, strict=True):
-            if g is not None and (id(layer), name) not in taken:
-                step.propose(path, layer, name, leaf, g)
-        for obj, name, value in records:
-            step.record(obj, name, value)
-        step.commit()
-
-
-# what a written update calls (`update_program`)
-UPDATE_HELPERS = {"Leaf": Leaf, "refuse_non_finite": refuse_non_finite, "norm2": _total}
+        commit = Commit()
+        new_grads, records = rewritten(state, entries, model, commit, walked)
+        commit.finish(entries, new_grads, records)

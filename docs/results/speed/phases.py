@@ -54,10 +54,11 @@ def main() -> int:
 
     import tinyvec as tv
     from tinyvec.engine.losses import parts
-    from tinyvec.engine.plan import plan_of
     from tinyvec.engine.tensor import Tensor, seed
     from tinyvec.experiments import bench
-    from tinyvec.optimise.training import model_gradient, set_all, track
+    from tinyvec.fast.plan import plan_of
+    from tinyvec.fast.update_program import written as written_update
+    from tinyvec.optimise.training import gradients_of
 
     bench.pin_one_cpu()
     spec = bench.seed_spec()
@@ -71,11 +72,11 @@ def main() -> int:
     compiled = tv.compile(lambda m, x, y: tv.mse(m(x), y), model, state)
     compiled(x, y)
     plan = plan_of(model)
-    program = next(iter(plan.fused.values()))  # the model's written forward and backward pass
-    update = state.written[2]  # `tv.update`'s written step
+    program = next(iter(plan.programs.values()))  # the model's written forward and backward pass
+    update = written_update(state, plan)  # `tv.update`'s written step
     params = program.params()
     out, saved = program.forward(x, *params)
-    _, _, grads = model_gradient(loss, model)
+    _, grads = gradients_of(loss, [model], plan.trainables)
     leaves = update.leaves(state.tree)
     tree = plan.tree(grads)
     numpy_step = bench.numpy_step(spec, x, y, "float64")
@@ -83,8 +84,8 @@ def main() -> int:
     twin_state = tv.setup(tv.Descent(1e-6), twin)
     written = tv.compile(tv.mse, twin, twin_state)
     written(x, y)
-    twin_program = next(iter(plan_of(twin).fused.values()))
-    twin_update = twin_state.written[2]
+    twin_program = next(iter(plan_of(twin).programs.values()))
+    twin_update = written_update(twin_state, plan_of(twin))
 
     def loss_parts() -> None:
         forward, vjp = parts(tv.mse)(out, y)
@@ -98,13 +99,12 @@ def main() -> int:
         g = twin_program.backward(vjp(seed(L), L, o), s)[1:]
         twin_update.update(g, twin_update.leaves(twin_state.tree), (), True)
 
+    def reference_step() -> None:
+        with tv.fast.off():
+            tv.update(state, model, tv.gradient(loss, model))
+
     def loss_node() -> None:
         tv.mse(Tensor(out), y).backward()
-
-    def parameters_as_tensors() -> None:
-        tracked: list = []
-        track(plan, tracked)
-        set_all(tracked)
 
     phases = {
         "NumPy, the whole step (scale)": numpy_step,
@@ -113,17 +113,19 @@ def main() -> int:
         "  its bare pieces (no checks, no hold of Ctrl-C)": bare_step,
         "    the loss's parts, forward and vjp": loss_parts,
         "tinyvec compiled step, a loss function": lambda: compiled(x, y),
-        "  the gradient, as a list (model_gradient)": lambda: model_gradient(loss, model),
+        "  the gradient, as a list (gradients_of)": lambda: gradients_of(
+            loss, [model], plan.trainables
+        ),
         "    forward (written program)": lambda: program.forward(x, *params),
         "    backward (written program)": lambda: program.backward(out, saved),
         "    the loss as a graph node, forward and backward": loss_node,
-        "    the parameters as Tensors while the loss runs, and back": parameters_as_tensors,
         "  update (written program)": lambda: update.update(grads, leaves),
         "  update (written program), the gradients not checked": lambda: update.update(
             grads, leaves, (), True
         ),
         "  the Leafs read from the optimiser state's tree": lambda: update.leaves(state.tree),
         "what the default step adds:": lambda: None,
+        "  the reference road's default step (tv.fast.off())": reference_step,
         "  the gradient as a Tree (plan.tree)": lambda: plan.tree(grads),
         "  the Tree read again (gather, in update)": lambda: update.gather(tree, state.tree),
     }

@@ -20,8 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import is_array, to_numpy
-from .tensor import data
+from .backend import is_array, to_numpy
+from .devices import cpu, f64
+from .engine.tensor import data
+from .layers.base import trainables
+from .optimise.training import gradient
 
 
 class GradcheckError(AssertionError):
@@ -79,11 +82,8 @@ def gradcheck(
     >>> tv.gradcheck(lambda x: tv.ops.sum(bad(x)), np.array([1.0, 2.0]))
     Traceback (most recent call last):
     ...
-    tinyvec.engine.gradcheck.GradcheckError: gradients differ (2 entries, ...); worst: args[0][1]: engine 8, finite differences 12 ...
+    tinyvec.gradcheck.GradcheckError: gradients differ (2 entries, ...); worst: args[0][1]: engine 8, finite differences 12 ...
     """
-    from ..devices import cpu, f64  # imported here: devices and optimise import the engine
-    from ..optimise.training import gradient
-
     if not args:
         raise TypeError("gradcheck(f, *args): give the arguments to differentiate f at")
     if not (eps > 0 and math.isfinite(eps)):
@@ -154,8 +154,6 @@ def _entries(arg: Any, grad: Any, name: str) -> Iterator[tuple[str, Any, Any]]:
     if isinstance(arg, np.ndarray):
         yield name, arg, grad
         return
-    from ..layers.base import trainables
-
     for path, layer, attr in trainables(arg):
         x = getattr(layer, attr)
         g = _lookup(grad, path)

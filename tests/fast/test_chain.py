@@ -1,4 +1,4 @@
-"""A Chain as one written program (`tinyvec.layers.fused`): bit for bit what the layers compute
+"""A Chain as one written program (`tinyvec.fast.chain`): bit for bit what the layers compute
 one by one (values, gradients, every record), one graph node, and every case it must leave to
 the layers."""
 
@@ -15,7 +15,6 @@ from nets import architectures, model_from, records
 
 import tinyvec as tv
 from tinyvec.backend import to_numpy
-from tinyvec.layers.fused import unfused
 
 
 def loss(m, x, y):
@@ -24,7 +23,7 @@ def loss(m, x, y):
 
 def gradients(model, x, y, fused):
     """(loss, the gradient tree as bytes, ∂L/∂x) with the Chain fused or layer by layer."""
-    with contextlib.nullcontext() if fused else unfused():
+    with contextlib.nullcontext() if fused else tv.fast.off():
         value, (grads, gx) = tv.withgradient(lambda m, x: loss(m, x, y), model, x)
     flat = {path: to_numpy(grads[path]).tobytes() for path, _, _ in tv.trainables(model)}
     return to_numpy(value).tobytes(), flat, to_numpy(gx).tobytes()
@@ -53,7 +52,7 @@ def test_the_chain_is_one_node_whose_parents_are_the_input_and_the_parameters():
     x = tv.Tensor(np.ones((4, 3)))
     out = m(x)
     assert out.op == "Chain" and out.parents[0] is x and len(out.parents) == 1 + 6
-    with unfused():
+    with tv.fast.off():
         assert m(x).op == "Dense"
     with tv.no_grad():
         out = m(x)
@@ -61,13 +60,13 @@ def test_the_chain_is_one_node_whose_parents_are_the_input_and_the_parameters():
     assert type(m(np.ones((4, 3)))) is np.ndarray  # plain arrays in, plain array out
 
 
-def test_unfused_is_per_thread():
+def test_off_is_per_thread():
     m, seen = seed_net(), []
     x = tv.Tensor(np.ones((4, 2)))
     inside, done = threading.Event(), threading.Event()
 
     def other():
-        with unfused():
+        with tv.fast.off():
             inside.set()
             done.wait(5)
 
@@ -88,7 +87,7 @@ def test_a_loss_that_calls_the_model_twice_gets_each_calls_own_backward_pass():
         return tv.mse(m(x1), np.zeros((1, 3))) + tv.mse(m(x2), np.ones((1, 2)))
 
     ga = tv.gradient(twice, a)
-    with unfused():
+    with tv.fast.off():
         gb = tv.gradient(twice, b)
     for path, _, _ in tv.trainables(a):
         assert ga[path].tobytes() == gb[path].tobytes()
@@ -144,9 +143,9 @@ def test_a_model_with_written_programs_pickles_and_copies():
     m = seed_net()
     x = np.linspace(-1, 1, 12).reshape(4, 3)
     tv.gradient(lambda m: tv.mse(m(x), np.zeros((1, 3))), m)
-    assert m._tinyvec_plan.fused  # a program was written and kept
+    assert m._tinyvec_fast.programs  # a program was written and kept
     for other in (pickle.loads(pickle.dumps(m)), copy.deepcopy(m)):
-        assert not other._tinyvec_plan.fused
+        assert "_tinyvec_fast" not in vars(other)  # (the plan stays with its model)
         assert other(x).tobytes() == m(x).tobytes()
 
 
@@ -157,7 +156,7 @@ def test_a_new_structure_writes_a_new_program():
     m.layers = (*m.layers[:2], tv.Dense(6, 2, rng=5))
     after = m(x)
     assert after.shape == (2, 2) and before.shape == (1, 2)
-    with unfused():
+    with tv.fast.off():
         assert m(x).tobytes() == after.tobytes()
 
 
@@ -167,7 +166,7 @@ def test_a_new_activation_or_connection_is_a_new_program():
 
     def same_as_layer_by_layer():
         fused = m(x)
-        with unfused():
+        with tv.fast.off():
             return m(x).tobytes() == fused.tobytes()
 
     assert same_as_layer_by_layer()
@@ -185,6 +184,6 @@ def test_a_layer_given_its_own_forward_pass_runs_layer_by_layer():
     m = seed_net()
     x = np.ones((4, 2))
     m[0].forward = lambda x: tv.Dense.forward(m[0], x) * 2.0
-    with unfused():
+    with tv.fast.off():
         expected = m(x)
     assert m(x).tobytes() == expected.tobytes()

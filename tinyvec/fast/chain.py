@@ -3,65 +3,40 @@
 Calling a Chain layer by layer makes a graph node per layer and checks every input on the
 way; for a model built from the layers below, all of that is the same at every call. So the
 first call writes the model's forward and backward pass once, as plain Python over arrays
-with the formulas in comments, and later calls replay it: the Chain becomes *one* graph node
-whose vjp is the written backward pass (`fused_call`). `tv.compile` uses the same program for
-its training step. ``Plan.fused`` keeps the programs of a model, so a new structure writes
-new ones.
+that calls the reference formulas (`tinyvec.layers.dense`: `affine`, σ, `backprop_delta`,
+`dense_vjp`) in the order the layers would, and later calls replay it: the Chain becomes
+*one* graph node whose vjp is the written backward pass (`chain_call`). `tv.compile` uses the
+same program for its training step. ``Plan.programs`` keeps the programs of a model, so a new
+structure writes new ones.
 
 Nothing changes in what you can see: every Dense layer records its input, preact and output
 in the forward pass and its delta in the backward pass, the containers their input, and the
-numbers are the same bit for bit as layer by layer (the same array operations in the same
-order; a value receives at most two cotangents, and a + b is b + a exactly). What differs is
-the graph: a Chain's output has one node, ``op == "Chain"``, with the input and every
-parameter as its parents. Inside ``with tv.layers.fused.unfused():`` Chains run layer by
-layer, one node per layer (to look at the graph, or to compare).
+numbers are the same bit for bit as layer by layer (the same functions on the same arrays in
+the same order; a value receives at most two cotangents, and a + b is b + a exactly). What
+differs is the graph: a Chain's output has one node, ``op == "Chain"``, with the input and
+every parameter as its parents. Inside ``with tinyvec.fast.off():`` Chains run layer by
+layer, one node per layer (the reference road).
 
 A model it cannot write (a custom layer, a shared layer, a connection other than + and vcat,
 a value used by more than two layers, parameters of another dtype than the input) simply
 runs layer by layer; so does any call it is not sure of (an input of another kind or shape,
-a δ-rule's sweep, which replaces Dense's forward pass).
-
-You can skip this module when reading the engine: it is an optimisation of `Chain.__call__`.
+a parameter of another shape, a δ-rule's sweep, which replaces Dense's forward pass).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import operator
-import re
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from ..backend import namespace
-from ..engine.activations import FORMULAS
+from ..engine.activations import ACTIVATIONS
 from ..engine.ops import vcat
-from ..engine.plan import Plan, plan_of
-from ..engine.tensor import Tensor, data, grad_enabled, setting
-from .dense import Dense, _forward_override
+from ..engine.tensor import Tensor, data, grad_enabled
+from ..layers.containers import Chain, Parallel, SkipConnection, add
+from ..layers.dense import Dense, affine, backprop_delta, dense_vjp, overridden
+from .plan import Plan, plan_of
 
-__all__ = ["Fallback", "Program", "fused_call", "fusing", "program_for", "unfused", "write_program"]
-
-# Per context, like `no_grad`: another thread's `unfused()` block changes nothing here.
-_fusing: contextvars.ContextVar[bool] = contextvars.ContextVar("tinyvec_fused", default=True)
-
-
-def unfused() -> contextlib.AbstractContextManager[None]:
-    """Inside this block (in this thread) every Chain runs layer by layer, one graph node per
-    layer, as written in `Chain.__call__`: the reference the programs are tested against.
-
-    >>> import numpy as np, tinyvec as tv
-    >>> m = tv.Chain(tv.Dense(2, 3, tv.tanh, rng=0), tv.Dense(3, 1, rng=1))
-    >>> x = tv.Tensor(np.ones((2, 4)))
-    >>> m(x).op
-    'Chain'
-    >>> with unfused():
-    ...     m(x).op
-    'Dense'
-    """
-    return setting(_fusing, False)
+__all__ = ["Fallback", "Program", "chain_call", "program_for", "write_program"]
 
 
 class Fallback(Exception):
@@ -98,13 +73,8 @@ class Program:
 
 
 # --- code generation ------------------------------------------------------------------------
-_CONNECTIONS = {operator.add: "+", vcat: "vcat"}
-
-
 def _connection(f: Any) -> str | None:
-    from .containers import add  # (containers imports this module)
-
-    return "+" if f is add else _CONNECTIONS.get(f)
+    return "+" if f is add else "vcat" if f is vcat else None
 
 
 class _Writer:
@@ -113,19 +83,23 @@ class _Writer:
 
     def __init__(self, plan: Plan, x: Any, input_grad: bool) -> None:
         self.plan, self.x = plan, x
-        self.scope: dict[str, Any] = {"Fallback": Fallback}
+        self.scope: dict[str, Any] = {
+            "Fallback": Fallback,
+            "affine": affine,
+            "backprop_delta": backprop_delta,
+            "dense_vjp": dense_vjp,
+        }
         self.forward: list[str] = []
         self.ops: list[tuple[Any, ...]] = []
         self.rows = {"v0": x.shape[0]}  # features of each value
         self.tracked = {"v0": input_grad}  # whether a value needs its cotangent
         self.uses = {"v0": 0}
         self.args: list[str] = []  # the forward pass's parameter arguments: W1, b1, …
+        self.shapes: list[str] = []  # their shapes, checked at every call
         self.paths: list[str] = []
         self.reads: list[str] = []  # what `params()` reads: dense1.weight, …
         self.saved: list[str] = []  # what the backward pass needs from the forward pass
         self.dense = 0
-        # NumPy: the ufunc's reduction, what np.sum calls, without its Python wrapper
-        self.numpy = type(x).__module__ == "numpy"
         self.count = 0
         self.dtype = x.dtype
         self.exact_grads = True  # (see Program)
@@ -149,8 +123,6 @@ class _Writer:
             raise Fallback(f"a value is used by more than two layers ({v})")
 
     def layer(self, index: int, v: str) -> str:
-        from .containers import Chain, Parallel, SkipConnection
-
         node = self.plan.nodes[index]
         layer = node.layer
         if not node.first:
@@ -225,43 +197,33 @@ class _Writer:
         self.dense += 1
         k = self.dense
         L = self.const(f"dense{k}", layer)
-        sigma = layer.sigma
-        out = self.value(W.shape[0], True)
-        A = f"A{k}"
-        lines = [
-            f"    # {node.path}: {layer!r}",
-            f"    {A} = W{k} @ {v}  # A^{k} = W^{k} O^{k - 1} + b^{k}",
-        ]
-        self.args.append(f"W{k}")
-        self.reads.append(f"{L}.weight")
-        if b is not None:
-            lines.append(f"    {A} += b{k}[:, None]  # (in place: A is new, and of b's dtype)")
-            self.args.append(f"b{k}")
-            self.reads.append(f"{L}.bias")
-        formula = FORMULAS.get(sigma)
-        if formula is not None:
-            f = _fill(formula[0], A=A)
-            bp = _fill(formula[1], A=A, O=out)  # (g: filled in by the backward pass)
-        else:
-            f = f"{self.const(f'sigma{k}', sigma.f)}({A})"
+        sigma = self.const(f"sigma{k}", layer.sigma)
+        if layer.sigma is not ACTIVATIONS.get(layer.sigma.name):
             self.exact_grads = False  # (a derivative of your own may change dtype or shape)
-            bp = None
-            if sigma.derivative is not None:
-                bp = f"{self.const(f'backprop{k}', sigma.backprop)}(g, {A}, {out})"
-        lines += [
-            f"    {out} = {f}  # O^{k} = σ(A^{k}), σ = {sigma!r}",
-            f"    {L}.input, {L}.preact, {L}.output = {v}, {A}, {out}",
+        out = self.value(W.shape[0], True)
+        self.args.append(f"W{k}")
+        self.shapes.append(f"W{k}.shape != {tuple(W.shape)}")
+        self.reads.append(f"{L}.weight")
+        bias = "None"
+        if b is not None:
+            bias = f"b{k}"
+            self.args.append(bias)
+            self.shapes.append(f"b{k}.shape != {tuple(b.shape)}")
+            self.reads.append(f"{L}.bias")
+        self.forward += [
+            f"    # {node.path}: {layer!r}",
+            f"    A{k} = affine(W{k}, {bias}, {v})  # A^{k} = W^{k} O^{k - 1} + b^{k}",
+            f"    {out} = {sigma}.f(A{k})  # O^{k} = σ(A^{k}), σ = {layer.sigma!r}",
+            f"    {L}.input, {L}.preact, {L}.output = {v}, A{k}, {out}",
         ]
-        self.forward += lines
-        self.paths += [path for _, path in node.named]
-        self.saved += [v, f"W{k}", A, out]
-        self.ops.append(("dense", k, L, bp, v, out, b is not None))
+        self.paths += [f"{node.path}.{name}" for name in node.present]
+        self.saved += [v, f"W{k}", f"A{k}", out]
+        self.ops.append(("dense", k, L, sigma, v, out, b is not None))
         return out
 
     def write(self) -> tuple[list[str], dict[str, Any], list[str]]:
         """(the program's lines, the names they use, the parameters' paths in order)."""
         self.scope["xp"] = namespace(self.x)
-        self.scope["add_reduce"] = np.add.reduce
         self.scope["ARRAY"], self.scope["DT"], self.scope["IN"] = (
             type(self.x),
             self.x.dtype,
@@ -272,6 +234,7 @@ class _Writer:
             raise Fallback("the model's output does not depend on any parameter")
         args = ", ".join(self.args)
         dtypes = " or ".join(f"{a}.dtype is not DT" for a in self.args)
+        shapes = " or ".join(self.shapes)
         params = [
             "def params():",
             '    """The parameters, in the order of the forward pass\'s arguments."""',
@@ -286,6 +249,8 @@ class _Writer:
             "        raise Fallback('another kind of input')",
             f"    if {dtypes}:",
             "        raise Fallback('a parameter changed dtype')",
+            f"    if {shapes}:",
+            "        raise Fallback('a parameter changed shape')",
         ]
         saved = list(dict.fromkeys(self.saved))
         forward = head + self.forward + [f"    return {out}, ({', '.join(saved)},)", ""]
@@ -324,35 +289,27 @@ class _Writer:
                         give(y, f"g_{res}[{start}:{end}, :]")
                         start = end
             else:
-                _, k, L, bp, v, res, bias = op
+                _, k, L, sigma, v, res, bias = op
                 d = f"d{k}"
                 grads[k] = [f"gW{k}"] + ([f"gb{k}"] if bias else [])
                 if res not in has:  # the output reached no loss: no gradient
                     self.exact_grads = False
                     lines.append(f"    {' = '.join(grads[k])} = None")
                     continue
-                lines.append(f"    # {L}: layer {k}")
-                if bp is None:
-                    lines.append(f"    {d} = g_{res}  # δ^{k} = ∂L/∂O^{k} (σ = identity)")
-                else:
-                    lines.append(
-                        f"    {d} = {_fill(bp, g=f'g_{res}')}  # δ^{k} = ∂L/∂O^{k} ⊙ σ′(A^{k})"
-                    )
-                lines.append(f"    {L}.delta, {L}.delta_used = {d}, None")
-                give(v, f"W{k}.mT @ {d}  # ∂L/∂O^{k - 1} = W^{k}ᵀ δ^{k}")
-                lines.append(f"    gW{k} = {d} @ {v}.mT  # ∂L/∂W^{k} = δ^{k} O^{k - 1}ᵀ")
-                if bias:
-                    total = f"add_reduce({d}, 1)" if self.numpy else f"xp.sum({d}, axis=1)"
-                    lines.append(f"    gb{k} = {total}  # ∂L/∂b^{k} = Σ_batch δ^{k}")
+                lines += [
+                    f"    # {L}: layer {k}",
+                    f"    {d} = backprop_delta({sigma}, g_{res}, A{k}, {res})"
+                    f"  # δ^{k} = ∂L/∂O^{k} ⊙ σ′(A^{k})",
+                    f"    {L}.delta, {L}.delta_used = {d}, None",
+                    f"    gO{k}, gW{k}, {f'gb{k}' if bias else '_'} = dense_vjp("
+                    f"{d}, W{k}, {v}, {self.tracked[v]}, True, {bias})"
+                    f"  # ∂L/∂O^{k - 1} = W^{k}ᵀ δ^{k}, ∂L/∂W^{k} = δ^{k} O^{k - 1}ᵀ, ∂L/∂b^{k} = Σ_batch δ^{k}",
+                ]
+                give(v, f"gO{k}")
         order = [g for k in sorted(grads) for g in grads[k]]
         first = "g_v0" if self.tracked["v0"] and "v0" in has else "None"
         lines.append(f"    return {first}, {', '.join(order)}")
         return lines
-
-
-def _fill(formula: str, **names: str) -> str:
-    """``formula`` with its variables A, O, g renamed (whole words only)."""
-    return re.sub(r"\b[AOg]\b", lambda m: names.get(m.group(), m.group()), formula)
 
 
 def write_program(plan: Plan, x: Any, input_grad: bool = False) -> Program:
@@ -363,40 +320,34 @@ def write_program(plan: Plan, x: Any, input_grad: bool = False) -> Program:
     return Program("\n".join(lines) + "\n", scope, paths, writer.exact_grads)
 
 
-# --- the fused call -------------------------------------------------------------------------
-def fusing() -> bool:
-    """Whether Chains run as their programs here: not inside `unfused` or a δ-rule's sweep
-    (which replaces Dense's forward pass). Asked first, before any work on the model."""
-    return _fusing.get() and _forward_override.get() is None
-
-
+# --- the call -------------------------------------------------------------------------------
 def program_for(plan: Plan, O: Any, tensor_in: bool = False) -> Program | None:
     """The program of ``plan``'s Chain for input array ``O`` (written at the first call of its
     kind), or None: the Chain runs layer by layer (an input that is not features × batch, a
-    model it cannot write; see the module text). Only where `fusing`."""
+    model it cannot write; see the module text)."""
     if getattr(O, "ndim", None) != 2:
         return None
     key = (type(O), O.dtype, O.shape[0], tensor_in)
-    program = plan.fused.get(key)
+    program = plan.programs.get(key)
     if program is None:
         try:
             program = write_program(plan, O, tensor_in)
         except Fallback as why:
             program = why.reason  # remembered: this kind of input runs layer by layer
-        plan.fused[key] = program
+        plan.programs[key] = program
     return program if isinstance(program, Program) else None
 
 
-def fused_call(chain: Any, x: Any) -> Any:
-    """``chain(x)`` through its program, as one graph node; None when it must run layer by
-    layer (see the module text)."""
-    if not fusing():
-        return None
+def chain_call(chain: Any, x: Any) -> Any:
+    """``chain(x)`` through its program, as one graph node; NotImplemented when it must run
+    layer by layer (see the module text)."""
+    if overridden():  # a δ-rule's sweep runs Dense layers its own way
+        return NotImplemented
     tensor_in = type(x) is Tensor
     O = x.data if tensor_in else x
     program = program_for(plan_of(chain), O, tensor_in)
     if program is None:
-        return None
+        return NotImplemented
     params = program.params()
     arrays, tracked = [], tensor_in
     for p in params:
@@ -408,7 +359,7 @@ def fused_call(chain: Any, x: Any) -> Any:
     try:
         out, saved = program.forward(O, *arrays)
     except (Fallback, ValueError, TypeError):
-        return None  # (a parameter of another shape: the layers say it well)
+        return NotImplemented  # (a parameter of another shape: the layers say it well)
     if not tracked:
         return out
     if not grad_enabled():

@@ -13,7 +13,6 @@ from nets import RULES, architectures, general_update, model_from, records, stat
 import tinyvec as tv
 from tinyvec.backend import to_numpy
 from tinyvec.deltarules import Compensation, Orthogonalization
-from tinyvec.layers.fused import unfused
 
 DELTAS = {
     "none": lambda: None,
@@ -57,7 +56,7 @@ def assert_same_step(step, compiled_pair, default_pair, x, y):
         except tv.NonFiniteStep as e:
             refused.append(str(e))
         try:
-            with unfused():  # the engine's graph, a node per layer
+            with tv.fast.off():  # the engine's graph, a node per layer
                 default, grads = tv.withgradient(lambda m: loss(m, x, y), b)
             general_update(sb, b, grads)
         except tv.NonFiniteStep as e:
@@ -196,7 +195,7 @@ def test_a_model_it_cannot_write_runs_layer_by_layer_and_says_why(make, reason):
 @pytest.mark.parametrize("rule", ["Descent", "Adam", "ClipNorm+Descent"])
 def test_a_plain_compiled_step_commits_through_the_written_update(rule, monkeypatch):
     """Not the general code: that would be the same numbers, only slower."""
-    from tinyvec.optimise import compiled
+    from tinyvec.fast import compiled
 
     m = two_layers()
     step = tv.compile(loss, m, tv.setup(RULES[rule](), m))
@@ -286,12 +285,12 @@ def test_an_f32_model_with_f64_targets_stays_f32_and_equals_the_default_step(rul
 # --- a loss of tinyvec's own: the step without a graph ----------------------------------------
 def test_a_written_loss_step_builds_no_graph(monkeypatch):
     """tv.compile(tv.mse, …) runs the program, the loss's parts and the written update: not
-    the graph's road (`model_gradient`), nor the general update."""
-    from tinyvec.optimise import compiled
+    the graph's road (`gradients_of`), nor the general update."""
+    from tinyvec.fast import compiled
 
     m = two_layers()
     step = tv.compile(tv.mse, m, tv.setup(tv.Adam(), m))
-    monkeypatch.setattr(compiled, "model_gradient", None)  # calling either would raise
+    monkeypatch.setattr(compiled, "gradients_of", None)  # calling either would raise
     monkeypatch.setattr(compiled, "update", None)
     for _ in range(2):
         step(np.ones((3, 5)), np.zeros((2, 5)))
@@ -347,8 +346,8 @@ def test_what_the_program_cannot_run_takes_the_graph_road(make, y):
     written_and_traced(make, np.linspace(-1, 1, 15).reshape(3, 5), y, tv.mse)
 
 
-def test_a_written_loss_step_inside_unfused_runs_layer_by_layer():
-    with unfused():
+def test_a_written_loss_step_inside_fast_off_runs_layer_by_layer():
+    with tv.fast.off():
         written_and_traced(two_layers, np.ones((3, 5)), np.zeros((2, 5)), tv.mse)
 
 
@@ -432,7 +431,7 @@ def test_an_activation_of_ones_own_keeps_the_gradients_checked():
         return tv.Chain(tv.Dense(3, 4, softsign, rng=0), tv.Dense(4, 2, rng=1))
 
     step = written_and_traced(make, np.linspace(-1, 1, 15).reshape(3, 5), np.zeros((2, 5)), tv.mse)
-    program = next(iter(step._plan.fused.values()))
+    program = next(iter(step._plan.programs.values()))
     assert not program.exact_grads
     assert next(iter(two_layers_program().values())).exact_grads
 
@@ -440,4 +439,4 @@ def test_an_activation_of_ones_own_keeps_the_gradients_checked():
 def two_layers_program():
     m = two_layers()
     tv.compile(tv.mse, m, tv.setup(tv.Descent(0.1), m))(np.ones((3, 5)), np.zeros((2, 5)))
-    return tv.engine.plan.plan_of(m).fused
+    return tv.fast.plan.plan_of(m).programs

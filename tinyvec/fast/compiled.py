@@ -4,9 +4,9 @@ done once.
 ``step = tv.compile(loss, model, state)``; ``step(*batch)`` is ``withgradient`` + ``update``
 for ``loss(model, *batch)``, bit for bit, records included. Both already replay what they
 can of a model made of Dense, Chain, SkipConnection and Parallel layers: the Chain runs as
-its written forward and backward pass (`tinyvec.layers.fused`), and the plain update of an
-optimiser without δ-rules as its written step (`tinyvec.optimise.update_program`); so the
-compiled step is not another computation, only a shorter road through the same one. It
+its written forward and backward pass (`tinyvec.fast.chain`), and the update as its written
+step (`tinyvec.fast.update_program`); so the compiled step is not another computation, only a
+shorter road through the same one. It
 skips what ``withgradient`` + ``update`` need for being two calls of their own: the gradient
 tree (built and read again), a second check of the model's plan, a second hold of Ctrl-C.
 
@@ -20,12 +20,9 @@ written forward pass, the loss's own forward and vjp (`tinyvec.engine.losses.par
 functions its graph node runs) and the written backward pass, with no graph at all.
 
 ``step.source`` shows the written programs (formulas in comments); ``step.fallback`` says why
-the model runs layer by layer instead (a layer `tinyvec.layers.fused` cannot write: the step
-is still exact, only slower). The δ-rules update through `update`'s general code, as in the
-default step.
-
-You can skip this module when reading the engine: it is an optimisation of `tv.update`'s
-caller, nothing more.
+the model runs layer by layer instead (a layer `tinyvec.fast.chain` cannot write: the step
+is still exact, only slower). With δ-rules the step's update is `tv.update`'s. Inside
+``tinyvec.fast.off()`` the step is the reference road's `withgradient` + `update`.
 """
 
 from __future__ import annotations
@@ -33,12 +30,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .. import seam
 from ..engine.losses import model_loss, parts
-from ..engine.plan import Plan, plan_of
 from ..engine.tensor import Tensor, grad_enabled, seed
 from ..layers.containers import Chain
-from ..layers.fused import Fallback, Program, fusing, program_for
-from .training import OptState, _written, interrupts_deferred, model_gradient, update
+from ..optimise.training import OptState, differentiate, gradients_of, interrupts_deferred, update
+from .chain import Fallback, Program, program_for
+from .plan import Plan, plan_of
+from .update_program import written
 
 __all__ = ["CompiledStep", "compile_step"]
 
@@ -70,26 +69,26 @@ class CompiledStep:
         kind of input that could not be written (None: none, or no step yet)."""
         if self._plan is None:
             return None
-        fused = self._plan.fused
-        if not fused:
+        programs = self._plan.programs
+        if not programs:
             return (
                 "no written program ran: only a Chain runs as one, called on a features × "
                 "batch array"
             )
-        return next((p for p in reversed(fused.values()) if isinstance(p, str)), None)
+        return next((p for p in reversed(programs.values()) if isinstance(p, str)), None)
 
     @property
     def source(self) -> str:
         """The written programs: the model's forward and backward pass for the last kind of
         input, and the update (written at the first step: call the step once first)."""
-        fused = self._plan.fused if self._plan is not None else {}
-        programs = [p.source for p in fused.values() if isinstance(p, Program)][-1:]
+        kept = self._plan.programs if self._plan is not None else {}
+        programs = [p.source for p in kept.values() if isinstance(p, Program)][-1:]
         if programs and self._parts is not None:
             name = self._loss.__name__
             programs.insert(0, _STEP.format(loss=name, L=f"L = {name}(out, y)"))
-        written = self.state.written
-        if written is not None and written[0] is self._plan and written[2] is not None:
-            programs.append(written[2].source)
+        update_program = written(self.state, self._plan) if self._plan is not None else None
+        if update_program is not None:
+            programs.append(update_program.source)
         if not programs:
             return f"# not compiled{': ' + self.fallback if self.fallback else ' yet'}\n"
         return "\n".join(programs)
@@ -103,21 +102,25 @@ class CompiledStep:
         in `tv.train` (a second one at once)."""
         loss, model, state = self.loss, self.model, self.state
         with interrupts_deferred(second_interrupts=True):
+            if seam.road() is None:  # inside tinyvec.fast.off(): the reference road's step
+                value, grads = differentiate(lambda m: loss(m, *batch), (model,), check)
+                update(state, model, grads)
+                return value
             direct = self._program_step(batch, check) if self._parts is not None else None
             if direct is None:
                 trusted = False
-                value, plan, grads = model_gradient(
-                    lambda m: loss(m, *batch), model, check, self._plan
+                plan = self._plan = plan_of(model, self._plan)
+                value, grads = gradients_of(
+                    lambda m: loss(m, *batch), [model], plan.trainables, check
                 )
-                self._plan = plan
             else:
                 value, plan, grads, trusted = direct
-            written = _written(state, plan) if state.transform is None else None
-            if written is not None:
-                leaves = written.leaves(state.tree)
-                if leaves is not None and written.update(grads, leaves, (), trusted):
+            program = written(state, plan) if state.transform is None else None
+            if program is not None:
+                leaves = program.leaves(state.tree)
+                if leaves is not None and program.update(grads, leaves, (), trusted):
                     return value
-            # δ-rules, or anything unusual: the general code, which also says what is wrong
+            # δ-rules, or anything unusual: `update`, which also says what is wrong
             update(state, model, plan.tree(grads))
             return value
 
@@ -127,7 +130,7 @@ class CompiledStep:
         ``∂L/∂ŷ`` and the backward pass, the very functions the graph nodes run, without the
         graph. None: not this kind of step (the graph's road computes it, and says what is
         wrong)."""
-        if len(batch) != 2 or type(self.model) is not Chain or not grad_enabled() or not fusing():
+        if len(batch) != 2 or type(self.model) is not Chain or not grad_enabled():
             return None
         x, y = batch
         plan = self._plan = plan_of(self.model, self._plan)

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 import tinyvec as tv
-from tinyvec.engine.plan import CACHE, Plan, Tree, plan_of
+from tinyvec.fast.plan import Plan, plan_of
+from tinyvec.layers.base import Tree, match, mirror
+from tinyvec.seam import CACHE
 
 
 def residual(rng=0):
@@ -23,7 +25,7 @@ def residual(rng=0):
 def test_plan_lists_every_layer_and_each_parameter_once():
     model = residual()
     plan = Plan(model)
-    assert [p for p, _ in plan.layers()] == [
+    assert [node.path for node in plan.nodes] == [
         "model",
         "model.layers[0]",
         "model.layers[1]",
@@ -119,9 +121,9 @@ def test_copies_and_pickles_of_a_model_get_their_own_plan():
 def test_zip_refuses_a_tree_of_another_shape():
     model = residual()
     plan = Plan(model)
-    good = plan.mirror(lambda layer, name: name)
-    assert [e[3] for e in plan.zip((good,), ("gradients",))] == [n for _, _, n in plan.trainables]
+    good = mirror(plan.nodes, lambda layer, name: name)
+    assert [e[3] for e in match(plan.nodes, (good,), ("gradients",))] == [n for _, _, n in plan.trainables]
     bad = Tree(good)
     bad["layers"] = good.layers[:2]
     with pytest.raises(ValueError, match=r"gradients do not match the model at model.layers"):
-        plan.zip((bad,), ("gradients",))
+        match(plan.nodes, (bad,), ("gradients",))

@@ -1,9 +1,10 @@
 """`tv.update`'s plain step written out once per model as straight lines (with δ-rules it
 steps the gradients they rewrote, committing what they record with it).
 
-For every parameter x with gradient g and optimiser Leaf, the step is what `PendingStep`
-computes: ``(state, step) = rule.apply(state, x, g)``, ``x_new = x - step``; then one
-finiteness check for the whole step and one commit. Written out for a given model (its
+For every parameter x with gradient g and optimiser Leaf, the step is what the reference
+road's `Commit` computes: ``(state, step) = rule.apply(state, x, g)``,
+``x_new, step = descend(x, step)``; then one finiteness check for the whole step (the
+reference `finite`, then `refuse_non_finite` naming the parameter) and one commit. Written out for a given model (its
 `Plan`) it needs no per-parameter loop, no tuples of entries and no dictionaries of records
 at every step; `update` and `tv.compile` replay it. Anything it does not expect at a step (a
 missing gradient, another shape or dtype, a Leaf replaced by something else) makes it return
@@ -20,18 +21,18 @@ You can skip this module when reading the optimisers: it is an optimisation of `
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ..engine.plan import Plan
-from .rules import Rule, elementwise
+from ..optimise.rules import Rule, elementwise
+from ..optimise.training import Leaf, descend, finite, refuse_non_finite
+from ..seam import CACHE
+from .plan import Plan
 
-__all__ = ["UpdateProgram"]
+__all__ = ["UpdateProgram", "written"]
 
-SMALL = 1 << 14  # parameters of at most this many entries are checked for finiteness together
 # the flat step of an elementwise rule (`UpdateProgram._flat`) for models of at most this many
 # parameter entries: it saves NumPy calls, which matters for small arrays, and costs a copy of
 # the gradient, which matters for large ones (peak memory)
@@ -47,19 +48,19 @@ class UpdateProgram:
     ``gather(grads, state_tree) -> (grads, leaves) | None``, which reads the entries of a
     gradient tree and an optimiser tree of the model's shape (None: another shape), and
     ``leaves(state_tree)``, the second half (`tv.compile` has the gradients in order already).
-    ``helpers``: the Leaf class, ``refuse_non_finite`` and ``norm2`` (Σ x² of an array that is
-    not NumPy's). ``rule``: the optimiser's rule; when it is elementwise and the parameters are
+    ``rule``: the optimiser's rule; when it is elementwise and the parameters are
     NumPy arrays of one dtype, the step runs on all of them laid end to end as one vector θ
     (`_flat`)."""
 
     __slots__ = ("gather", "leaves", "source", "update")
 
-    def __init__(self, plan: Plan, helpers: dict[str, Any], rule: Any = None) -> None:
+    def __init__(self, plan: Plan, rule: Any = None) -> None:
         scope: dict[str, Any] = {
-            "isfinite": math.isfinite,
-            "vdot": np.vdot,
             "concatenate": np.concatenate,
-            **helpers,
+            "Leaf": Leaf,
+            "descend": descend,
+            "finite": finite,
+            "refuse_non_finite": refuse_non_finite,
         }
         values = [getattr(layer, name) for _, layer, name in plan.trainables]
         flat = (
@@ -81,16 +82,9 @@ class UpdateProgram:
     def _each(plan: Plan, scope: dict[str, Any]) -> list[str]:
         """The step parameter by parameter, for any rule and array library."""
         names, layers = _names(plan, scope)
-        small, norms = [], []  # (Σ x²: NumPy's small arrays together, the others one by one)
         for i, (_, layer, name) in enumerate(plan.trainables, 1):
             x = getattr(layer, name)
             scope[f"ARRAY{i}"], scope[f"DT{i}"] = type(x), x.dtype
-            if type(x) is not np.ndarray:
-                norms.append(f"norm2(x{i}_new)")
-            elif x.size > SMALL:
-                norms.append(f"vdot(x{i}_new, x{i}_new)")
-            else:
-                small.append(f"x{i}_new.ravel()")
         lines = [
             "def update(grads, leaves, records=(), trusted=False):",
             '    """x ← x - step, (state, step) = rule.apply(state, x, ∂L/∂x), for every parameter:',
@@ -108,18 +102,11 @@ class UpdateProgram:
                 f"            or {x}.dtype is not DT{n} or g{n}.dtype is not DT{n} or g{n}.shape != {x}.shape):",
                 "        return False",
                 f"    state{n}, step{n} = leaf{n}.rule.apply(leaf{n}.state, {x}, g{n})",
-                f"    {x}_new = {x} - step{n}  # {x} ← {x} - step",
-                f"    if {x}_new.dtype is not DT{n}:",
-                "        return False",
+                f"    {x}_new, step{n} = descend({x}, step{n})  # {x} ← {x} - step",
             ]
-        if small:  # one copy of the small ones costs less than a reduction each
-            lines.append(f"    small = concatenate(({', '.join(small)},))")
-            norms.insert(0, "vdot(small, small)")
-        # Σ x² by BLAS is NumPy's cheapest reduction; NaN and ±inf propagate into the total, so
-        # only a non-finite total needs the search (an overflow at |x| ~ 1e154 finds nothing)
-        lines.append(f"    total = {' + '.join(norms)}")
         paths = [path for path, _, _ in plan.trainables]
         new = [(path, f"{x}_new") for (x, _, _), path in zip(names, paths, strict=True)]
+        lines.append(f"    if not ({' and '.join(f'finite({v})' for _, v in new)}):")
         return lines + _refuse(new) + _commit(layers)
 
     @staticmethod
@@ -179,11 +166,10 @@ class UpdateProgram:
             "            return False",
             f"    grad = concatenate(({', '.join(f'g{x[1:]}' for x, _, _ in names)},), None)",
             "    state, step = RULE.apply(state, theta, grad)",
-            "    theta_new = theta - step  # θ ← θ - step",
-            "    if theta_new.dtype is not DT or type(step) is not ARRAY or step.shape != theta.shape:",
+            "    if type(step) is not ARRAY or step.dtype is not DT or step.shape != theta.shape:",
             "        return False",
             *(["    if state is not None:", "        return False"] if stateless else []),
-            "    total = vdot(theta_new, theta_new)",
+            "    theta_new, step = descend(theta, step)  # θ ← θ - step",
         ]
         new, offset = [], 0
         for (x, _, _), value, (path, _, _) in zip(names, values, plan.trainables, strict=True):
@@ -198,12 +184,13 @@ class UpdateProgram:
             offset = end
         last = ", ".join([f"{x}_new" for x, _, _ in names] + [f"state{x[1:]}" for x, _, _ in names])
         views = (f"LAST[0] = (theta_new, state, {last})",)
+        lines.append("    if not finite(theta_new):")
         return lines + _refuse(new) + _commit(layers, views)
 
     @staticmethod
     def _gather(plan: Plan, trees: tuple[str, ...]) -> list[str]:
         """Read the gradient tree G and the optimiser tree S (``trees``: both, or S alone) as
-        `Plan.zip` does, refusing (None) any other shape: a non-dict node, a tuple of layers
+        `tinyvec.layers.base.match` does, refusing (None) any other shape: a non-dict node, a tuple of layers
         of another length or type."""
         if trees == ("G", "S"):
             lines = [
@@ -276,9 +263,8 @@ def _unpack(names: list[tuple[str, str, str]]) -> list[str]:
 
 
 def _refuse(new: list[tuple[str, str]]) -> list[str]:
-    """Raise `NonFiniteStep` when ``total`` (Σ x² of the new values) is not finite."""
+    """The body of ``if not finite(…):``: raise `NonFiniteStep`, naming the parameter."""
     return [
-        "    if not isfinite(float(total)):",
         "        refuse_non_finite([",
         *(f"            ({path!r}, {value})," for path, value in new),
         "        ])",
@@ -357,3 +343,19 @@ def _part(state: Any, start: int, end: int, shape: tuple[int, ...]) -> Any:
     if type(state) is tuple:
         return tuple(_part(s, start, end, shape) for s in state)
     return state
+
+
+def written(state: Any, plan: Plan) -> UpdateProgram | None:
+    """The UpdateProgram of optimiser ``state`` for ``plan``: kept on the state (in the seam's
+    `CACHE` attribute) while the plan and the state's tree are the same, else written now.
+    None: it cannot be written (a parameter that is not an array, say); the reference road
+    then takes every step, and says what is wrong."""
+    kept = getattr(state, CACHE, None)
+    if kept is None or kept[0] is not plan or kept[1] is not state.tree:
+        try:
+            program = UpdateProgram(plan, state.rule)
+        except Exception:
+            program = None
+        kept = (plan, state.tree, program)
+        setattr(state, CACHE, kept)
+    return kept[2]
