@@ -54,7 +54,6 @@ from tinyvec.deltarules import Compensation, Orthogonalization
 
 from .common import (
     add_sweep_flags,
-    atomic_write,
     figure_kw,
     nonnegative_float,
     parse,
@@ -63,6 +62,7 @@ from .common import (
     study_parser,
     study_sweep,
 )
+from .tables import atomic_write
 
 TASKS = ("sin", "runge", "sincos")
 ACTIVATIONS = ("tanh", "relu")
