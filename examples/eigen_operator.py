@@ -5,7 +5,7 @@ f ↦ f(A·) + f(B·) by gradient ascent on R² against targets it makes itself.
     python examples/eigen_operator.py --seeds 0-7     # several seeds in parallel
     python examples/eigen_operator.py --help
 
-Same as ``tinyvec eigen``; see tinyvec/experiments/eigen.py for what is measured.
+Same as ``tinyvec eigen``; see tinyvec/experiments/eigen_run.py for what is measured.
 """
 
 import sys

@@ -8,67 +8,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import tinyvec as tv
-from tinyvec.analysis.eigen_operator import degree1_spectrum, make_operators, unit_vectors
-from tinyvec.experiments import eigen
-
-
-def test_network_is_the_seeds_with_near_zero_skip_weights():
-    c = eigen.Config()
-    model = eigen.build_network(c, np.random.default_rng(0))
-    assert repr(model) == (
-        "Chain(Dense(20 => 40, atan), SkipConnection(Dense(40 => 40, atan), +), "
-        "SkipConnection(Dense(40 => 40, atan), +), SkipConnection(Dense(40 => 40, atan), +), "
-        "Dense(40 => 3, atan), Dense(3 => 1))"
-    )
-    W = eigen.skip_weights(model)
-    assert W.shape == (3, 40, 40)
-    assert np.abs(W).max() <= 1e-3 * np.sqrt(6 / 80)
-    assert np.abs(model[0].weight).max() > 0.1
-
-
-def test_targets_are_plain_arrays_of_the_current_network():
-    c = eigen.Config()
-    model = eigen.build_network(c, np.random.default_rng(0))
-    A, B = make_operators(20, 1.0, seed=0)
-    x = unit_vectors(20, 7, np.random.default_rng(1))
-    y = eigen.targets(model, A, B, x)
-    assert type(y) is np.ndarray and y.shape == (1, 7)
-    assert np.allclose(y, model(A @ x) + model(B @ x))
-
-
-def test_probe_metrics_on_an_exact_linear_eigenfunction():
-    """A linear model N(x) = v·x with v a real eigenvector of (A+B)ᵀ is an eigenfunction:
-    the experiment's λ̂ is its eigenvalue and R² = 1."""
-    A, B = make_operators(20, 1.0, seed=1)
-    mu, V = degree1_spectrum(A, B)
-    k = int(np.flatnonzero(np.abs(mu.imag) < 1e-9)[0])
-    model = tv.Dense.from_weights(V[:, k].real[None, :], np.array([0.7]))
-    lam, r2, f = eigen.probe_metrics(model, A, B, unit_vectors(20, 300, np.random.default_rng(2)))
-    assert lam == pytest.approx(mu[k].real, abs=1e-9)
-    assert r2 == pytest.approx(1.0, abs=1e-12)
-    assert f.shape == (300,)
-
-
-def test_weight_stats():
-    rng = np.random.default_rng(0)
-    u = rng.normal(size=(10, 1))
-    W = np.stack([u @ u.T, u @ u.T, 2 * u @ u.T])
-    s = eigen.weight_stats(W)
-    assert s["erank_r"] == pytest.approx(1.0, abs=1e-6)
-    assert s["diff_rg"] == 0.0
-    # ‖W‖ = √((1 + 1 + 4)/3)‖uuᵀ‖ = √2 ‖uuᵀ‖, ‖W_g − W_b‖ = ‖uuᵀ‖
-    assert s["diff_gb"] == pytest.approx(1 / np.sqrt(2))
-    independent = eigen.weight_stats(rng.normal(size=(3, 200, 200)))
-    assert independent["diff_rb"] == pytest.approx(np.sqrt(2), rel=0.02)
-
-
-def test_lag1_autocorrelation_sees_an_alternation():
-    assert eigen.lag1_autocorrelation(np.tile([1.0, 2.0], 50)) == pytest.approx(-0.99)
-    assert eigen.lag1_autocorrelation(np.linspace(0, 1, 100)) > 0.9
+from tinyvec.analysis.eigen_operator import unit_vectors
+from tinyvec.experiments import eigen, eigen_config, eigen_run
 
 
 def test_bad_options_are_refused(capsys):
@@ -110,7 +53,7 @@ def test_rotating_seed_measures_the_turn_over_the_tail(tmp_path):
     """Seed 3's u_top is complex: every tail step has an angle in its plane, the rotation
     uses one gain per pair of consecutive tail steps, and tail.csv keeps its three columns."""
     c = replace(eigen.Config(), seed=3, **SHORT)
-    e = eigen.build(c)
+    e = eigen_run.build(c)
     assert e.rotating and e.c.steps == SHORT["steps"]
     with pytest.warns(UserWarning, match="splits the complex pair"):  # K = 1 holds half of it
         s = eigen.run(c, tmp_path, progress=False, plots=False)
@@ -143,7 +86,7 @@ def test_quick_run_writes_every_output(tmp_path):
     assert int(rows[-1]["step"]) == config["steps"]
     ops = np.load(out / "operators.npz")
     assert np.allclose(ops["A"].T @ ops["A"], np.eye(20))
-    model = eigen.build_network(eigen.Config(), np.random.default_rng(99))
+    model = eigen_config.build_network(eigen.Config(), np.random.default_rng(99))
     tv.load(out / "model.npz", model)  # the saved model has the network's parameters
     summary = json.loads((out / "summary.json").read_text())
     for key in ("lambda", "r2", "nearest", "nearest_degree", "dominant", "extreme_degree1",
@@ -156,7 +99,7 @@ def test_quick_run_writes_every_output(tmp_path):
     # the saved model reproduces the final λ̂ on the probe set
     A, B = ops["A"], ops["B"]
     probe = unit_vectors(20, config["probe"], np.random.default_rng([1, 3]))
-    assert eigen.probe_metrics(model, A, B, probe)[0] == pytest.approx(summary["lambda"])
+    assert eigen_run.probe_metrics(model, A, B, probe)[0] == pytest.approx(summary["lambda"])
     # config.json is enough to rerun: the same numbers
     again = tmp_path / "again"
     assert (
@@ -202,106 +145,8 @@ def test_k1_reproduces_the_one_output_runs(tmp_path):
     assert [r["real"] for r in s["spectrum"]] == [s["lambda"]] and s["k"] == 1
 
 
-def _linear_eigenpair_model(seed):
-    """A linear model whose two outputs span the invariant plane of a complex degree-1 pair."""
-    A, B = make_operators(20, 1.0, seed=seed)
-    mu, V = degree1_spectrum(A, B)
-    k = int(np.flatnonzero(mu.imag > 1e-6)[0])
-    W = np.stack([V[:, k].real + V[:, k].imag, 3 * V[:, k].imag])  # any basis of the plane
-    return A, B, mu[k], tv.Chain(tv.Dense.from_weights(W, np.array([0.5, -1.0])))
-
-
-def test_ritz_values_of_an_invariant_plane_are_the_pair():
-    A, B, mu, model = _linear_eigenpair_model(3)
-    x = unit_vectors(20, 500, np.random.default_rng(0))
-    _M, values, r2 = eigen.ritz(model(x), eigen.targets(model, A, B, x))
-    assert r2 == pytest.approx(1.0, abs=1e-10)
-    assert np.allclose(np.sort_complex(values), np.sort_complex([mu, np.conj(mu)]), atol=1e-9)
-    assert values[0].imag > 0  # sorted: by real part, then the positive imaginary part first
-    lam, _r2p, F = eigen.probe_metrics(model, A, B, x)
-    assert lam == pytest.approx(mu.real) and F.shape == (2, 500)
-
-
-def test_whitening_makes_the_outputs_orthonormal_and_keeps_their_span():
-    A, B, _mu, model = _linear_eigenpair_model(3)
-    x = unit_vectors(20, 300, np.random.default_rng(1))
-    Z = model(x)
-    S = eigen.whiten_last_layer(model, Z)
-    assert np.allclose(model(x), S @ Z)
-    assert np.allclose(np.cov(model(x)), np.eye(2), atol=1e-10)
-    assert eigen.ritz(model(x), eigen.targets(model, A, B, x))[2] == pytest.approx(1.0)
-
-
-@settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), k=st.integers(1, 4), n=st.integers(5, 30))
-def test_ascent_loss_gradient_is_minus_the_residual(seed, k, n):
-    """∂(ascent_loss)/∂F = −E/n with E the Ritz residual held fixed; through a linear last
-    layer (F = W H + b) the gradient is −E Hᵀ/n, against central differences in float64 of
-    ⟨F(W), E⟩ with E frozen."""
-    rng = np.random.default_rng(seed)
-    H, Y = rng.normal(size=(5, n)), rng.normal(size=(k, n))
-    layer = tv.Dense.from_weights(rng.normal(size=(k, 5)), rng.normal(size=k))
-    g = tv.gradient(lambda m: eigen.ascent_loss(m(H), Y), layer)
-    F = layer(H)
-    M, _, _ = eigen.ritz(F, Y)
-    E = (Y - Y.mean(axis=1, keepdims=True)) - M @ (F - F.mean(axis=1, keepdims=True))
-    frozen = lambda W: -float(((W @ H + layer.bias[:, None]) * E).sum()) / n  # noqa: E731
-    fd = np.zeros_like(layer.weight)
-    for idx in np.ndindex(*fd.shape):
-        d = np.zeros_like(fd)
-        d[idx] = 1e-6
-        fd[idx] = (frozen(layer.weight + d) - frozen(layer.weight - d)) / 2e-6
-    assert np.allclose(g.weight, fd, atol=1e-6)
-    assert np.allclose(g.weight, -E @ H.T / n)
-    assert np.allclose(g.bias, 0, atol=1e-12)  # E is centred: the constant part gets nothing
-
-
-def _train_linear(A, B, true_gradient: bool, steps=400):
-    model = tv.Chain(tv.Dense(20, 2, rng=0))
-    state = tv.setup(tv.Descent(2.0), model)
-    x = unit_vectors(20, 400, np.random.default_rng(1))
-    n = x.shape[1]
-    for _ in range(steps):
-        if true_gradient:  # the gradient of the multi-output R², ∝ MᵀE
-            Z = model(np.concatenate([A @ x, B @ x], axis=1))
-            Z = eigen.whiten_last_layer(model, Z) @ Z
-            Y = Z[:, :n] + Z[:, n:]
-
-            def loss(m, Y=Y):
-                F = m(x)
-                M = eigen.ritz(F.data, Y)[0]
-                E = Y - Y.mean(axis=1, keepdims=True) - M @ (F.data - F.data.mean(axis=1)[:, None])
-                return -tv.ops.sum(F * (M.T @ E)) / n
-
-            g = tv.gradient(loss, model)
-        else:
-            _, g = eigen.ascent_gradient(model, A, B, x)
-        tv.update(state, model, g)
-    xp = unit_vectors(20, 2000, np.random.default_rng(2))
-    return eigen.ritz(model(xp), eigen.targets(model, A, B, xp))[1]
-
-
-def test_ascent_along_E_finds_the_largest_real_part_and_MtE_the_largest_modulus():
-    """Seed 3, K = 2, a linear model (function space = v-space): stepping along E goes to the
-    degree-1 pair of largest real part, the true R² gradient (∝ MᵀE) to the pair of largest
-    modulus (issue 11's prototype: 1.371 ± 1.149i)."""
-    A, B = make_operators(20, 1.0, seed=3)
-    mu = degree1_spectrum(A, B)[0]
-    by_real, by_modulus = mu[np.argmax(mu.real)], mu[np.argmax(np.abs(mu))]
-    assert abs(by_real - by_modulus) > 0.5  # the case tells the two orders apart
-    along_e = _train_linear(A, B, true_gradient=False)
-    assert np.abs(along_e - by_real).min() < 0.02 * abs(by_real)
-    along_mte = _train_linear(A, B, true_gradient=True)
-    assert np.abs(along_mte - by_modulus).min() < 0.02 * abs(by_modulus)
-
-
 def test_k_auto_and_the_split_pair_warning(tmp_path):
-    spectrum = eigen.Spectrum.of(*make_operators(20, 1.0, seed=0))
-    # seed 0, by real part: 1.788, 1.765, then the pair 1.735 ± 0.406i
-    assert eigen.leading_by_real_part(spectrum, 3)[2]
-    assert not eigen.leading_by_real_part(spectrum, 4)[2]
-    assert eigen.resolve_k(replace(eigen.Config(), k=0), spectrum) == 4
-    assert eigen.resolve_k(replace(eigen.Config(), k=2), spectrum) == 2
+    # the cut of seed 0 at K = 3 splits a pair (tests/analysis/test_ritz.py)
     assert eigen.parse_k("auto") == 0 and eigen.parse_k("3") == 3
     for bad in ("-2", "x", "1.5"):
         with pytest.raises(argparse.ArgumentTypeError, match="outputs ≥ 1 or 'auto'"):
@@ -336,7 +181,7 @@ def test_the_network_starts_odd_and_bias_init_breaks_it(tmp_path):
     (degree 2 among it) for T, which keeps parity, to amplify. ``bias_init`` starts the first
     layer's biases away from 0; ``degree_every`` logs the per-degree shares and gains."""
     x = unit_vectors(20, 50, np.random.default_rng(0))
-    model = eigen.build_network(eigen.Config(), np.random.default_rng([1, 1]))
+    model = eigen_config.build_network(eigen.Config(), np.random.default_rng([1, 1]))
     assert np.array_equal(model(-x), -model(x))
     c = replace(eigen.Config(), bias_init=0.5, degree_every=10, **{**SHORT, "probe": 300})
     eigen.run(c, tmp_path, progress=False, plots=False)
@@ -362,19 +207,3 @@ def test_k3_meets_the_acceptance_on_a_complex_pair_seed(tmp_path):
     assert lead["met"] and lead["max_relative_error"] < 0.02
     assert sorted(round(v["imag"], 3) for v in s["spectrum"])[0] < 0 < s["spectrum"][0]["imag"]
     assert s["r2"] > 0.99 and s["steps"] == 6000
-
-
-def test_the_even_branch_adds_quadratic_forms():
-    """``even = q``: the last layer also reads (Vx)², so the network has an even part from
-    the start; the trunk (and its skip matrices) is the seed's."""
-    c = replace(eigen.Config(), k=2, even=6)
-    model = eigen.build_network(c, np.random.default_rng(0))
-    x = unit_vectors(20, 50, np.random.default_rng(1))
-    even_part = (model(x) + model(-x)) / 2
-    assert even_part.shape == (2, 50) and np.ptp(even_part, axis=1).min() > 1e-6
-    assert eigen.skip_weights(model).shape == (3, 40, 40)
-    branch = model[0].layers[1]
-    V = branch.weight
-    assert np.allclose(branch(x), (V @ x) ** 2)
-    g = tv.gradient(lambda m: tv.ops.sum(m(x)), branch)  # d/dV Σ (Vx)² = 2 (Vx) xᵀ
-    assert np.allclose(g.weight, 2 * (V @ x) @ x.T)

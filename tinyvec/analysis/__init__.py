@@ -1,6 +1,9 @@
 """Analysis of training: the vector analysis of each step, neural-collapse metrics, a
 monitor that tells when training is complete, and the operator of the eigen-operator
-experiment with its exact spectrum (science.md §1, §4, §5, §6)."""
+experiment with its exact spectrum (science.md §1, §4, §5, §6). Imported from their modules:
+the Ritz values of learned functions and subspace ascent (`ritz`), their polynomial degrees
+(`degrees`), slow oscillations (`oscillation`), weight-matrix statistics (`weights`) and
+errors at convergence compared over runs (`convergence`)."""
 
 from .collapse import neural_collapse
 from .completion import CompletionMonitor, classify_trajectory

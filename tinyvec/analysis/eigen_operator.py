@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -91,6 +92,22 @@ def unit_vectors(h: int, n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 # --- the exact spectrum ---------------------------------------------------------------------
+def apply_operator(f: Any, A: np.ndarray, B: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``(T f)(x) = f(Ax) + f(Bx)`` on the columns of x, for f a model (or any function of
+    features × samples arrays) with outputs K × n: one call on ``[Ax, Bx]``. Called on plain
+    arrays, a tinyvec model builds no graph, so no gradient flows through these targets.
+
+    >>> A, B = make_operators(4, t=0.3, seed=1)
+    >>> x = unit_vectors(4, 5, np.random.default_rng(0))
+    >>> v = np.array([[1.0, 0.0, -2.0, 0.5]])
+    >>> bool(np.allclose(apply_operator(lambda z: v @ z, A, B, x), v @ (A + B) @ x))
+    True
+    """
+    n = x.shape[1]
+    Z = f(np.concatenate([A @ x, B @ x], axis=1))
+    return Z[:, :n] + Z[:, n:]
+
+
 def degree1_spectrum(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues μ and eigenvectors (columns) v of ``(A+B)ᵀ``: ``T(v·x) = μ v·x``."""
     return np.linalg.eig((A + B).T)

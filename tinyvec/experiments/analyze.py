@@ -28,7 +28,6 @@ import tinyvec as tv
 from ..analysis import CompletionMonitor, VectorRecorder
 from .common import (
     add_sweep_flags,
-    atomic_write,
     config_of,
     figure_kw,
     parse,
@@ -38,8 +37,8 @@ from .common import (
     seeds_name,
     study_parser,
     study_sweep,
-    write_json,
 )
+from .tables import atomic_write, write_json
 
 
 def target(X: np.ndarray) -> np.ndarray:

@@ -45,7 +45,6 @@ import tinyvec as tv
 from ..analysis import effective_rank, neural_collapse
 from .common import (
     add_sweep_flags,
-    atomic_write,
     config_of,
     figure_kw,
     nonnegative_float,
@@ -57,8 +56,8 @@ from .common import (
     seeds_name,
     study_parser,
     study_sweep,
-    write_json,
 )
+from .tables import atomic_write, write_json
 
 METRICS = ("NC1", "NC2_equinorm", "NC2_equiangular", "NC3", "NC4")
 LOSSES = {

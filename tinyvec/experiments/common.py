@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .. import io
+from .tables import write_json
 
 FORMATS = ("png", "pdf", "svg")
 # extras to install for an optional module, as the error message says
@@ -305,16 +305,6 @@ def require(prog: str, modules: Sequence[str]) -> None:
             extra = EXTRAS.get(name, "experiments")
             fail(prog, f'needs {name}, which is not installed: pip install "tinyvec[{extra}]"'
                        + (" (or pass --no-plots)" if name == "matplotlib" else ""))  # fmt: skip
-
-
-def write_json(path: Path, value: Any) -> None:
-    """Write ``value`` as indented JSON through a temporary file: a reader never sees half."""
-    atomic_write(path, json.dumps(value, indent=1) + "\n")
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` whole or not at all (`tinyvec.io.atomic_write`)."""
-    io.atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 @contextlib.contextmanager

@@ -20,8 +20,8 @@ from tinyvec.experiments.common import (
     positive_int,
     run_folder,
     study_parser,
-    write_json,
 )
+from tinyvec.experiments.tables import write_json
 
 
 def seed_network(h: int = 20, m: int = 40, rng: int = 0) -> tv.Chain:

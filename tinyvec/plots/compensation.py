@@ -1,4 +1,5 @@
-"""Learning curves of the compensation study (`tinyvec.experiments.compensation`)."""
+"""Learning curves of the compensation study (`tinyvec.experiments.compensation`), and the
+study's figures drawn from its runs (`write_curves`, `write_eta_figures`)."""
 
 from __future__ import annotations
 
@@ -140,3 +141,84 @@ def error_vs_eta(
     return _finish(
         fig, axes, "training MSE (mean of the last 10% of epochs)", title, path, fmt, dpi
     )
+
+
+# --- the study's figures from its runs (each run a dict: its spec, its results, its curve) ----
+def label(row: dict[str, Any]) -> str:
+    """A run's rule in words: ``plain``, ``κ=0.2 exact``, ``κ=0.2 first_order + ortho ε=0.1``."""
+    name = "plain" if row["kappa"] == 0 else f"κ={row['kappa']:g} {row['variant']}"
+    return name + (f" + ortho ε={row['eps']:g}" if row["ortho"] else "")
+
+
+def panel(r: dict[str, Any]) -> str:
+    """The panel of a run's learning curve: its κ variant, or orthogonalization and its ε
+    (plain backprop is drawn in every panel, as the reference)."""
+    if r["ortho"]:
+        return f"orthogonalization, ε = {r['eps']:g}"
+    return "κ, exact ΔO" if r["variant"] == "exact" else "κ, first-order ΔO"
+
+
+def write_curves(out: Path, results: list[dict[str, Any]], figures: dict[str, Any]) -> list[str]:
+    """A figure per task, activation and mode: a panel per step size and κ variant or
+    orthogonalization ε, with plain backprop in each, at most six lines per panel."""
+    names = []
+    for task, act, mode in sorted({(r["task"], r["activation"], r["mode"]) for r in results}):
+        sel = [r for r in results if (r["task"], r["activation"], r["mode"]) == (task, act, mode)]
+        shown = [r for r in sel if r["width"] == sel[0]["width"] and r["depth"] == sel[0]["depth"]]
+        panels: dict[str, dict[str, np.ndarray]] = {}
+        for eta in sorted({r["eta"] for r in shown}):
+            at = [r for r in shown if r["eta"] == eta]
+            plain = [r["curve"] for r in at if r["kappa"] == 0 and not r["ortho"]]
+            groups: dict[str, dict[str, list[list[float]]]] = {}
+            for r in sorted(
+                at, key=lambda r: (r["ortho"], str(r["eps"]), r["kappa"], r["variant"])
+            ):
+                if r["kappa"] or r["ortho"]:
+                    groups.setdefault(panel(r), {}).setdefault(label(r), []).append(r["curve"])
+            for name, curves in (groups or {"plain backprop": {}}).items():
+                items = list(curves.items())
+                step = MAX_LINES - 1
+                chunks = [items[i : i + step] for i in range(0, len(items), step)] or [[]]
+                for i, chunk in enumerate(chunks):
+                    part = f" ({i + 1}/{len(chunks)})" if len(chunks) > 1 else ""
+                    panels[f"{name}, η = {eta:g}{part}"] = {
+                        "plain": np.array(plain),
+                        **{k: np.array(v) for k, v in chunk},
+                    }
+        title = (f"{task}, {act} {sel[0]['width']}×{sel[0]['depth']}, "
+                 f"{'per-sample' if mode == 'sample' else 'mini-batch'} SGD")  # fmt: skip
+        path = learning_curves(panels, out / f"curves_{task}_{act}_{mode}", title, **figures)
+        names.append(path.name)
+    names += write_eta_figures(out, results, figures)
+    return names
+
+
+def write_eta_figures(
+    out: Path, results: list[dict[str, Any]], figures: dict[str, Any]
+) -> list[str]:
+    """A figure per activation, network and mode with two step sizes or more: the error at
+    convergence against η, a panel per task (rules without orthogonalization)."""
+    names = []
+    for act, width, depth, mode in sorted({(r["activation"], r["width"], r["depth"], r["mode"])
+                                           for r in results}):  # fmt: skip
+        sel = [r for r in results if (r["activation"], r["width"], r["depth"], r["mode"])
+               == (act, width, depth, mode) and not r["ortho"]]  # fmt: skip
+        if len({r["eta"] for r in sel}) < 2:
+            continue
+        panels: dict[str, dict[str, dict[float, list[float]]]] = {}
+        for task in sorted({r["task"] for r in sel}):
+            rules: dict[str, dict[float, list[float]]] = {}
+            for r in sorted(sel, key=lambda r: (r["kappa"], r["variant"], r["seed_index"])):
+                if r["task"] == task:
+                    rules.setdefault(label(r), {}).setdefault(r["eta"], []).append(r["tail"])
+            items = list(rules.items())
+            for i in range(0, len(items), MAX_LINES):
+                panels[task + (f" ({i // MAX_LINES + 1})" if len(items) > MAX_LINES else "")] = (
+                    dict(items[i : i + MAX_LINES])
+                )
+        title = (f"error at convergence against the step size: {act} {width}×{depth}, "
+                 f"{'per-sample' if mode == 'sample' else 'mini-batch'} SGD\n(lines: median "
+                 "over seeds; dots: seeds; rings: some seed diverged)")  # fmt: skip
+        path = error_vs_eta(panels, out / f"eta_{act}_{mode}", title, **figures)
+        names.append(path.name)
+    return names

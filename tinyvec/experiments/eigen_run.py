@@ -1,0 +1,397 @@
+"""One seed of the eigen-operator study (`tinyvec.experiments.eigen`): build it, train it,
+measure it, write its files.
+
+Each step draws r fresh unit vectors x (h × r), computes the targets y = N(Ax) + N(Bx) with N
+held fixed (`tinyvec.analysis.eigen_operator.apply_operator`: no gradient flows through y),
+and takes one optimiser step: with one output on ``−R²(N(x), y)`` (the seed's; λ̂ =
+cov(N(x), y)/var(N(x))), with K outputs by subspace ascent after re-whitening the last layer
+(`tinyvec.analysis.ritz`, whose module doc says which eigenvalues each finds; ``--k 1`` keeps
+the R² gradient and reproduces the seed's runs to the last digit; with ``--opt momentum`` or
+``adam`` the whitening rescales the last layer under the optimiser's state, which we have
+measured only with plain descent).
+
+What is measured, besides λ̂ (for K outputs: the real part of the leading Ritz value) and R²
+(on each batch, and on a fixed probe set of unit vectors every ``record_every`` steps), and
+the K Ritz values: the three skip weight matrices W_r, W_g, W_b (the red, green, blue
+channels of one image per recorded step, `tinyvec.plots.eigen`) and their statistics
+(`tinyvec.analysis.weights`), the exact spectrum (`tinyvec.analysis.eigen_operator`), the
+shares of degree 1 and 2 (`tinyvec.analysis.degrees`), and completion: the
+`CompletionMonitor` of science.md §6 on the parameters and on the outputs on a fixed probe
+(not on the loss, which is on a fresh batch each step, so that its change measures sampling
+noise), with the trend test on R² and the Ritz values (`observables`) that tells a run at
+its noise floor from one still drifting; and the period-p test on λ̂ (on the monitor's probe)
+at each of the last ``tail`` steps. With a constant rate the batch noise keeps the parameters
+moving; ``lr_final`` makes the rate decay geometrically so that a run can settle. When the
+degree-1 eigenvalue of largest real part is a complex pair and K = 1, the angle of the
+learned linear part in its invariant plane is tracked too (`tinyvec.analysis.oscillation`): a
+rotation there is an oscillation whose period is far longer than the monitor's
+``max_period``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+import tinyvec as tv
+from tinyvec.analysis import CompletionMonitor, classify_trajectory
+from tinyvec.analysis.degrees import (
+    degree_analysis,
+    degree_design,
+    degree_gains,
+    fit_share,
+    subspace_alignment,
+)
+from tinyvec.analysis.eigen_operator import (
+    Spectrum,
+    alignment,
+    apply_operator,
+    lambda_hat,
+    linear_part,
+    make_operators,
+    plane_angle,
+    r_squared,
+    unit_vectors,
+)
+from tinyvec.analysis.oscillation import (
+    lag1_autocorrelation,
+    plane_coordinates,
+    plane_gain,
+    rotation,
+)
+from tinyvec.analysis.ritz import (
+    ascent_gradient,
+    leading_by_real_part,
+    leading_errors,
+    nearest_eigenvalues,
+    ritz,
+)
+from tinyvec.analysis.weights import weight_stats
+
+from .eigen_config import OPTIMISERS, Config, build_network, resolve, skip_weights, trunk_layers
+from .tables import write_csv, write_json
+
+
+def probe_metrics(model: Any, A, B, xp: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """λ̂ and R² on the probe set, and N on it (one output: λ̂ = cov/var, R² the squared
+    correlation, f flat; K outputs: the leading Ritz value's real part, the multi-output R²,
+    F as K × n)."""
+    F, Y = model(xp), apply_operator(model, A, B, xp)
+    if F.shape[0] > 1:
+        _, values, r2 = ritz(F, Y)
+        return float(values[0].real), r2, F
+    f, y = np.ravel(F), np.ravel(Y)
+    return lambda_hat(f, y), r_squared(f, y), f
+
+
+def observables(model: Any, A, B, xp: np.ndarray) -> np.ndarray:
+    """What the completion monitor watches for a trend (noise floor or drift): R² and the
+    Ritz values on a fixed probe (real parts, and |imaginary parts| so that a conjugate pair
+    does not swap), which do not depend on the batch, nor on the basis of the K outputs."""
+    F, Y = np.atleast_2d(model(xp)), np.atleast_2d(apply_operator(model, A, B, xp))
+    _, values, r2 = ritz(F, Y)
+    return np.concatenate([[r2], values.real, np.abs(values.imag)])
+
+
+@dataclass
+class Experiment:
+    """What one seed trains and measures against, built once by `build`: the operators and
+    their exact spectrum, the network with its optimiser and learning-rate decay, the fixed
+    probes, and the degree-1 eigenvector u_top of largest real part (the one small steps
+    favour), against which the learned linear part is measured."""
+
+    c: Config
+    A: np.ndarray
+    B: np.ndarray
+    spectrum: Spectrum
+    model: tv.Chain
+    rule: Any
+    state: Any
+    decay: float  # rule.eta = lr · decay^(step − 1)
+    monitor: CompletionMonitor
+    data_rng: np.random.Generator  # the fresh batch of every step
+    probe: np.ndarray  # λ̂, R², Ritz values every record_every steps
+    mon_probe: np.ndarray  # the monitor's probe, also that of the λ̂ tail
+    sym_probe: np.ndarray  # ±probe, for the per-degree shares
+    design: tuple | None  # degree_design(sym_probe) when degree_every > 0
+    top: int
+    u_top: np.ndarray
+    leading: np.ndarray  # the K exact eigenvalues of largest real part, with their degrees
+    leading_degrees: np.ndarray
+    split: bool  # the K-th cuts a complex pair in half
+
+    @property
+    def rotating(self) -> bool:
+        """One output and a complex u_top: the linear part turns in u_top's plane."""
+        return self.c.k == 1 and abs(self.spectrum.values1[self.top].imag) > 1e-9
+
+
+@dataclass
+class Records:
+    """Everything a run writes, one list of row dicts per file: ``metrics`` (metrics.csv, with
+    ``frames``, the skip weights of each of its rows, in skip_weights.npz), ``steps``
+    (steps.csv: every step's batch λ̂ and R²), ``tail`` (tail.csv: λ̂ on the monitor's probe
+    over the last steps, with the plane angle, cosine and gain when rotating) and ``degrees``
+    (degrees.csv); and the time spent training."""
+
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    frames: list[np.ndarray] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    tail: list[dict[str, Any]] = field(default_factory=list)
+    degrees: list[dict[str, Any]] = field(default_factory=list)
+    train_time: float = 0.0
+    cpu_time: float = 0.0
+
+    def add_measurement(self, row: dict[str, Any], W: np.ndarray) -> None:
+        """A metrics row and its skip weights (float32: the animation needs no more)."""
+        self.metrics.append(row)
+        self.frames.append(W.astype(np.float32))
+
+
+def build(c: Config) -> Experiment:
+    """Operators, spectrum, network, optimiser, monitor and probes of one seed; each draw has
+    its own stream ``[seed, i]``, so that an option changes no other draw. ``e.c`` is ``c``
+    resolved (`resolve`): the K, steps and rate that run."""
+    A, B = make_operators(c.h, c.t, c.seed)
+    spectrum = Spectrum.of(A, B)
+    c = resolve(c, spectrum)
+    assert c.steps is not None and c.lr_final is not None  # `resolve` fills them in
+    leading, leading_degrees, split = leading_by_real_part(spectrum, c.k)
+    model = build_network(c, np.random.default_rng([c.seed, 1]))
+    if c.bias_init > 0:  # its own stream: the other draws stay those of bias_init = 0
+        first = trunk_layers(model)[0]
+        first.bias = np.random.default_rng([c.seed, 6]).uniform(-c.bias_init, c.bias_init,
+                                                                first.bias.shape)  # fmt: skip
+    data_rng = np.random.default_rng([c.seed, 2])
+    probe = unit_vectors(c.h, c.probe, np.random.default_rng([c.seed, 3]))
+    mon_probe = unit_vectors(c.h, c.monitor_probe, np.random.default_rng([c.seed, 4]))
+    rule = OPTIMISERS[c.opt](c.lr)
+    state = tv.setup(rule, model)  # every parameter shares `rule`, so setting rule.eta decays all
+    decay = (c.lr_final / c.lr) ** (1 / max(c.steps - 1, 1)) if c.lr_final > 0 else 1.0
+    monitor = CompletionMonitor(mon_probe, eps=c.eps, patience=c.patience,
+                                max_period=c.max_period, every=c.monitor_every,
+                                observe=lambda m: observables(m, A, B, mon_probe),
+                                window=c.trend_window, trend_tol=c.trend_tol)  # fmt: skip
+    # ±x: on a symmetric sample the even (degree 2) and odd columns are exactly orthogonal, so
+    # an odd network (bias_init = 0) shows no degree-2 share from sampling alone
+    sym_probe = np.concatenate([probe, -probe], axis=1)
+    top = int(np.argmax(spectrum.values1.real))
+    return Experiment(c=c, A=A, B=B, spectrum=spectrum, model=model, rule=rule, state=state,
+                      decay=decay, monitor=monitor, data_rng=data_rng, probe=probe,
+                      mon_probe=mon_probe, sym_probe=sym_probe,
+                      design=degree_design(sym_probe) if c.degree_every else None,
+                      top=top, u_top=spectrum.vectors1[:, top], leading=leading,
+                      leading_degrees=leading_degrees, split=split)  # fmt: skip
+
+
+def train_step(e: Experiment, step: int, rec: Records) -> dict[str, Any]:
+    """One ascent step on a fresh batch; returns its steps.csv row (the batch λ̂ and R²,
+    measured on the forward pass before the update) and adds a degrees.csv row when due."""
+    c, model = e.c, e.model
+    t0, c0 = time.perf_counter(), time.process_time()
+    e.rule.eta = c.lr * e.decay ** (step - 1)
+    x = unit_vectors(c.h, c.r, e.data_rng)
+    if c.k == 1:
+        y = apply_operator(model, e.A, e.B, x)
+        loss, grads = tv.withgradient(lambda m, x=x, y=y: -tv.r2(m(x), y), model)
+    else:
+        y, grads = ascent_gradient(model, e.A, e.B, x)
+    f = model[-1].output  # N(x) of this forward pass, before the update
+    before = None
+    if e.design is not None and (step - 1) % c.degree_every == 0:
+        before = (np.atleast_2d(model(e.sym_probe)),
+                  np.atleast_2d(apply_operator(model, e.A, e.B, e.sym_probe)))  # fmt: skip
+    tv.update(e.state, model, grads)
+    if before is not None and e.design is not None:
+        after = np.atleast_2d(model(e.sym_probe))
+        rec.degrees.append({"step": step - 1, **degree_gains(*before, after, e.design)})
+    # no loss for the monitor: each step's loss is on a fresh batch, so its change measures
+    # sampling noise (≈1e-3 in R² at convergence), not training; the probe residuals remain
+    e.monitor(step, model, math.nan)
+    rec.train_time += time.perf_counter() - t0
+    rec.cpu_time += time.process_time() - c0
+    if c.k == 1:
+        lam_b, r2_b = lambda_hat(f, y), -float(loss)
+    else:
+        _, values_b, r2_b = ritz(f, y)
+        lam_b = float(values_b[0].real)
+    if not math.isfinite(r2_b):
+        raise FloatingPointError(f"R² is {r2_b} at step {step} (N(x) constant?)")
+    return {"step": step, "lambda_batch": lam_b, "r2_batch": r2_b}
+
+
+def measure(e: Experiment, step: int, lam_b: float, r2_b: float) -> tuple[dict, np.ndarray]:
+    """A metrics.csv row (λ̂, R², Ritz values and linear part on the probe, skip-weight
+    statistics, the monitor's residuals) and the skip weights W it describes."""
+    c = e.c
+    lam, r2, f = probe_metrics(e.model, e.A, e.B, e.probe)
+    if c.k == 1:
+        values = np.array([lam])
+        v, var1 = linear_part(e.probe, f)
+        angle = plane_angle(v, e.u_top) if e.rotating else math.nan
+        cos_top = alignment(v, e.u_top)
+    else:
+        values = ritz(f, apply_operator(e.model, e.A, e.B, e.probe))[1]
+        coef, var1 = fit_share(np.column_stack([np.ones(c.probe), e.probe.T]), f)
+        cos_top, angle = subspace_alignment(coef[1:], e.u_top), math.nan
+    W = skip_weights(e.model)
+    status = e.monitor.status()
+    row = {"step": step, "lambda": lam, "r2": r2, "lambda_batch": lam_b, "r2_batch": r2_b,
+           "var_degree1": var1, "cos_top1": cos_top, "angle_top1": angle,
+           **{f"ritz{i}_{part}": float(getattr(mu, part))
+              for i, mu in enumerate(values) for part in ("real", "imag")},
+           **weight_stats(W),
+           "function_residual": status["function_residual"],
+           "param_residual": status["param_residual_max"],
+           "completion": status["kind"]}  # fmt: skip
+    return row, W
+
+
+def measure_tail(e: Experiment, step: int, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """A tail row: λ̂ on the monitor's probe and, when rotating, the angle and cosine of the
+    linear part in u_top's plane, its plane coordinates and the gain of the step from
+    ``previous`` (NaN on the first)."""
+    lam, _, f = probe_metrics(e.model, e.A, e.B, e.mon_probe)
+    row: dict[str, Any] = {"step": step, "lambda": lam, "angle_top1": math.nan}
+    if e.rotating:
+        v, _ = linear_part(e.mon_probe, f)
+        mu = e.spectrum.values1[e.top]
+        row["angle_top1"] = plane_angle(v, e.u_top)
+        row["cos_top1"] = alignment(v, e.u_top)
+        row["plane"] = plane_coordinates(v, e.u_top)
+        row["gain"] = (plane_gain(previous["plane"], previous["lambda"], mu, row["plane"])
+                       if previous is not None else math.nan)  # fmt: skip
+    return row
+
+
+def summarise(e: Experiment, rec: Records) -> dict[str, Any]:
+    """summary.json: the final λ̂ and R² against the exact spectrum, the degree analysis, the
+    verdicts of the monitor and of the tail test, the rotation in u_top's plane, speed."""
+    c, spectrum, final = e.c, e.spectrum, rec.metrics[-1]
+    assert c.steps is not None  # `build` resolves it
+    lam, r2 = final["lambda"], final["r2"]
+    x_analysis = unit_vectors(c.h, c.analysis, np.random.default_rng([c.seed, 5]))
+    status = e.monitor.status()
+    tail = np.array([r["lambda"] for r in rec.tail])
+    tail_class = classify_trajectory([np.array([v]) for v in tail], eps=c.eps,
+                                     patience=min(c.patience, len(tail) - 1),
+                                     max_period=c.max_period)  # fmt: skip
+    nearest = spectrum.nearest(lam)
+    turning: dict[str, float] | None = None
+    if e.rotating:
+        turning = rotation([r["angle_top1"] for r in rec.tail], [r["cos_top1"] for r in rec.tail],
+                            [r["gain"] for r in rec.tail[1:]], spectrum.values1[e.top])  # fmt: skip
+    return {
+        "seed": c.seed,
+        "lambda": lam,
+        "abs_lambda": abs(lam),
+        "r2": r2,
+        "nearest": nearest,
+        "nearest_degree": nearest["by_value"]["degree"],
+        "dominant": spectrum.dominant(),
+        "largest_real_part": _largest_real(spectrum),
+        "extreme_degree1": spectrum.extreme_degree1(lam),
+        "degrees": degree_analysis(e.model, spectrum, lam, x_analysis),
+        "completion": {**{k: status[k] for k in ("kind", "period", "step", "function_residual",
+                                                  "param_residual_max", "prediction_change",
+                                                  "loss_residual", "cycle_residual")},
+                       "trend": status.get("trend")},
+        "lambda_tail": {"kind": tail_class["kind"], "period": tail_class["period"],
+                        "steps": len(tail), "mean": float(np.mean(tail)),
+                        "std": float(np.std(tail)),
+                        "lag1_autocorrelation": lag1_autocorrelation(tail)},
+        "rotation": turning,
+        "k": c.k,
+        "spectrum": nearest_eigenvalues(final_ritz(final), spectrum),
+        "leading": leading_errors(final_ritz(final), e.leading, e.leading_degrees, e.split),
+        "skip_weights": _weight_part(final),
+        "skip_weights_initial": _weight_part(rec.metrics[0]),
+        "steps": c.steps,
+        "steps_per_second": c.steps / rec.train_time,
+        # CPU time of this process: the wall clock counts other jobs on a shared machine
+        "steps_per_cpu_second": c.steps / rec.cpu_time if rec.cpu_time > 0 else math.nan,
+    }  # fmt: skip
+
+
+def write(out: Path, e: Experiment, rec: Records, summary: dict[str, Any]) -> None:
+    """Every file of the run but config.json and operators.npz (written before training)."""
+    write_csv(out / "metrics.csv", rec.metrics)
+    write_csv(out / "steps.csv", rec.steps)
+    write_csv(out / "tail.csv", rec.tail, columns=("step", "lambda", "angle_top1"))
+    if rec.degrees:
+        write_csv(out / "degrees.csv", rec.degrees)
+    np.savez_compressed(out / "skip_weights.npz", W=np.stack(rec.frames),
+                        step=np.array([r["step"] for r in rec.metrics]))  # fmt: skip
+    tv.save(out / "model.npz", e.model)
+    write_json(out / "summary.json", summary, indent=2)
+
+
+def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: str = "png",
+        dpi: int = 100) -> dict[str, Any]:  # fmt: skip
+    """One seed: train, measure, write every output file into ``out``; returns the summary."""
+    c.check()
+    e = build(c)
+    c = e.c  # config.json holds the K, steps and rate that ran
+    assert c.steps is not None  # `resolve` fills it in
+    if e.split:
+        warnings.warn(
+            f"seed {c.seed}: --k {c.k} splits the complex pair {fmt_complex(e.leading[-1].real, abs(e.leading[-1].imag))}"
+            f" (one real {c.k}-dimensional subspace cannot hold half of it); --k {c.k + 1}"
+            " keeps it whole",
+            stacklevel=2,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", asdict(c), indent=2)
+    np.savez(out / "operators.npz", A=e.A, B=e.B)
+
+    rec = Records()
+    rec.add_measurement(*measure(e, 0, math.nan, math.nan))
+    # no tqdm object at all without a bar: in a spawned worker it would leave a semaphore behind
+    steps = range(1, c.steps + 1)
+    for step in tqdm(steps, desc=f"eigen seed {c.seed}") if progress else steps:
+        row = train_step(e, step, rec)
+        rec.steps.append(row)
+        if step > c.steps - c.tail:
+            rec.tail.append(measure_tail(e, step, rec.tail[-1] if rec.tail else None))
+        if step % c.record_every == 0 or step == c.steps:
+            rec.add_measurement(*measure(e, step, row["lambda_batch"], row["r2_batch"]))
+
+    summary = summarise(e, rec)
+    write(out, e, rec, summary)
+    if plots:
+        from tinyvec.plots import eigen as eplots
+
+        eplots.all_plots(out, rec.metrics, rec.steps, np.stack(rec.frames), e.spectrum,
+                         summary, c.frames, fmt=fmt, dpi=dpi)  # fmt: skip
+    return summary
+
+
+def final_ritz(row: dict[str, Any]) -> np.ndarray:
+    """The Ritz values of a metrics row (columns ritz<i>_real, ritz<i>_imag)."""
+    n = sum(1 for key in row if key.startswith("ritz") and key.endswith("_real"))
+    return np.array([complex(row[f"ritz{i}_real"], row[f"ritz{i}_imag"]) for i in range(n)])
+
+
+def _weight_part(row: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: v for k, v in row.items() if k.split("_")[0] in ("erank", "sigma1", "energy5", "diff")
+    }
+
+
+def _largest_real(spectrum: Spectrum) -> dict[str, Any]:
+    """The eigenvalue of largest real part over degrees 1 and 2 (the end of the real axis
+    when λ̂ > 0; compare ``extreme_degree1``: the network tends to stay at degree 1)."""
+    i = int(np.argmax(spectrum.values.real))
+    mu = spectrum.values[i]
+    return {"real": float(mu.real), "imag": float(mu.imag), "degree": int(spectrum.degrees[i])}
+
+
+def fmt_complex(re: float, im: float) -> str:
+    return f"{re:.4f}" if abs(im) < 1e-9 else f"{re:.3f}{im:+.3f}i"
