@@ -13,6 +13,8 @@ Map of the package:
 - `recorder`, `io` (save / load), `devices` (to / gpu / cpu / f32 / f64), `backend`.
 """
 
+from pathlib import Path as _Path
+
 from . import analysis, ops
 from .deltarules import Compensation, DeltaRule, Orthogonalization, OrthogonalizationOverTime
 from .devices import cpu, f32, f64, gpu, to
@@ -79,7 +81,19 @@ from .optimise import (
 from .optimise import compile_step as compile  # noqa: A004, RUF100 - tv.compile, as torch.compile
 from .recorder import Recorder
 
-__version__ = "0.1.0"
+# The version, written here only: pyproject.toml reads it (dynamic), `tinyvec --version` prints it.
+__version__ = "0.2.0"
+
+
+def science_notes_path() -> _Path:
+    """Where the installed copy of science.md is: the formulas that docstrings and help texts
+    cite as "science.md §N" (docs/science.md in a checkout).
+
+    >>> science_notes_path().name
+    'science.md'
+    """
+    return _Path(__file__).with_name("science.md")
+
 
 # what `from tinyvec import *` gives and what help(tinyvec) lists
 __all__ = [
@@ -142,6 +156,7 @@ __all__ = [
     "relu",
     "save",
     "scaled",
+    "science_notes_path",
     "seed",
     "setup",
     "show",
