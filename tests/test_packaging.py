@@ -20,7 +20,9 @@ PROJECT = PYPROJECT["project"]
 NAME = PROJECT["name"]
 EXTRAS = set(PROJECT["optional-dependencies"])
 
-SOURCES = sorted((ROOT / "tinyvec").rglob("*.py"))
+# the package as imported: the checkout, or an installed wheel run against an unpacked sdist
+PACKAGE = Path(tv.__file__).parent
+SOURCES = sorted(PACKAGE.rglob("*.py"))
 # the texts a user reads: README, docs, examples, changelog (science.md is reached through docs/)
 TEXTS = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").rglob("*.md")),
          *sorted((ROOT / "examples").rglob("*.py"))]  # fmt: skip
@@ -49,7 +51,7 @@ def test_every_install_hint_in_the_package_names_the_distribution():
     hints = []
     for path in SOURCES:
         text = path.read_text(encoding="utf-8")
-        where = path.relative_to(ROOT)
+        where = path.relative_to(PACKAGE.parent)
         assert not FOREIGN.search(text), f"{where}: names the foreign package tinyvec[…]"
         for m in HINT.finditer(text):
             hints.append((where, m.group(1)))
@@ -102,9 +104,9 @@ def test_license():
 def test_the_science_notes_and_py_typed_are_package_data(capsys):
     data = PYPROJECT["tool"]["setuptools"]["package-data"]["tinyvec"]
     assert {"py.typed", "science.md"} <= set(data)
-    assert (ROOT / "tinyvec" / "py.typed").is_file()
+    assert (PACKAGE / "py.typed").is_file()
     notes = tv.science_notes_path()
-    assert notes == Path(tv.__file__).with_name("science.md") and notes.is_file()
+    assert notes == PACKAGE / "science.md" and notes.is_file()
     # the same text as docs/science.md (a link checked out as a plain file would hold a path)
     text = notes.read_text(encoding="utf-8")
     assert text == (ROOT / "docs" / "science.md").read_text(encoding="utf-8")
