@@ -61,7 +61,7 @@ def test_without_cupy_has_gpu_is_false_and_gpu_says_what_to_install(monkeypatch)
     backend.cupy.cache_clear()
     try:
         assert has_gpu() is False
-        with pytest.raises(RuntimeError, match=r'pip install "tinyvec\[gpu\]"'):
+        with pytest.raises(RuntimeError, match=r'pip install "tinyvec-autograd\[gpu\]"'):
             tv.gpu(np.zeros(2))
     finally:
         backend.cupy.cache_clear()

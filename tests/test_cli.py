@@ -93,10 +93,10 @@ def test_missing_extra_is_named_at_the_start(capsys, tmp_path, monkeypatch):
                         lambda name: None if name in missing else real(name))  # fmt: skip
     assert main(["analyze", "--out", str(tmp_path / "a")]) == 2
     line = one_error_line(capsys, "analyze")
-    assert 'pip install "tinyvec[experiments]"' in line and "--no-plots" in line
+    assert 'pip install "tinyvec-autograd[experiments]"' in line and "--no-plots" in line
     assert main(["compensation", "--quick", "--dask", "tcp://127.0.0.1:8786",
                  "--no-plots", "--out", str(tmp_path / "c")]) == 2  # fmt: skip
-    assert 'pip install "tinyvec[distributed]"' in one_error_line(capsys, "compensation")
+    assert 'pip install "tinyvec-autograd[distributed]"' in one_error_line(capsys, "compensation")
     assert list(tmp_path.iterdir()) == []
 
 

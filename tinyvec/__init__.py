@@ -20,6 +20,8 @@ the reference road knows only through `seam`. On top of both:
 - `recorder`, `io` (save / load), `devices` (to / gpu / cpu / f32 / f64), `backend`.
 """
 
+from pathlib import Path as _Path
+
 from . import analysis, fast, ops
 from .deltarules import Compensation, DeltaRule, Orthogonalization, OrthogonalizationOverTime
 from .devices import cpu, f32, f64, gpu, to
@@ -86,7 +88,19 @@ from .optimise import (
 )
 from .recorder import Recorder
 
-__version__ = "0.1.0"
+# The version, written here only: pyproject.toml reads it (dynamic), `tinyvec --version` prints it.
+__version__ = "0.2.0"
+
+
+def science_notes_path() -> _Path:
+    """Where the installed copy of science.md is: the formulas that docstrings and help texts
+    cite as "science.md §N" (docs/science.md in a checkout).
+
+    >>> science_notes_path().name
+    'science.md'
+    """
+    return _Path(__file__).with_name("science.md")
+
 
 # what `from tinyvec import *` gives and what help(tinyvec) lists
 __all__ = [
@@ -150,6 +164,7 @@ __all__ = [
     "relu",
     "save",
     "scaled",
+    "science_notes_path",
     "seed",
     "setup",
     "show",

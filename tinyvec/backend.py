@@ -82,7 +82,7 @@ def cupy() -> ModuleType:
         import cupy as cp
     except ImportError as e:
         raise RuntimeError(
-            'tv.gpu needs CuPy: pip install "tinyvec[gpu]" (and a CUDA device)'
+            'tv.gpu needs CuPy: pip install "tinyvec-autograd[gpu]" (and a CUDA device)'
         ) from e
     if cp.cuda.runtime.getDeviceCount() == 0:
         raise RuntimeError("tv.gpu: CuPy is installed but sees no CUDA device")

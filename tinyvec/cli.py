@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from . import __version__
+from . import __version__, science_notes_path
 from .experiments.common import UsageError
 
 # command → (module with a `main(argv) -> int`, one-line description)
@@ -30,6 +30,7 @@ def usage() -> str:
     lines = ["usage: tinyvec <command> [options]   (tinyvec <command> --help, tinyvec --version)",
              "", "commands:"]  # fmt: skip
     lines += [f"  {name.ljust(width)}  {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", f"the formulas the help texts cite (science.md §N): {science_notes_path()}"]
     return "\n".join(lines)
 
 

@@ -37,7 +37,7 @@ def to(xp: ModuleType, x: Any) -> Any:
 
 
 def gpu(x: Any) -> Any:
-    """``x`` on the GPU through CuPy (``pip install "tinyvec[gpu]"``)."""
+    """``x`` on the GPU through CuPy (``pip install "tinyvec-autograd[gpu]"``)."""
     return to(cupy(), x)
 
 

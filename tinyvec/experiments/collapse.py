@@ -85,7 +85,7 @@ def load_digits_split(
         from sklearn.model_selection import train_test_split
     except ImportError as e:
         raise RuntimeError(
-            'tinyvec collapse needs scikit-learn: pip install "tinyvec[experiments]"'
+            'tinyvec collapse needs scikit-learn: pip install "tinyvec-autograd[experiments]"'
         ) from e
     X, y = load_digits(return_X_y=True)
     Xtr, Xte, ytr, yte = train_test_split(

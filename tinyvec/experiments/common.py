@@ -172,9 +172,13 @@ def seeds_name(seeds: Sequence[int]) -> str:
 def study_parser(command: str, doc: str | None, *, out: str, quick: str) -> StudyParser:
     """The parser of ``tinyvec command`` with the flags every study shares; the study adds
     its own. ``out`` is the default folder, ``quick`` says what ``--quick`` does."""
+    from .. import science_notes_path
+
     p = StudyParser(
         prog=f"tinyvec {command}",
         description=doc,
+        # the help cites the formulas as "science.md §N": say where the installed file is
+        epilog=f"science.md: {science_notes_path()}" if doc and "science.md" in doc else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     g = p.add_argument_group("every study")
@@ -207,7 +211,7 @@ def add_sweep_flags(parser: argparse.ArgumentParser, seeds: str | None = None) -
         "--dask",
         metavar="tcp://HOST:PORT",
         type=dask_address,
-        help="run on this dask.distributed scheduler instead (tinyvec[distributed])",
+        help='run on this dask.distributed scheduler instead (pip install "tinyvec-autograd[distributed]")',
     )
     parser.set_defaults(_seeds_name_out=seeds is None)
 
@@ -303,7 +307,7 @@ def require(prog: str, modules: Sequence[str]) -> None:
     for name in dict.fromkeys(modules):
         if importlib.util.find_spec(name) is None:
             extra = EXTRAS.get(name, "experiments")
-            fail(prog, f'needs {name}, which is not installed: pip install "tinyvec[{extra}]"'
+            fail(prog, f'needs {name}, which is not installed: pip install "tinyvec-autograd[{extra}]"'
                        + (" (or pass --no-plots)" if name == "matplotlib" else ""))  # fmt: skip
 
 

@@ -1,5 +1,5 @@
-"""Plots (matplotlib, an optional extra: pip install "tinyvec[experiments]"), one module per
-study, and what they share: the Agg backend, the line styles and `save`.
+"""Plots (matplotlib, an optional extra: pip install "tinyvec-autograd[experiments]"), one module
+per study, and what they share: the Agg backend, the line styles and `save`.
 
 Every line of a panel differs from the others in colour and in line style (`STYLES`), so a
 figure reads in grey and for colour-blind readers; figures are saved as PNG (200 dpi by
@@ -36,7 +36,9 @@ def pyplot() -> Any:
     try:
         import matplotlib
     except ImportError as e:
-        raise RuntimeError('plots need matplotlib: pip install "tinyvec[experiments]"') from e
+        raise RuntimeError(
+            'plots need matplotlib: pip install "tinyvec-autograd[experiments]"'
+        ) from e
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
