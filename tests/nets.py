@@ -38,10 +38,12 @@ def architectures(draw, depth=0):
     return blocks
 
 
-def build(blocks, features, rng):
+def build(blocks, features, rng, sigmas=SIGMAS):
+    """The model of ``blocks`` on ``features`` inputs, and its number of outputs; a block's σ
+    is ``sigmas[its index]``."""
     layers = []
     for kind, sigma, bias, width, inner in blocks:
-        s = SIGMAS[sigma]
+        s = sigmas[sigma]
         r = int(rng.integers(1 << 30))
         if kind == "dense":
             layers.append(tv.Dense(features, width, s, bias=bias, rng=r))
@@ -74,7 +76,7 @@ def build(blocks, features, rng):
             )
             features = width + 2
         else:
-            chain, features = build(inner, features, rng)
+            chain, features = build(inner, features, rng, sigmas)
             layers.append(chain)
     return tv.Chain(*layers), features
 
@@ -89,7 +91,8 @@ def records(model):
     out = {}
     for path, layer, name in tv.trainables(model):
         out[path] = to_numpy(getattr(layer, name)).tobytes()
-        out[path + " step"] = to_numpy(layer.step[name]).tobytes() if name in layer.step else None
+        step = getattr(layer, "step", {})  # (a layer of one's own has none before its first)
+        out[path + " step"] = to_numpy(step[name]).tobytes() if name in step else None
     for k, d in enumerate(tv.dense_layers(model)):
         for what in ("input", "preact", "output", "delta", "delta_used"):
             value = getattr(d, what)

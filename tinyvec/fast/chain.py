@@ -2,12 +2,17 @@
 
 Calling a Chain layer by layer makes a graph node per layer and checks every input on the
 way; for a model built from the layers below, all of that is the same at every call. So the
-first call writes the model's forward and backward pass once, as plain Python over arrays
-that calls the reference formulas (`tinyvec.layers.dense`: `affine`, σ, `backprop_delta`,
-`dense_vjp`) in the order the layers would, and later calls replay it: the Chain becomes
+first call writes the model's forward and backward pass once, as plain Python over arrays,
+and later calls replay it: the Chain becomes
 *one* graph node whose vjp is the written backward pass (`chain_call`). `tv.compile` uses the
 same program for its training step. ``Plan.programs`` keeps the programs of a model, so a new
 structure writes new ones.
+
+What it writes: the array operations of Dense's formulas (`tinyvec.layers.dense`: `affine`,
+`backprop_delta`, `dense_vjp`), the same NumPy calls in the same order, and, for σ and
+g ⊙ σ′, a call of the activation's own ``f`` and ``backprop``: an activation's formulas are
+never written again here (an activation given by ``backprop`` alone, or by ``derivative``
+alone, runs exactly as in the layer). The suite in ``tests/fast`` proves the equality.
 
 Nothing changes in what you can see: every Dense layer records its input, preact and output
 in the forward pass and its delta in the backward pass, the containers their input, and the
@@ -28,15 +33,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from ..backend import namespace
-from ..engine.activations import ACTIVATIONS
+from ..engine.activations import ACTIVATIONS, identity
 from ..engine.ops import vcat
 from ..engine.tensor import Tensor, data, grad_enabled
 from ..layers.containers import Chain, Parallel, SkipConnection, add
-from ..layers.dense import Dense, affine, backprop_delta, dense_vjp, overridden
+from ..layers.dense import Dense, overridden
 from .plan import Plan, plan_of
 
-__all__ = ["Fallback", "Program", "chain_call", "program_for", "write_program"]
+__all__ = ["Fallback", "Program", "chain_call", "forget", "program_for", "write_program"]
 
 
 class Fallback(Exception):
@@ -83,12 +90,7 @@ class _Writer:
 
     def __init__(self, plan: Plan, x: Any, input_grad: bool) -> None:
         self.plan, self.x = plan, x
-        self.scope: dict[str, Any] = {
-            "Fallback": Fallback,
-            "affine": affine,
-            "backprop_delta": backprop_delta,
-            "dense_vjp": dense_vjp,
-        }
+        self.scope: dict[str, Any] = {"Fallback": Fallback}
         self.forward: list[str] = []
         self.ops: list[tuple[Any, ...]] = []
         self.rows = {"v0": x.shape[0]}  # features of each value
@@ -102,6 +104,7 @@ class _Writer:
         self.dense = 0
         self.count = 0
         self.dtype = x.dtype
+        self.numpy = type(x) is np.ndarray
         self.exact_grads = True  # (see Program)
 
     def value(self, rows: int, tracked: bool) -> str:
@@ -197,33 +200,39 @@ class _Writer:
         self.dense += 1
         k = self.dense
         L = self.const(f"dense{k}", layer)
-        sigma = self.const(f"sigma{k}", layer.sigma)
-        if layer.sigma is not ACTIVATIONS.get(layer.sigma.name):
+        sigma = layer.sigma
+        if sigma is not ACTIVATIONS.get(sigma.name):
             self.exact_grads = False  # (a derivative of your own may change dtype or shape)
+        # σ and g ⊙ σ′ are the activation's own functions, called (never rewritten here)
+        f = self.const(f"sigma{k}", sigma.f)
+        bp = None if sigma is identity else self.const(f"backprop{k}", sigma.backprop)
         out = self.value(W.shape[0], True)
         self.args.append(f"W{k}")
         self.shapes.append(f"W{k}.shape != {tuple(W.shape)}")
         self.reads.append(f"{L}.weight")
-        bias = "None"
+        lines = [
+            f"    # {node.path}: {layer!r}",
+            f"    A{k} = W{k} @ {v}  # A^{k} = W^{k} O^{k - 1} + b^{k}  (dense.affine)",
+        ]
         if b is not None:
-            bias = f"b{k}"
-            self.args.append(bias)
+            self.args.append(f"b{k}")
             self.shapes.append(f"b{k}.shape != {tuple(b.shape)}")
             self.reads.append(f"{L}.bias")
+            lines.append(f"    A{k} += b{k}[:, None]  # (in place: A is new, and of b's dtype)")
         self.forward += [
-            f"    # {node.path}: {layer!r}",
-            f"    A{k} = affine(W{k}, {bias}, {v})  # A^{k} = W^{k} O^{k - 1} + b^{k}",
-            f"    {out} = {sigma}.f(A{k})  # O^{k} = σ(A^{k}), σ = {layer.sigma!r}",
+            *lines,
+            f"    {out} = {f}(A{k})  # O^{k} = σ(A^{k}), σ = {sigma!r}",
             f"    {L}.input, {L}.preact, {L}.output = {v}, A{k}, {out}",
         ]
         self.paths += [f"{node.path}.{name}" for name in node.present]
         self.saved += [v, f"W{k}", f"A{k}", out]
-        self.ops.append(("dense", k, L, sigma, v, out, b is not None))
+        self.ops.append(("dense", k, L, bp, v, out, b is not None))
         return out
 
     def write(self) -> tuple[list[str], dict[str, Any], list[str]]:
         """(the program's lines, the names they use, the parameters' paths in order)."""
         self.scope["xp"] = namespace(self.x)
+        self.scope["add_reduce"] = np.add.reduce  # (NumPy's sum without its Python wrapper)
         self.scope["ARRAY"], self.scope["DT"], self.scope["IN"] = (
             type(self.x),
             self.x.dtype,
@@ -233,7 +242,7 @@ class _Writer:
         if not self.tracked[out]:
             raise Fallback("the model's output does not depend on any parameter")
         args = ", ".join(self.args)
-        dtypes = " or ".join(f"{a}.dtype is not DT" for a in self.args)
+        dtypes = " or ".join(f"{a}.dtype != DT" for a in self.args)
         shapes = " or ".join(self.shapes)
         params = [
             "def params():",
@@ -243,9 +252,8 @@ class _Writer:
         head = [
             f"def forward(v0, {args}):",
             '    """The model on input v0 (features × batch): every value, every record."""',
-            # `is not`: NumPy's dtypes are singletons; an equal but other dtype object only
-            # costs the layer-by-layer call
-            "    if type(v0) is not ARRAY or v0.ndim != 2 or v0.shape[0] != IN or v0.dtype is not DT:",
+            # (dtypes compared with !=: array-api-strict's are equal, not the same objects)
+            "    if type(v0) is not ARRAY or v0.ndim != 2 or v0.shape[0] != IN or v0.dtype != DT:",
             "        raise Fallback('another kind of input')",
             f"    if {dtypes}:",
             "        raise Fallback('a parameter changed dtype')",
@@ -289,23 +297,27 @@ class _Writer:
                         give(y, f"g_{res}[{start}:{end}, :]")
                         start = end
             else:
-                _, k, L, sigma, v, res, bias = op
+                _, k, L, bp, v, res, bias = op
                 d = f"d{k}"
                 grads[k] = [f"gW{k}"] + ([f"gb{k}"] if bias else [])
                 if res not in has:  # the output reached no loss: no gradient
                     self.exact_grads = False
                     lines.append(f"    {' = '.join(grads[k])} = None")
                     continue
-                lines += [
-                    f"    # {L}: layer {k}",
-                    f"    {d} = backprop_delta({sigma}, g_{res}, A{k}, {res})"
-                    f"  # δ^{k} = ∂L/∂O^{k} ⊙ σ′(A^{k})",
-                    f"    {L}.delta, {L}.delta_used = {d}, None",
-                    f"    gO{k}, gW{k}, {f'gb{k}' if bias else '_'} = dense_vjp("
-                    f"{d}, W{k}, {v}, {self.tracked[v]}, True, {bias})"
-                    f"  # ∂L/∂O^{k - 1} = W^{k}ᵀ δ^{k}, ∂L/∂W^{k} = δ^{k} O^{k - 1}ᵀ, ∂L/∂b^{k} = Σ_batch δ^{k}",
-                ]
-                give(v, f"gO{k}")
+                lines.append(f"    # {L}: layer {k}  (dense.backprop_delta, dense.dense_vjp)")
+                if bp is None:
+                    lines.append(f"    {d} = g_{res}  # δ^{k} = ∂L/∂O^{k} (σ = identity)")
+                else:
+                    lines.append(
+                        f"    {d} = {bp}(g_{res}, A{k}, {res})  # δ^{k} = ∂L/∂O^{k} ⊙ σ′(A^{k})"
+                    )
+                lines.append(f"    {L}.delta, {L}.delta_used = {d}, None")
+                give(v, f"W{k}.mT @ {d}  # ∂L/∂O^{k - 1} = W^{k}ᵀ δ^{k}")
+                lines.append(f"    gW{k} = {d} @ {v}.mT  # ∂L/∂W^{k} = δ^{k} O^{k - 1}ᵀ")
+                if bias:
+                    total = "add_reduce" if self.numpy else "xp.sum"
+                    axis = "1" if self.numpy else "axis=1"
+                    lines.append(f"    gb{k} = {total}({d}, {axis})  # ∂L/∂b^{k} = Σ_batch δ^{k}")
         order = [g for k in sorted(grads) for g in grads[k]]
         first = "g_v0" if self.tracked["v0"] and "v0" in has else "None"
         lines.append(f"    return {first}, {', '.join(order)}")
@@ -338,6 +350,13 @@ def program_for(plan: Plan, O: Any, tensor_in: bool = False) -> Program | None:
     return program if isinstance(program, Program) else None
 
 
+def forget(plan: Plan, program: Program) -> None:
+    """Drop ``program`` from ``plan``: its parameters changed shape or dtype since it was
+    written (an array replaced by a wider one), so the next call writes it again."""
+    for key in [k for k, p in plan.programs.items() if p is program]:
+        del plan.programs[key]
+
+
 def chain_call(chain: Any, x: Any) -> Any:
     """``chain(x)`` through its program, as one graph node; NotImplemented when it must run
     layer by layer (see the module text)."""
@@ -345,7 +364,8 @@ def chain_call(chain: Any, x: Any) -> Any:
         return NotImplemented
     tensor_in = type(x) is Tensor
     O = x.data if tensor_in else x
-    program = program_for(plan_of(chain), O, tensor_in)
+    plan = plan_of(chain)
+    program = program_for(plan, O, tensor_in)
     if program is None:
         return NotImplemented
     params = program.params()
@@ -358,8 +378,11 @@ def chain_call(chain: Any, x: Any) -> Any:
             arrays.append(p)
     try:
         out, saved = program.forward(O, *arrays)
-    except (Fallback, ValueError, TypeError):
-        return NotImplemented  # (a parameter of another shape: the layers say it well)
+    except Fallback:  # a parameter of another shape or dtype: write the program anew next time
+        forget(plan, program)
+        return NotImplemented
+    except (ValueError, TypeError):
+        return NotImplemented  # (the layers say what is wrong, and say it well)
     if not tracked:
         return out
     if not grad_enabled():

@@ -35,7 +35,7 @@ from ..engine.losses import model_loss, parts
 from ..engine.tensor import Tensor, grad_enabled, seed
 from ..layers.containers import Chain
 from ..optimise.training import OptState, differentiate, gradients_of, interrupts_deferred, update
-from .chain import Fallback, Program, program_for
+from .chain import Fallback, Program, forget, program_for
 from .plan import Plan, plan_of
 from .update_program import written
 
@@ -139,7 +139,10 @@ class CompiledStep:
             return None
         try:
             out, saved = program.forward(x, *program.params())
-        except (Fallback, ValueError, TypeError):  # as the layer-by-layer call would
+        except Fallback:  # a parameter changed shape or dtype: written anew next time
+            forget(plan, program)
+            return None
+        except (ValueError, TypeError):  # as the layer-by-layer call would
             return None
         written = self._parts(out, y)
         if written is None:

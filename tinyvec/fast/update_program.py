@@ -99,7 +99,7 @@ class UpdateProgram:
                 f"    # {path}",
                 f"    {x} = {L}.{name}",
                 f"    if (type({x}) is not ARRAY{n} or type(g{n}) is not ARRAY{n} or type(leaf{n}) is not Leaf",
-                f"            or {x}.dtype is not DT{n} or g{n}.dtype is not DT{n} or g{n}.shape != {x}.shape):",
+                f"            or {x}.dtype != DT{n} or g{n}.dtype != DT{n} or g{n}.shape != {x}.shape):",
                 "        return False",
                 f"    state{n}, step{n} = leaf{n}.rule.apply(leaf{n}.state, {x}, g{n})",
                 f"    {x}_new, step{n} = descend({x}, step{n})  # {x} ← {x} - step",

@@ -171,7 +171,9 @@ def nodes(model: Any) -> list[Node]:
         while ancestors and ancestors[-1][1] > len(stack):
             ancestors.pop()
         if any(a == id(layer) for a, _ in ancestors):
-            raise ValueError(f"the model contains itself at {path}: a layer cannot be its own child")
+            raise ValueError(
+                f"the model contains itself at {path}: a layer cannot be its own child"
+            )
         node = Node(path, layer, id(layer) not in seen)
         seen.add(id(layer))
         if parent >= 0:
@@ -295,7 +297,9 @@ def match(walked: list[Node], trees: tuple[Any, ...], what: tuple[str, ...]) -> 
                 path = f"{node.path}.{name}"
                 missing = [w for e, w in zip(here, what, strict=True) if name not in e]
                 if missing:
-                    raise ValueError(f"{' / '.join(missing)} do not match the model: nothing at {path}")
+                    raise ValueError(
+                        f"{' / '.join(missing)} do not match the model: nothing at {path}"
+                    )
                 out.append((path, node.layer, name, *[e[name] for e in here]))
         for attr, kids, many in node.slots:
             subs = [e.get(attr) for e in here]

@@ -170,8 +170,8 @@ def differentiate(
         if walked is None:
             out.append(x.grad)
             continue
-        grad = {(id(layer), name): next(each) for _, layer, name in ps}
-        out.append(mirror(walked, lambda layer, name, grad=grad: grad[id(layer), name]))
+        grad: dict[tuple[int, str], Any] = {(id(layer), name): next(each) for _, layer, name in ps}
+        out.append(mirror(walked, lambda layer, name: grad[id(layer), name]))
     return value, out[0] if len(out) == 1 else tuple(out)
 
 
