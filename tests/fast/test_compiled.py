@@ -189,7 +189,7 @@ def test_a_plain_compiled_step_commits_through_the_written_update(rule, monkeypa
         step(np.ones((3, 5)), np.zeros((2, 5)))
     assert (
         step.fallback is None
-        and "def update(grads, leaves, records=(), trusted=False)" in step.source
+        and "def update(grads, leaves, writes=(), trusted=False)" in step.source
     )
 
 

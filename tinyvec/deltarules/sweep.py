@@ -15,7 +15,7 @@ the gradients of the Dense layers; the step is then the plain one, with those gr
    inputs is part of ΔO). The sweep stops after the last Dense layer.
 
 Nothing is written during all this (a δ-rule that raises changes nothing): the steps the sweep
-takes go into the pending step, which `update` completes with the others and commits in one
+takes go into the step's `Commit`, which `update` completes with the others and commits in one
 go, and only for the length of the sweep do parameters outside Dense layers hold their new
 values, so that the forward pass sees them; they are put back whatever happens.
 
@@ -115,16 +115,16 @@ class DeltaStep:
         return f"DeltaStep({list(self.rules)!r}, alpha={self.alpha!r})"
 
     def rewrite(
-        self, entries: list[tuple[Any, ...]], model: Any, step: Commit, walked: list[Node]
+        self, entries: list[tuple[Any, ...]], model: Any, commit: Commit, walked: list[Node]
     ) -> tuple[list[Any], list[tuple[Any, str, Any]]]:
         """The gradients of the step, in the order of ``entries`` (path, layer, name,
         gradient, Leaf), every Dense layer's rewritten with its δ̃^k; and what to record with
         the step's commit: each Dense layer's δ̃^k (``delta_used``) and the memories. Nothing
         is written (the sweep's temporary values are put back); the sweep takes the steps
-        whose new values it runs the model with in ``step``. ``walked``: the model's `nodes`."""
+        whose new values it runs the model with in ``commit``. ``walked``: the model's `nodes`."""
         containers = _containers(walked)
         grads = [entry[3] for entry in entries]
-        records: list[tuple[Any, str, Any]] = []
+        writes: list[tuple[Any, str, Any]] = []
         targets: dict[int, _Target] = {}
         plain = []
         for i, (path, layer, name, g, leaf) in enumerate(entries):
@@ -149,10 +149,10 @@ class DeltaStep:
             )
         # the memories after this step: a new dict, committed with the step
         memory = dict(self.memory) if self.remembers else None
-        rewriting = _Rewriting(self, step, grads, records, memory)
+        rewriting = _Rewriting(self, commit, grads, writes, memory)
         if variant is not None:
             moved = [
-                (layer, name, step.propose(path, layer, name, leaf, g))
+                (layer, name, commit.propose(path, layer, name, leaf, g))
                 for path, layer, name, leaf, g in plain
             ]
             self._sweep(rewriting, model, containers, moved, targets, variant)
@@ -160,8 +160,8 @@ class DeltaStep:
             if not target.done:
                 rewriting.dense(target, None, False)
         if memory is not None:
-            records.append((self, "memory", memory))
-        return grads, records
+            writes.append((self, "memory", memory))
+        return grads, writes
 
     def _sweep(
         self,
@@ -191,16 +191,16 @@ class DeltaStep:
 
 
 class _Rewriting:
-    """One step's rewriting in progress: the pending step, the gradients (rewritten in place,
-    by index), the records and the pending memories (None without a `MemoryRule`)."""
+    """One step's rewriting in progress: its `Commit`, the gradients (rewritten in place,
+    by index), the writes and the pending memories (None without a `MemoryRule`)."""
 
-    __slots__ = ("grads", "memory", "records", "step", "transform")
+    __slots__ = ("commit", "grads", "memory", "transform", "writes")
 
     def __init__(
-        self, transform: DeltaStep, step: Commit, grads: list, records: list, memory: Any
+        self, transform: DeltaStep, commit: Commit, grads: list, writes: list, memory: Any
     ) -> None:
-        self.transform, self.step, self.grads = transform, step, grads
-        self.records, self.memory = records, memory
+        self.transform, self.commit, self.grads = transform, commit, grads
+        self.writes, self.memory = writes, memory
 
     def dense(self, target: _Target, dO: Any, sweep: bool) -> None:
         """Rewrite δ^k through the δ-rules, and layer k's gradients with δ̃^k; with ``sweep``,
@@ -217,7 +217,7 @@ class _Rewriting:
                 used, inputs, memory[key] = rule.rewrite_remembering(used, ctx, memory.get(key))
             else:
                 used = rule.rewrite(used, ctx)
-        self.records.append((layer, "delta_used", used))
+        self.writes.append((layer, "delta_used", used))
         target.done = True
         target.weight, target.bias_value = layer.weight, layer.bias  # those without a gradient
         unchanged = inputs is None and used is delta  # then the plain step, bit for bit
@@ -234,7 +234,7 @@ class _Rewriting:
                 g = g + (used @ inputs[O.shape[0], :] - _batch_sum(delta))
             self.grads[i] = g
             if sweep:  # the sweep runs the updated layer: its step is taken now
-                new = self.step.propose(path, layer, name, leaf, g)
+                new = self.commit.propose(path, layer, name, leaf, g)
                 if name == "weight":
                     target.weight = new
                 else:

@@ -89,9 +89,9 @@ def update(state: OptState, model: Any, grads: Any) -> bool:
     check_entries(entries)
     with interrupts_deferred():
         commit = Commit()
-        new_grads, records = rewritten(state, entries, model, commit, plan.nodes)
-        if commit.new or not program.update(new_grads, gathered[1], records):
-            commit.finish(entries, new_grads, records)  # (a sweep took steps already)
+        new_grads, writes = rewritten(state, entries, model, commit, plan.nodes)
+        if commit.new or not program.update(new_grads, gathered[1], writes):
+            commit.finish(entries, new_grads, writes)  # (a sweep took steps already)
     return True
 
 

@@ -5,7 +5,7 @@ For every parameter x with gradient g and optimiser Leaf, the step is what the r
 road's `Commit` computes: ``(state, step) = rule.apply(state, x, g)``,
 ``x_new, step = descend(x, step)``; then one finiteness check for the whole step (the
 reference `finite`, then `refuse_non_finite` naming the parameter) and one commit. Written out for a given model (its
-`Plan`) it needs no per-parameter loop, no tuples of entries and no dictionaries of records
+`Plan`) it needs no per-parameter loop, no tuples of entries and no dictionaries of writes
 at every step; `update` and `tv.compile` replay it. Anything it does not expect at a step (a
 missing gradient, another shape or dtype, a Leaf replaced by something else) makes it return
 False before writing anything, and the general code of `update` takes over and says what is
@@ -40,9 +40,9 @@ FLAT = 1 << 16
 
 
 class UpdateProgram:
-    """``update(grads, leaves, records=(), trusted=False) -> bool``: the step of every
+    """``update(grads, leaves, writes=(), trusted=False) -> bool``: the step of every
     parameter of ``plan`` (in ``plan.trainables`` order), checked and committed with the
-    ``records`` (object, attribute, value) a step transform asks for; False: nothing written
+    ``writes`` (object, attribute, value) a step transform asks for; False: nothing written
     (``trusted``: the gradients are arrays of the parameters' type, dtype and shape, as the
     model's program makes them, and need no check). And
     ``gather(grads, state_tree) -> (grads, leaves) | None``, which reads the entries of a
@@ -86,9 +86,9 @@ class UpdateProgram:
             x = getattr(layer, name)
             scope[f"ARRAY{i}"], scope[f"DT{i}"] = type(x), x.dtype
         lines = [
-            "def update(grads, leaves, records=(), trusted=False):",
+            "def update(grads, leaves, writes=(), trusted=False):",
             '    """x ← x - step, (state, step) = rule.apply(state, x, ∂L/∂x), for every parameter:',
-            "    all computed and checked (finite) before one commit writes them (and the records,",
+            "    all computed and checked (finite) before one commit writes them (and the writes,",
             "    (object, attribute, value)). False: nothing written (something unusual: the",
             '    general update handles it)."""',
             *_unpack(names),
@@ -131,10 +131,10 @@ class UpdateProgram:
         stateless = rule.init(values[0]) is None  # (Descent: nothing to cut into parts)
         n = len(names)
         lines = [
-            "def update(grads, leaves, records=(), trusted=False):",
+            "def update(grads, leaves, writes=(), trusted=False):",
             '    """θ ← θ - step, (state, step) = rule.apply(state, θ, ∂L/∂θ), θ every parameter',
             "    laid end to end: computed and checked (finite) before one commit writes it (and",
-            "    the records, (object, attribute, value)). False: nothing written (something",
+            "    the writes, (object, attribute, value)). False: nothing written (something",
             '    unusual: the general update handles it)."""',
             *_unpack(names),
         ]
@@ -283,12 +283,12 @@ def _commit(layers: dict, extra: tuple[str, ...] = ()) -> list[str]:
             for p in getattr(type(layer), "params", ())
         ):
             lines.append(f"    {L}_step = {{{record}}}  # (every parameter of {L} steps)")
-        else:  # the records of the others are kept
+        else:  # the step records of the others are kept
             lines.append(f'    {L}_step = {{**(getattr({L}, "step", None) or {{}}), {record}}}')
         writes.append(f"{L}.step = {L}_step")
         for name, x in params:
             writes += [f"{L}.{name} = {x}_new", f"leaf{x[1:]}.state = state{x[1:]}"]
-    writes += [*extra, "for obj, name, value in records:", "    setattr(obj, name, value)"]
+    writes += [*extra, "for obj, name, value in writes:", "    setattr(obj, name, value)"]
     # a write cannot be half done, but an exception (a signal handler of your own) may land
     # between two: every write is repeated before it propagates, so all of them are done
     lines += ["    try:", *(f"        {w}" for w in writes), "    except BaseException:"]

@@ -227,10 +227,10 @@ class StepTransform:
     optimiser state: the δ-rules (`tinyvec.deltarules`) are the ones tinyvec has.
 
     ``setup(rule, model, delta=[t₁, t₂, …])`` calls ``t₁.bind((t₁, t₂, …), rule)`` once; the
-    object it returns has ``rewrite(entries, model, commit, walked) -> (grads, records)``:
+    object it returns has ``rewrite(entries, model, commit, walked) -> (grads, writes)``:
     ``entries`` are (path, layer, name, gradient, Leaf) for every parameter, ``walked`` the
     model's `nodes`, ``grads`` the gradients the step is to take instead, in the same order,
-    and ``records`` the (object, attribute, value) to set with the step's commit. It changes
+    and ``writes`` the (object, attribute, value) to set with the step's commit. It changes
     nothing itself: the step is then the plain one, with those gradients. Where it needs a
     parameter's new value before the others (the δ-rules' sweep), it takes that parameter's
     step early with ``commit.propose(...)``."""
@@ -354,16 +354,14 @@ class Commit:
         self.writes += ((layer, name, new), (leaf, "state", state))
         return new
 
-    def finish(
-        self, entries: list[tuple[Any, ...]], grads: list[Any], records: list[tuple]
-    ) -> None:
+    def finish(self, entries: list[tuple[Any, ...]], grads: list[Any], writes: list[tuple]) -> None:
         """Propose the step of every entry (path, layer, name, _, Leaf) with its gradient in
-        ``grads`` (None: no step) not proposed yet, then write all of them with ``records``."""
+        ``grads`` (None: no step) not proposed yet, then write all of them with ``writes``."""
         for (path, layer, name, _, leaf), g in zip(entries, grads, strict=True):
             if g is not None and (id(layer), name) not in self.taken:
                 self.propose(path, layer, name, leaf, g)
         refuse_non_finite(self.new)
-        set_all(self.writes + list(records))
+        set_all(self.writes + list(writes))
 
 
 def rewritten(
@@ -410,5 +408,5 @@ def update(state: OptState, model: Any, grads: Tree) -> None:
     check_entries(entries)
     with interrupts_deferred():
         commit = Commit()
-        new_grads, records = rewritten(state, entries, model, commit, walked)
-        commit.finish(entries, new_grads, records)
+        new_grads, writes = rewritten(state, entries, model, commit, walked)
+        commit.finish(entries, new_grads, writes)
