@@ -27,6 +27,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .errors import UsageError
+from .sweep import cpu_count, executor_for, run_sweep
 from .tables import write_json
 
 FORMATS = ("png", "pdf", "svg")
@@ -41,10 +43,6 @@ EXECUTION = ("config", "out", "quiet", "jobs", "dask", "help")
 # names that look like a file, refused as --out (a folder) so `--out my.npz` is no surprise
 FILE_SUFFIXES = {".npz", ".npy", ".json", ".jsonl", ".csv", ".md", ".png", ".pdf", ".svg", ".txt"}
 INCOMPLETE = "INCOMPLETE"
-
-
-class UsageError(Exception):
-    """A bad argument, found before any work (the command exits with status 2)."""
 
 
 def fail(prog: str, message: str) -> NoReturn:
@@ -199,7 +197,6 @@ def study_parser(command: str, doc: str | None, *, out: str, quick: str) -> Stud
 def add_sweep_flags(parser: argparse.ArgumentParser, seeds: str | None = None) -> None:
     """``--seeds``, ``--jobs`` and ``--dask``: the flags of a study that runs a sweep
     (`tinyvec.experiments.sweep`). ``seeds``: the default of ``--seeds`` (None: one run)."""
-    from .sweep import cpu_count
 
     g = parser.add_argument_group("sweeps")
     g.add_argument("--seeds", type=seed_list, default=seed_list(seeds) if seeds else None,
@@ -382,7 +379,6 @@ def study_sweep(
     folder ``--out`` (`sweep_folder`), on the executor of ``--jobs`` / ``--dask``, with a
     progress bar unless ``--quiet``. Yields (folder, runs) for the study to write its tables
     into; the folder is marked complete when the block ends without an error."""
-    from .sweep import executor_for, run_sweep
 
     with (
         executor_for(args.jobs, args.dask) as ex,

@@ -64,7 +64,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .. import io
-from .common import UsageError
+from .errors import UsageError
 
 Spec = dict[str, Any]
 Run = dict[str, Any]
