@@ -65,3 +65,19 @@ def test_same_seed_same_training():
 
     first = run()
     assert run() == first
+
+
+def test_seed_is_per_thread():
+    """tv.seed in one thread neither resets nor draws from another thread's generator."""
+    import threading
+
+    tv.seed(11)
+    here = tv.Dense(3, 4).weight
+    other: list = []
+    t = threading.Thread(target=lambda: (tv.seed(99), other.append(tv.Dense(3, 4).weight)))
+    t.start()
+    t.join()
+    tv.seed(11)
+    assert np.array_equal(tv.Dense(3, 4).weight, here)  # this thread's sequence, untouched
+    tv.seed(99)
+    assert np.array_equal(tv.Dense(3, 4).weight, other[0])

@@ -1,29 +1,36 @@
 """Weight initialisers: ``init(shape, rng) -> NumPy array`` (float64, on the host; move a
 model with `tv.to`/`tv.gpu`, change precision with `tv.f32`).
 
-``rng`` is a `numpy.random.Generator`, an int seed, or None for tinyvec's global generator,
-which `tv.seed(n)` resets: the same seed builds the same model.
+``rng`` is a `numpy.random.Generator`, an int seed, or None for the generator of this thread
+(and asyncio task), which `tv.seed(n)` resets there: the same seed builds the same model, and
+two threads building models never draw from one generator.
 """
 
 from __future__ import annotations
 
+import contextvars
 import math
 from typing import Any
 
 import numpy as np
 
-_global_rng = np.random.default_rng()
+# The generator of layers built without ``rng``: per context (thread, asyncio task), made on
+# first use there, like `tv.no_grad`'s switch.
+_default_rng: contextvars.ContextVar[np.random.Generator] = contextvars.ContextVar("tinyvec_rng")
 
 
 def seed(n: int) -> None:
-    """Reset the generator used when a layer is built without ``rng``."""
-    global _global_rng
-    _global_rng = np.random.default_rng(n)
+    """Reset, in this thread, the generator used when a layer is built without ``rng``."""
+    _default_rng.set(np.random.default_rng(n))
 
 
 def as_rng(rng: Any) -> np.random.Generator:
     if rng is None:
-        return _global_rng
+        current = _default_rng.get(None)
+        if current is None:
+            current = np.random.default_rng()
+            _default_rng.set(current)
+        return current
     if isinstance(rng, np.random.Generator):
         return rng
     return np.random.default_rng(rng)
