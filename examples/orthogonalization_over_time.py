@@ -8,7 +8,8 @@
 The networks, data and seeding are the study's (`tinyvec.experiments.compensation`: the MLP of
 ``--width`` × ``--depth``, ``--points`` equispaced points; seed index s gives every method the
 same initial weights and data order). The error of a run is its mean training MSE over the last
-10% of the epochs (after ≥ 2000 epochs on 24 points: at convergence); a run diverges when its
+10% of the epochs (a fixed budget of 2000 epochs on 24 points, not a convergence test: many
+runs still improve; see `tinyvec.analysis.convergence.Criterion`); a run diverges when its
 loss is not finite or above 1e6. For each method and η the table shows, over the seeds that
 did not diverge, the mean ± std and the median of that error, and how many diverged; "best η"
 is the η with the lowest median among those where at most half of the runs diverged.

@@ -59,11 +59,15 @@ def test_rotating_seed_measures_the_turn_over_the_tail(tmp_path):
         s = eigen.run(c, tmp_path, progress=False, plots=False)
     with (tmp_path / "tail.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == ["step", "lambda", "angle_top1"]
+    assert list(rows[0]) == ["step", "lambda", "angle_top1", "rayleigh"]
     assert [int(r["step"]) for r in rows] == list(range(31, 41))
     assert all(np.isfinite(float(r["angle_top1"])) for r in rows)
     assert s["lambda_tail"]["steps"] == 10
-    assert 0 < s["rotation"]["plane_cosine"] <= 1 and np.isfinite(s["rotation"]["plane_gain"])
+    rot = s["rotation"]
+    assert 0 < rot["plane_cosine"] <= 1 and -1 <= rot["lambda_rayleigh_correlation"] <= 1
+    assert all(np.isfinite(float(r["rayleigh"])) for r in rows)
+    lo, hi = rot["plane_rayleigh_range"]
+    assert lo <= hi and "predicted_angular_velocity" not in rot
     assert (
         eigen.run(replace(c, seed=1), tmp_path / "real", progress=False, plots=False)["rotation"]
         is None

@@ -21,8 +21,15 @@ At a check after step t, on a fixed probe set X_p (features × N):
 Classification over the last ``patience`` checks: a **fixed point** when every residual is
 below ``eps`` at each of them; a **limit cycle** of the smallest period 2 ≤ p ≤ max_period
 whose cycle residual is below ``eps`` while each of the last p one-step parameter residuals
-is not (with ``every`` > 1: those of the last p checks); a **noise floor** when neither holds
-but the observables have no trend (below); otherwise **moving**.
+is not (with ``every`` > 1: those of the last p checks), **and whose loss has no trend**
+(issue 24: parameters that nearly come back every p steps while the loss still falls are a
+slow descent, not a cycle): the loss averaged over p consecutive checks,
+``L̃_t = mean(L_{t−p+1} … L_t)`` (constant on an exact cycle), over the last ``window``
+checks, must be *settled* by the trend test below with the relative tolerance
+``|Δ| + z·SE(Δ) ≤ trend_tol·|mean L̃|``. When no loss is measured (NaN, e.g. a fresh batch each
+step) the observables' trend test must be settled instead; with neither, the cycle cannot be
+tested for a trend and the check says so (``cycle_trend``: None). A **noise floor** when
+neither holds but the observables have no trend (below); otherwise **moving**.
 
 Noise floor or drift (seed 002 under SGD noise, issue 11): with a fresh batch every step the
 parameters never stop, so the residuals above stay at the size of the step noise whether the
@@ -175,10 +182,13 @@ def _below(rec: Mapping[str, Any], eps: float) -> bool:
     return all(v < eps for v in values if not math.isnan(v))
 
 
-def trend_test(series: Any, blocks: int = 8, z: float = 3.0, tol: float = 1e-3) -> dict[str, Any]:
+def trend_test(series: Any, blocks: int = 8, z: float = 3.0, tol: float = 1e-3,
+               relative: bool = False) -> dict[str, Any]:  # fmt: skip
     """The drift test of the module doc on observables (n points × q, or n): per observable
     the trend ``Δ`` over the window, its standard error, the spread (std) and the mean;
     ``drifting`` (some observable drifts) and ``settled`` (every observable is settled).
+    ``relative``: the tolerance is ``τ = tol·|mean|`` instead of ``tol·(1 + |mean|)`` (for a
+    loss, whose scale is arbitrary).
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -200,7 +210,7 @@ def trend_test(series: Any, blocks: int = 8, z: float = 3.0, tol: float = 1e-3) 
     se_slope = np.sqrt((residual**2).sum(axis=0) / (blocks - 2) / (j @ j))
     change, se = slope * (blocks - 1), se_slope * (blocks - 1)
     mean = o.mean(axis=0)
-    tau = tol * (1 + np.abs(mean))
+    tau = tol * (np.abs(mean) if relative else 1 + np.abs(mean))
     drifts = (np.abs(change) > z * se) & (np.abs(change) > tau)
     settled = np.abs(change) + z * se <= tau
     return {"drifting": bool(drifts.any()), "settled": bool(settled.all()),
@@ -208,24 +218,66 @@ def trend_test(series: Any, blocks: int = 8, z: float = 3.0, tol: float = 1e-3) 
             "mean": mean.tolist()}  # fmt: skip
 
 
-def classify(records: Sequence[Mapping[str, Any]], eps: float, patience: int) -> dict[str, Any]:
-    """``{"kind", "period"}`` from the last ``patience`` check records (see the module doc)."""
+def cycle_trend(
+    losses: Sequence[float],
+    period: int,
+    window: int = 40,
+    blocks: int = 8,
+    z: float = 3.0,
+    tol: float = 1e-3,
+) -> dict[str, Any] | None:
+    """The loss-trend test of a candidate cycle of ``period`` p (module doc): the trend test,
+    relative, on the loss averaged over p consecutive checks, over the last ``window`` checks.
+    None when fewer than two finite losses are measured (nothing to test); not settled when
+    fewer than ``blocks`` averaged points exist.
+
+    >>> flat = [1.0, 2.0] * 30
+    >>> cycle_trend(flat, 2)["settled"], cycle_trend([v * 0.999**t for t, v in enumerate(flat)], 2)["settled"]
+    (True, False)
+    """
+    values = np.asarray([v for v in losses[-(window + period - 1) :] if math.isfinite(v)])
+    if values.size < 2:
+        return None
+    if values.size < period + blocks - 1:
+        return {"settled": False, "drifting": False, "change": [math.nan], "se": [math.nan],
+                "spread": [math.nan], "mean": [math.nan], "period": period}  # fmt: skip
+    smooth = np.convolve(values, np.ones(period) / period, mode="valid")
+    return {**trend_test(smooth, blocks, z, tol, relative=True), "period": period}
+
+
+def classify(
+    records: Sequence[Mapping[str, Any]], eps: float, patience: int, *, window: int = 40,
+    blocks: int = 8, z: float = 3.0, trend_tol: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """``{"kind", "period", "cycle_trend"}`` from the last ``patience`` check records (see the
+    module doc; ``cycle_trend``: the loss-trend test of the cycle found by the parameters, if
+    any, which a limit cycle must pass)."""
     last = records[-patience:]
     if len(last) < patience:
-        return {"kind": "moving", "period": None}
+        return {"kind": "moving", "period": None, "cycle_trend": None}
     if all(_below(r, eps) for r in last):
-        return {"kind": "fixed_point", "period": 1}
+        return {"kind": "fixed_point", "period": 1, "cycle_trend": None}
     steps = [r["param_residual_max"] for r in records]
-    window = range(len(records) - patience, len(records))
+    window_ = range(len(records) - patience, len(records))
+    tol = eps if trend_tol is None else trend_tol
     for p in sorted(set.intersection(*(set(r["cycle_residual"]) for r in last))):
-        if window.start - p + 1 >= 0 and all(
+        if window_.start - p + 1 >= 0 and all(
             records[j]["cycle_residual"][p] < eps and min(steps[j - p + 1 : j + 1]) >= eps
-            for j in window
+            for j in window_
         ):
-            return {"kind": "limit_cycle", "period": p}
+            trend = cycle_trend([r["loss"] for r in records], p, window, blocks, z, tol)
+            if trend is None and any("trend" in r for r in last):
+                # no loss measured: the observables' trend test stands in for it
+                settled = all(r.get("trend") is not None and r["trend"]["settled"] for r in last)
+                trend = {"settled": settled, "observables": True, "period": p}
+            if trend is None or trend["settled"]:
+                return {"kind": "limit_cycle", "period": p, "cycle_trend": trend}
+            break  # the parameters nearly come back, but the loss (or observables) still moves
+    else:
+        trend = None
     if all(r.get("trend") is not None and r["trend"]["settled"] for r in last):
-        return {"kind": "noise_floor", "period": None}
-    return {"kind": "moving", "period": None}
+        return {"kind": "noise_floor", "period": None, "cycle_trend": trend}
+    return {"kind": "moving", "period": None, "cycle_trend": trend}
 
 
 def _as_layers(theta: Any) -> dict[str, list[Any]]:
@@ -300,7 +352,9 @@ def classify_trajectory(
         if observables is not None:
             history[-1]["trend"] = _trend(observables[: t + 1], window, blocks, z,
                                           eps if trend_tol is None else trend_tol)  # fmt: skip
-    return {**history[-1], **classify(history, eps, patience), "history": history}
+    verdict = classify(history, eps, patience, window=window, blocks=blocks, z=z,
+                       trend_tol=trend_tol)  # fmt: skip
+    return {**history[-1], **verdict, "history": history}
 
 
 def _trend(observed: Sequence[Any], window: int, blocks: int, z: float, tol: float) -> Any:
@@ -384,7 +438,7 @@ class CompletionMonitor:
         self.history: list[dict[str, Any]] = []
         self._f: tuple[int, Any] | None = None  # (step, f(X_p)) of the last evaluation
         self._loss: tuple[float, float] | None = None  # (first loss, previous loss)
-        self._last = {"kind": "moving", "period": None}
+        self._last: dict[str, Any] = {"kind": "moving", "period": None, "cycle_trend": None}
 
     def _params(self, model: Any) -> dict[str, list[Any]]:
         layers: dict[str, list[Any]] = {}
@@ -424,7 +478,8 @@ class CompletionMonitor:
             rec["trend"] = _trend(list(self.observed), self.window, self.blocks, self.z,
                                   self.trend_tol)  # fmt: skip
         self.history.append(rec)
-        self._last = classify(self.history, self.eps, self.patience)
+        self._last = classify(self.history, self.eps, self.patience, window=self.window,
+                              blocks=self.blocks, z=self.z, trend_tol=self.trend_tol)  # fmt: skip
         rec.update(self._last)
         return True if self.stop and self._last["kind"] == "fixed_point" else None
 

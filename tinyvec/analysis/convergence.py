@@ -11,7 +11,8 @@ the measure of a claim such as "ten times lower error".
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -63,3 +64,181 @@ def ratio_of_means(pairs: Sequence[tuple[float, float]]) -> float:
     if not pairs:
         return math.nan
     return float(np.mean([a for a, _ in pairs]) / np.mean([b for _, b in pairs]))
+
+
+# --- a stated convergence criterion (issue 24) -------------------------------------------------
+@dataclass(frozen=True)
+class Criterion:
+    """When a run counts as converged (ours; issue 24): the **relative change of the windowed
+    loss** between two consecutive windows of ``window`` epochs,
+
+        ``r_t = |L̄(t−W, t] − L̄(t−2W, t−W]| / L̄(t−2W, t−W]``,  L̄ the mean of the per-epoch
+        training loss over the window,
+
+    falls below ``tol`` at a check (every ``window`` epochs, from ``min_epochs`` on). A run
+    that reaches ``max_epochs`` first is **not converged**; its error is reported all the same,
+    as a fixed-budget error. The error of a run is ``L̄`` over its last window. With the
+    defaults, a converged loss changes by less than 1 % per 200 epochs, i.e. an exponential
+    decay would have a half-life above ≈ 14 000 epochs.
+
+    >>> c = Criterion(tol=0.01, window=2, min_epochs=4, max_epochs=100)
+    >>> c.converged([4.0, 3.0, 2.0, 1.0]), c.converged([1.0, 1.0, 1.0, 1.001])
+    (False, True)
+    """
+
+    tol: float = 0.01
+    window: int = 200
+    min_epochs: int = 1000
+    max_epochs: int = 4000
+
+    def __post_init__(self) -> None:
+        if not (self.tol > 0 and self.window >= 1 and 2 * self.window <= self.min_epochs
+                <= self.max_epochs):  # fmt: skip
+            raise ValueError("Criterion needs tol > 0, window ≥ 1, 2·window ≤ min ≤ max epochs")
+
+    def change(self, curve: Sequence[float]) -> float:
+        """``r_t`` on the last two windows of ``curve`` (NaN when shorter than 2 windows)."""
+        return window_change(curve, self.window)
+
+    def converged(self, curve: Sequence[float]) -> bool:
+        """Whether ``curve`` (one loss per epoch) has converged by the criterion now."""
+        return len(curve) >= self.min_epochs and self.change(curve) < self.tol
+
+    def due(self, epochs: int) -> bool:
+        """Whether a check falls after ``epochs`` epochs (every window, from min_epochs)."""
+        return epochs >= self.min_epochs and (epochs - self.min_epochs) % self.window == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"tol": self.tol, "window": self.window, "min_epochs": self.min_epochs,
+                "max_epochs": self.max_epochs}  # fmt: skip
+
+
+def window_change(curve: Sequence[float], window: int) -> float:
+    """``|mean(last W) − mean(the W before)| / mean(the W before)``; NaN when the curve is
+    shorter than two windows or not finite.
+
+    >>> window_change([2.0, 2.0, 1.0, 1.0], 2)
+    0.5
+    """
+    if len(curve) < 2 * window:
+        return math.nan
+    last = float(np.mean(curve[len(curve) - window :]))
+    before = float(np.mean(curve[len(curve) - 2 * window : len(curve) - window]))
+    if not (math.isfinite(last) and math.isfinite(before)) or before <= 0:
+        return math.nan
+    return abs(last - before) / before
+
+
+def train_to_convergence(epoch: Callable[[], float], criterion: Criterion) -> dict[str, Any]:
+    """Call ``epoch()`` (one epoch of training; returns the epoch's training loss, or NaN when
+    the run diverged) until ``criterion`` is met or its budget is spent. Returns ``curve``,
+    ``epochs``, ``converged``, ``diverged``, ``change`` (the last r_t) and ``error`` (the mean
+    loss over the last window; NaN when diverged).
+
+    >>> losses = iter([1.0 / (t + 1) for t in range(10)] + [0.1] * 100)
+    >>> r = train_to_convergence(lambda: next(losses), Criterion(0.01, 2, 4, 40))
+    >>> r["converged"], r["epochs"], r["error"]
+    (True, 14, 0.1)
+    """
+    curve: list[float] = []
+    while len(curve) < criterion.max_epochs:
+        loss = float(epoch())
+        if not math.isfinite(loss):
+            return {"curve": curve, "epochs": len(curve), "converged": False, "diverged": True,
+                    "change": math.nan, "error": math.nan}  # fmt: skip
+        curve.append(loss)
+        if criterion.due(len(curve)) and criterion.converged(curve):
+            break
+    return {"curve": curve, "epochs": len(curve), "converged": criterion.converged(curve),
+            "diverged": False, "change": criterion.change(curve),
+            "error": float(np.mean(curve[-criterion.window :]))}  # fmt: skip
+
+
+# --- paired comparisons over many seeds (issue 24) ---------------------------------------------
+BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, BOOTSTRAP_LEVEL = 10_000, 0, 0.95
+
+
+def floored(error: float, floor: float) -> float:
+    """``max(error, floor)``: errors below the interpolation floor count as equal (a ratio of
+    two errors at rounding level is no gain). NaN stays NaN."""
+    return error if math.isnan(error) else max(error, floor)
+
+
+def bootstrap_interval(
+    values: Sequence[float],
+    statistic: Callable[[np.ndarray], float] = np.median,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    level: float = BOOTSTRAP_LEVEL,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic`` over ``values``: resample the values
+    with replacement ``resamples`` times (generator ``default_rng(seed)``), take the
+    ``(1 − level)/2`` and ``(1 + level)/2`` quantiles of the statistic. (NaN, NaN) for fewer
+    than 2 values.
+
+    >>> lo, hi = bootstrap_interval([1.0, 2.0, 3.0, 4.0, 5.0], resamples=2000)
+    >>> 1.0 <= lo <= 3.0 <= hi <= 5.0
+    True
+    """
+    v = np.asarray(values, dtype=float)
+    if v.size < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, v.size, size=(resamples, v.size))
+    stats = np.array([statistic(v[i]) for i in idx])
+    q = (1 - level) / 2
+    return float(np.quantile(stats, q)), float(np.quantile(stats, 1 - q))
+
+
+def paired_comparison(
+    errors: Sequence[float],
+    twins: Sequence[float],
+    floor: float,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    level: float = BOOTSTRAP_LEVEL,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, Any]:
+    """A rule's errors against its baseline twins (same seeds, same order; NaN = diverged),
+    each floored at ``floor`` (`floored`):
+
+    - ``seeds``, ``diverged`` and ``twin_diverged`` (counts), ``pairs``: seeds where neither
+      diverged;
+    - per-seed ratio ``ρ_i = max(e_i, floor) / max(b_i, floor)`` on the pairs; ``median_ratio``
+      with its percentile bootstrap interval ``ci`` (``resamples`` resamples of the pairs,
+      seeded; ``level``), and ``ratio_of_medians``;
+    - ``wins`` / ``losses`` / ``ties``: per seed, lower floored error wins; a diverged run loses
+      to a finite one; two diverged runs, or two errors at the floor, tie;
+    - ``both_interpolate``: every pair has both errors at or below the floor (then no ratio is
+      a gain);
+    - ``median``, ``twin_median``: medians of the finite errors.
+
+    >>> r = paired_comparison([1.0, 2.0, math.nan, 1e-12], [2.0, 4.0, 1.0, 1e-13], 1e-9,
+    ...                       resamples=200)
+    >>> r["median_ratio"], r["wins"], r["losses"], r["ties"], r["diverged"]
+    (0.5, 2, 1, 1, 1)
+    """
+    e = np.array([floored(float(x), floor) for x in errors])
+    b = np.array([floored(float(x), floor) for x in twins])
+    if e.shape != b.shape:
+        raise ValueError(f"{e.size} errors against {b.size} twins")
+    ok = np.isfinite(e) & np.isfinite(b)
+    ratios = e[ok] / b[ok]
+    wins = int(np.sum(ok & (e < b)) + np.sum(np.isfinite(e) & ~np.isfinite(b)))
+    losses = int(np.sum(ok & (e > b)) + np.sum(~np.isfinite(e) & np.isfinite(b)))
+    lo, hi = bootstrap_interval(ratios, resamples=resamples, level=level, seed=seed)
+    fin_e, fin_b = e[np.isfinite(e)], b[np.isfinite(b)]
+    return {
+        "seeds": int(e.size), "pairs": int(ok.sum()),
+        "diverged": int(np.sum(~np.isfinite(e))), "twin_diverged": int(np.sum(~np.isfinite(b))),
+        "median_ratio": float(np.median(ratios)) if ratios.size else math.nan,
+        "ci": [lo, hi], "level": level, "resamples": resamples, "bootstrap_seed": seed,
+        "ratio_of_medians": (float(np.median(e[ok]) / np.median(b[ok])) if ok.any()
+                             else math.nan),
+        "wins": wins, "losses": losses, "ties": int(e.size) - wins - losses,
+        "both_interpolate": bool(ok.any() and np.all((e[ok] <= floor) & (b[ok] <= floor))),
+        "median": float(np.median(fin_e)) if fin_e.size else math.nan,
+        "twin_median": float(np.median(fin_b)) if fin_b.size else math.nan,
+        "floor": floor,
+    }  # fmt: skip

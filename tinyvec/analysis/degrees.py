@@ -12,11 +12,12 @@ that constant.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .eigen_operator import Spectrum, alignment
+from .eigen_operator import Spectrum, alignment, degree2_matrix, traceless_basis
 from .ritz import ritz, ritz_residual
 
 
@@ -89,9 +90,55 @@ def degree_design(x: np.ndarray) -> tuple[np.ndarray, slice, slice]:
     return D, slice(1, 1 + h), slice(1 + h, D.shape[1])
 
 
+@dataclass(frozen=True)
+class Mode:
+    """One eigenmode of T on degree 2 (issue 24: the frontier like for like): its eigenvalue
+    ``mu`` (for a pair, the one with Im ≥ 0), the traceless basis ``P`` of `traceless_basis`
+    and the **left** eigenvector ``w`` of `degree2_matrix` (the row of V⁻¹, so w·v = 1). The
+    mode's coordinate of a degree-2 function xᵀSx is ``c = w·Pᵀvec(S)``, and T multiplies it
+    by μ exactly: ``w·(D₂φ) = μ w·φ``, whatever the other modes (T is not normal, so the
+    coordinate is the dual one, not an orthogonal projection)."""
+
+    mu: complex
+    P: np.ndarray
+    w: np.ndarray
+
+
+def leading_degree2_mode(A: np.ndarray, B: np.ndarray) -> Mode:
+    """The degree-2 eigenmode of largest real part (`Mode`).
+
+    >>> from tinyvec.analysis.eigen_operator import make_operators
+    >>> A, B = make_operators(4, 1.0, 0)
+    >>> m = leading_degree2_mode(A, B)
+    >>> mu = np.linalg.eigvals(degree2_matrix(A, B))
+    >>> bool(np.isclose(m.mu.real, mu.real.max()))
+    True
+    """
+    D2 = degree2_matrix(A, B)
+    mu, V = np.linalg.eig(D2)
+    order = np.lexsort((-mu.imag, -mu.real))  # largest Re first, Im ≥ 0 first within a pair
+    i = int(order[0])
+    return Mode(mu=complex(mu[i]), P=traceless_basis(A.shape[0]), w=np.linalg.inv(V)[i])
+
+
+def mode_coordinates(quadratic: np.ndarray, mode: Mode) -> np.ndarray:
+    """The coordinates c (complex, one per column) along ``mode`` of degree-2 functions given
+    by their coefficients on the monomials x_i x_j, i ≤ j (`quadratic_features` order; p × K):
+    S_ii = q_ii, S_ij = S_ji = q_ij / 2, then ``c = w·Pᵀvec(S)`` (the trace part, a constant
+    on the sphere, drops out)."""
+    h = math.isqrt(mode.P.shape[0])
+    i, j = np.triu_indices(h)
+    K = quadratic.shape[1]
+    S = np.zeros((h, h, K))
+    S[i, j] = np.where((i == j)[:, None], quadratic, quadratic / 2)
+    S[j, i] = S[i, j]
+    return np.asarray(mode.w @ (mode.P.T @ S.reshape(h * h, K)))
+
+
 def degree_gains(
-    F: np.ndarray, Y: np.ndarray, F_next: np.ndarray, design: tuple[np.ndarray, slice, slice]
-) -> dict[str, float]:
+    F: np.ndarray, Y: np.ndarray, F_next: np.ndarray, design: tuple[np.ndarray, slice, slice],
+    mode: Mode | None = None,
+) -> dict[str, float]:  # fmt: skip
     """Per degree d ∈ {1, 2}: the share of the outputs' variance of degree d, and the step's gain
     in function space on that degree, ``g_d = ⟨ΔF_d, E_d⟩/‖E_d‖²``, with E the step's direction
     (``Y − MF``, the Ritz residual; for one output the same with M = λ̂) and X_d the part of X
@@ -108,6 +155,14 @@ def degree_gains(
     >>> g = degree_gains(F, Y, F + 0.3 * lin.T, (D, d1, d2))
     >>> round(g["gain_degree1"], 6), abs(round(g["gain_degree2"], 6))
     (0.3, 0.0)
+
+    With ``mode`` (`leading_degree2_mode`), the same measures on that one mode, in its
+    coordinates c = (c_1 … c_K) of the K outputs, e of the step's direction E, Δc of the step
+    (complex inner products ⟨a, b⟩ = Re Σ āb): ``mode_amplitude`` ‖c‖; ``mode_growth`` the
+    measured growth rate of the step, ``⟨Δc, c⟩/‖c‖²``; ``mode_gain`` ``g = ⟨Δc, e⟩/‖e‖²``;
+    ``mode_gap`` ``⟨e, c⟩/‖c‖²`` (≈ Re μ₂ − the learned Ritz values as the mode sees them);
+    ``mode_predicted`` ``g·mode_gap``, the growth a step along E with the mode's own gain
+    would give. Measured and predicted differ by the part of Δc along c that is not along e.
     """
     D, d1, d2 = design
     _, _, r2 = ritz(F, Y)
@@ -127,4 +182,12 @@ def degree_gains(
         # no degree-d residual to move along (an odd network has none of degree 2): no gain
         small = ee <= 1e-12 * float((E**2).sum())
         out[f"gain_{name}"] = math.nan if small else float((part_d * part_e).sum()) / ee
+    if mode is not None:
+        c, e, dc = (mode_coordinates(coef[d2], mode) for coef in (cf, ce, cd))
+        cc, ee_ = float(np.vdot(c, c).real), float(np.vdot(e, e).real)
+        gain = float(np.vdot(e, dc).real) / ee_ if ee_ > 0 else math.nan
+        gap = float(np.vdot(c, e).real) / cc if cc > 0 else math.nan
+        out.update({"mode_amplitude": math.sqrt(cc),
+                    "mode_growth": float(np.vdot(c, dc).real) / cc if cc > 0 else math.nan,
+                    "mode_gain": gain, "mode_gap": gap, "mode_predicted": gain * gap})  # fmt: skip
     return out

@@ -26,6 +26,8 @@ from threadpoolctl import threadpool_limits
 import tinyvec as tv
 
 from ..analysis import CompletionMonitor, VectorRecorder
+from ..engine.tensor import data as raw
+from ..layers.base import trainables
 from .common import (
     add_sweep_flags,
     config_of,
@@ -60,10 +62,16 @@ def mse_loss(m: Any, x: Any, y: Any) -> Any:
 def run(
     *, seed: int = 0, steps: int = 3000, lr: float = 0.1, n: int = 128,
     width: int = 32, depth: int = 3, batch: int | None = None, eps: float = 1e-3,
-    patience: int = 20, progress: bool = False,
+    patience: int = 20, window: int = 200, progress: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Train, record and monitor; returns what the summary reports (``progress``: a progress
-    bar over the steps)."""
+    bar over the steps).
+
+    The monitor watches ``ln`` of the MSE on the probe (the test set) as its observable, so
+    that under SGD it can tell a noise floor from a drift (science.md §6, issue 24), and
+    tests the training loss for a trend before it calls a limit cycle; both over the last
+    ``window`` checks. On a log scale the trend test's tolerance ``ε·(1 + |ln L|)`` is
+    relative: with ε = 10⁻³ and L ≈ 4·10⁻³, a change of about 0.65 % over the window."""
     rng = np.random.default_rng(seed)
     X, Xt = rng.uniform(-1, 1, size=(2, n)), rng.uniform(-1, 1, size=(2, 256))
     Y, Yt = target(X), target(Xt)
@@ -71,10 +79,28 @@ def run(
     state = tv.setup(tv.Descent(lr), model)
     batch = n if batch is None else batch
     recorder = VectorRecorder()
-    monitor = CompletionMonitor(Xt, eps=eps, patience=patience, lr=lr)
+    monitor = CompletionMonitor(
+        Xt,
+        eps=eps,
+        patience=patience,
+        lr=lr,
+        window=window,
+        observe=lambda m: [math.log(float(tv.mse(m(Xt), Yt)))],
+    )
     test_loss: list[tuple[int, float]] = []
 
+    lookback = min(1000, steps - 1)  # θ then, for the drift over the last `lookback` steps
+    theta: dict[str, Any] = {}
+
+    def flat(m: Any) -> np.ndarray:
+        return np.concatenate([np.ravel(raw(getattr(layer, name)))
+                               for _, layer, name in trainables(m)])  # fmt: skip
+
     def evaluate(step: int, m: Any, loss: float) -> None:
+        if step == steps - lookback:
+            theta["then"] = flat(m)
+        if step == steps:
+            theta["now"] = flat(m)
         if step % 10 == 0 or step == steps:
             with tv.no_grad():
                 test_loss.append((step, float(tv.mse(m(Xt), Yt))))
@@ -91,11 +117,14 @@ def run(
     history = tv.train(mse_loss, model, data[:steps], state, progress=progress, recorder=recorder,
                        callbacks=[monitor, evaluate])  # fmt: skip
     seconds = time.perf_counter() - start
+    drift = (float(np.linalg.norm(theta["now"] - theta["then"]) / np.linalg.norm(theta["then"]))
+             if "then" in theta else math.nan)  # fmt: skip
     return {
+        "lookback": lookback, "theta_drift": drift,
         "recorder": recorder, "monitor": monitor, "history": history, "test_loss": test_loss,
         "seconds": seconds, "config": {
             "seed": seed, "steps": steps, "lr": lr, "n": n, "width": width, "depth": depth,
-            "batch": batch, "eps": eps, "patience": patience,
+            "batch": batch, "eps": eps, "patience": patience, "window": window,
         },
     }  # fmt: skip
 
@@ -148,10 +177,12 @@ def write(result: dict[str, Any], out: Path, figures: dict[str, Any] | None = No
         "",
         f"- loss: {result['history'][0]:.4g} → {result['history'][-1]:.4g} (train), "
         f"test {result['test_loss'][-1][1]:.4g}",
-        f"- completion (ε = {cfg['eps']:g}, patience {cfg['patience']} checks): **{kind}** at "
-        f"step {s['step']}; function residual {s['function_residual']:.2e}, parameter residual "
-        f"(max over layers, α = {cfg['lr']}) {s['param_residual_max']:.2e}, loss residual "
-        f"{s['loss_residual']:.2e}, probe predictions changed {s['prediction_change']:.3f}",
+        f"- completion (ε = {cfg['eps']:g}, patience {cfg['patience']} checks, trend window "
+        f"{cfg['window']} checks): **{kind}** at step {s['step']}; function residual "
+        f"{s['function_residual']:.2e}, parameter residual (max over layers, α = {cfg['lr']}) "
+        f"{s['param_residual_max']:.2e}, loss residual {s['loss_residual']:.2e}, probe "
+        f"predictions changed {s['prediction_change']:.3f}",
+        *_completion_lines(result),
         "- decomposition ΔA^k = own + inherited + second order: largest relative residual "
         f"{np.nanmax(rec.matrix('residual')):.1e} over all layers and steps (rounding)",
         "",
@@ -169,6 +200,37 @@ def write(result: dict[str, Any], out: Path, figures: dict[str, Any] | None = No
     lines += ["", "Files: " + ", ".join(f"[{p.name}]({p.name})" for p in written), ""]
     (out / "summary.md").write_text("\n".join(lines))
     return [*written, out / "summary.md"]
+
+
+def _completion_lines(result: dict[str, Any]) -> list[str]:
+    """What the monitor's verdict rests on: the cycle residuals against the one-step residual,
+    the trend of the loss averaged over the cycle, the probe's trend, and the drift of loss
+    and parameters over the last ``lookback`` steps."""
+    s, h, n = result["monitor"].status(), result["history"], result["lookback"]
+    cycles = ", ".join(f"p = {p}: {v:.2e}" for p, v in s["cycle_residual"].items())
+    lines = [f"- cycle residuals ‖θ_t − θ_(t−p)‖/(α‖θ‖): {cycles}; one step: "
+             f"{s['param_residual_max']:.2e}"]  # fmt: skip
+    ct = s.get("cycle_trend")
+    if ct and not ct.get("observables"):
+        change, mean, se = ct["change"][0], ct["mean"][0], ct["se"][0]
+        verdict = "settled" if ct["settled"] else "drifting" if ct["drifting"] else "undetermined"
+        lines.append(
+            f"- the parameters come back every {ct['period']} steps, but a limit cycle also "
+            f"needs a loss without trend: the training loss averaged over {ct['period']} steps "
+            f"changes by {change / mean:+.2%} (± {se / mean:.2%}) over the last "
+            f"{result['config']['window']} checks: **{verdict}**"
+        )
+    tr = s.get("trend")
+    if tr:
+        word = "settled" if tr["settled"] else "drifting" if tr["drifting"] else "undetermined"
+        lines.append(f"- probe observable ln(test MSE): change {tr['change'][0]:+.4f} "
+                     f"(± {tr['se'][0]:.4f}) over the window, spread {tr['spread'][0]:.4f}: "
+                     f"{word}")  # fmt: skip
+    if len(h) > n:
+        lines.append(f"- over the last {n} steps the training loss changes by "
+                     f"{h[-1] / h[-1 - n] - 1:+.1%} and the parameters move by "
+                     f"‖θ_T − θ_(T−{n})‖/‖θ_(T−{n})‖ = {result['theta_drift']:.2%}")  # fmt: skip
+    return lines
 
 
 def draw(result: dict[str, Any], out: Path, figures: dict[str, Any]) -> list[Path]:
@@ -213,13 +275,15 @@ def parser() -> Any:
     p.add_argument("--eps", type=positive_float, default=1e-3, help="completion threshold ε")
     p.add_argument("--patience", type=positive_int, default=20,
                    help="completion checks below ε before it is declared (20)")  # fmt: skip
+    p.add_argument("--window", type=positive_int, default=200,
+                   help="checks in the completion monitor's trend tests (200)")  # fmt: skip
     add_sweep_flags(p)
     return p
 
 
 def _kwargs(args: Any) -> dict[str, Any]:
     return {k: getattr(args, k) for k in
-            ("steps", "lr", "n", "width", "depth", "batch", "eps", "patience")}  # fmt: skip
+            ("steps", "lr", "n", "width", "depth", "batch", "eps", "patience", "window")}  # fmt: skip
 
 
 def seed_run(spec: dict[str, Any]) -> dict[str, Any]:

@@ -121,6 +121,10 @@ def markdown(
         "Claim (seed 004): with a compensation coefficient κ ≈ 0.2, ReLU and tanh networks improve, "
         "tanh most — mean error at convergence ≈ 1/10 of plain backprop — and stagnate less.",
         "",
+        "**A fixed budget, not convergence** (issue 24): every run stops after the epochs below, "
+        "converged or not; for errors at a stated convergence criterion, with 20 seeds and "
+        "bootstrap intervals, see `python -m tinyvec.experiments.compensation_converged`.",
+        "",
         "Definitions: *error* = mean training MSE over the last tenth of the epochs (of "
         f"{cfg['epochs_sample']} epochs per-sample, {cfg['epochs_batch']} epochs in mini-batches "
         f"of {cfg['batch']}); *plain twin* = plain backprop (κ = 0, no orthogonalization) with "

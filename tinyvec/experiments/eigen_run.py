@@ -43,10 +43,12 @@ from tqdm.auto import tqdm
 import tinyvec as tv
 from tinyvec.analysis import CompletionMonitor, classify_trajectory
 from tinyvec.analysis.degrees import (
+    Mode,
     degree_analysis,
     degree_design,
     degree_gains,
     fit_share,
+    leading_degree2_mode,
     subspace_alignment,
 )
 from tinyvec.analysis.eigen_operator import (
@@ -62,8 +64,8 @@ from tinyvec.analysis.eigen_operator import (
 )
 from tinyvec.analysis.oscillation import (
     lag1_autocorrelation,
-    plane_coordinates,
-    plane_gain,
+    plane_rayleigh_range,
+    rayleigh_quotient,
     rotation,
 )
 from tinyvec.analysis.ritz import (
@@ -126,6 +128,7 @@ class Experiment:
     leading: np.ndarray  # the K exact eigenvalues of largest real part, with their degrees
     leading_degrees: np.ndarray
     split: bool  # the K-th cuts a complex pair in half
+    mode2: Mode | None = None  # the leading degree-2 mode, logged with the degrees
 
     @property
     def rotating(self) -> bool:
@@ -188,7 +191,8 @@ def build(c: Config) -> Experiment:
                       mon_probe=mon_probe, sym_probe=sym_probe,
                       design=degree_design(sym_probe) if c.degree_every else None,
                       top=top, u_top=spectrum.vectors1[:, top], leading=leading,
-                      leading_degrees=leading_degrees, split=split)  # fmt: skip
+                      leading_degrees=leading_degrees, split=split,
+                      mode2=leading_degree2_mode(A, B) if c.degree_every else None)  # fmt: skip
 
 
 def train_step(e: Experiment, step: int, rec: Records) -> dict[str, Any]:
@@ -211,7 +215,8 @@ def train_step(e: Experiment, step: int, rec: Records) -> dict[str, Any]:
     tv.update(e.state, model, grads)
     if before is not None and e.design is not None:
         after = np.atleast_2d(model(e.sym_probe))
-        rec.degrees.append({"step": step - 1, **degree_gains(*before, after, e.design)})
+        rec.degrees.append({"step": step - 1,
+                            **degree_gains(*before, after, e.design, e.mode2)})  # fmt: skip
     # no loss for the monitor: each step's loss is on a fresh batch, so its change measures
     # sampling noise (≈1e-3 in R² at convergence), not training; the probe residuals remain
     e.monitor(step, model, math.nan)
@@ -256,18 +261,16 @@ def measure(e: Experiment, step: int, lam_b: float, r2_b: float) -> tuple[dict, 
 
 def measure_tail(e: Experiment, step: int, previous: dict[str, Any] | None) -> dict[str, Any]:
     """A tail row: λ̂ on the monitor's probe and, when rotating, the angle and cosine of the
-    linear part in u_top's plane, its plane coordinates and the gain of the step from
-    ``previous`` (NaN on the first)."""
+    linear part v in u_top's plane and its Rayleigh quotient ρ(v) = vᵀ(A+B)ᵀv/vᵀv
+    (``previous`` is unused, kept for callers)."""
     lam, _, f = probe_metrics(e.model, e.A, e.B, e.mon_probe)
-    row: dict[str, Any] = {"step": step, "lambda": lam, "angle_top1": math.nan}
+    row: dict[str, Any] = {"step": step, "lambda": lam, "angle_top1": math.nan,
+                           "rayleigh": math.nan}  # fmt: skip
     if e.rotating:
         v, _ = linear_part(e.mon_probe, f)
-        mu = e.spectrum.values1[e.top]
         row["angle_top1"] = plane_angle(v, e.u_top)
         row["cos_top1"] = alignment(v, e.u_top)
-        row["plane"] = plane_coordinates(v, e.u_top)
-        row["gain"] = (plane_gain(previous["plane"], previous["lambda"], mu, row["plane"])
-                       if previous is not None else math.nan)  # fmt: skip
+        row["rayleigh"] = rayleigh_quotient(v, e.A, e.B)
     return row
 
 
@@ -284,10 +287,12 @@ def summarise(e: Experiment, rec: Records) -> dict[str, Any]:
                                      patience=min(c.patience, len(tail) - 1),
                                      max_period=c.max_period)  # fmt: skip
     nearest = spectrum.nearest(lam)
-    turning: dict[str, float] | None = None
+    turning: dict[str, Any] | None = None
     if e.rotating:
         turning = rotation([r["angle_top1"] for r in rec.tail], [r["cos_top1"] for r in rec.tail],
-                            [r["gain"] for r in rec.tail[1:]], spectrum.values1[e.top])  # fmt: skip
+                           [r["lambda"] for r in rec.tail], [r["rayleigh"] for r in rec.tail],
+                           plane_rayleigh_range(e.A, e.B, e.u_top))  # fmt: skip
+        turning["mu"] = [float(spectrum.values1[e.top].real), float(spectrum.values1[e.top].imag)]
     return {
         "seed": c.seed,
         "lambda": lam,
@@ -324,7 +329,7 @@ def write(out: Path, e: Experiment, rec: Records, summary: dict[str, Any]) -> No
     """Every file of the run but config.json and operators.npz (written before training)."""
     write_csv(out / "metrics.csv", rec.metrics)
     write_csv(out / "steps.csv", rec.steps)
-    write_csv(out / "tail.csv", rec.tail, columns=("step", "lambda", "angle_top1"))
+    write_csv(out / "tail.csv", rec.tail, columns=("step", "lambda", "angle_top1", "rayleigh"))
     if rec.degrees:
         write_csv(out / "degrees.csv", rec.degrees)
     np.savez_compressed(out / "skip_weights.npz", W=np.stack(rec.frames),

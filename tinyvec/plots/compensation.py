@@ -216,7 +216,7 @@ def write_eta_figures(
                 panels[task + (f" ({i // MAX_LINES + 1})" if len(items) > MAX_LINES else "")] = (
                     dict(items[i : i + MAX_LINES])
                 )
-        title = (f"error at convergence against the step size: {act} {width}×{depth}, "
+        title = (f"error after a fixed budget against the step size: {act} {width}×{depth}, "
                  f"{'per-sample' if mode == 'sample' else 'mini-batch'} SGD\n(lines: median "
                  "over seeds; dots: seeds; rings: some seed diverged)")  # fmt: skip
         path = error_vs_eta(panels, out / f"eta_{act}_{mode}", title, **figures)

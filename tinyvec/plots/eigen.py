@@ -269,9 +269,10 @@ def plot_grid(runs: list[Path], path: Path, ncols: int = 4, fmt: str = "png",
 
 def plot_two_solutions(one: Path, two: Path, path: Path, fmt: str = "png", dpi: int = 100) -> Path:
     """The "two solutions" of a complex-pair seed: left, the angle of the one-output run's
-    linear part in the pair's plane over its last steps (unwrapped), beside the slope −ḡβ
-    predicted from the measured gain; middle, |λ̂| of that run over the same steps (f and −f
-    are one solution, so it swings with half the rotation period); right, R² of the one-output
+    linear part in the pair's plane over its last steps (unwrapped); middle, λ̂ of that run
+    over the same steps beside the Rayleigh quotient ρ of its linear part, and the range ρ
+    can take in the plane (f and −f are one solution, so λ̂ should swing with half the
+    rotation period); right, R² of the one-output
     run and the multi-output R² of the K = 2 run over training. ``one`` and ``two`` are run
     folders (tail.csv, metrics.csv, summary.json)."""
     plt = pyplot()
@@ -283,18 +284,21 @@ def plot_two_solutions(one: Path, two: Path, path: Path, fmt: str = "png", dpi: 
     angle = np.unwrap(_col(tail, "angle_top1"))
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 3.6))
     ax1.plot(steps, angle, label=f"measured, ω = {rot['angular_velocity']:+.3f} rad/step")
-    pred = angle[0] + rot["predicted_angular_velocity"] * (steps - steps[0])
-    ax1.plot(
-        steps, pred, ls="--", label=f"predicted −ḡβ = {rot['predicted_angular_velocity']:+.3f}"
-    )
     ax1.set_xlabel("step")
     ax1.set_ylabel("angle in the pair's plane (rad)")
     ax1.set_title(f"K = 1, seed {s1['seed']}: the linear part turns", fontsize=9)
     ax1.legend(fontsize=8, loc="best")
-    ax2.plot(steps, np.abs(_col(tail, "lambda")))
+    ax2.plot(steps, _col(tail, "lambda"), label="λ̂ (network)")
+    if "rayleigh" in tail[0]:
+        ax2.plot(steps, _col(tail, "rayleigh"), ls="--", label="ρ of its linear part")
+    for bound in rot.get("plane_rayleigh_range", []):
+        ax2.axhline(bound, color="k", lw=0.6, ls=":")
     ax2.set_xlabel("step")
-    ax2.set_ylabel("|λ̂| (monitor probe)")
-    ax2.set_title(f"period {rot['period_steps']:.0f} steps; |λ̂| swings at half of it", fontsize=9)
+    ax2.set_ylabel("λ̂ (monitor probe)")
+    ax2.legend(fontsize=8, loc="best")
+    ax2.set_title(f"turn {rot['period_steps']:.0f} steps; λ̂ swing "
+                  f"{rot.get('swing_period_steps', float('nan')):.0f} (half: "
+                  f"{rot['half_period_steps']:.0f})", fontsize=9)  # fmt: skip
     for run, label, ls in ((one, "K = 1: R²", "-"), (two, "K = 2: multi-output R²", "--")):
         with (run / "metrics.csv").open() as fh:
             rows = list(csv.DictReader(fh))

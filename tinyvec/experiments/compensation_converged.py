@@ -1,0 +1,258 @@
+"""Compensation at convergence, on enough seeds (issue 24): κ against plain backprop on the
+cells a verdict rests on, each run trained until a stated convergence criterion is met.
+
+``python -m tinyvec.experiments.compensation_converged [--cells sin:0.005 sin:0.01 runge:0.05]
+[--seeds 0-19] [--quick] [--out DIR] [--jobs N]``
+
+Every run is the compensation study's run (`tinyvec.experiments.compensation`: the same task,
+network, initial weights and data order for the same ``(--seed, seed index)``; per-sample SGD
+on 24 points), with a different stopping rule: it trains at least ``min_epochs`` epochs, then
+checks every ``window`` epochs the relative change of the windowed training MSE
+(`tinyvec.analysis.convergence.Criterion`) and stops when it is below ``tol``, or at
+``max_epochs``, where it is reported **not converged**. The run's error is the mean training
+MSE over its last window. With ``min_epochs`` = 2000 every run also gives the committed
+fixed-budget error (the mean over epochs 1801–2000, ``fixed``), so both are reported from the
+same runs.
+
+The comparison of a cell (`tinyvec.analysis.convergence.paired_comparison`): per seed the
+ratio of κ's error to its plain twin's, both floored at ``floor · var(y)`` (errors below count
+as interpolation and tie); the median ratio with a seeded percentile-bootstrap interval, the
+ratio of medians, per-seed wins / losses / ties, divergences, and the converged fraction of
+each method.
+
+Files in ``--out``: ``runs.jsonl`` (the sweep runner's, resumable), ``config.json``,
+``results.md``, ``results.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+import tinyvec as tv
+from tinyvec.analysis.convergence import Criterion, paired_comparison, train_to_convergence
+
+from .common import (
+    add_sweep_flags,
+    nonnegative_float,
+    parse,
+    positive_float,
+    positive_int,
+    seeds_name,
+    study_parser,
+    study_sweep,
+)
+from .compensation import DIVERGED, TASKS, delta_rules, mlp, task_data
+from .tables import atomic_write, write_json
+
+DEFAULT: dict[str, Any] = dict(
+    cells=["sin:0.005", "sin:0.01", "runge:0.05"], activation="tanh", width=32, depth=2,
+    kappa=0.2, variant="exact", points=24, tol=0.01, window=200, min_epochs=2000,
+    max_epochs=4000, fixed_epochs=2000, floor=1e-6, seeds="0-19",
+)  # fmt: skip
+QUICK: dict[str, Any] = dict(
+    DEFAULT, cells=["sin:0.05"], width=16, points=16, window=10, min_epochs=40, max_epochs=80,
+    fixed_epochs=40, seeds="0-2",
+)  # fmt: skip
+
+
+def parse_cell(text: str) -> tuple[str, float]:
+    """``"sin:0.01"`` → ("sin", 0.01)."""
+    task, _, eta = text.partition(":")
+    if task not in TASKS or not eta:
+        raise ValueError(f"a cell is TASK:ETA with TASK one of {', '.join(TASKS)}, got {text!r}")
+    value = float(eta)
+    if not value > 0:
+        raise ValueError(f"η must be > 0, got {text!r}")
+    return task, value
+
+
+def run_one(spec: dict[str, Any]) -> dict[str, Any]:
+    """Train one network until the criterion of ``spec`` is met (a sweep function); returns
+    its error, whether it converged or diverged, its epochs, the fixed-budget error and a
+    thinned curve (every 10th epoch)."""
+    start = time.perf_counter()
+    x, y, _, _ = task_data(spec["task"], spec["points"])
+    rng = np.random.default_rng([spec["seed"], spec["seed_index"]])
+    model = mlp(x.shape[0], spec["width"], spec["depth"], spec["activation"], rng)
+    rules = delta_rules(spec["kappa"], spec["variant"], False, 0.0)
+    state = tv.setup(tv.Descent(spec["eta"]), model, delta=rules or None)
+    n = x.shape[1]
+
+    def epoch() -> float:
+        order = rng.permutation(n)
+        with np.errstate(all="ignore"):
+            for s in order:
+                xb, yb = x[:, s : s + 1], y[:, s : s + 1]
+                loss, grads = tv.withgradient(lambda m: tv.mse(m(xb), yb), model)
+                if not float(loss) < DIVERGED:
+                    return math.nan
+                tv.update(state, model, grads)
+            return float(np.mean((model(x) - y) ** 2))
+
+    criterion = Criterion(spec["tol"], spec["window"], spec["min_epochs"], spec["max_epochs"])
+    r = train_to_convergence(epoch, criterion)
+    curve, fixed_n = r.pop("curve"), spec["fixed_epochs"]
+    tail = max(1, fixed_n // 10)
+    fixed = (float(np.mean(curve[fixed_n - tail : fixed_n])) if len(curve) >= fixed_n
+             else math.nan)  # fmt: skip
+    return {**r, "fixed": fixed, "var_y": float(np.var(y)), "curve10": curve[::10],
+            "seconds": time.perf_counter() - start}  # fmt: skip
+
+
+def grid(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per cell and seed, the plain run (κ = 0) and the κ run."""
+    keys = ("activation", "width", "depth", "variant", "points", "tol", "window", "min_epochs",
+            "max_epochs", "fixed_epochs")  # fmt: skip
+    specs = []
+    for cell in cfg["cells"]:
+        task, eta = parse_cell(cell)
+        for s in cfg["seed_list"]:
+            for kappa in (0.0, cfg["kappa"]):
+                specs.append({"task": task, "eta": eta, "kappa": kappa, "seed": cfg["seed"],
+                              "seed_index": s, **{k: cfg[k] for k in keys}})  # fmt: skip
+    return specs
+
+
+def summarise(cfg: dict[str, Any], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per cell: the paired comparison at convergence and at the fixed budget, and
+    the converged fractions."""
+    rows = []
+    for cell in cfg["cells"]:
+        task, eta = parse_cell(cell)
+        mine = [r for r in runs if r["spec"]["task"] == task and r["spec"]["eta"] == eta]
+        by = {(r["spec"]["kappa"], r["spec"]["seed_index"]): r for r in mine}
+        seeds = sorted({r["spec"]["seed_index"] for r in mine})
+        plain = [by[(0.0, s)] for s in seeds]
+        comp = [by[(cfg["kappa"], s)] for s in seeds]
+        floor = cfg["floor"] * plain[0]["var_y"]
+        row: dict[str, Any] = {"task": task, "eta": eta, "seeds": len(seeds)}
+        for name, key in (("converged", "error"), ("fixed", "fixed")):
+            row[name] = paired_comparison([r[key] for r in comp], [r[key] for r in plain], floor)
+        for who, rs in (("plain", plain), ("kappa", comp)):
+            row[f"{who}_converged"] = sum(r["converged"] for r in rs)
+            row[f"{who}_epochs_median"] = float(np.median([r["epochs"] for r in rs]))
+        rows.append(row)
+    return rows
+
+
+def _g(v: float) -> str:
+    return "–" if not math.isfinite(v) else f"{v:.3g}"
+
+
+def _cmp(c: dict[str, Any]) -> str:
+    if c["both_interpolate"]:
+        return "both interpolate"
+    lo, hi = c["ci"]
+    return f"{_g(c['median_ratio'])} [{_g(lo)}, {_g(hi)}]"
+
+
+def report(cfg: dict[str, Any], rows: list[dict[str, Any]], wall: float) -> str:
+    """results.md."""
+    k = cfg["kappa"]
+    lines = [
+        f"# Compensation κ = {k} against plain backprop, at convergence, {len(cfg['seed_list'])}"
+        " seeds per cell",
+        "",
+        f"{cfg['activation']} 1-{'-'.join([str(cfg['width'])] * cfg['depth'])}-1, "
+        f"per-sample SGD on {cfg['points']} points, exact ΔO (`{cfg['command']}`; "
+        f"{wall / 60:.1f} min wall).",
+        "",
+        f"**Convergence criterion** (`tinyvec.analysis.convergence.Criterion`): train at least "
+        f"{cfg['min_epochs']} epochs, then every {cfg['window']} epochs compare the mean "
+        f"training MSE of the last {cfg['window']} epochs with that of the {cfg['window']} "
+        f"before; **converged** when the relative change is below {cfg['tol']:g}; **not "
+        f"converged** at {cfg['max_epochs']} epochs. Error: the mean training MSE over the last "
+        f"window. *Fixed budget*: the same runs' mean MSE over the last tenth of "
+        f"{cfg['fixed_epochs']} epochs (the committed study's measure).",
+        "",
+        f"**Comparison**: per seed, ratio = κ's error / its plain twin's (same weights and data "
+        f"order), both floored at {cfg['floor']:g}·var(y) (below: interpolation, a tie). Median "
+        f"ratio with a 95 % percentile-bootstrap interval (10 000 resamples of the seeds, "
+        f"generator seed 0); wins / losses / ties of κ per seed (a diverged run loses to a "
+        f"finite one); diverged runs are counted, not averaged. Ratio < 1: κ is better.",
+        "",
+        "| task | η | seeds | converged plain / κ | median epochs plain / κ | diverged plain / κ "
+        "| median error plain / κ | **median ratio κ/plain [95 % CI]** | ratio of medians "
+        "| κ wins / losses / ties | fixed budget: median ratio [95 % CI] | fixed: wins / losses |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        c, f = r["converged"], r["fixed"]
+        lines.append(
+            f"| {r['task']} | {r['eta']:g} | {r['seeds']} | {r['plain_converged']} / "
+            f"{r['kappa_converged']} of {r['seeds']} | {r['plain_epochs_median']:.0f} / "
+            f"{r['kappa_epochs_median']:.0f} | {c['twin_diverged']} / {c['diverged']} | "
+            f"{_g(c['twin_median'])} / {_g(c['median'])} | **{_cmp(c)}** | "
+            f"{_g(c['ratio_of_medians'])} | {c['wins']} / {c['losses']} / {c['ties']} | "
+            f"{_cmp(f)} | {f['wins']} / {f['losses']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def parser() -> Any:
+    p = study_parser("compensation-converged", __doc__.split("\n\n")[0],
+                     out="runs/compensation-converged", quick="a tiny grid (seconds)")  # fmt: skip
+    p.add_argument("--cells", nargs="+", help=f"TASK:ETA cells (default {DEFAULT['cells']})")
+    p.add_argument("--kappa", type=positive_float, help="κ of the compensated runs (0.2)")
+    for name in ("width", "depth", "points", "window", "min_epochs", "max_epochs",
+                 "fixed_epochs"):  # fmt: skip
+        p.add_argument(f"--{name.replace('_', '-')}", type=positive_int,
+                       help=f"default {DEFAULT[name]}")  # fmt: skip
+    p.add_argument("--tol", type=positive_float, help="relative change per window (0.01)")
+    p.add_argument("--floor", type=nonnegative_float, help="error floor / var(y) (1e-6)")
+    add_sweep_flags(p, seeds="0-19")
+    p.set_defaults(seeds=None)
+    return p
+
+
+def config(args: Any) -> dict[str, Any]:
+    """The preset (--quick or the default) with every flag given overriding it; the flags are
+    set to the values used, so config.json states all of them."""
+    cfg = dict(QUICK if args.quick else DEFAULT)
+    for name in cfg:
+        if name != "seeds" and getattr(args, name, None) is not None:
+            cfg[name] = getattr(args, name)
+        if name not in ("seeds", "activation", "variant"):
+            setattr(args, name, cfg[name])
+    if args.seeds is None:
+        from .common import seed_list
+
+        args.seeds = seed_list(cfg["seeds"])
+    for cell in cfg["cells"]:
+        parse_cell(cell)
+    Criterion(cfg["tol"], cfg["window"], cfg["min_epochs"], cfg["max_epochs"])
+    return {**cfg, "seeds": seeds_name(args.seeds), "seed_list": list(args.seeds),
+            "seed": args.seed}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    args = parse(p, argv)
+    try:
+        cfg = config(args)
+    except ValueError as e:
+        p.error(str(e))
+    specs = grid(cfg)
+    start = time.perf_counter()
+    cfg["command"] = "python -m tinyvec.experiments.compensation_converged " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    with study_sweep(p.prog, run_one, specs, args, desc="compensation at convergence") as (
+        out,
+        runs,
+    ):
+        wall = time.perf_counter() - start
+        rows = summarise(cfg, runs)
+        write_json(out / "results.json", {"config": cfg, "cells": rows})
+        atomic_write(out / "results.md", report(cfg, rows, wall))
+    print((args.out / "results.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
