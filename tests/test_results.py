@@ -5,6 +5,7 @@ file; and the studies' configs rerun with --quick."""
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,11 @@ RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 
 
 def regenerate_module():
+    if "regenerate" in sys.modules:
+        return sys.modules["regenerate"]
     spec = importlib.util.spec_from_file_location("regenerate", RESULTS / "regenerate.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules["regenerate"] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

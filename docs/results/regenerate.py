@@ -23,6 +23,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -321,6 +322,22 @@ def footer(record: dict[str, Any]) -> str:
             f"`provenance.json`._\n")  # fmt: skip
 
 
+def relink(text: str, files: dict[str, str]) -> str:
+    """A generated page's links to its run's files: to the installed name where the study
+    keeps the file, to plain text where it does not."""
+    names = {Path(src).name: target for src, target in files.items()}
+
+    def link(m: re.Match[str]) -> str:
+        label, href = m.group(1), m.group(2)
+        if "/" in href or ":" in href or href.startswith("#"):
+            return m.group(0)
+        if href in names:
+            return f"[{names[href] if label == href else label}]({names[href]})"
+        return f"`{label}` (in the run folder, not kept here)"
+
+    return re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", link, text)
+
+
 def install(name: str, work: Path, record: dict[str, Any], dest: Path) -> list[str]:
     """Copy the study's files from ``work`` into ``dest/<folder>`` and update its
     provenance.json; returns the paths written (relative to dest)."""
@@ -332,7 +349,8 @@ def install(name: str, work: Path, record: dict[str, Any], dest: Path) -> list[s
         path = folder / target
         shutil.copyfile(work / src, path)
         if path.suffix == ".md":
-            path.write_text(path.read_text().rstrip("\n") + "\n" + footer(record))
+            text = relink(path.read_text(), study.files)
+            path.write_text(text.rstrip("\n") + "\n" + footer(record))
         written.append(f"{study.folder}/{target}")
     prov_path = folder / "provenance.json"
     prov = json.loads(prov_path.read_text()) if prov_path.is_file() else {"files": {},
