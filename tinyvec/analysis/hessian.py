@@ -1,5 +1,5 @@
 """The curvature of a loss: the Hessian's extreme eigenvalues by Lanczos on Hessian-vector
-products (science.md, "Second order"), the dense Hessian of a small model, and the sharpness
+products (science.md §7), the dense Hessian of a small model, and the sharpness
 of each Dense layer's weight block.
 
 The largest eigenvalue λ_max of the Hessian H = ∇²L(θ) is the *sharpness*: gradient descent

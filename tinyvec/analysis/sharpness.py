@@ -1,5 +1,5 @@
 """The sharpness of the loss along training, against the stability threshold 2/η of gradient
-descent (science.md, "Second order"; Cohen et al., ICLR 2021, the edge of stability).
+descent (science.md §7; Cohen et al., ICLR 2021, the edge of stability).
 
 On the quadratic model L(θ) ≈ L(θ*) + ½ (θ−θ*)ᵀ H (θ−θ*), a step θ ← θ − η ∇L multiplies the
 component along an eigenvector u_i of H by (1 − η λ_i): it shrinks while λ_i < 2/η and grows,

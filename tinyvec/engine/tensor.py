@@ -4,7 +4,7 @@ output. The derivative rules themselves live in `ops.py`, one line each.
 
 Gradients of gradients (`grad` with ``create_graph=True``): each node's vjp can also run on
 Tensors — its own output node ``here`` and its parents — and then records the ops it does, so
-the gradient is itself a graph that can be differentiated again (science.md, "Second order").
+the gradient is itself a graph that can be differentiated again (science.md §7).
 
 A Tensor is made only when gradients are wanted: a function of plain arrays returns plain
 arrays, so inference never builds a graph.
@@ -148,7 +148,7 @@ def grad(y: Tensor, xs: list[Any], *, create_graph: bool = False) -> list[Any]:
 
     With ``create_graph=True`` every vjp runs on Tensors (``vjp(g, here=node)``) and records
     what it computes: the result is Tensors, the gradient as a graph, which can be
-    differentiated again (the double backward of science.md, "Second order").
+    differentiated again (the double backward of science.md §7).
 
     >>> import numpy as np, tinyvec as tv
     >>> x = tv.Tensor(np.array([1.0, 2.0]))
@@ -176,8 +176,9 @@ def grad(y: Tensor, xs: list[Any], *, create_graph: bool = False) -> list[Any]:
                 raise TypeError(
                     f"create_graph=True cannot differentiate the {node.op or 'unnamed'!r} node "
                     "twice: its vjp runs on plain arrays only; build the op with "
-                    "tv.ops.primitive and write its vjp with tv.ops functions "
-                    "(outside tv.gradient, a model runs on the reference road: tv.fast.off())"
+                    "tv.ops.primitive and write its vjp with operators and tv.ops functions "
+                    "(tv.gradient(..., create_graph=True) and tv.hvp run a model on the "
+                    "reference road, whose nodes all can)"
                 )
             for parent, g_parent in zip(node.parents, cotangents, strict=True):
                 if g_parent is not None and type(parent) is Tensor:

@@ -1,6 +1,6 @@
 """``tinyvec sharpness``: the largest eigenvalue of the loss Hessian (the sharpness λ_max)
-along training, against the stability threshold 2/η of gradient descent (issue 22; science.md,
-"Second order"; Cohen et al., ICLR 2021, the edge of stability).
+along training, against the stability threshold 2/η of gradient descent (issue 22; science.md §7;
+Cohen et al., ICLR 2021, the edge of stability).
 
 Part 1, full-batch gradient descent, Descent(η), on two tasks, tanh and ReLU networks:
 

@@ -1,5 +1,4 @@
-"""Second order: the exact Hessian-vector product ``H v`` of a scalar loss (science.md,
-"Second order").
+"""Second order: the exact Hessian-vector product ``H v`` of a scalar loss (science.md §7).
 
     H v = ∇_θ ⟨∇_θ f(θ), v⟩
 
