@@ -313,7 +313,9 @@ def write(
         sums = [summary(r, eta) for r in rs]
 
         def col(key: str, fmt: str = "{:.3g}", sums: list[dict[str, Any]] = sums) -> str:
-            each = " / ".join("–" if s[key] is None else fmt.format(s[key]) for s in sums)
+            each = " / ".join(
+                "–" if s[key] is None or s[key] != s[key] else fmt.format(s[key]) for s in sums
+            )
             values = [s[key] for s in sums]
             return f"{each} ({_spread(values)})" if len(sums) > 1 else each
 
