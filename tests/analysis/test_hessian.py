@@ -65,13 +65,13 @@ def test_a_block_of_one_layer_is_the_hessian_restricted_to_it():
     top = np.linalg.eigvalsh(H)[-1]
     assert hessian_eigs(loss, model, paths=[path], tol=1e-10).sharpness == pytest.approx(top)
     assert layer_sharpness(loss, model, tol=1e-10)[path] == pytest.approx(top)
-    with pytest.raises(ValueError, match="no parameter 'model.layers\\[9\\].weight'"):
+    with pytest.raises(ValueError, match=r"no parameter .model\.layers\[9\]\.weight."):
         hessian_eigs(loss, model, paths=["model.layers[9].weight"])
 
 
 def test_lanczos_refuses_a_bad_k_and_is_exact_at_full_dimension():
     A = np.diag([4.0, 1.0, -3.0])
-    with pytest.raises(ValueError, match="k must be in 1..3"):
+    with pytest.raises(ValueError, match=r"k must be in 1\.\.3"):
         lanczos(lambda q: A @ q, 3, k=4)
     found = lanczos(lambda q: A @ q, 3, k=3, tol=0.0)
     np.testing.assert_allclose(np.sort(found.values), [-3.0, 1.0, 4.0], atol=1e-12)
