@@ -8,7 +8,8 @@ The reference road, the definition of every number:
 - `engine`: Tensor and tracing, the derivative table (`ops`), activations, losses;
 - `layers`: the layer protocol and the walk over a model, Dense, Chain / SkipConnection /
   Parallel, initialisers;
-- `optimise`: optimiser rules, gradient / setup / update (the atomic commit) / train;
+- `optimise`: optimiser rules, gradient / setup / update (the atomic commit) / train, and
+  the Hessian-vector product `hvp` (gradients of gradients);
 
 The fast road, `fast` (the same numbers, sooner; ``with tv.fast.off():`` turns it off), which
 the reference road knows only through `seam`. On top of both:
@@ -81,6 +82,7 @@ from .optimise import (
     Tree,
     WeightDecay,
     gradient,
+    hvp,
     setup,
     train,
     update,
@@ -151,6 +153,7 @@ __all__ = [
     "gpu",
     "gradcheck",
     "gradient",
+    "hvp",
     "identity",
     "kaiming_normal",
     "leakyrelu",

@@ -94,8 +94,8 @@ def _crossentropy(logits, y):
 
 
 def _crossentropy_vjp(g, L, logits, y):
-    xp = namespace(logits)
-    p = xp.exp(logits - ops._logsumexp(logits, axis=0))  # softmax over classes
+    xp = ops.namespace(logits)  # (tinyvec's ops for Tensors: a vjp that can be differentiated)
+    p = xp.exp(logits - ops.logsumexp(logits, axis=0))  # softmax over classes
     return g * (p * xp.sum(y, axis=0, keepdims=True) - y) / logits.shape[1], None
 
 
