@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from . import display
 from .backend import namespace, to_numpy
 from .io import atomic_write
 from .layers import dense_layers
@@ -122,6 +123,12 @@ class Recorder:
                     snapshots[f"step{step}/layer{k}/{name}"] = a
         self.rows.extend(rows)
         self.snapshots.update(snapshots)
+
+    def _repr_html_(self) -> str:  # Jupyter: what it holds, each layer's last summaries
+        return display.recorder_html(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(display.recorder_text(self))
 
     def column(self, name: str, layer: int) -> np.ndarray:
         """One summary as a time series for layer k (1-based)."""
