@@ -37,3 +37,16 @@ def test_block_runs_on_its_own(page, line, lang, code, skip, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": f"docs_{page.stem}_{line}"}
     exec(compile(code, f"{page}:{line}", "exec"), namespace)
+
+
+def test_the_site_tools_doctests(monkeypatch):
+    """tools/docs: the hooks (maths, science.md's formulas, lists) and the doctest fences."""
+    import doctest
+    import importlib
+
+    pytest.importorskip("mkdocs")  # the hooks import mkdocs, latex2mathml and jupytext:
+    pytest.importorskip("latex2mathml")  # installed by the docs extra
+    monkeypatch.syspath_prepend(str(DOCS.parent / "tools" / "docs"))
+    for name in ("hooks", "doctest_fences"):
+        result = doctest.testmod(importlib.import_module(name))
+        assert result.attempted and not result.failed, name

@@ -29,7 +29,7 @@ model
 # ## One step with tinyvec
 #
 # The mean squared error $L = \frac{1}{n}\sum (\hat y - y)^2$, its gradient, and one step of
-# plain descent with rate $\alpha$. After it every Dense layer $k = 1..6$ holds its records.
+# plain descent with rate $\alpha$. After it every Dense layer $k = 1, \dots, 6$ holds its records.
 
 # %%
 alpha = 0.05

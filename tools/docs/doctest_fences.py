@@ -14,16 +14,10 @@ _PROMPT = re.compile(r"^(\s*)>>>( |$)")
 
 
 def fence_doctests(text: str) -> str:
-    """
-    >>> print(fence_doctests("Text.\\n\\n>>> 1 + 1\\n2\\n\\nMore."))
-    Text.
-    <BLANKLINE>
-    ```pycon
-    >>> 1 + 1
-    2
-    ```
-    <BLANKLINE>
-    More.
+    r"""Each doctest block of ``text`` in a ``pycon`` fence.
+
+    >>> fence_doctests("Text.\n\n>>> 1 + 1\n2\n\nMore.").splitlines()
+    ['Text.', '', '```pycon', '>>> 1 + 1', '2', '```', '', 'More.']
     """
     out: list[str] = []
     lines = text.splitlines()

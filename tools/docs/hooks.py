@@ -121,7 +121,37 @@ def names_table() -> str:
     return "\n".join(["| page | names |", "|---|---|", *rows])
 
 
+_ITEM = re.compile(r"^(- |\d+\. )")
+
+
+def lists_after_paragraphs(markdown: str) -> str:
+    r"""A blank line before a list that follows a line of text. GitHub starts a list there;
+    Python-Markdown needs the blank line, and science.md and the result files are written
+    for both.
+
+    >>> lists_after_paragraphs("Text:\n- a\n- b")
+    'Text:\n\n- a\n- b'
+    """
+    out: list[str] = []
+    fenced = False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        prev = out[-1] if out else ""
+        if (
+            not fenced
+            and _ITEM.match(line)
+            and prev.strip()
+            and not _ITEM.match(prev)
+            and not prev.startswith((" ", "|", "#", ">", "<"))
+        ):
+            out.append("")
+        out.append(line)
+    return "\n".join(out) + ("\n" if markdown.endswith("\n") else "")
+
+
 def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
+    markdown = lists_after_paragraphs(markdown)
     if page.file.src_uri == "reference/tinyvec.md":
         return markdown.replace("<!-- tinyvec-names -->", names_table())
     if page.file.src_uri != "science.md":
