@@ -38,7 +38,7 @@ _FLAG = "color:#b00020;font-weight:bold"
 
 
 def nonfinite(a: Any) -> str:
-    """'' for an array of finite numbers, else e.g. ``'2 NaN, 1 inf of 12'``."""
+    """The empty string for an array of finite numbers, else e.g. ``'2 NaN, 1 inf of 12'``."""
     v = to_numpy(a)
     if not np.issubdtype(v.dtype, np.inexact):
         return ""
