@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from . import display
 from .backend import namespace, to_numpy
 from .io import atomic_write
 from .layers import dense_layers
@@ -138,6 +139,12 @@ class Recorder:
     def noted(self, name: str) -> np.ndarray:
         """One quantity kept by `note`, over the steps that have it."""
         return np.array([n[name] for n in self.notes if name in n])
+
+    def _repr_html_(self) -> str:  # Jupyter: what it holds, each layer's last summaries
+        return display.recorder_html(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(display.recorder_text(self))
 
     def column(self, name: str, layer: int) -> np.ndarray:
         """One summary as a time series for layer k (1-based)."""
