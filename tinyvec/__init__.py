@@ -8,7 +8,8 @@ The reference road, the definition of every number:
 - `engine`: Tensor and tracing, the derivative table (`ops`), activations, losses;
 - `layers`: the layer protocol and the walk over a model, Dense, Chain / SkipConnection /
   Parallel, initialisers;
-- `optimise`: optimiser rules, gradient / setup / update (the atomic commit) / train;
+- `optimise`: optimiser rules, gradient / setup / update (the atomic commit) / train, and
+  `batches`, `schedules`, `adjust` / `freeze` / `thaw`;
 
 The fast road, `fast` (the same numbers, sooner; ``with tv.fast.off():`` turns it off), which
 the reference road knows only through `seam`. On top of both:
@@ -80,8 +81,13 @@ from .optimise import (
     Rule,
     Tree,
     WeightDecay,
+    adjust,
+    batches,
+    freeze,
     gradient,
+    schedules,
     setup,
+    thaw,
     train,
     update,
     withgradient,
@@ -134,8 +140,10 @@ __all__ = [
     "WeightDecay",
     "activations",
     "add",
+    "adjust",
     "analysis",
     "atan",
+    "batches",
     "compile",
     "concat",
     "cpu",
@@ -145,6 +153,7 @@ __all__ = [
     "f64",
     "fast",
     "fmap",
+    "freeze",
     "gelu",
     "glorot_normal",
     "glorot_uniform",
@@ -164,6 +173,7 @@ __all__ = [
     "relu",
     "save",
     "scaled",
+    "schedules",
     "science_notes_path",
     "seed",
     "setup",
@@ -171,6 +181,7 @@ __all__ = [
     "sigmoid",
     "softplus",
     "tanh",
+    "thaw",
     "to",
     "train",
     "trainables",
