@@ -158,13 +158,13 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     model = mlp(x.shape[0], spec["width"], spec["depth"], spec["activation"], rng)
     rules = delta_rules(spec["kappa"], spec["variant"], spec["ortho"], spec["eps"])
     state = tv.setup(tv.Descent(spec["eta"]), model, delta=rules or None)
-    n, B = x.shape[1], 1 if spec["mode"] == "sample" else spec["batch"]
+    # a fresh permutation per epoch from the stream that drew the weights
+    loader = tv.batches(x, y, 1 if spec["mode"] == "sample" else spec["batch"], shuffle=True,
+                        rng=rng)  # fmt: skip
     curve, diverged = [], False
     with np.errstate(all="ignore"):  # a diverging run is detected below, not by warnings
         for _ in range(spec["epochs"]):
-            order = rng.permutation(n)
-            for s in range(0, n, B):
-                xb, yb = x[:, order[s : s + B]], y[:, order[s : s + B]]
+            for xb, yb in loader:
                 loss, grads = tv.withgradient(lambda m: tv.mse(m(xb), yb), model)
                 if not float(loss) < DIVERGED:
                     diverged = True

@@ -9,7 +9,6 @@ Paths are those of `tv.trainables` and of the state's tree: ``"model"`` (everyth
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 from collections.abc import Iterator, Mapping
@@ -55,18 +54,20 @@ def _plain_rules(rule: Rule) -> Iterator[Rule]:
         yield from _plain_rules(r)
 
 
-def _leaves(subtree: Any) -> Iterator[Any]:
+def _leaves(subtree: Any) -> list[Any]:
     """Every Leaf of a subtree of the state's tree (a Tree, a tuple of Trees or a Leaf)."""
     from .training import Leaf  # (training imports this module for `setup`)
 
-    if isinstance(subtree, Leaf):
-        yield subtree
-    elif isinstance(subtree, dict):
-        for value in subtree.values():
-            yield from _leaves(value)
-    elif isinstance(subtree, tuple | list):
-        for value in subtree:
-            yield from _leaves(value)
+    found, stack = [], [subtree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Leaf):
+            found.append(item)
+        elif isinstance(item, dict):
+            stack.extend(reversed(item.values()))
+        elif isinstance(item, tuple | list):
+            stack.extend(reversed(item))
+    return found
 
 
 def _subtree(state: Any, at: Any, what: str) -> Any:
@@ -88,7 +89,7 @@ def _subtree(state: Any, at: Any, what: str) -> Any:
                 f"{what}: the optimiser state has nothing at {at!r} ({e.args[0]}); paths look "
                 "like 'model.layers[2]' or 'model.layers[2].weight' (see tv.trainables)"
             ) from None
-    if not any(True for _ in _leaves(at)):
+    if not _leaves(at):
         raise TypeError(
             f"{what}: {at!r} is neither a path such as 'model.layers[2]' nor a part of "
             "state.tree holding optimiser leaves"
@@ -146,19 +147,14 @@ def adjust(state: Any, at: Any = None, /, **hyperparameters: float) -> None:
 
 def _check(rule: Rule, new: dict[str, Any]) -> None:
     """Refuse values the rule's constructor would refuse, by making the rule anew with them
-    (when the constructor takes its attributes by name, as every rule of tinyvec's does);
-    otherwise at least a number must be finite."""
-    fields = {**vars(rule), **new}
+    (every rule of tinyvec's takes its attributes by name); for a constructor that does not,
+    at least a number must be finite."""
     try:
-        params = inspect.signature(type(rule)).parameters
-    except (TypeError, ValueError):  # pragma: no cover - a constructor without a signature
-        params = {}
-    if set(fields) <= set(params):
-        type(rule)(**fields)  # raises the rule's own ValueError for a bad value
-        return
-    for name, value in new.items():
-        if isinstance(value, numbers.Real) and not math.isfinite(value):
-            raise ValueError(f"adjust: {name} must be a finite number, got {value!r}")
+        type(rule)(**{**vars(rule), **new})  # raises the rule's own ValueError for a bad value
+    except TypeError:  # another constructor (a rule of yours): check what can be checked
+        for name, value in new.items():
+            if isinstance(value, numbers.Real) and not math.isfinite(value):
+                raise ValueError(f"adjust: {name} must be a finite number, got {value!r}") from None
 
 
 def freeze(state: Any, at: Any = None, /) -> None:
