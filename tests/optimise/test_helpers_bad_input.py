@@ -34,7 +34,7 @@ def test_batches_of_x_alone_with_the_size_in_y_says_to_name_it():
 
 
 def test_batches_refuses_x_and_y_with_different_sample_counts():
-    with pytest.raises(ValueError, match="x has 10 samples .* and y 9"):
+    with pytest.raises(ValueError, match=r"x has 10 samples .* and y 9"):
         tv.batches(X, np.zeros((1, 9)), 4)
 
 
@@ -149,7 +149,7 @@ def test_adjust_refuses_the_model_instead_of_the_state():
 
 
 def test_freeze_refuses_a_path_that_is_not_in_the_state():
-    with pytest.raises(KeyError, match="nothing at 'model.layers\\[5\\]'"):
+    with pytest.raises(KeyError, match=r"nothing at 'model.layers\[5\]'"):
         tv.freeze(tv.setup(tv.Descent(0.1), net()), "model.layers[5]")
 
 
@@ -160,12 +160,12 @@ def test_thaw_refuses_something_that_is_neither_a_path_nor_a_subtree():
 
 # --- rules by path ----------------------------------------------------------------------------
 def test_setup_refuses_a_parameter_without_a_rule():
-    with pytest.raises(ValueError, match="no rule for model.layers\\[0\\].weight"):
+    with pytest.raises(ValueError, match=r"no rule for model.layers\[0\].weight"):
         tv.setup({"model.layers[1]": tv.Descent(0.1)}, net())
 
 
 def test_setup_refuses_a_path_that_names_no_parameter():
-    with pytest.raises(ValueError, match="'model.layers\\[7\\]' names no parameter"):
+    with pytest.raises(ValueError, match=r"'model.layers\[7\]' names no parameter"):
         tv.setup({"model": tv.Descent(0.1), "model.layers[7]": tv.Descent(0.2)}, net())
 
 

@@ -280,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and args.full:
         p.error("choose --quick or --full, not both")
     cfg = config(args)
+    if cfg["points"] < 4:  # (sin·cos rounds it to a √points × √points grid)
+        p.error(f"--points must be ≥ 4 (a 2 × 2 grid for sincos), got {cfg['points']}")
     specs = grid(cfg)
     start = time.perf_counter()
     with study_sweep(p.prog, run_one, specs, args, desc="compensation") as (out, runs):

@@ -188,8 +188,8 @@ def thaw(state: Any, at: Any = None, /) -> None:
 def rules_by_path(rules: Mapping[str, Rule], walked: list[Node]) -> dict[tuple[int, str], Rule]:
     """The rule of every parameter, {(id(layer), name): rule}, from ``rules`` {path: rule}:
     a parameter takes the rule of the longest path that is it or holds it (``"model"`` covers
-    everything not named more precisely). Every path must reach a parameter and every
-    parameter must get a rule."""
+    everything not named more precisely). Every path must hold a parameter (a typo is
+    refused) and every parameter must get a rule."""
     for path, rule in rules.items():
         if not isinstance(path, str):
             raise TypeError(f"setup: the keys are paths such as 'model.layers[2]', got {path!r}")
@@ -198,7 +198,7 @@ def rules_by_path(rules: Mapping[str, Rule], walked: list[Node]) -> dict[tuple[i
                 f"setup: {path!r} must map to an optimisation rule such as tv.Descent(0.1), "
                 f"got {rule!r}"
             )
-    used: set[str] = set()
+    holding: set[str] = set()  # the paths that are or hold a parameter
     chosen: dict[tuple[int, str], Rule] = {}
     for node in walked:
         if not node.first:  # a shared layer: its first place decides
@@ -211,14 +211,13 @@ def rules_by_path(rules: Mapping[str, Rule], walked: list[Node]) -> dict[tuple[i
                     f"setup: no rule for {path}; give one for it, a layer holding it, or "
                     f"'model' for everything not named"
                 )
-            best = max(holders, key=len)
-            used.add(best)
-            chosen[id(node.layer), name] = rules[best]
-    unused = [p for p in rules if p not in used]
-    if unused:
-        layers = ", ".join(node.path for node in walked[:6])
-        raise ValueError(
-            f"setup: {unused[0]!r} names no parameter, or only parameters that a longer path "
-            f"names too; the model's layers are {layers}{', …' if len(walked) > 6 else ''}"
-        )
+            holding.update(holders)
+            chosen[id(node.layer), name] = rules[max(holders, key=len)]
+    for path in rules:
+        if path not in holding:  # a typo, or a layer without parameters
+            layers = ", ".join(node.path for node in walked[:6])
+            more = ", …" if len(walked) > 6 else ""
+            raise ValueError(
+                f"setup: {path!r} names no parameter of the model; its layers are {layers}{more}"
+            )
     return chosen
