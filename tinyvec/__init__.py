@@ -10,6 +10,7 @@ The reference road, the definition of every number:
   Parallel, initialisers;
 - `optimise`: optimiser rules, gradient / setup / update (the atomic commit) / train, and
   the Hessian-vector product `hvp` (gradients of gradients);
+  `batches`, `schedules`, `adjust` / `freeze` / `thaw`;
 
 The fast road, `fast` (the same numbers, sooner; ``with tv.fast.off():`` turns it off), which
 the reference road knows only through `seam`. On top of both:
@@ -81,9 +82,14 @@ from .optimise import (
     Rule,
     Tree,
     WeightDecay,
+    adjust,
+    batches,
+    freeze,
     gradient,
     hvp,
+    schedules,
     setup,
+    thaw,
     train,
     update,
     withgradient,
@@ -136,8 +142,10 @@ __all__ = [
     "WeightDecay",
     "activations",
     "add",
+    "adjust",
     "analysis",
     "atan",
+    "batches",
     "compile",
     "concat",
     "cpu",
@@ -147,6 +155,7 @@ __all__ = [
     "f64",
     "fast",
     "fmap",
+    "freeze",
     "gelu",
     "glorot_normal",
     "glorot_uniform",
@@ -167,6 +176,7 @@ __all__ = [
     "relu",
     "save",
     "scaled",
+    "schedules",
     "science_notes_path",
     "seed",
     "setup",
@@ -174,6 +184,7 @@ __all__ = [
     "sigmoid",
     "softplus",
     "tanh",
+    "thaw",
     "to",
     "train",
     "trainables",
