@@ -8,7 +8,9 @@ The reference road, the definition of every number:
 - `engine`: Tensor and tracing, the derivative table (`ops`), activations, losses;
 - `layers`: the layer protocol and the walk over a model, Dense, Chain / SkipConnection /
   Parallel, initialisers;
-- `optimise`: optimiser rules, gradient / setup / update (the atomic commit) / train;
+- `optimise`: optimiser rules, gradient / setup / update (the atomic commit) / train, and
+  the Hessian-vector product `hvp` (gradients of gradients);
+  `batches`, `schedules`, `adjust` / `freeze` / `thaw`;
 
 The fast road, `fast` (the same numbers, sooner; ``with tv.fast.off():`` turns it off), which
 the reference road knows only through `seam`. On top of both:
@@ -80,8 +82,14 @@ from .optimise import (
     Rule,
     Tree,
     WeightDecay,
+    adjust,
+    batches,
+    freeze,
     gradient,
+    hvp,
+    schedules,
     setup,
+    thaw,
     train,
     update,
     withgradient,
@@ -134,8 +142,10 @@ __all__ = [
     "WeightDecay",
     "activations",
     "add",
+    "adjust",
     "analysis",
     "atan",
+    "batches",
     "compile",
     "concat",
     "cpu",
@@ -145,12 +155,14 @@ __all__ = [
     "f64",
     "fast",
     "fmap",
+    "freeze",
     "gelu",
     "glorot_normal",
     "glorot_uniform",
     "gpu",
     "gradcheck",
     "gradient",
+    "hvp",
     "identity",
     "kaiming_normal",
     "leakyrelu",
@@ -164,6 +176,7 @@ __all__ = [
     "relu",
     "save",
     "scaled",
+    "schedules",
     "science_notes_path",
     "seed",
     "setup",
@@ -171,6 +184,7 @@ __all__ = [
     "sigmoid",
     "softplus",
     "tanh",
+    "thaw",
     "to",
     "train",
     "trainables",

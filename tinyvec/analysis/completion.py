@@ -31,6 +31,12 @@ step) the observables' trend test must be settled instead; with neither, the cyc
 tested for a trend and the check says so (``cycle_trend``: None). A **noise floor** when
 neither holds but the observables have no trend (below); otherwise **moving**.
 
+Why a cycle (issue 22): given a `SharpnessMonitor` (``sharpness=``, run as a callback before
+this one), a check whose parameters come back every p steps (a limit-cycle verdict, or one
+turned into "moving" by the loss-trend test) carries ``edge_of_stability``: the latest λ_max, 2/η,
+whether λ_max ≥ 2/η (plain descent is unstable along the top eigenvector there, and flips
+sign every step), and the alignment |cos(u₁, θ_{t+1} − θ_t)| of that eigenvector with the step.
+
 Noise floor or drift (seed 002 under SGD noise, issue 11): with a fresh batch every step the
 parameters never stop, so the residuals above stay at the size of the step noise whether the
 run has converged or not. What tells them apart is a trend in quantities that do not depend
@@ -228,8 +234,9 @@ def cycle_trend(
 ) -> dict[str, Any] | None:
     """The loss-trend test of a candidate cycle of ``period`` p (module doc): the trend test,
     relative, on the loss averaged over p consecutive checks, over the last ``window`` checks.
-    None when fewer than two finite losses are measured (nothing to test); not settled when
-    fewer than ``blocks`` averaged points exist.
+    None when fewer than two finite losses are measured (nothing to test). With fewer averaged
+    points than ``blocks`` (too few for the test), settled only when the averaged loss stays
+    within ``tol·|mean|`` of its mean (its range, not a fit).
 
     >>> flat = [1.0, 2.0] * 30
     >>> cycle_trend(flat, 2)["settled"], cycle_trend([v * 0.999**t for t, v in enumerate(flat)], 2)["settled"]
@@ -238,10 +245,15 @@ def cycle_trend(
     values = np.asarray([v for v in losses[-(window + period - 1) :] if math.isfinite(v)])
     if values.size < 2:
         return None
-    if values.size < period + blocks - 1:
+    if values.size < period + 1:
         return {"settled": False, "drifting": False, "change": [math.nan], "se": [math.nan],
                 "spread": [math.nan], "mean": [math.nan], "period": period}  # fmt: skip
     smooth = np.convolve(values, np.ones(period) / period, mode="valid")
+    if smooth.size < blocks:
+        mean, width = float(smooth.mean()), float(np.ptp(smooth))
+        settled = width <= tol * abs(mean)
+        return {"settled": settled, "drifting": not settled, "change": [width], "se": [0.0],
+                "spread": [float(smooth.std())], "mean": [mean], "period": period}  # fmt: skip
     return {**trend_test(smooth, blocks, z, tol, relative=True), "period": period}
 
 
@@ -368,7 +380,7 @@ def _trend(observed: Sequence[Any], window: int, blocks: int, z: float, tol: flo
 class CompletionMonitor:
     """``CompletionMonitor(probe, eps=1e-3, patience=5, max_period=4, every=1, *, lr=1.0,
     stop=False, predictions="auto", tol=None, copy=False, observe=None, window=40, blocks=8,
-    z=3.0, trend_tol=None)``: a `train` callback that tells whether training has reached a
+    z=3.0, trend_tol=None, sharpness=None)``: a `train` callback that tells whether training has reached a
     fixed point, a limit cycle of period p, its noise floor, or is moving.
 
     ``mon(step, model, loss)`` after every update; every ``every`` steps it runs a check: the
@@ -413,7 +425,9 @@ class CompletionMonitor:
         blocks: int = 8,
         z: float = 3.0,
         trend_tol: float | None = None,
+        sharpness: Any = None,
     ) -> None:
+        self.sharpness = sharpness  # a SharpnessMonitor: why a cycle (module doc)
         if not (eps > 0 and patience >= 1 and max_period >= 1 and every >= 1 and lr > 0):
             raise ValueError(
                 "CompletionMonitor needs eps > 0, lr > 0, patience, max_period, every ≥ 1"
@@ -481,6 +495,18 @@ class CompletionMonitor:
         self._last = classify(self.history, self.eps, self.patience, window=self.window,
                               blocks=self.blocks, z=self.z, trend_tol=self.trend_tol)  # fmt: skip
         rec.update(self._last)
+        latest = None if self.sharpness is None else self.sharpness.latest()
+        # the parameters come back every p steps (a limit cycle, or a cycle on a descending
+        # loss that issue 24's trend test calls "moving"): say why
+        cycling = self._last["kind"] == "limit_cycle" or self._last.get("cycle_trend") is not None
+        if cycling and latest is not None:
+            rec["edge_of_stability"] = {
+                "step": latest["step"],
+                "sharpness": latest["sharpness"],
+                "two_over_lr": latest["two_over_lr"],
+                "above": latest["sharpness"] >= latest["two_over_lr"],
+                "alignment": latest["alignment"],
+            }
         return True if self.stop and self._last["kind"] == "fixed_point" else None
 
     def status(self) -> dict[str, Any]:

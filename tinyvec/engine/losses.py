@@ -41,13 +41,21 @@ def _check_pair(loss: str, yhat: Any, y: Any) -> None:
         raise ValueError(f"tv.{loss}(ŷ, y): empty batch (shape {a}), the mean is undefined")
 
 
+def _mean_square(r):  # L = mean(r²) of the residual r = ŷ - y
+    return namespace(r).mean(r**2)
+
+
+def _mean_square_grad(g, r):  # ∂L/∂ŷ = 2 r / n, times the cotangent g of L
+    # math.prod(shape), not .size: a torch tensor's size is a method
+    return r * (g * (2 / math.prod(r.shape)))
+
+
 def _mse(yhat, y):
-    return namespace(yhat).mean((yhat - y) ** 2)
+    return _mean_square(yhat - y)
 
 
 def _mse_grad(g, yhat, y):  # ∂L/∂ŷ
-    # math.prod(shape), not .size: a torch tensor's size is a method
-    return (yhat - y) * (g * (2 / math.prod(yhat.shape)))
+    return _mean_square_grad(g, yhat - y)
 
 
 def _mse_vjp(g, L, yhat, y):
@@ -86,8 +94,8 @@ def _crossentropy(logits, y):
 
 
 def _crossentropy_vjp(g, L, logits, y):
-    xp = namespace(logits)
-    p = xp.exp(logits - ops._logsumexp(logits, axis=0))  # softmax over classes
+    xp = ops.namespace(logits)  # (tinyvec's ops for Tensors: a vjp that can be differentiated)
+    p = xp.exp(logits - ops.logsumexp(logits, axis=0))  # softmax over classes
     return g * (p * xp.sum(y, axis=0, keepdims=True) - y) / logits.shape[1], None
 
 
@@ -144,7 +152,8 @@ def _mse_parts(yhat: Any, y: Any) -> Any:
     if type(y) is Tensor:
         return None
     _check_pair("mse", yhat, y)
-    return (lambda yhat: _mse_to(yhat, y=y)), (lambda g, L, yhat: _mse_grad(g, yhat, y))
+    r = yhat - y  # the residual, formed once for the value and the gradient
+    return (lambda yhat: _mean_square(r)), (lambda g, L, yhat: _mean_square_grad(g, r))
 
 
 def _crossentropy_parts(logits: Any, y: Any) -> Any:
@@ -156,8 +165,8 @@ def _crossentropy_parts(logits: Any, y: Any) -> Any:
 
 def parts(loss: Any) -> Any:
     """For a loss of this module, ``parts(ŷ, y) -> (forward, vjp)``, the functions its graph
-    node runs on an array ŷ (None for a y it leaves to the node: a Tensor): ``forward(ŷ) = L``,
-    ``vjp(∂L̄, L, ŷ) = ∂L/∂ŷ``. `tv.compile` writes them into its step (`model_loss`). For any
+    node runs, for this array ŷ (None for a y it leaves to the node: a Tensor):
+    ``forward(ŷ) = L``, ``vjp(∂L̄, L, ŷ) = ∂L/∂ŷ``. `tv.compile` writes them into its step (`model_loss`). For any
     other function: None."""
     return next((p for f, p in _PARTS.items() if f is loss), None)
 

@@ -1,7 +1,13 @@
 """Optimisation: rules (`rules`), gradient / setup / update and the atomic commit
-(`training`), and the training loop (`loop`). `tv.compile` is the fast road's
+(`training`), the training loop (`loop`), Hessian-vector products (`curvature`), and the
+helpers around them: mini-batches (`batches`), learning-rate schedules (`schedules`), and
+adjusting, freezing and thawing a state's rules (`adjust`). `tv.compile` is the fast road's
 (`tinyvec.fast`)."""
 
+from . import schedules
+from .adjust import Frozen, adjust, freeze, thaw
+from .batches import Batches, batches
+from .curvature import hvp
 from .loop import train
 from .rules import (
     Adam,
@@ -29,8 +35,10 @@ from .training import (
 __all__ = [
     "Adam",
     "AdamW",
+    "Batches",
     "ClipNorm",
     "Descent",
+    "Frozen",
     "Momentum",
     "Nesterov",
     "NonFiniteLoss",
@@ -41,8 +49,14 @@ __all__ = [
     "StepTransform",
     "Tree",
     "WeightDecay",
+    "adjust",
+    "batches",
+    "freeze",
     "gradient",
+    "hvp",
+    "schedules",
     "setup",
+    "thaw",
     "train",
     "update",
     "withgradient",
