@@ -136,6 +136,8 @@ def summarise(cfg: dict[str, Any], runs: list[dict[str, Any]]) -> list[dict[str,
         for who, rs in (("plain", plain), ("kappa", comp)):
             row[f"{who}_converged"] = sum(r["converged"] for r in rs)
             row[f"{who}_epochs_median"] = float(np.median([r["epochs"] for r in rs]))
+            changes = [r["change"] for r in rs if not r["diverged"]]
+            row[f"{who}_change_median"] = float(np.median(changes)) if changes else math.nan
         rows.append(row)
     return rows
 
@@ -151,8 +153,8 @@ def _cmp(c: dict[str, Any]) -> str:
     return f"{_g(c['median_ratio'])} [{_g(lo)}, {_g(hi)}]"
 
 
-def report(cfg: dict[str, Any], rows: list[dict[str, Any]], wall: float) -> str:
-    """results.md."""
+def report(cfg: dict[str, Any], rows: list[dict[str, Any]], wall: float, cpu: float) -> str:
+    """results.md (``cpu``: the runs' training seconds, summed; ``wall``: this invocation's)."""
     k = cfg["kappa"]
     lines = [
         f"# Compensation κ = {k} against plain backprop, at convergence, {len(cfg['seed_list'])}"
@@ -160,7 +162,8 @@ def report(cfg: dict[str, Any], rows: list[dict[str, Any]], wall: float) -> str:
         "",
         f"{cfg['activation']} 1-{'-'.join([str(cfg['width'])] * cfg['depth'])}-1, "
         f"per-sample SGD on {cfg['points']} points, exact ΔO (`{cfg['command']}`; "
-        f"{wall / 60:.1f} min wall).",
+        f"{cpu / 60:.0f} minutes of training summed over the runs; this invocation "
+        f"{wall / 60:.1f} min wall, the sweep runner reusing the runs its runs.jsonl held).",
         "",
         f"**Convergence criterion** (`tinyvec.analysis.convergence.Criterion`): train at least "
         f"{cfg['min_epochs']} epochs, then every {cfg['window']} epochs compare the mean "
@@ -176,17 +179,19 @@ def report(cfg: dict[str, Any], rows: list[dict[str, Any]], wall: float) -> str:
         f"generator seed 0); wins / losses / ties of κ per seed (a diverged run loses to a "
         f"finite one); diverged runs are counted, not averaged. Ratio < 1: κ is better.",
         "",
-        "| task | η | seeds | converged plain / κ | median epochs plain / κ | diverged plain / κ "
+        "| task | η | seeds | converged plain / κ | median epochs plain / κ | median last "
+        "change per window plain / κ | diverged plain / κ "
         "| median error plain / κ | **median ratio κ/plain [95 % CI]** | ratio of medians "
         "| κ wins / losses / ties | fixed budget: median ratio [95 % CI] | fixed: wins / losses |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         c, f = r["converged"], r["fixed"]
         lines.append(
             f"| {r['task']} | {r['eta']:g} | {r['seeds']} | {r['plain_converged']} / "
             f"{r['kappa_converged']} of {r['seeds']} | {r['plain_epochs_median']:.0f} / "
-            f"{r['kappa_epochs_median']:.0f} | {c['twin_diverged']} / {c['diverged']} | "
+            f"{r['kappa_epochs_median']:.0f} | {r['plain_change_median']:.1%} / "
+            f"{r['kappa_change_median']:.1%} | {c['twin_diverged']} / {c['diverged']} | "
             f"{_g(c['twin_median'])} / {_g(c['median'])} | **{_cmp(c)}** | "
             f"{_g(c['ratio_of_medians'])} | {c['wins']} / {c['losses']} / {c['ties']} | "
             f"{_cmp(f)} | {f['wins']} / {f['losses']} |"
@@ -249,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - start
         rows = summarise(cfg, runs)
         write_json(out / "results.json", {"config": cfg, "cells": rows})
-        atomic_write(out / "results.md", report(cfg, rows, wall))
+        cpu = sum(r["seconds"] for r in runs)
+        atomic_write(out / "results.md", report(cfg, rows, wall, cpu))
     print((args.out / "results.md").read_text())
     return 0
 
