@@ -311,9 +311,10 @@ def regenerate(name: str, work: Path, quick: bool, runner: Callable[[str, list[s
         shown = str(work.resolve().relative_to(ROOT))
     except ValueError:
         shown = str(work)
-    for module, argv in commands:
-        runner(module, [a.replace("{work}", str(work)) for a in argv])
-        argvs.append(f"python -m {module} " + " ".join(a.replace("{work}", shown) for a in argv))
+    for module, argv in commands:  # run in ROOT: a relative work folder names the same place
+        argv = [a.replace("{work}", shown) for a in argv]
+        runner(module, argv)
+        argvs.append(f"python -m {module} " + " ".join(argv))
     configs = {c: json.loads((work / c).read_text()) for c in study.config}
     return {"study": name, "tinyvec_version": version(), **git_commit(),
             "command": f"python docs/results/regenerate.py {name}", "commands": argvs,

@@ -157,8 +157,11 @@ def report(cfg: dict[str, Any], rows: list[dict[str, Any]], wall: float, cpu: fl
     """results.md (``cpu``: the runs' training seconds, summed; ``wall``: this invocation's)."""
     k = cfg["kappa"]
     lines = [
-        f"# Compensation κ = {k} against plain backprop, at convergence, {len(cfg['seed_list'])}"
-        " seeds per cell",
+        f"# Compensation κ = {k} against plain backprop, trained to a stated convergence "
+        f"criterion or {cfg['max_epochs']} epochs, {len(cfg['seed_list'])} seeds per cell",
+        "",
+        "Where the criterion is not met (column *converged*), a run's error is its error at "
+        f"{cfg['max_epochs']} epochs: a fixed-budget error, reported as such.",
         "",
         f"{cfg['activation']} 1-{'-'.join([str(cfg['width'])] * cfg['depth'])}-1, "
         f"per-sample SGD on {cfg['points']} points, exact ΔO (`{cfg['command']}`; "
