@@ -184,7 +184,7 @@ def report(cfg: dict[str, Any], rows: list[dict[str, Any]], wall: float, cpu: fl
         "",
         "| task | η | seeds | converged plain / κ | median epochs plain / κ | median last "
         "change per window plain / κ | diverged plain / κ "
-        "| median error plain / κ | **median ratio κ/plain [95 % CI]** | ratio of medians "
+        "| median error plain / κ | **median ratio κ/plain at the stop [95 % CI]** | ratio of medians "
         "| κ wins / losses / ties | fixed budget: median ratio [95 % CI] | fixed: wins / losses |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
