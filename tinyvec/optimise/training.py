@@ -27,8 +27,8 @@ from .. import seam
 from ..backend import is_array, namespace
 from ..engine.tensor import Tensor, grad, setting
 from ..layers.base import Tree, match, mirror, nodes, trainables
-from .adjust import rules_by_path
 from .rules import Rule
+from .subtrees import rules_by_path
 
 __all__ = [
     "Commit",
@@ -319,7 +319,7 @@ def setup(rule: Rule | Mapping[str, Rule], model: Any, delta: Any = None) -> Opt
 
     ``rule``: one rule for every parameter, or a rule per subtree, {path: rule}: each
     parameter takes the rule of the longest path that is it or holds it, ``"model"`` being
-    everything (`tinyvec.optimise.adjust.rules_by_path`). So weight decay on the last layer
+    everything (`tinyvec.optimise.subtrees.rules_by_path`). So weight decay on the last layer
     only is one state: ``{"model": Descent(0.1), "model.layers[2]":
     OptimiserChain(WeightDecay(1e-4), Descent(0.1))}``. `tv.adjust`, `tv.freeze` and
     `tv.thaw` change the state's rules later.
