@@ -165,14 +165,15 @@ class CompiledStep:
             and g.shape == out.shape
         )
         update_program = written(self.state, plan) if self.state.transform is None else None
+        backward_into = program.backward_into
         buffer = None
-        if trusted and program.backward_into is not None and update_program is not None:
+        if trusted and backward_into is not None and update_program is not None:
             buffer = update_program.gradient_buffer()
-        if buffer is None:
+        if buffer is None or backward_into is None or update_program is None:
             return L, plan, program.backward(g, saved)[1:], trusted
         # the gradients straight into the flat buffer the update steps: no concatenation
         G, views = buffer
-        program.backward_into(g, saved, views)
+        backward_into(g, saved, views)
         leaves = update_program.leaves(self.state.tree)
         if leaves is not None and update_program.update(views, leaves, (), True, G):
             return L, plan, None, True
