@@ -8,7 +8,8 @@ The reference road, the definition of every number:
 - `engine`: Tensor and tracing, the derivative table (`ops`), activations, losses;
 - `layers`: the layer protocol and the walk over a model, Dense, Chain / SkipConnection /
   Parallel, initialisers;
-- `optimise`: optimiser rules, gradient / setup / update (the atomic commit) / train;
+- `optimise`: optimiser rules, gradient / setup / update (the atomic commit) / train, and
+  `stack` / `unstack` (E models trained as one, a member axis);
 
 The fast road, `fast` (the same numbers, sooner; ``with tv.fast.off():`` turns it off), which
 the reference road knows only through `seam`. On top of both:
@@ -82,7 +83,9 @@ from .optimise import (
     WeightDecay,
     gradient,
     setup,
+    stack,
     train,
+    unstack,
     update,
     withgradient,
 )
@@ -170,10 +173,12 @@ __all__ = [
     "show",
     "sigmoid",
     "softplus",
+    "stack",
     "tanh",
     "to",
     "train",
     "trainables",
+    "unstack",
     "update",
     "vcat",
     "withgradient",

@@ -208,7 +208,7 @@ class _Rewriting:
         runs the updated layer with."""
         transform, layer, entries = self.transform, target.layer, target.entries
         delta, O = layer.delta, layer.input
-        ctx = LayerContext(layer.weight, O, dO, transform.alpha, target.bias)
+        ctx = LayerContext(layer.weight, _members_of(O, delta), dO, transform.alpha, target.bias)
         used, inputs = delta, None  # inputs: Ō = [O; 1] as rewritten by a MemoryRule
         for i, rule in enumerate(transform.rules):
             if rule.remembers:
@@ -229,9 +229,9 @@ class _Rewriting:
             elif inputs is None:  # g + (δ̃ − δ) Oᵀ; the bias: + Σ_batch (δ̃ − δ)
                 g = g + (change @ O.mT if name == "weight" else _batch_sum(change))
             elif name == "weight":  # g + δ̃ Õᵀ − δ Oᵀ, Õ the inputs as the MemoryRule rewrote them
-                g = g + (used @ inputs[: O.shape[0], :].mT - delta @ O.mT)
+                g = g + (used @ inputs[..., : O.shape[-2], :].mT - delta @ O.mT)
             else:  # the bias: the row of ones of Ō, rewritten
-                g = g + (used @ inputs[O.shape[0], :] - _batch_sum(delta))
+                g = g + ((used @ inputs[..., O.shape[-2], :, None])[..., 0] - _batch_sum(delta))
             self.grads[i] = g
             if sweep:  # the sweep runs the updated layer: its step is taken now
                 new = self.commit.propose(path, layer, name, leaf, g)
@@ -254,8 +254,16 @@ def _containers(walked: list[Node]) -> list[Any]:
 
 
 def _batch_sum(x: Any) -> Any:
-    """Σ_batch x (over axis 1), as Dense's ∂L/∂b^k."""
-    return namespace(x).sum(x, axis=1)
+    """Σ_batch x (over the last axis), as Dense's ∂L/∂b^k."""
+    return namespace(x).sum(x, axis=-1)
+
+
+def _members_of(O: Any, delta: Any) -> Any:
+    """O^{k-1} as the δ-rules read it: in a stack (`tv.stack`), an input (in, B) shared by the
+    members broadcast to (E, in, B) (a view), so that every rule sees each member's own."""
+    if O.ndim < delta.ndim:
+        return namespace(O).broadcast_to(O, (delta.shape[0], *O.shape))
+    return O
 
 
 class _Target:
@@ -310,7 +318,7 @@ class _Override:
 def _check_recorded(layer: Dense) -> None:
     """Refuse, before anything changes, a layer whose records do not belong to one gradient."""
     O, delta = layer.input, layer.delta
-    if O is None or delta is None or O.ndim != 2 or delta.shape[1] != O.shape[1]:
+    if O is None or delta is None or O.ndim not in (2, 3) or delta.shape[-1] != O.shape[-1]:
         raise ValueError(
             f"δ-rules need the δ^k and O^{{k-1}} of the gradient's forward pass, but "
             f"{layer!r} holds input {None if O is None else tuple(O.shape)} and delta "

@@ -14,6 +14,7 @@ from .rules import (
     Rule,
     WeightDecay,
 )
+from .stack import stack, unstack
 from .training import (
     NonFiniteLoss,
     NonFiniteStep,
@@ -43,7 +44,9 @@ __all__ = [
     "WeightDecay",
     "gradient",
     "setup",
+    "stack",
     "train",
+    "unstack",
     "update",
     "withgradient",
 ]

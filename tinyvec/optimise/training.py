@@ -27,7 +27,8 @@ from .. import seam
 from ..backend import is_array, namespace
 from ..engine.tensor import Tensor
 from ..layers.base import Tree, match, mirror, nodes, trainables
-from .rules import Rule
+from ..layers.stack import stack_members
+from .rules import Rule, member_lengths
 
 __all__ = [
     "Commit",
@@ -199,11 +200,19 @@ def gradients_of(
                 f"{type(loss).__name__}: do not call float(), .item() or NumPy on .data inside "
                 "the loss (that cuts the graph, and every gradient would be None)"
             )
-        if loss.ndim != 0:
+        members = stack_members(params)
+        if members is None and loss.ndim != 0:
             raise ValueError(f"gradient needs a scalar loss, got shape {tuple(loss.shape)}")
+        if members is not None and tuple(loss.shape) != (members,):
+            raise ValueError(
+                f"the loss of a stack of {members} models must be the {members} member losses, "
+                f"shape ({members},), got shape {tuple(loss.shape)}: use tv.mse(ŷ, y, "
+                "members=True) and the like (a scalar would mix the members' gradients)"
+            )
         if check is not None:
             check(loss.data)
-        loss.backward()
+        # a stack's E member losses: the gradient of their sum, each member its own
+        loss.backward(None if members is None else namespace(loss.data).ones_like(loss.data))
     finally:
         set_all(swapped)  # parameters are plain arrays again, even on error
     return loss.data, [t.grad for t in tensors]
@@ -266,6 +275,9 @@ def setup(rule: Rule, model: Any, delta: Any = None) -> OptState:
     """
     if not isinstance(rule, Rule):
         raise TypeError(f"setup takes an optimisation rule such as tv.Descent(0.1), got {rule!r}")
+    walked = nodes(model)
+    members = stack_members(trainables(model, walked))
+    rule = rule.for_members(members)  # (a stack's: per-member hyperparameters, or refused)
     rules: tuple[Any, ...] = ()
     transform = None
     if delta is not None:
@@ -276,10 +288,16 @@ def setup(rule: Rule, model: Any, delta: Any = None) -> OptState:
                     f"delta= takes δ-rules such as tv.Compensation(0.2) or "
                     f"tv.Orthogonalization(), or a list of them; got {r!r}"
                 )
+            lengths = member_lengths(r)
+            if lengths and lengths != {members}:
+                raise ValueError(
+                    f"{r!r} has per-member hyperparameters of length {sorted(lengths)}, for "
+                    + ("a model that is not a stack" if members is None else f"{members} members")
+                )
         if rules:
             transform = rules[0].bind(rules, rule)
             rules = transform.rules
-    tree = mirror(nodes(model), lambda layer, name: Leaf(rule, rule.init(getattr(layer, name))))
+    tree = mirror(walked, lambda layer, name: Leaf(rule, rule.init(getattr(layer, name))))
     return OptState(rule, tree, rules, transform)
 
 
