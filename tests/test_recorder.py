@@ -121,3 +121,32 @@ def test_snapshots_are_written_when_a_callback_stops_training(tmp_path):
     )  # fmt: skip
     with np.load(path, allow_pickle=False) as f:
         assert {k.split("/")[0] for k in f.files} == {"step1", "step2"}
+
+
+def test_a_recorder_displays_what_it_holds_and_flags_non_finite_summaries(tmp_path):
+    class Printer:
+        out = ""
+
+        def text(self, s):
+            self.out += s
+
+    m = model()
+    rec = tv.Recorder(every=2, path=tmp_path / "run.npz")
+    state = tv.setup(tv.Descent(0.1), m)
+    tv.train(mse_loss, m, batches(4, 3), state, recorder=rec, progress=False)
+    p = Printer()
+    rec._repr_pretty_(p, False)
+    lines = p.out.splitlines()
+    assert lines[0].startswith("Recorder: 4 steps × 3 layers (12 rows); snapshots every 2 steps")
+    last = [r for r in rec.rows if r["layer"] == 3][-1]
+    assert lines[3] == (
+        f"  layer 3 at step 4: ‖O^{{k-1}}‖ {last['o_norm']:.4g}, ‖δ^k‖ {last['delta_norm']:.4g}, "
+        f"‖ΔW^k‖ {last['dW_norm']:.4g}, cos(ΔA_own, −δ) {last['cos_dA_delta']:.4g}"
+    )  # no δ-rule: no ‖δ̃‖ column
+    assert "<th>layer k</th>" in rec._repr_html_() and "&#9888;" not in rec._repr_html_()
+    rec.rows[4]["delta_norm"] = math.nan  # step 2, layer 2
+    p = Printer()
+    rec._repr_pretty_(p, False)
+    assert p.out.splitlines()[-1] == "! layer 2: delta_norm not finite at 1 of 4 steps, first 2"
+    assert "&#9888; layer 2: delta_norm" in rec._repr_html_()
+    assert "0 steps × 0 layers" in tv.Recorder()._repr_html_()

@@ -141,9 +141,11 @@ def test_a_whole_training_step_off_the_fast_road_runs_only_reference_code():
 def test_the_reference_road_stays_within_its_line_budget():
     """A student reads Tensor → the vjp table → Dense → update in one sitting. engine, layers
     and optimise were 4,105 lines with the fast road inside; the target is about 2,300, and
-    this budget (like .ci/run's mypy budget) only stops them from growing back. The member
-    axis (issue 21: `tv.stack`, per-member hyperparameters, member losses) added about 500."""
+    this budget (like .ci/run's mypy budget) only stops them from growing back. Second order
+    (issue 22: vjps that run on Tensors, `grad`, `hvp`) added about 340 lines to it;
+    the member axis (issue 21: `tv.stack`, per-member hyperparameters, member losses) about
+    520."""
     total = sum(
         len(p.read_text().splitlines()) for r in REFERENCE for p in (PACKAGE / r).glob("*.py")
     )
-    assert total <= 3250, total
+    assert total <= 3630, total

@@ -9,6 +9,7 @@ The reference road, the definition of every number:
 - `layers`: the layer protocol and the walk over a model, Dense, Chain / SkipConnection /
   Parallel, initialisers;
 - `optimise`: optimiser rules, gradient / setup / update (the atomic commit) / train, and
+  the Hessian-vector product `hvp` (gradients of gradients);
   `stack` / `unstack` (E models trained as one, a member axis);
 
 The fast road, `fast` (the same numbers, sooner; ``with tv.fast.off():`` turns it off), which
@@ -82,6 +83,7 @@ from .optimise import (
     Tree,
     WeightDecay,
     gradient,
+    hvp,
     setup,
     stack,
     train,
@@ -154,6 +156,7 @@ __all__ = [
     "gpu",
     "gradcheck",
     "gradient",
+    "hvp",
     "identity",
     "kaiming_normal",
     "leakyrelu",

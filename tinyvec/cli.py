@@ -22,6 +22,7 @@ COMMANDS = {
     "eigen": ("tinyvec.experiments.eigen", "the eigen-operator experiment (seed 001)"),
     "collapse": ("tinyvec.experiments.collapse", "neural collapse on the digits data set"),
     "analyze": ("tinyvec.experiments.analyze", "vector analysis and completion of a training run"),
+    "sharpness": ("tinyvec.experiments.sharpness", "the loss Hessian's λ_max against 2/η"),
 }
 
 

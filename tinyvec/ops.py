@@ -20,7 +20,9 @@ from .engine.ops import (
     matrix_transpose,
     maximum,
     mean,
+    minimum,
     mul,
+    namespace,
     neg,
     power,
     reduce_sum,
@@ -28,10 +30,11 @@ from .engine.ops import (
     sqrt,
     square,
     sub,
+    tanh,
     unbroadcast,
     vcat,
 )
-from .engine.tensor import Tensor, no_grad, primitive
+from .engine.tensor import Tensor, grad, no_grad, primitive
 
 # NumPy's names, for readers coming from it; they shadow the builtins only in this namespace
 sum = reduce_sum  # noqa: A001, RUF100
@@ -46,13 +49,16 @@ __all__ = [
     "div",
     "exp",
     "getitem",
+    "grad",
     "log",
     "logsumexp",
     "matmul",
     "matrix_transpose",
     "maximum",
     "mean",
+    "minimum",
     "mul",
+    "namespace",
     "neg",
     "no_grad",
     "power",
@@ -63,6 +69,7 @@ __all__ = [
     "square",
     "sub",
     "sum",
+    "tanh",
     "unbroadcast",
     "vcat",
 ]

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from . import display
 from .backend import namespace, to_numpy
 from .io import atomic_write
 from .layers import dense_layers
@@ -88,6 +89,7 @@ class Recorder:
         self.every, self.path = every, path
         self.rows: list[dict[str, Any]] = []
         self.snapshots: dict[str, Any] = {}
+        self.notes: list[dict[str, Any]] = []  # whole-model measurements, e.g. the sharpness
 
     def record(self, model: Any, step: int, loss: float = math.nan) -> None:
         # a step's rows and snapshots are collected first and kept together, so an
@@ -122,6 +124,27 @@ class Recorder:
                     snapshots[f"step{step}/layer{k}/{name}"] = a
         self.rows.extend(rows)
         self.snapshots.update(snapshots)
+
+    def note(self, step: int, **values: Any) -> None:
+        """Keep a whole-model measurement of ``step`` (not per layer), such as λ_max and 2/η
+        from `tinyvec.analysis.sharpness.SharpnessMonitor`; `noted` reads one as a series.
+
+        >>> rec = Recorder()
+        >>> rec.note(10, sharpness=19.5, two_over_lr=20.0); rec.note(20, sharpness=20.3)
+        >>> rec.noted("sharpness")
+        array([19.5, 20.3])
+        """
+        self.notes.append({"step": step, **values})
+
+    def noted(self, name: str) -> np.ndarray:
+        """One quantity kept by `note`, over the steps that have it."""
+        return np.array([n[name] for n in self.notes if name in n])
+
+    def _repr_html_(self) -> str:  # Jupyter: what it holds, each layer's last summaries
+        return display.recorder_html(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(display.recorder_text(self))
 
     def column(self, name: str, layer: int) -> np.ndarray:
         """One summary as a time series for layer k (1-based)."""

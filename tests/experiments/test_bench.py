@@ -40,6 +40,12 @@ def test_timing_rows():
     assert delta_rows[5][0] == "plain, compiled"
 
 
+def test_curvature_rows_time_a_gradient_and_a_hessian_vector_product():
+    rows = bench.curvature_benchmark(bench.seed_spec(), 4, rounds=1, block_s=0.001)
+    assert [name for name, _, _ in rows] == ["gradient", "gradient, reference road", "hvp"]
+    assert rows[0][2] == 1.0 and all(t > 0 for _, t, _ in rows)
+
+
 def test_peak_rss_runs_each_implementation_in_a_fresh_process():
     mb = bench.peak_rss("tinyvec compiled", steps=1)
     assert 10 < mb < 10_000  # megabytes: the interpreter, NumPy and network (b)

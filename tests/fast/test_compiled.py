@@ -187,9 +187,8 @@ def test_a_plain_compiled_step_commits_through_the_written_update(rule, monkeypa
     monkeypatch.setattr(compiled, "update", None)  # calling it would raise
     for _ in range(2):
         step(np.ones((3, 5)), np.zeros((2, 5)))
-    assert (
-        step.fallback is None
-        and "def update(grads, leaves, writes=(), trusted=False)" in step.source
+    assert step.fallback is None and "def update(grads, leaves, writes=(), trusted=False" in (
+        step.source
     )
 
 
@@ -425,3 +424,44 @@ def two_layers_program():
     m = two_layers()
     tv.compile(tv.mse, m, tv.setup(tv.Descent(0.1), m))(np.ones((3, 5)), np.zeros((2, 5)))
     return tv.fast.plan.plan_of(m).programs
+
+
+def test_the_flat_step_reuses_its_gradient_buffer_unless_someone_holds_it():
+    """A compiled tv.mse step of a small NumPy model writes its gradients into one flat buffer
+    that the update steps as it is; a rule of one's own that keeps the gradient gets a new
+    buffer at the next step, so what it kept is never overwritten."""
+    kept = []
+
+    class Keeping(tv.Descent):
+        elementwise = True
+
+        def apply(self, state, x, dx):
+            kept.append(dx)  # (a reference to the gradient, outliving the step)
+            return state, self.eta * dx
+
+    m, twin = two_layers(), two_layers()
+    x, y = np.linspace(-1, 1, 15).reshape(3, 5), np.zeros((2, 5))
+    step = tv.compile(tv.mse, m, tv.setup(Keeping(0.1), m))
+    twin_state = tv.setup(tv.Descent(0.1), twin)
+    for _ in range(3):
+        step(x, y)
+        with tv.fast.off():
+            tv.update(twin_state, twin, tv.gradient(lambda m: tv.mse(m(x), y), twin))
+    assert len({id(g) for g in kept}) == 3  # a new buffer at each step
+    assert kept[0].tobytes() != kept[1].tobytes()  # the first was not overwritten
+    assert records(m) == records(twin)
+
+
+def test_the_gradient_buffer_is_reused_from_step_to_step():
+    from tinyvec.fast.plan import plan_of
+    from tinyvec.fast.update_program import written
+
+    m = two_layers()
+    state = tv.setup(tv.Momentum(0.1), m)
+    step = tv.compile(tv.mse, m, state)
+    x, y = np.ones((3, 5)), np.zeros((2, 5))
+    step(x, y)
+    first = id(written(state, plan_of(m)).buffer[0])  # (an id: a reference would hold it)
+    for _ in range(3):
+        step(x, y)
+    assert id(written(state, plan_of(m)).buffer[0]) == first

@@ -117,3 +117,55 @@ def test_f32_of_a_fresh_model_frees_the_original_at_once():
         assert small[0].weight.dtype == np.float32
     finally:
         gc.enable()
+
+
+# --- rich display in Jupyter / IPython (issue 23) ---------------------------------------------
+class _Printer:  # IPython's pretty printer, as far as _repr_pretty_ uses it
+    def __init__(self):
+        self.out = ""
+
+    def text(self, s):
+        self.out += s
+
+
+def pretty(obj):
+    p = _Printer()
+    obj._repr_pretty_(p, False)
+    return p.out
+
+
+def test_a_model_displays_its_tree_and_flags_nan_and_inf_parameters():
+    m = tv.Chain(
+        tv.Dense(2, 3, tv.tanh, rng=0),
+        tv.SkipConnection(tv.Dense(3, 3, rng=1), tv.add),
+        tv.Dense(3, 1, rng=2),
+    )
+    assert pretty(m) == str(m)  # all finite: exactly print(model)
+    assert "every parameter is finite" in m._repr_html_()
+    assert "Dense(2 =&gt; 3, tanh)" in m._repr_html_() and "25 parameters" in m._repr_html_()
+    m[2].weight[0, 1] = np.nan
+    m[1].layer.bias[:] = np.inf
+    assert pretty(m).splitlines()[-2:] == [
+        "! model.layers[1].layer.bias: 3 inf of 3",
+        "! model.layers[2].weight: 1 NaN of 3",
+    ]
+    page = m._repr_html_()
+    assert "2 parameter arrays hold NaN or inf" in page
+    assert "<code>model.layers[2].weight</code>" in page and "1 NaN of 3" in page
+    assert pretty(m[0]) == str(m[0])  # a leaf layer (Dense has its own __repr__)
+    assert repr(m) == "Chain(Dense(2 => 3, tanh), SkipConnection(Dense(3 => 3), +), Dense(3 => 1))"
+
+
+def test_a_gradient_tree_displays_shapes_norms_and_flags():
+    m = tv.Chain(tv.Dense(2, 3, tv.tanh, rng=0), tv.Dense(3, 1, rng=1, bias=False))
+    x, y = np.ones((2, 4)), np.zeros((1, 4))
+    g = tv.gradient(lambda m: tv.mse(m(x), y), m)
+    text = pretty(g).splitlines()
+    assert text[:3] == ["Tree:", "  layers", "    [0]"]
+    norm = float(np.linalg.norm(g.layers[0].weight))
+    assert f"      weight: (3, 2) float64  ‖·‖ = {norm:.4g}" in text
+    assert "      bias: None" in text  # the second layer has no bias
+    assert "all finite" in g._repr_html_()
+    g.layers[1].weight[0, 0] = np.nan
+    assert pretty(g).splitlines()[-2].endswith("‖·‖ = nan  ! 1 NaN of 3")
+    assert "1 non-finite" in g._repr_html_()

@@ -1,5 +1,7 @@
 """Analysis of training: the vector analysis of each step, neural-collapse metrics, a
-monitor that tells when training is complete, and the operator of the eigen-operator
+monitor that tells when training is complete, the curvature of the loss (the Hessian's extreme
+eigenvalues by Lanczos on exact Hessian-vector products, the sharpness along training: science.md
+§7), and the operator of the eigen-operator
 experiment with its exact spectrum (science.md §1, §4, §5, §6). Imported from their modules:
 the Ritz values of learned functions and subspace ascent (`ritz`), their polynomial degrees
 (`degrees`), slow oscillations (`oscillation`), weight-matrix statistics (`weights`) and
@@ -24,6 +26,8 @@ from .eigen_operator import (
     traceless_basis,
     unit_vectors,
 )
+from .hessian import HessianEigs, hessian_eigs, hessian_matrix, lanczos, layer_sharpness
+from .sharpness import SharpnessMonitor
 from .vector import (
     VectorRecorder,
     analyze_step,

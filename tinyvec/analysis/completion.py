@@ -24,6 +24,11 @@ whose cycle residual is below ``eps`` while each of the last p one-step paramete
 is not (with ``every`` > 1: those of the last p checks); a **noise floor** when neither holds
 but the observables have no trend (below); otherwise **moving**.
 
+Why a cycle (issue 22): given a `SharpnessMonitor` (``sharpness=``, run as a callback before
+this one), a limit-cycle verdict carries ``edge_of_stability``: the latest λ_max, 2/η,
+whether λ_max ≥ 2/η (plain descent is unstable along the top eigenvector there, and flips
+sign every step), and the alignment |cos(u₁, θ_{t+1} − θ_t)| of that eigenvector with the step.
+
 Noise floor or drift (seed 002 under SGD noise, issue 11): with a fresh batch every step the
 parameters never stop, so the residuals above stay at the size of the step noise whether the
 run has converged or not. What tells them apart is a trend in quantities that do not depend
@@ -314,7 +319,7 @@ def _trend(observed: Sequence[Any], window: int, blocks: int, z: float, tol: flo
 class CompletionMonitor:
     """``CompletionMonitor(probe, eps=1e-3, patience=5, max_period=4, every=1, *, lr=1.0,
     stop=False, predictions="auto", tol=None, copy=False, observe=None, window=40, blocks=8,
-    z=3.0, trend_tol=None)``: a `train` callback that tells whether training has reached a
+    z=3.0, trend_tol=None, sharpness=None)``: a `train` callback that tells whether training has reached a
     fixed point, a limit cycle of period p, its noise floor, or is moving.
 
     ``mon(step, model, loss)`` after every update; every ``every`` steps it runs a check: the
@@ -359,7 +364,9 @@ class CompletionMonitor:
         blocks: int = 8,
         z: float = 3.0,
         trend_tol: float | None = None,
+        sharpness: Any = None,
     ) -> None:
+        self.sharpness = sharpness  # a SharpnessMonitor: why a cycle (module doc)
         if not (eps > 0 and patience >= 1 and max_period >= 1 and every >= 1 and lr > 0):
             raise ValueError(
                 "CompletionMonitor needs eps > 0, lr > 0, patience, max_period, every ≥ 1"
@@ -426,6 +433,15 @@ class CompletionMonitor:
         self.history.append(rec)
         self._last = classify(self.history, self.eps, self.patience)
         rec.update(self._last)
+        latest = None if self.sharpness is None else self.sharpness.latest()
+        if self._last["kind"] == "limit_cycle" and latest is not None:
+            rec["edge_of_stability"] = {
+                "step": latest["step"],
+                "sharpness": latest["sharpness"],
+                "two_over_lr": latest["two_over_lr"],
+                "above": latest["sharpness"] >= latest["two_over_lr"],
+                "alignment": latest["alignment"],
+            }
         return True if self.stop and self._last["kind"] == "fixed_point" else None
 
     def status(self) -> dict[str, Any]:

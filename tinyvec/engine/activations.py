@@ -7,6 +7,11 @@ form δ^k = ∂L/∂O^k ⊙ σ′(A^k) in its backward pass.
     array([0., 2.])
     >>> tv.tanh.derivative(np.array([0.0]), np.array([0.0]))
     array([1.])
+
+Each built-in σ′ is written with operators and ``xp = namespace(A)`` (`tinyvec.engine.ops`):
+on Tensors it records, so a gradient through σ can be differentiated again (σ″ follows).
+A custom activation whose derivative calls NumPy works for gradients; asked for a second
+derivative (``create_graph=True``) it raises a TypeError that says so.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from ..backend import namespace
-from .tensor import primitive
+from .ops import namespace
+from .tensor import Tensor, data, primitive
 
 GELU_C = math.sqrt(2 / math.pi)
 GELU_CLIP = 10.0
@@ -58,7 +63,21 @@ class Activation:
         return g * self.derivative(A, O)
 
     def _vjp(self, g: Any, O: Any, A: Any) -> tuple[Any]:
+        if type(g) is Tensor:  # differentiated again (create_graph)
+            return (self.backprop_recorded(g, A, O),)
         return (self.backprop(g, A, O),)
+
+    def backprop_recorded(self, g: Any, A: Any, O: Any) -> Any:
+        """``g ⊙ σ′(A)`` on Tensors, recorded, so that σ″ follows (``create_graph=True``); one
+        clear error for a derivative written with NumPy calls, which cannot record."""
+        try:
+            return self.backprop(g, A, O)
+        except TypeError as e:
+            raise TypeError(
+                f"activation {self.name!r}: its derivative cannot be differentiated "
+                "(create_graph=True, a Hessian-vector product): write derivative(A, O) with "
+                "operators and tv.ops functions (xp = tv.ops.namespace(A)), not NumPy calls"
+            ) from e
 
     def __call__(self, x: Any) -> Any:
         return self._op(x)
@@ -102,7 +121,8 @@ def _gelu_derivative(A, O):
 
 
 def _positive(A):
-    """σ′ of relu: 1 where A > 0, else 0."""
+    """σ′ of relu: 1 where A > 0, else 0 (a constant: σ″ = 0 almost everywhere)."""
+    A = data(A)
     return namespace(A).astype(A > 0, A.dtype)
 
 

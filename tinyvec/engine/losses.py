@@ -41,23 +41,30 @@ def _check_pair(loss: str, yhat: Any, y: Any) -> None:
         raise ValueError(f"tv.{loss}(ŷ, y): empty batch (shape {a}), the mean is undefined")
 
 
-def _mse(yhat, y, members=False):
-    d2 = (yhat - y) ** 2
-    return namespace(yhat).mean(d2, axis=(-2, -1)) if members else namespace(yhat).mean(d2)
+def _mean_square(r, members=False):  # L = mean(r²) of the residual r = ŷ - y
+    # (members: a stack's E member losses, each over its own features × batch)
+    return namespace(r).mean(r**2, axis=(-2, -1)) if members else namespace(r).mean(r**2)
 
 
 def _per_member(g, like):
     """The cotangent g of the E member losses (shape (E,)) as (E, 1, …, 1), to scale ``like``
     (E, …) member by member; a scalar g as it is."""
-    return (
-        g if getattr(g, "ndim", 0) == 0 else namespace(g).reshape(g, (-1,) + (1,) * (like.ndim - 1))
-    )
+    if getattr(g, "ndim", 0) == 0:
+        return g
+    return namespace(g).reshape(g, (-1,) + (1,) * (like.ndim - 1))
+
+
+def _mean_square_grad(g, r, members=False):  # ∂L/∂ŷ = 2 r / n, times the cotangent g of L
+    # math.prod(shape), not .size: a torch tensor's size is a method
+    return r * (_per_member(g, r) * (2 / math.prod(r.shape[-2:] if members else r.shape)))
+
+
+def _mse(yhat, y, members=False):
+    return _mean_square(yhat - y, members)
 
 
 def _mse_grad(g, yhat, y, members=False):  # ∂L/∂ŷ
-    # math.prod(shape), not .size: a torch tensor's size is a method
-    n = math.prod(yhat.shape[-2:] if members else yhat.shape)
-    return (yhat - y) * (_per_member(g, yhat) * (2 / n))
+    return _mean_square_grad(g, yhat - y, members)
 
 
 def _mse_vjp(g, L, yhat, y, members=False):
@@ -119,9 +126,10 @@ def _crossentropy(logits, y, members=False):
 
 
 def _crossentropy_vjp(g, L, logits, y, members=False):
-    xp = namespace(logits)
-    p = xp.exp(logits - ops._logsumexp(logits, axis=-2))  # softmax over classes
-    return _per_member(g, p) * (p * xp.sum(y, axis=-2, keepdims=True) - y) / logits.shape[-1], None
+    xp = ops.namespace(logits)  # (tinyvec's ops for Tensors: a vjp that can be differentiated)
+    p = xp.exp(logits - ops.logsumexp(logits, axis=-2))  # softmax over classes
+    grad = _per_member(g, p) * (p * xp.sum(y, axis=-2, keepdims=True) - y) / logits.shape[-1]
+    return grad, None
 
 
 _crossentropy_op = primitive(_crossentropy, _crossentropy_vjp)
@@ -190,7 +198,8 @@ def _mse_parts(yhat: Any, y: Any) -> Any:
     if type(y) is Tensor or data(yhat).ndim == 3:  # (a stack's: the layers' road)
         return None
     _check_pair("mse", yhat, y)
-    return (lambda yhat: _mse_to(yhat, y=y)), (lambda g, L, yhat: _mse_grad(g, yhat, y))
+    r = yhat - y  # the residual, formed once for the value and the gradient
+    return (lambda yhat: _mean_square(r)), (lambda g, L, yhat: _mean_square_grad(g, r))
 
 
 def _crossentropy_parts(logits: Any, y: Any) -> Any:
@@ -202,8 +211,8 @@ def _crossentropy_parts(logits: Any, y: Any) -> Any:
 
 def parts(loss: Any) -> Any:
     """For a loss of this module, ``parts(ŷ, y) -> (forward, vjp)``, the functions its graph
-    node runs on an array ŷ (None for a y it leaves to the node: a Tensor): ``forward(ŷ) = L``,
-    ``vjp(∂L̄, L, ŷ) = ∂L/∂ŷ``. `tv.compile` writes them into its step (`model_loss`). For any
+    node runs, for this array ŷ (None for a y it leaves to the node: a Tensor):
+    ``forward(ŷ) = L``, ``vjp(∂L̄, L, ŷ) = ∂L/∂ŷ``. `tv.compile` writes them into its step (`model_loss`). For any
     other function: None."""
     return next((p for f, p in _PARTS.items() if f is loss), None)
 

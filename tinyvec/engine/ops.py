@@ -6,6 +6,11 @@ shape of the input it belongs to.
 Every op takes arrays or Tensors: plain arrays give a plain array (nothing is recorded), a
 Tensor anywhere gives a Tensor whose ``op`` is the op's name.
 
+Every vjp is written with operators and ``xp = namespace(g)``: for arrays that is the arrays'
+own namespace (NumPy, CuPy, …), so a first-order backward runs on plain arrays; for Tensors
+(``create_graph=True``, the gradient as a graph) it is `TENSOR_NAMESPACE`, these very ops, so
+the vjp records what it computes and can be differentiated again.
+
     >>> import numpy as np, tinyvec as tv
     >>> from tinyvec import ops
     >>> x = tv.Tensor(np.array([1.0, 2.0]))
@@ -17,10 +22,24 @@ Tensor anywhere gives a Tensor whose ``op`` is the op's name.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Any
 
-from ..backend import namespace
+from .. import backend
 from .tensor import Tensor, data, primitive
+
+
+def namespace(x: Any) -> Any:
+    """The namespace a formula computes in: an array's own (`tinyvec.backend.namespace`), or
+    for a Tensor `TENSOR_NAMESPACE`, the ops of this table under the array API's names, which
+    record. So one vjp, written once, runs on arrays (first order) and on Tensors (a gradient
+    that is to be differentiated again).
+
+    >>> import numpy as np, tinyvec as tv
+    >>> namespace(np.zeros(1)) is np, namespace(tv.Tensor(np.zeros(1))) is TENSOR_NAMESPACE
+    (True, True)
+    """
+    return TENSOR_NAMESPACE if type(x) is Tensor else backend.namespace(x)
 
 
 def shape_of(x: Any) -> tuple[int, ...] | None:
@@ -153,10 +172,20 @@ def _getitem(x: Any, index: Any) -> Any:
     return x[index]
 
 
+def _scatter(g: Any, like: Any, index: Any) -> Any:
+    """Zeros shaped like ``like`` with ``g`` at ``index`` (basic indexing: each element is
+    selected at most once): getitem's vjp. vjp: g[index], a getitem."""
+    xp = backend.namespace(like)
+    if isinstance(index, tuple) and any(i is None for i in index):  # a new axis (x[:, None])
+        index = tuple(i for i in index if i is not None)  # selects no element: leave it out
+        g = xp.reshape(g, tuple(like[index].shape))
+    dx = xp.zeros_like(like)
+    dx[index] = g
+    return dx
+
+
 def _getitem_vjp(g: Any, out: Any, x: Any, index: Any) -> tuple[Any, None]:
-    dx = namespace(g).zeros_like(x)
-    dx[index] = g  # basic indexing only: each element of x is selected at most once
-    return dx, None
+    return scatter(g, data(x), index), None
 
 
 matmul = primitive(_matmul, _matmul_vjp, "matmul")
@@ -165,6 +194,9 @@ reshape = primitive(
     _reshape, lambda g, out, x, shape: (namespace(g).reshape(g, x.shape), None), "reshape"
 )
 getitem = primitive(_getitem, _getitem_vjp, "getitem")
+scatter = primitive(
+    _scatter, lambda g, out, g0, like, index: (getitem(g, index), None, None), "scatter"
+)
 
 
 def _concat(*xs: Any, axis: int = 0) -> Any:
@@ -297,17 +329,47 @@ def _maximum(x: Any, y: Any) -> Any:
     return _xp(x, y).maximum(x, y)
 
 
+def _minimum(x: Any, y: Any) -> Any:
+    """min(x, y) elementwise, broadcasting. vjp: g to the smaller input (ties go to x)."""
+    return _xp(x, y).minimum(x, y)
+
+
+def _wins(x: Any, y: Any, g: Any, larger: bool) -> Any:
+    """1 where x is chosen over y (ties go to x), else 0: a constant mask (its derivative is
+    0 almost everywhere)."""
+    x, y = data(x), data(y)
+    chosen = x >= y if larger else x <= y
+    return backend.namespace(chosen).astype(chosen, g.dtype)
+
+
 def _maximum_vjp(g: Any, out: Any, x: Any, y: Any) -> tuple[Any, Any]:
-    xp = _xp(x, y)
-    x_wins = xp.astype(data(x) >= y, g.dtype)  # ties go to x
+    x_wins = _wins(x, y, g, larger=True)
     return unbroadcast(g * x_wins, x), unbroadcast(g * (1 - x_wins), y)
+
+
+def _minimum_vjp(g: Any, out: Any, x: Any, y: Any) -> tuple[Any, Any]:
+    x_wins = _wins(x, y, g, larger=False)
+    return unbroadcast(g * x_wins, x), unbroadcast(g * (1 - x_wins), y)
+
+
+def _tanh(x: Any) -> Any:
+    """tanh x. vjp: g ⊙ (1 - out²)."""
+    return namespace(x).tanh(x)
+
+
+def _sign(x: Any) -> Any:
+    """sign x, a constant: its derivative is 0 almost everywhere (for |x|'s vjp)."""
+    x = data(x)
+    return backend.namespace(x).sign(x)
 
 
 exp = primitive(_exp, lambda g, out, x: (g * out,), "exp")
 log = primitive(_log, lambda g, out, x: (g / x,), "log")
 sqrt = primitive(_sqrt, lambda g, out, x: (g / (2 * out),), "sqrt")
-absolute = primitive(_abs, lambda g, out, x: (g * namespace(x).sign(x),), "abs")
+absolute = primitive(_abs, lambda g, out, x: (g * _sign(x),), "abs")
 maximum = primitive(_maximum, _maximum_vjp, "maximum")
+minimum = primitive(_minimum, _minimum_vjp, "minimum")
+tanh = primitive(_tanh, lambda g, out, x: (g * (1 - out * out),), "tanh")
 
 
 def square(x: Any) -> Any:
@@ -318,6 +380,45 @@ def square(x: Any) -> Any:
     array([9.])
     """
     return mul(x, x)
+
+
+def _expand_dims(x: Any, axis: int) -> Any:
+    shape = list(x.shape)
+    shape.insert(axis if axis >= 0 else len(shape) + axis + 1, 1)
+    return reshape(x, tuple(shape))
+
+
+def _constant(name: str) -> Any:
+    """The array namespace's function ``name`` on the data of a Tensor: a constant."""
+
+    def on_data(x: Any, *args: Any, **kw: Any) -> Any:
+        x = data(x)
+        return getattr(backend.namespace(x), name)(x, *args, **kw)
+
+    return on_data
+
+
+# The array API's names for the ops of this table: what ``namespace(x)`` gives for a Tensor, so
+# a vjp written once with ``xp = namespace(g)`` records when it runs on Tensors. A fixed table.
+TENSOR_NAMESPACE = SimpleNamespace(
+    sum=reduce_sum,
+    mean=mean,
+    reshape=reshape,
+    expand_dims=_expand_dims,
+    concat=lambda xs, axis=0: concat(xs, axis),
+    matmul=matmul,
+    exp=exp,
+    log=log,
+    sqrt=sqrt,
+    abs=absolute,
+    tanh=tanh,
+    maximum=maximum,
+    minimum=minimum,
+    sign=_sign,
+    zeros_like=_constant("zeros_like"),
+    ones_like=_constant("ones_like"),
+    astype=_constant("astype"),
+)
 
 
 # The public names ``sum`` and ``abs`` would shadow Python's builtins inside this module (and
@@ -401,14 +502,17 @@ __all__ = [
     "matrix_transpose",
     "maximum",
     "mean",
+    "minimum",
     "mul",
     "neg",
     "power",
     "reduce_sum",
     "reshape",
+    "scatter",
     "sqrt",
     "square",
     "sub",
+    "tanh",
     "unbroadcast",
     "vcat",
 ]

@@ -2,6 +2,10 @@
 ops in reverse, feeding each op's vector-Jacobian product (vjp) with the cotangent of its
 output. The derivative rules themselves live in `ops.py`, one line each.
 
+Gradients of gradients (`grad` with ``create_graph=True``): each node's vjp can also run on
+Tensors — its own output node ``here`` and its parents — and then records the ops it does, so
+the gradient is itself a graph that can be differentiated again (science.md §7).
+
 A Tensor is made only when gradients are wanted: a function of plain arrays returns plain
 arrays, so inference never builds a graph.
 
@@ -78,7 +82,7 @@ class Tensor:
         self,
         data: Any,
         parents: tuple[Any, ...] = (),
-        vjp: Callable[[Any], tuple[Any, ...]] | None = None,
+        vjp: Callable[..., tuple[Any, ...]] | None = None,
         op: str = "",
     ) -> None:
         self.data = data
@@ -129,6 +133,60 @@ class Tensor:
                     parent.grad = g if parent.grad is None else parent.grad + g
 
 
+def twice(vjp: Any) -> bool:
+    """Whether a node's ``vjp`` can run on Tensors (it takes ``here=``, the node itself): the
+    nodes made by `primitive` and by Dense can; a Tensor built by hand around a vjp of arrays
+    cannot."""
+    code = getattr(vjp, "__code__", None)
+    return code is not None and code.co_argcount >= 2 and code.co_varnames[1] == "here"
+
+
+def grad(y: Tensor, xs: list[Any], *, create_graph: bool = False) -> list[Any]:
+    """∂y/∂x for every x of ``xs`` (None where y does not depend on x), for a scalar Tensor
+    ``y``, as ``torch.autograd.grad``: the cotangents are kept here, and no ``.grad`` is
+    touched, so several of these may run over one graph.
+
+    With ``create_graph=True`` every vjp runs on Tensors (``vjp(g, here=node)``) and records
+    what it computes: the result is Tensors, the gradient as a graph, which can be
+    differentiated again (the double backward of science.md §7).
+
+    >>> import numpy as np, tinyvec as tv
+    >>> x = tv.Tensor(np.array([1.0, 2.0]))
+    >>> (g,) = grad((x * x * x).sum(), [x], create_graph=True)   # 3x²
+    >>> g.data
+    array([ 3., 12.])
+    >>> grad(g.sum(), [x])                                          # 6x
+    [array([ 6., 12.])]
+    """
+    if type(y) is not Tensor or y.data.ndim != 0:
+        shape = tuple(y.shape) if type(y) is Tensor else type(y).__name__
+        raise ValueError(f"grad needs a scalar Tensor to differentiate, got {shape}")
+    start = seed(y.data)
+    with setting(_recording, True) if create_graph else contextlib.nullcontext():
+        cotangent: dict[int, Any] = {id(y): Tensor(start) if create_graph else start}
+        for node in reversed(toposort(y)):
+            g, vjp = cotangent.get(id(node)), node.vjp
+            if g is None or vjp is None:
+                continue
+            if not create_graph:
+                cotangents = vjp(g)
+            elif twice(vjp):
+                cotangents = vjp(g if type(g) is Tensor else Tensor(g), here=node)
+            else:
+                raise TypeError(
+                    f"create_graph=True cannot differentiate the {node.op or 'unnamed'!r} node "
+                    "twice: its vjp runs on plain arrays only; build the op with "
+                    "tv.ops.primitive and write its vjp with operators and tv.ops functions "
+                    "(tv.gradient(..., create_graph=True) and tv.hvp run a model on the "
+                    "reference road, whose nodes all can)"
+                )
+            for parent, g_parent in zip(node.parents, cotangents, strict=True):
+                if g_parent is not None and type(parent) is Tensor:
+                    k = id(parent)
+                    cotangent[k] = g_parent if k not in cotangent else cotangent[k] + g_parent
+    return [cotangent.get(id(x)) for x in xs]
+
+
 def seed(loss: Any) -> Any:
     """∂L/∂L = 1, of the scalar array ``loss``'s kind and dtype: where `backward` starts."""
     if isinstance(loss, np.generic):  # a NumPy reduction gives a scalar, not a 0-d array
@@ -171,6 +229,11 @@ def primitive(
     argument. Plain arrays in, plain array out; any Tensor in, Tensor out. The op shows
     ``forward``'s signature and docstring in ``help``, and its ``name`` on the nodes it makes.
 
+    A `backward` calls ``vjp`` with arrays. ``grad(..., create_graph=True)`` calls it with
+    Tensors instead (``g``, the output node for ``out``, the op's Tensor arguments): a vjp
+    written with operators and `tinyvec.engine.ops` functions then records its own graph, and
+    the op can be differentiated twice (a vjp written with NumPy calls cannot).
+
     >>> import numpy as np
     >>> cube = primitive(lambda x: x**3, lambda g, out, x: (3 * g * x * x,), name="cube")
     >>> y = cube(Tensor(np.array([2.0])))
@@ -192,7 +255,13 @@ def primitive(
             return out
         if not _recording.get():
             return Tensor(out, op=op_name)
-        return Tensor(out, args, lambda g: vjp(g, out, *arrays, **kw), op_name)
+
+        def node_vjp(g: Any, here: Tensor | None = None) -> tuple[Any, ...]:
+            if here is None:  # first order: the arrays of the forward pass
+                return vjp(g, out, *arrays, **kw)
+            return vjp(g, here, *args, **kw)  # differentiated again: Tensors in, so it records
+
+        return Tensor(out, args, node_vjp, op_name)
 
     op.__name__ = op.__qualname__ = op_name
     op.__doc__ = forward.__doc__

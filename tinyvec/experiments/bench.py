@@ -28,6 +28,10 @@ Networks (loss: mse, plain gradient descent):
 
 Then the step with each δ-rule against the plain tinyvec step, on the seed network and on a
 256-wide ReLU network (256→256→256→256→10, batch 256, float64).
+
+Then second order on the seed network: one exact Hessian-vector product (``tv.hvp``) against
+one gradient (``tv.gradient``, default, and on the reference road, ``tv.fast.off()``, where
+the Hessian-vector product runs).
 """
 
 from __future__ import annotations
@@ -528,6 +532,48 @@ def deltarule_benchmark(
     return [(name, t, t / times["plain"]) for name, t in times.items()]
 
 
+def curvature_steps(spec, batch: int) -> dict[str, Callable[[], Any]]:
+    """A gradient (default and on the reference road) and a Hessian-vector product of the mse
+    at the initial weights of network ``spec``, float64 (nothing changes: no reset needed)."""
+    import tinyvec as tv
+
+    x, y = make_data(spec, batch, "float64")
+    model = tinyvec_model(spec, "float64")
+
+    def loss(m: Any) -> Any:
+        return tv.mse(m(x), y)
+
+    v = tv.gradient(loss, model)
+
+    def gradient() -> None:
+        tv.gradient(loss, model)
+
+    def reference() -> None:
+        with tv.fast.off():
+            tv.gradient(loss, model)
+
+    def hvp() -> None:
+        tv.hvp(loss, model, v)
+
+    steps: dict[str, Callable[[], Any]] = {
+        "gradient": gradient,
+        "gradient, reference road": reference,
+        "hvp": hvp,
+    }
+    for step in steps.values():
+        step.reset = lambda: None  # type: ignore[attr-defined]
+    return steps
+
+
+def curvature_benchmark(
+    spec, batch: int, rounds: int, block_s: float
+) -> list[tuple[str, float, float]]:
+    """µs per gradient and per Hessian-vector product, and the ratio to one gradient (issue 22:
+    an hvp costs at most about 4 gradients)."""
+    times = time_steps(curvature_steps(spec, batch), rounds, block_s)
+    return [(name, t, t / times["gradient"]) for name, t in times.items()]
+
+
 def peak_rss(name: str, steps: int = 20) -> float:
     """Peak resident memory (MB) of a fresh process that imports the libraries, builds network
     (b) and takes ``steps`` steps of implementation ``name`` (NaN when it is not installed)."""
@@ -607,6 +653,11 @@ def main(argv: list[str] | None = None) -> int:
     ):
         rows = deltarule_benchmark(spec, batch, rounds, block)
         print_table(title, rows, baseline="the plain step")
+    print_table(
+        "second order, seed network, batch 20, float64: one hvp against one gradient",
+        curvature_benchmark(seed_spec(), 20, rounds, block),
+        baseline="the gradient",
+    )
     print("\npeak RSS, network (b), a fresh process each (imports included)")
     print("| implementation | MB | ratio to NumPy |")
     print("|---|---:|---:|")

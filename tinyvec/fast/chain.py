@@ -67,7 +67,16 @@ class Program:
       reached, and every activation's derivative is a built-in formula, not a function).
     """
 
-    __slots__ = ("backward", "exact_grads", "forward", "params", "paths", "scope", "source")
+    __slots__ = (
+        "backward",
+        "backward_into",
+        "exact_grads",
+        "forward",
+        "params",
+        "paths",
+        "scope",
+        "source",
+    )
 
     def __init__(
         self, source: str, scope: dict[str, Any], paths: list[str], exact_grads: bool = False
@@ -78,6 +87,8 @@ class Program:
         self.params: Callable[[], list[Any]] = scope["params"]
         self.forward: Callable[..., tuple[Any, Any]] = scope["forward"]
         self.backward: Callable[[Any, Any], tuple[Any, ...]] = scope["backward"]
+        # NumPy, every parameter reached: the backward pass into a flat gradient buffer
+        self.backward_into: Callable[[Any, Any, list[Any]], Any] | None = scope.get("backward_into")
 
 
 # --- code generation ------------------------------------------------------------------------
@@ -99,6 +110,7 @@ class _Writer:
         self.uses = {"v0": 0}
         self.args: list[str] = []  # the forward pass's parameter arguments: W1, b1, …
         self.shapes: list[str] = []  # their shapes, checked at every call
+        self.first_param: dict[int, int] = {}  # Dense layer k → the position of W^k in args
         self.paths: list[str] = []
         self.reads: list[str] = []  # what `params()` reads: dense1.weight, …
         self.saved: list[str] = []  # what the backward pass needs from the forward pass
@@ -208,6 +220,7 @@ class _Writer:
         f = self.const(f"sigma{k}", sigma.f)
         bp = None if sigma is identity else self.const(f"backprop{k}", sigma.backprop)
         out = self.value(W.shape[0], True)
+        self.first_param[k] = len(self.args)
         self.args.append(f"W{k}")
         self.shapes.append(f"W{k}.shape != {tuple(W.shape)}")
         self.reads.append(f"{L}.weight")
@@ -234,6 +247,7 @@ class _Writer:
         """(the program's lines, the names they use, the parameters' paths in order)."""
         self.scope["xp"] = namespace(self.x)
         self.scope["add_reduce"] = np.add.reduce  # (NumPy's sum without its Python wrapper)
+        self.scope["matmul"] = np.matmul
         self.scope["ARRAY"], self.scope["DT"], self.scope["IN"] = (
             type(self.x),
             self.x.dtype,
@@ -263,14 +277,28 @@ class _Writer:
         ]
         saved = list(dict.fromkeys(self.saved))
         forward = head + self.forward + [f"    return {out}, ({', '.join(saved)},)", ""]
-        return forward + self.backward(out, saved) + [""] + params, self.scope, self.paths
+        backward = self.backward(out, saved)
+        if self.numpy and self.exact_grads:  # (every parameter reached: each G[i] written)
+            backward += ["", *self.backward(out, saved, into=True)]
+        return forward + backward + [""] + params, self.scope, self.paths
 
-    def backward(self, out: str, saved: list[str]) -> list[str]:
-        lines = [
-            f"def backward(g_{out}, saved):",
-            '    """∂L/∂(model output) → [∂L/∂v0, ∂L/∂(each parameter)], recording δ^k."""',
-            f"    {', '.join(saved)}, = saved",
-        ]
+    def backward(self, out: str, saved: list[str], into: bool = False) -> list[str]:
+        """The backward pass, in reverse over the ops. ``into`` (NumPy only): written as
+        ``backward_into(g, saved, G)``, which puts each parameter's gradient into G[i], views
+        of one flat buffer that the written update steps as it is (`tv.compile`), and returns
+        ∂L/∂v0 only: the same products and sums, written into memory that is reused."""
+        if into:
+            lines = [
+                f"def backward_into(g_{out}, saved, G):",
+                '    """`backward`, each parameter\'s gradient written into G[i] (views of one',
+                '    flat buffer, in the order of the parameters); returns ∂L/∂v0."""',
+            ]
+        else:
+            lines = [
+                f"def backward(g_{out}, saved):",
+                '    """∂L/∂(model output) → [∂L/∂v0, ∂L/∂(each parameter)], recording δ^k."""',
+            ]
+        lines.append(f"    {', '.join(saved)}, = saved")
         has: set[str] = {out}
         grads: dict[int, list[str]] = {}
 
@@ -314,14 +342,24 @@ class _Writer:
                     )
                 lines.append(f"    {L}.delta, {L}.delta_used = {d}, None")
                 give(v, f"W{k}.mT @ {d}  # ∂L/∂O^{k - 1} = W^{k}ᵀ δ^{k}")
-                lines.append(f"    gW{k} = {d} @ {v}.mT  # ∂L/∂W^{k} = δ^{k} O^{k - 1}ᵀ")
-                if bias:
+                i = self.first_param[k]  # (the position of W^k among the parameters)
+                if into:
+                    lines.append(
+                        f"    matmul({d}, {v}.mT, out=G[{i}])  # ∂L/∂W^{k} = δ^{k} O^{k - 1}ᵀ"
+                    )
+                else:
+                    lines.append(f"    gW{k} = {d} @ {v}.mT  # ∂L/∂W^{k} = δ^{k} O^{k - 1}ᵀ")
+                if bias and into:
+                    lines.append(
+                        f"    add_reduce({d}, 1, out=G[{i + 1}])  # ∂L/∂b^{k} = Σ_batch δ^{k}"
+                    )
+                elif bias:
                     total = "add_reduce" if self.numpy else "xp.sum"
                     axis = "1" if self.numpy else "axis=1"
                     lines.append(f"    gb{k} = {total}({d}, {axis})  # ∂L/∂b^{k} = Σ_batch δ^{k}")
         order = [g for k in sorted(grads) for g in grads[k]]
         first = "g_v0" if self.tracked["v0"] and "v0" in has else "None"
-        lines.append(f"    return {first}, {', '.join(order)}")
+        lines.append(f"    return {first}" if into else f"    return {first}, {', '.join(order)}")
         return lines
 
 

@@ -115,6 +115,8 @@ class CompiledStep:
                 )
             else:
                 value, plan, grads, trusted = direct
+                if grads is None:  # (stepped already, through the gradient buffer)
+                    return value
             program = written(state, plan) if state.transform is None else None
             if program is not None:
                 leaves = program.leaves(state.tree)
@@ -128,7 +130,8 @@ class CompiledStep:
         """``(L, plan, grads, trusted)`` of ``loss(model(x), y)`` for a loss of tv's own
         (`parts`), run as plain arrays through the model's program: the forward pass, ``L``,
         ``∂L/∂ŷ`` and the backward pass, the very functions the graph nodes run, without the
-        graph. None: not this kind of step (the graph's road computes it, and says what is
+        graph. Where the update is flat, the backward pass writes the gradients into its
+        gradient buffer and the step is taken here: then ``grads`` is None. None: not this kind of step (the graph's road computes it, and says what is
         wrong)."""
         if len(batch) != 2 or type(self.model) is not Chain or not grad_enabled():
             return None
@@ -144,15 +147,14 @@ class CompiledStep:
             return None
         except (ValueError, TypeError):  # as the layer-by-layer call would
             return None
-        written = self._parts(out, y)
-        if written is None:
+        loss_parts = self._parts(out, y)
+        if loss_parts is None:
             return None
-        forward, vjp = written
+        forward, vjp = loss_parts
         L = forward(out)
         if check is not None:
             check(L)
         g = vjp(seed(L), L, out)  # ∂L/∂ŷ
-        grads = program.backward(g, saved)[1:]
         # the program's gradients have the parameters' type, dtype and shape when ∂L/∂ŷ has
         # the output's (a float64 target for a float32 model makes float64 ones) and the
         # program says so (`Program.exact_grads`)
@@ -162,7 +164,19 @@ class CompiledStep:
             and g.dtype is out.dtype
             and g.shape == out.shape
         )
-        return L, plan, grads, trusted
+        update_program = written(self.state, plan) if self.state.transform is None else None
+        buffer = None
+        if trusted and program.backward_into is not None and update_program is not None:
+            buffer = update_program.gradient_buffer()
+        if buffer is None:
+            return L, plan, program.backward(g, saved)[1:], trusted
+        # the gradients straight into the flat buffer the update steps: no concatenation
+        G, views = buffer
+        program.backward_into(g, saved, views)
+        leaves = update_program.leaves(self.state.tree)
+        if leaves is not None and update_program.update(views, leaves, (), True, G):
+            return L, plan, None, True
+        return L, plan, [v.copy() for v in views], True  # (the buffer is the program's)
 
 
 _STEP = """\

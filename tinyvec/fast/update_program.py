@@ -21,6 +21,8 @@ You can skip this module when reading the optimisers: it is an optimisation of `
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -53,7 +55,7 @@ class UpdateProgram:
     NumPy arrays of one dtype, the step runs on all of them laid end to end as one vector θ
     (`_flat`)."""
 
-    __slots__ = ("gather", "leaves", "source", "update")
+    __slots__ = ("buffer", "gather", "layout", "leaves", "source", "update")
 
     def __init__(self, plan: Plan, rule: Any = None) -> None:
         scope: dict[str, Any] = {
@@ -72,12 +74,34 @@ class UpdateProgram:
             and sum(x.size for x in values) <= FLAT
         )
         body = self._flat(plan, scope, rule, values) if flat else self._each(plan, scope)
+        # the flat step's gradient buffer (`gradient_buffer`): its dtype and parameter shapes
+        self.layout = (values[0].dtype, [x.shape for x in values]) if flat else None
+        self.buffer: tuple[Any, list[Any], int] | None = None
         gather, leaves = self._gather(plan, ("G", "S")), self._gather(plan, ("S",))
         self.source = "\n".join([*body, "", *gather, "", *leaves]) + "\n"
         exec(compile(self.source, "<tinyvec update>", "exec"), scope)  # our own generated code
         self.update: Callable[..., bool] = scope["update"]
         self.gather: Callable[[Any, Any], Any] = scope["gather"]
         self.leaves: Callable[[Any], Any] = scope["leaves"]
+
+    def gradient_buffer(self) -> tuple[Any, list[Any]] | None:
+        """(G, its views for each parameter) for a flat step: a gradient buffer the model's
+        backward pass writes into (`tinyvec.fast.chain`, ``backward_into``) and ``update``
+        then steps as it is, instead of concatenating the gradients at every step. It is
+        reused while nothing but this program holds it or a view of it (a rule of one's own
+        that kept the gradient in its state gets a new buffer at the next step); None when
+        the step is not flat."""
+        if self.layout is None:
+            return None
+        if self.buffer is None or self._holders() != self.buffer[2]:
+            self.buffer = (*_new_buffer(*self.layout), 0)
+            held = self._holders()  # (the references of this program and of the views)
+            self.buffer = (self.buffer[0], self.buffer[1], held)
+        return self.buffer[0], self.buffer[1]
+
+    def _holders(self) -> int:
+        """How many references there are to the gradient buffer (its views hold it too)."""
+        return sys.getrefcount(self.buffer[0]) if self.buffer is not None else 0
 
     @staticmethod
     def _each(plan: Plan, scope: dict[str, Any]) -> list[str]:
@@ -132,14 +156,15 @@ class UpdateProgram:
         stateless = rule.init(values[0]) is None  # (Descent: nothing to cut into parts)
         n = len(names)
         lines = [
-            "def update(grads, leaves, writes=(), trusted=False):",
+            "def update(grads, leaves, writes=(), trusted=False, grad=None):",
             '    """θ ← θ - step, (state, step) = rule.apply(state, θ, ∂L/∂θ), θ every parameter',
             "    laid end to end: computed and checked (finite) before one commit writes it (and",
             "    the writes, (object, attribute, value)). False: nothing written (something",
-            '    unusual: the general update handles it)."""',
+            "    unusual: the general update handles it). ``grad``: the gradients laid end to",
+            '    end already (`gradient_buffer`), the parameters\' views of it in ``grads``."""',
             *_unpack(names),
         ]
-        lines.append("    if not trusted:")
+        lines.append("    if grad is None and not trusted:")
         for (x, _, _), value in zip(names, values, strict=True):
             k = x[1:]
             lines += [
@@ -165,7 +190,8 @@ class UpdateProgram:
             f"        theta, state = lay_end_to_end(({xs},), ({states},), SHAPES, DT)",
             "        if theta is None:",
             "            return False",
-            f"    grad = concatenate(({', '.join(f'g{x[1:]}' for x, _, _ in names)},), None)",
+            "    if grad is None:",
+            f"        grad = concatenate(({', '.join(f'g{x[1:]}' for x, _, _ in names)},), None)",
             "    state, step = RULE.apply(state, theta, grad)",
             "    if type(step) is not ARRAY or step.dtype is not DT or step.shape != theta.shape:",
             "        return False",
@@ -294,6 +320,16 @@ def _commit(layers: dict, extra: tuple[str, ...] = ()) -> list[str]:
     # between two: every write is repeated before it propagates, so all of them are done
     lines += ["    try:", *(f"        {w}" for w in writes), "    except BaseException:"]
     return [*lines, *(f"        {w}" for w in writes), "        raise", "    return True"]
+
+
+def _new_buffer(dtype: Any, shapes: list[tuple[int, ...]]) -> tuple[Any, list[Any]]:
+    """A flat array for the parameters of ``shapes`` and each parameter's view of it."""
+    G = np.empty(sum(math.prod(shape) for shape in shapes), dtype)
+    views, offset = [], 0
+    for shape in shapes:
+        views.append(G[offset : offset + math.prod(shape)].reshape(shape))
+        offset += math.prod(shape)
+    return G, views
 
 
 def _lay_end_to_end(

@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .. import display
 from ..backend import is_array, namespace
 from ..engine.errors import DimensionMismatch
 from ..engine.tensor import data
@@ -95,11 +96,25 @@ class Layer:
         ]
         return f"{type(self).__name__}({', '.join(shapes)})"
 
+    def _repr_html_(self) -> str:  # Jupyter: the printed tree, NaN/inf parameters flagged
+        return display.model_html(show(self), _arrays(self))
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # IPython: the same as text
+        p.text(display.model_text(show(self), _arrays(self)))
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:  # IPython asks a class's own __repr__
+        super().__init_subclass__(**kwargs)  # before an inherited _repr_pretty_: give it one
+        cls._repr_pretty_ = Layer._repr_pretty_  # type: ignore[method-assign]
+
     def __getstate__(self) -> dict[str, Any]:
         # a pickled or copied layer keeps arrays: a graph node it recorded (the closures of
         # a backward pass) neither pickles nor belongs in a copy
         # (nor does the fast road's cache, which belongs to the original)
         return {k: data(v) for k, v in vars(self).items() if k != CACHE}
+
+
+def _arrays(model: Any) -> list[tuple[str, Any]]:
+    return [(path, data(getattr(owner, name))) for path, owner, name in trainables(model)]
 
 
 def child_layers(layer: Any) -> Iterator[tuple[str, Any]]:
@@ -238,6 +253,12 @@ class Tree(dict):
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+    def _repr_html_(self) -> str:  # Jupyter: each array's shape, dtype, norm; NaN/inf flagged
+        return display.tree_html(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(display.tree_text(self))
 
     def __missing__(self, key: Any) -> Any:
         # only reached when `key` is not an entry: a path such as "model.layers[0].weight"

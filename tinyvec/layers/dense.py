@@ -14,31 +14,37 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from ..backend import is_array, namespace, same_namespace
+from ..backend import is_array, same_namespace
 from ..engine import ops
 from ..engine.activations import Activation, activation, identity
 from ..engine.errors import DimensionMismatch
+from ..engine.ops import namespace
 from ..engine.tensor import Tensor, data, grad_enabled, setting
 from .base import Layer
 from .init import glorot_uniform
 
 
 def affine(W: Any, b: Any, O: Any) -> Any:
-    """A^k = W^k O^{k-1} + b^k (no bias: b is None). The same formula for a stack of E members
-    (`tv.stack`): W (E, out, in), b (E, out), O (E, in, B) or (in, B) shared, A (E, out, B)."""
+    """A^k = W^k O^{k-1} + b^k (no bias: b is None). Arrays, or Tensors (then it records). The
+    same formula for a stack of E members (`tv.stack`): W (E, out, in), b (E, out), O (E, in, B)
+    or (in, B) shared, A (E, out, B)."""
     A = W @ O
     return A if b is None else A + b[..., :, None]
 
 
 def backprop_delta(sigma: Activation, g: Any, A: Any, O: Any) -> Any:
-    """δ^k = ∂L/∂A^k = ∂L/∂O^k ⊙ σ′(A^k), from g = ∂L/∂O^k (O = σ(A): either may be cheaper)."""
-    return g if sigma is identity else sigma.backprop(g, A, O)
+    """δ^k = ∂L/∂A^k = ∂L/∂O^k ⊙ σ′(A^k), from g = ∂L/∂O^k (O = σ(A): either may be cheaper).
+    Arrays, or Tensors (then it records: σ′ is written with tinyvec's ops)."""
+    if sigma is identity:
+        return g
+    return sigma.backprop_recorded(g, A, O) if type(g) is Tensor else sigma.backprop(g, A, O)
 
 
 def dense_vjp(delta: Any, W: Any, O: Any, dO: bool, dW: bool, db: bool) -> tuple[Any, Any, Any]:
     """(∂L/∂O^{k-1} = W^kᵀ δ^k, ∂L/∂W^k = δ^k O^{k-1}ᵀ, ∂L/∂b^k = Σ_batch δ^k), each only where
-    asked for (None otherwise); the batch is the last axis, so a stack's leading member axis
-    rides along (∂L/∂O^{k-1} of an input O shared by the members is (E, in, B): sum it)."""
+    asked for (None otherwise). Arrays, or Tensors (then it records). The batch is the last
+    axis, so a stack's leading member axis rides along (∂L/∂O^{k-1} of an input O shared by the
+    members is (E, in, B): `Dense` sums it)."""
     return (
         W.mT @ delta if dO else None,
         delta @ O.mT if dW else None,
@@ -209,14 +215,22 @@ class Dense(Layer):
         if not grad_enabled():
             return Tensor(out, op="Dense")
 
-        def vjp(g: Any) -> tuple[Any, Any, Any]:
-            delta = backprop_delta(self.sigma, g, A, out)
-            self.delta, self.delta_used = delta, None  # a δ-rule may set delta_used later
+        def vjp(g: Any, here: Tensor | None = None) -> tuple[Any, Any, Any]:
             wanted = (isinstance(x, Tensor), isinstance(W, Tensor), isinstance(b, Tensor))
-            dO, dW, db = dense_vjp(delta, Wd, O, *wanted)
-            if dO is not None and dO.ndim > O.ndim:  # an input shared by a stack's members
-                dO = namespace(dO).sum(dO, axis=0)
-            return dO, dW, db
+            if here is None:  # first order: the arrays of the forward pass
+                delta = backprop_delta(self.sigma, g, A, out)
+                self.delta, self.delta_used = delta, None  # a δ-rule may set delta_used later
+                dO, dW, db = dense_vjp(delta, Wd, O, *wanted)
+                if dO is not None and dO.ndim > O.ndim:  # an input shared by a stack's members
+                    dO = namespace(dO).sum(dO, axis=0)
+                return dO, dW, db
+            # differentiated again (create_graph): the same formulas on Tensors, which record;
+            # A^k is formed again from the Tensors W^k, b^k, O^{k-1} (O^k is the node itself)
+            O_in = x if isinstance(x, Tensor) else O
+            A_in = None if self.sigma is identity else affine(W, b, O_in)
+            delta = backprop_delta(self.sigma, g, A_in, here)
+            self.delta, self.delta_used = data(delta), None
+            return dense_vjp(delta, W, O_in, *wanted)
 
         return Tensor(out, (x, W, b), vjp, "Dense")
 

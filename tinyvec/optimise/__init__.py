@@ -1,7 +1,8 @@
 """Optimisation: rules (`rules`), gradient / setup / update and the atomic commit
-(`training`), and the training loop (`loop`). `tv.compile` is the fast road's
+(`training`), the training loop (`loop`) and Hessian-vector products (`curvature`). `tv.compile` is the fast road's
 (`tinyvec.fast`)."""
 
+from .curvature import hvp
 from .loop import train
 from .rules import (
     Adam,
@@ -43,6 +44,7 @@ __all__ = [
     "Tree",
     "WeightDecay",
     "gradient",
+    "hvp",
     "setup",
     "stack",
     "train",

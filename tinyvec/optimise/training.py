@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import seam
 from ..backend import is_array, namespace
-from ..engine.tensor import Tensor
+from ..engine.tensor import Tensor, grad, setting
 from ..layers.base import Tree, match, mirror, nodes, trainables
 from ..layers.stack import stack_members
 from .rules import Rule, member_lengths
@@ -44,6 +44,7 @@ __all__ = [
     "finite",
     "gradient",
     "gradients_of",
+    "graph_leaf",
     "interrupts_deferred",
     "refuse_non_finite",
     "rewritten",
@@ -121,24 +122,33 @@ def _deliver(handler: Any, signum: int, frame: Any) -> None:
 
 
 # --- gradients ------------------------------------------------------------------------------
-def withgradient(f: Callable[..., Any], *args: Any) -> tuple[Any, Any]:
+def withgradient(f: Callable[..., Any], *args: Any, create_graph: bool = False) -> tuple[Any, Any]:
     """``(f(args...), gradient)``: the value and the gradient of scalar ``f`` with respect to
     each argument, a model (→ Tree mirroring it) or an array (→ array). One argument gives one
     gradient, several a tuple. ``f`` must return a scalar Tensor computed from its arguments
     with tinyvec's ops (``float(...)`` or NumPy on ``.data`` would cut the graph).
 
+    ``create_graph=True``: the value and every gradient are Tensors, graphs that can be
+    differentiated again. Inside another `gradient` of the same model that is a gradient of a
+    gradient: ``tv.gradient(lambda m: ⟨tv.gradient(f, m, create_graph=True), v⟩, model)`` is
+    the Hessian-vector product H v (`tv.hvp`).
+
     >>> import numpy as np, tinyvec as tv
     >>> loss, g = tv.withgradient(lambda x: tv.ops.sum(x * x), np.array([1.0, 2.0]))
     >>> float(loss), g
     (5.0, array([2., 4.]))
+    >>> f = lambda x: tv.ops.sum(x * x * x)                    # ∂f/∂x = 3x², ∂²f/∂x² = 6x
+    >>> tv.gradient(lambda x: tv.ops.sum(tv.gradient(f, x, create_graph=True)), np.array([1.0, 2.0]))
+    array([ 6., 12.])
     """
     # a Ctrl-C waits for the parameters to be plain arrays again (a second one goes at once)
     with interrupts_deferred(second_interrupts=True):
-        return differentiate(f, args)
+        return differentiate(f, args, create_graph=create_graph)
 
 
-def gradient(f: Callable[..., Any], *args: Any) -> Any:
-    """The gradient of scalar ``f`` with respect to each argument (see `withgradient`).
+def gradient(f: Callable[..., Any], *args: Any, create_graph: bool = False) -> Any:
+    """The gradient of scalar ``f`` with respect to each argument (see `withgradient`; with
+    ``create_graph=True`` a tree of Tensors that can be differentiated again).
 
     >>> import numpy as np, tinyvec as tv
     >>> model = tv.Dense(1, 1, bias=False, init=lambda shape, rng: np.full(shape, 3.0))
@@ -146,34 +156,71 @@ def gradient(f: Callable[..., Any], *args: Any) -> Any:
     >>> grads["model.weight"]
     array([[1.]])
     """
-    return withgradient(f, *args)[1]
+    return withgradient(f, *args, create_graph=create_graph)[1]
 
 
 def differentiate(
-    f: Callable[..., Any], args: tuple[Any, ...], check: Callable[[Any], None] | None = None
+    f: Callable[..., Any],
+    args: tuple[Any, ...],
+    check: Callable[[Any], None] | None = None,
+    create_graph: bool = False,
 ) -> tuple[Any, Any]:
     """`withgradient` of ``f(*args)``, calling ``check(loss)`` between the forward and the
-    backward pass (`tv.train` refuses a non-finite loss there)."""
+    backward pass (`tv.train` refuses a non-finite loss there). With ``create_graph`` it runs
+    on the reference road only (the fast road's nodes are differentiated once)."""
+    if create_graph:
+        with setting(seam.OFF, True):
+            return _differentiate(f, args, check, create_graph=True)
     fast = seam.road()
     if fast is not None:
         done = fast.differentiate(f, args, check)
         if done is not NotImplemented:
             return done
+    return _differentiate(f, args, check)
+
+
+def _differentiate(
+    f: Callable[..., Any],
+    args: tuple[Any, ...],
+    check: Callable[[Any], None] | None,
+    create_graph: bool = False,
+) -> tuple[Any, Any]:
     inputs, walks, params = [], [], []
     for arg in args:  # a model's parameters are differentiated, an array itself
-        walked = None if is_array(arg) else nodes(arg)
-        inputs.append(Tensor(arg) if walked is None else arg)
+        walked = None if is_array(arg) or type(arg) is Tensor else nodes(arg)
+        inputs.append(graph_leaf(arg, create_graph) if walked is None else arg)
         walks.append(walked)
         params.append([] if walked is None else trainables(arg, walked))
-    value, grads = gradients_of(f, inputs, [p for ps in params for p in ps], check)
-    out, each = [], iter(grads)
-    for x, walked, ps in zip(inputs, walks, params, strict=True):
+    value, grads = gradients_of(
+        f, inputs, [p for ps in params for p in ps], check, create_graph=create_graph
+    )
+    n = sum(walked is None for walked in walks)  # the arrays' gradients come first
+    out: list[Any] = []
+    of_arrays, each = iter(grads[:n]), iter(grads[n:])
+    for walked, ps in zip(walks, params, strict=True):
         if walked is None:
-            out.append(x.grad)
+            out.append(next(of_arrays))
             continue
-        grad: dict[tuple[int, str], Any] = {(id(layer), name): next(each) for _, layer, name in ps}
-        out.append(mirror(walked, lambda layer, name: grad[id(layer), name]))
+        got: dict[tuple[int, str], Any] = {(id(layer), name): next(each) for _, layer, name in ps}
+        out.append(mirror(walked, lambda layer, name: got[id(layer), name]))
     return value, out[0] if len(out) == 1 else tuple(out)
+
+
+def graph_leaf(value: Any, create_graph: bool = False) -> Tensor:
+    """The graph's leaf for an array or parameter ``value``. Inside an outer `gradient` the
+    value is already a Tensor: with ``create_graph`` the leaf passes its cotangent on to it
+    (an identity node), so the outer gradient differentiates through this one; without, it is
+    a constant there (as ``torch.autograd.grad`` without ``create_graph``)."""
+    if type(value) is not Tensor:
+        return Tensor(value)
+    if not create_graph:
+        return Tensor(value.data)
+    return Tensor(value.data, (value,), _pass_on, "leaf")
+
+
+def _pass_on(g: Any, here: Any = None) -> tuple[Any]:
+    """The vjp of an identity node: the cotangent as it is."""
+    return (g,)
 
 
 def gradients_of(
@@ -181,17 +228,19 @@ def gradients_of(
     inputs: list[Any],
     params: list[tuple[str, Any, str]],
     check: Callable[[Any], None] | None = None,
+    create_graph: bool = False,
 ) -> tuple[Any, list[Any]]:
-    """``(f(*inputs), [∂L/∂x for each (path, layer, name) of params])``: every parameter
-    attribute holds a `Tensor` (a leaf of the graph) while ``f`` runs and its graph is walked
-    back, and its plain array again afterwards, whatever interrupts this."""
+    """``(f(*inputs), [∂L/∂x for each Tensor of inputs, then for each (path, layer, name) of
+    params])``: every parameter attribute holds a `Tensor` (a leaf of the graph) while ``f``
+    runs and its graph is walked back, and its plain array again afterwards, whatever
+    interrupts this. With ``create_graph`` the loss and the gradients are Tensors (`grad`)."""
     swapped: list[tuple[Any, str, Any]] = []  # filled before each swap, so the finally undoes it
     try:
-        tensors = []
+        tensors = [x for x in inputs if type(x) is Tensor]
         for _, layer, name in params:
             value = getattr(layer, name)
             swapped.append((layer, name, value))
-            tensors.append(Tensor(value))
+            tensors.append(graph_leaf(value, create_graph))
             setattr(layer, name, tensors[-1])
         loss = f(*inputs)
         if type(loss) is not Tensor:
@@ -211,6 +260,8 @@ def gradients_of(
             )
         if check is not None:
             check(loss.data)
+        if create_graph:
+            return loss, grad(loss, tensors, create_graph=True)
         # a stack's E member losses: the gradient of their sum, each member its own
         loss.backward(None if members is None else namespace(loss.data).ones_like(loss.data))
     finally:
