@@ -173,7 +173,7 @@ class Descent(Rule):
     def __init__(self, eta: Hyper = 0.1) -> None:
         eta = hyper(eta)
         _rate("Descent", eta=eta)
-        self.eta = eta
+        self.eta: Any = eta  # a number, or a vector: one per member of a stack
 
     def apply(self, state, x, dx):
         return state, per_member(self.eta, dx) * dx
