@@ -188,7 +188,8 @@ class Momentum(Rule):
         eta, rho = hyper(eta), hyper(rho)
         _rate("Momentum", eta=eta)
         _fraction("Momentum", rho=rho)
-        self.eta, self.rho = eta, rho
+        self.eta: Any = eta  # (numbers, or vectors: one per member of a stack)
+        self.rho: Any = rho
 
     def init(self, x):
         return namespace(x).zeros_like(x)
