@@ -42,6 +42,20 @@ def one_error_line(capsys, command):
         ["analyze", "--no-such-flag"],
         ["analyze", "--seeds", "0-1", "--dask", "notaurl"],
         ["collapse", "--seeds", "0-1", "--dask", "http://host:8786"],
+        # issue 23: nonsense that was taken quietly
+        ["eigen", "--k", "0"],  # was read as auto
+        ["eigen", "--lr", "0.1", "--lr-final", "0.5"],  # a "decay" that grows
+        ["eigen", "--steps", "300", "--tail", "500"],
+        ["eigen", "--steps", "300", "--record-every", "1000"],
+        ["compensation", "--points", "1"],  # sin·cos made it a 2 × 2 grid
+        ["eigen", "--lr", "-0.1"],
+        ["eigen", "--steps", "0"],
+        ["collapse", "--lr", "0"],
+        ["collapse", "--wd", "-1"],
+        ["compensation", "--etas-sample", "0"],
+        ["compensation", "--epochs-sample", "0"],
+        ["analyze", "--lr", "-1"],
+        ["analyze", "--n", "0"],
     ],
 )
 def test_bad_arguments_are_one_line_and_status_2(argv, capsys, tmp_path, monkeypatch):
@@ -49,6 +63,22 @@ def test_bad_arguments_are_one_line_and_status_2(argv, capsys, tmp_path, monkeyp
     assert main(argv) == 2
     one_error_line(capsys, argv[0])
     assert list(tmp_path.iterdir()) == []  # nothing was done
+
+
+def test_eigen_k_0_names_auto_in_its_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["eigen", "--k", "0"]) == 2
+    assert "outputs ≥ 1 or 'auto', got '0'" in one_error_line(capsys, "eigen")
+
+
+def test_a_sweep_config_with_k_auto_reads_back_as_auto(tmp_path):
+    from tinyvec.experiments import eigen
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"k": "auto", "steps": 300}))
+    args = common.parse(eigen.parser(), ["--config", str(path), "--no-plots", "--out",
+                                         str(tmp_path / "o")])  # fmt: skip
+    assert args.k == "auto" and eigen.k_of(args.k) == 0
 
 
 def test_out_is_a_folder_everywhere(capsys, tmp_path, monkeypatch):

@@ -144,8 +144,9 @@ def test_the_reference_road_stays_within_its_line_budget():
     this budget (like .ci/run's mypy budget) only stops them from growing back. Second order
     (issue 22: vjps that run on Tensors, `grad`, `hvp`) added about 340 lines to it;
     the member axis (issue 21: `tv.stack`, per-member hyperparameters, member losses) about
-    520."""
+    530; rules per subtree, schedules and batches (main at 3,652 lines when issue 21 merged it)
+    the rest."""
     total = sum(
         len(p.read_text().splitlines()) for r in REFERENCE for p in (PACKAGE / r).glob("*.py")
     )
-    assert total <= 3630, total
+    assert total <= 4200, total

@@ -11,6 +11,7 @@ The reference road, the definition of every number:
 - `optimise`: optimiser rules, gradient / setup / update (the atomic commit) / train, and
   the Hessian-vector product `hvp` (gradients of gradients);
   `stack` / `unstack` (E models trained as one, a member axis);
+  `batches`, `schedules`, `adjust` / `freeze` / `thaw`;
 
 The fast road, `fast` (the same numbers, sooner; ``with tv.fast.off():`` turns it off), which
 the reference road knows only through `seam`. On top of both:
@@ -82,10 +83,15 @@ from .optimise import (
     Rule,
     Tree,
     WeightDecay,
+    adjust,
+    batches,
+    freeze,
     gradient,
     hvp,
+    schedules,
     setup,
     stack,
+    thaw,
     train,
     unstack,
     update,
@@ -139,8 +145,10 @@ __all__ = [
     "WeightDecay",
     "activations",
     "add",
+    "adjust",
     "analysis",
     "atan",
+    "batches",
     "compile",
     "concat",
     "cpu",
@@ -150,6 +158,7 @@ __all__ = [
     "f64",
     "fast",
     "fmap",
+    "freeze",
     "gelu",
     "glorot_normal",
     "glorot_uniform",
@@ -170,6 +179,7 @@ __all__ = [
     "relu",
     "save",
     "scaled",
+    "schedules",
     "science_notes_path",
     "seed",
     "setup",
@@ -178,6 +188,7 @@ __all__ = [
     "softplus",
     "stack",
     "tanh",
+    "thaw",
     "to",
     "train",
     "trainables",

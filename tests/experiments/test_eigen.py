@@ -147,8 +147,9 @@ def test_k1_reproduces_the_one_output_runs(tmp_path):
 
 def test_k_auto_and_the_split_pair_warning(tmp_path):
     # the cut of seed 0 at K = 3 splits a pair (tests/analysis/test_ritz.py)
-    assert eigen.parse_k("auto") == 0 and eigen.parse_k("3") == 3
-    for bad in ("-2", "x", "1.5"):
+    assert eigen.parse_k("auto") == "auto" and eigen.parse_k("3") == 3
+    assert eigen.k_of("auto") == 0 and eigen.k_of(3) == 3
+    for bad in ("0", "-2", "x", "1.5"):
         with pytest.raises(argparse.ArgumentTypeError, match="outputs ≥ 1 or 'auto'"):
             eigen.parse_k(bad)
     c = replace(eigen.Config(), seed=0, k=3, **SHORT)

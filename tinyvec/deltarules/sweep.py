@@ -41,10 +41,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..backend import namespace
 from ..engine.tensor import data
 from ..layers.base import Node
 from ..layers.dense import Dense, affine, backprop_delta, forward_override
+from ..optimise.adjust import Frozen
 from ..optimise.rules import Rule
 from ..optimise.training import Commit, StepTransform, set_all
 from .base import LayerContext, step_size
@@ -97,7 +100,11 @@ Entry = tuple[int, str, str, Any, Any]  # (index, path, name, Leaf, gradient) of
 
 
 class DeltaStep:
-    """A tuple of δ-rules with the optimiser's step size α, as one step transform.
+    """A tuple of δ-rules, as one step transform of an optimiser state.
+
+    The step size α of a Dense layer is read from its parameters' rules at every step
+    (`tinyvec.deltarules.base.step_size`), so `tv.adjust` and a learning-rate schedule
+    change it with the step itself, and a rule per subtree gives each layer its own α.
 
     ``memory``: what the `MemoryRule` s remember, {(index of the rule, path of the Dense
     layer): memory}; part of the optimiser state, replaced (never changed in place) with the
@@ -105,14 +112,13 @@ class DeltaStep:
 
     def __init__(self, rules: Any, rule: Rule) -> None:
         self.rules = check_rules(rules, rule)
-        self.alpha = step_size(rule)
         self.memory: dict[tuple[int, str], Any] = {}
         self.remembers = any(r.remembers for r in self.rules)
         # the sweep's variant, or None: no sweep (no Compensation, or κ = 0)
         self.sweep = next((r.sweep for r in self.rules if r.sweep is not None), None)
 
     def __repr__(self) -> str:
-        return f"DeltaStep({list(self.rules)!r}, alpha={self.alpha!r})"
+        return f"DeltaStep({list(self.rules)!r})"
 
     def rewrite(
         self, entries: list[tuple[Any, ...]], model: Any, commit: Commit, walked: list[Node]
@@ -130,7 +136,7 @@ class DeltaStep:
         for i, (path, layer, name, g, leaf) in enumerate(entries):
             if g is None:
                 continue
-            if isinstance(layer, Dense):
+            if isinstance(layer, Dense) and not isinstance(leaf.rule, Frozen):
                 target = targets.get(id(layer))
                 if target is None:
                     target = targets[id(layer)] = _Target(layer)
@@ -208,7 +214,7 @@ class _Rewriting:
         runs the updated layer with."""
         transform, layer, entries = self.transform, target.layer, target.entries
         delta, O = layer.delta, layer.input
-        ctx = LayerContext(layer.weight, _members_of(O, delta), dO, transform.alpha, target.bias)
+        ctx = LayerContext(layer.weight, _members_of(O, delta), dO, _alpha(entries), target.bias)
         used, inputs = delta, None  # inputs: Ō = [O; 1] as rewritten by a MemoryRule
         for i, rule in enumerate(transform.rules):
             if rule.remembers:
@@ -239,6 +245,20 @@ class _Rewriting:
                     target.weight = new
                 else:
                     target.bias_value = new
+
+
+def _alpha(entries: list[Entry]) -> float:
+    """α of a Dense layer's step, from the rules of its parameters as they are now (after any
+    `tv.adjust`); its weight and bias must share it, since ΔW = -α δ̃ Oᵀ and Δb = -α Σ δ̃."""
+    each = [step_size(leaf.rule) for _, _, _, leaf, _ in entries]  # (E of them in a stack)
+    alphas = {tuple(a.tolist()) if isinstance(a, np.ndarray) else a for a in each}
+    if len(alphas) > 1:
+        path = entries[0][1].rsplit(".", 1)[0]
+        raise ValueError(
+            f"δ-rules need one step size α per Dense layer, but the parameters of {path} "
+            f"have rules with α = {sorted(alphas)}: give the layer one rule"
+        )
+    return each[0]
 
 
 def _containers(walked: list[Node]) -> list[Any]:

@@ -79,16 +79,13 @@ def run(
             with tv.no_grad():
                 test_loss.append((step, float(tv.mse(m(Xt), Yt))))
 
-    # one list of `steps` batches (a fresh shuffle per epoch), so that one tv.train call
-    # numbers the steps 1..steps for the recorder and the monitor
-    data: list[tuple[np.ndarray, np.ndarray]] = [(X, Y)] * steps if batch >= n else []
-    while len(data) < steps:
-        order = rng.permutation(n) if batch < n else np.arange(n)
-        data += [
-            (X[:, order[i : i + batch]], Y[:, order[i : i + batch]]) for i in range(0, n, batch)
-        ]
+    # a fresh shuffle per epoch (none for one full batch); one tv.train call of `steps`
+    # steps numbers them 1..steps for the recorder and the monitor
+    loader = tv.batches(X, Y, batch, shuffle=True, rng=rng) if batch < n else tv.batches(X, Y, n)
+    epochs = math.ceil(steps / len(loader))
     start = time.perf_counter()
-    history = tv.train(mse_loss, model, data[:steps], state, progress=progress, recorder=recorder,
+    history = tv.train(mse_loss, model, loader, state, epochs=epochs, steps=steps,
+                       progress=progress, recorder=recorder,
                        callbacks=[monitor, evaluate])  # fmt: skip
     seconds = time.perf_counter() - start
     return {

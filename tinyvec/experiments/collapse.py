@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 import tinyvec as tv
 
@@ -133,7 +132,7 @@ def train_run(
     """Train one model with ``loss`` ("crossentropy" or "mse"); one row per epoch (0: at
     initialisation) with the loss, the NC metrics and the errors. Weight decay ``wd`` applies
     to the last ``decay_layers`` Dense layers only (1: the classifier W, b). ``progress``:
-    a progress bar over the epochs."""
+    a progress bar over the steps."""
     Xtr, ytr, _Xte, _yte = data
     depth = DEFAULTS[loss]["depth"] if depth is None else depth
     lr = DEFAULTS[loss]["lr"] if lr is None else lr
@@ -143,7 +142,6 @@ def train_run(
         raise ValueError(f"decay_layers must be in 0..{depth + 1} (the Dense layers), got "
                          f"{decay_layers}")  # fmt: skip
     model = build(seed, width, depth)
-    layers = tv.dense_layers(model)
     descent = tv.Momentum(lr, momentum)  # shared: one step size for every layer
     # clipping each gradient array to norm 1 keeps the first steps of cross-entropy at step size
     # 0.1 from diverging (seeds 1 and 2 did without it); the MSE gradients never reach it
@@ -152,29 +150,29 @@ def train_run(
         tv.OptimiserChain(clip, descent),
         tv.OptimiserChain(clip, tv.WeightDecay(wd), descent),
     )
-    first_decayed = len(layers) - decay_layers
-    states = [
-        tv.setup(decayed if k >= first_decayed else plain, layer) for k, layer in enumerate(layers)
-    ]
-    Ytr = tv.onehot(ytr, 10)
-    rng = np.random.default_rng(seed + 1)
+    last = len(tv.dense_layers(model))  # the Dense layers are model.layers[0 … last − 1]
+    rules = {"model": plain, **{f"model.layers[{k}]": decayed
+                                for k in range(last - decay_layers, last)}}  # fmt: skip
+    state = tv.setup(rules, model)
+    loader = tv.batches(Xtr, tv.onehot(ytr, 10), batch, shuffle=True, rng=seed + 1)
+    per_epoch = len(loader)
+    # step decay: the step size / 10 after half, / 100 after three quarters of the epochs;
+    # epoch e (from 1) is past E/2 from e = ⌊E/2⌋ + 1 on, whose first step is t = ⌊E/2⌋·batches
+    schedule = tv.schedules.Step(
+        lr, boundaries=((epochs // 2) * per_epoch, (3 * epochs // 4) * per_epoch), factor=0.1
+    )
     rows = [{"epoch": 0, "loss": float("nan"), "lr": 0.0, **measure(model, *data)}]
-    for epoch in tqdm(range(1, epochs + 1), desc=loss, unit="epoch", disable=not progress):
-        # step decay: the step size / 10 after half, / 100 after three quarters of the epochs
-        descent.eta = lr * 0.1 ** ((epoch > epochs / 2) + (epoch > 3 * epochs / 4))
-        order = rng.permutation(Xtr.shape[1])
-        history = []
-        for i in range(0, len(order), batch):
-            x, y = Xtr[:, order[i : i + batch]], Ytr[:, order[i : i + batch]]
-            value, grads = tv.withgradient(lambda m, x=x, y=y: LOSSES[loss](m, x, y), model)
-            if not np.isfinite(float(value)):
-                raise FloatingPointError(f"{loss} loss is {float(value)} at epoch {epoch}: "
-                                         "lower the step size")  # fmt: skip
-            for state, layer, g in zip(states, layers, grads.layers, strict=True):
-                tv.update(state, layer, g)
-            history.append(float(value))
-        rows.append({"epoch": epoch, "loss": float(np.mean(history)), "lr": descent.eta,
-                     **measure(model, *data)})  # fmt: skip
+    losses: list[float] = []  # of the epoch so far
+
+    def after_step(step: int, m: Any, value: float) -> None:
+        losses.append(value)
+        if step % per_epoch == 0:  # the epoch's last step: its row
+            rows.append({"epoch": step // per_epoch, "loss": float(np.mean(losses)),
+                         "lr": descent.eta, **measure(m, *data)})  # fmt: skip
+            losses.clear()
+
+    tv.train(LOSSES[loss], model, loader, state, epochs=epochs, schedule=schedule,
+             progress=progress, callbacks=[after_step])  # fmt: skip
     return rows
 
 

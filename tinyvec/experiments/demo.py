@@ -64,9 +64,7 @@ def report(args: Any, out: Path) -> None:
     print(model)
     n = 400
     x, y = task(n, seed=args.seed)
-    batches = [
-        (x[:, i : i + args.batch], y[:, i : i + args.batch]) for i in range(0, n, args.batch)
-    ]
+    batches = tv.batches(x, y, args.batch)  # column slices, in order
     state = tv.setup(tv.Descent(args.lr), model)
     recorder = tv.Recorder()
     loss = lambda m, x, y: tv.mse(m(x), y)  # noqa: E731
@@ -77,7 +75,8 @@ def report(args: Any, out: Path) -> None:
     print(f"\nmse: first epoch {np.mean(history[: len(batches)]):.4f}, "
           f"last epoch {np.mean(history[-len(batches):]):.4f}")  # fmt: skip
 
-    print("\nlast step, per Dense layer k (batch of", batches[-1][0].shape[1], "samples):")
+    last_batch = n - (len(batches) - 1) * args.batch
+    print("\nlast step, per Dense layer k (batch of", last_batch, "samples):")
     print("  k  shape       ‖O^{k-1}‖   ‖δ^k‖      ‖ΔW^k‖     cos(ΔW O + Δb, -δ)")
     last = max(r["step"] for r in recorder.rows)
     for r in (r for r in recorder.rows if r["step"] == last):

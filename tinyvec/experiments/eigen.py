@@ -124,20 +124,27 @@ def run_seeds(c: Config, seeds: list[int], out: Path, jobs: int = 1, plots: bool
     return summaries
 
 
-def parse_k(text: str) -> int:
-    """``--k``: a number of outputs ≥ 1, or ``auto`` (stored as 0 until the run resolves it).
+def parse_k(text: str) -> int | str:
+    """``--k``: a number of outputs ≥ 1, or ``auto`` (kept as the word, so that a sweep's
+    config.json reruns as ``--k auto``; `k_of` turns it into the Config's 0). ``0`` is
+    refused: it would read as "no outputs", not as auto.
 
     >>> parse_k("3"), parse_k("auto")
-    (3, 0)
+    (3, 'auto')
     """
-    if str(text).strip().lower() in ("auto", "0"):
-        return 0
+    if str(text).strip().lower() == "auto":
+        return "auto"
     try:
         return positive_int(text)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"takes a number of outputs ≥ 1 or 'auto', got {text!r}"
         ) from None
+
+
+def k_of(value: int | str) -> int:
+    """The Config's K: the number given, or 0 for ``auto`` (resolved when the run starts)."""
+    return 0 if value == "auto" else int(value)
 
 
 HELPS = {
@@ -189,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(p, argv)
     values = {f.name: getattr(args, f.name) for f in fields(Config)
               if f.name != "seed" and getattr(args, f.name) is not None}  # fmt: skip
+    if "k" in values:
+        values["k"] = k_of(values["k"])
     try:
         c = replace(Config(), seed=args.seed, **{**(QUICK if args.quick else {}), **values})
         c.check()

@@ -89,6 +89,13 @@ class Config:
             raise ValueError(
                 f"steps must be ≥ 2 (the completion tests compare steps), got {self.steps}"
             )
+        if self.steps is not None:  # (None: the default of the K that runs, ≥ 300)
+            for name in ("tail", "record_every", "monitor_every"):
+                if getattr(self, name) > self.steps:
+                    raise ValueError(
+                        f"{name} ({getattr(self, name)}) is more than the {self.steps} steps "
+                        "of the run"
+                    )
         if self.trend_window < 8:
             raise ValueError(f"trend_window must be ≥ 8 (8 blocks), got {self.trend_window}")
         if self.bias_init < 0:
@@ -100,6 +107,11 @@ class Config:
             raise ValueError("lr, eps and trend_tol must be > 0, t and skip_init ≥ 0")
         if self.lr_final is not None and self.lr_final < 0:
             raise ValueError(f"lr_final must be ≥ 0 (0: constant rate), got {self.lr_final}")
+        if self.lr_final is not None and self.lr_final > self.lr:
+            raise ValueError(
+                f"lr_final ({self.lr_final}) is above lr ({self.lr}): the rate decays from lr "
+                "to lr_final (0: a constant rate)"
+            )
         return self
 
 

@@ -114,7 +114,7 @@ class Experiment:
     model: tv.Chain
     rule: Any
     state: Any
-    decay: float  # rule.eta = lr · decay^(step − 1)
+    schedule: Any  # η of step s (from 1): schedule(s − 1)
     monitor: CompletionMonitor
     data_rng: np.random.Generator  # the fresh batch of every step
     probe: np.ndarray  # λ̂, R², Ritz values every record_every steps
@@ -173,8 +173,13 @@ def build(c: Config) -> Experiment:
     probe = unit_vectors(c.h, c.probe, np.random.default_rng([c.seed, 3]))
     mon_probe = unit_vectors(c.h, c.monitor_probe, np.random.default_rng([c.seed, 4]))
     rule = OPTIMISERS[c.opt](c.lr)
-    state = tv.setup(rule, model)  # every parameter shares `rule`, so setting rule.eta decays all
-    decay = (c.lr_final / c.lr) ** (1 / max(c.steps - 1, 1)) if c.lr_final > 0 else 1.0
+    state = tv.setup(rule, model)
+    # lr_final > 0: η decays geometrically from lr at the first step to lr_final at the last
+    schedule = (
+        tv.schedules.Exponential.between(c.lr, c.lr_final, c.steps)
+        if c.lr_final > 0
+        else tv.schedules.Constant(c.lr)
+    )
     monitor = CompletionMonitor(mon_probe, eps=c.eps, patience=c.patience,
                                 max_period=c.max_period, every=c.monitor_every,
                                 observe=lambda m: observables(m, A, B, mon_probe),
@@ -184,7 +189,7 @@ def build(c: Config) -> Experiment:
     sym_probe = np.concatenate([probe, -probe], axis=1)
     top = int(np.argmax(spectrum.values1.real))
     return Experiment(c=c, A=A, B=B, spectrum=spectrum, model=model, rule=rule, state=state,
-                      decay=decay, monitor=monitor, data_rng=data_rng, probe=probe,
+                      schedule=schedule, monitor=monitor, data_rng=data_rng, probe=probe,
                       mon_probe=mon_probe, sym_probe=sym_probe,
                       design=degree_design(sym_probe) if c.degree_every else None,
                       top=top, u_top=spectrum.vectors1[:, top], leading=leading,
@@ -196,7 +201,7 @@ def train_step(e: Experiment, step: int, rec: Records) -> dict[str, Any]:
     measured on the forward pass before the update) and adds a degrees.csv row when due."""
     c, model = e.c, e.model
     t0, c0 = time.perf_counter(), time.process_time()
-    e.rule.eta = c.lr * e.decay ** (step - 1)
+    tv.adjust(e.state, eta=e.schedule(step - 1))
     x = unit_vectors(c.h, c.r, e.data_rng)
     if c.k == 1:
         y = apply_operator(model, e.A, e.B, x)

@@ -1,7 +1,12 @@
 """Optimisation: rules (`rules`), gradient / setup / update and the atomic commit
-(`training`), the training loop (`loop`) and Hessian-vector products (`curvature`). `tv.compile` is the fast road's
+(`training`), the training loop (`loop`), Hessian-vector products (`curvature`), and the
+helpers around them: mini-batches (`batches`), learning-rate schedules (`schedules`), and
+adjusting, freezing and thawing a state's rules (`adjust`). `tv.compile` is the fast road's
 (`tinyvec.fast`)."""
 
+from . import schedules
+from .adjust import Frozen, adjust, freeze, thaw
+from .batches import Batches, batches
 from .curvature import hvp
 from .loop import train
 from .rules import (
@@ -31,8 +36,10 @@ from .training import (
 __all__ = [
     "Adam",
     "AdamW",
+    "Batches",
     "ClipNorm",
     "Descent",
+    "Frozen",
     "Momentum",
     "Nesterov",
     "NonFiniteLoss",
@@ -43,10 +50,15 @@ __all__ = [
     "StepTransform",
     "Tree",
     "WeightDecay",
+    "adjust",
+    "batches",
+    "freeze",
     "gradient",
     "hvp",
+    "schedules",
     "setup",
     "stack",
+    "thaw",
     "train",
     "unstack",
     "update",

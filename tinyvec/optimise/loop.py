@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from .. import seam
 from ..backend import is_array
 from ..engine.losses import model_loss
+from .adjust import adjust
 from .training import NonFiniteLoss, OptState, differentiate, interrupts_deferred, update
 
 __all__ = ["train"]
@@ -27,6 +28,7 @@ def train(
     progress: bool = True,
     recorder: Any = None,
     callbacks: Iterable[Callable[..., Any]] = (),
+    schedule: Callable[[int], float] | None = None,
     compile: bool = False,  # noqa: A002, RUF100 - the name of tv.compile, which it turns on
 ) -> list[float]:
     """Flux's ``train!``: for each batch ``d`` in ``data`` (``epochs`` times), take the
@@ -42,6 +44,11 @@ def train(
     returning True stops training. A Ctrl-C takes effect between two steps (a second Ctrl-C
     at once). Returns the loss of every step.
 
+    ``schedule``: a learning-rate schedule, any callable t ↦ η_t such as
+    ``tv.schedules.Cosine(0.1, steps=1000)``: before step t (t = 0, 1, … counts the updates
+    of this call) η is set to η_t in every rule of ``state`` (`tv.adjust`), so the δ-rules'
+    α follows. To continue a schedule in a second call, shift it: ``lambda t: s(t + done)``.
+
     >>> import numpy as np, tinyvec as tv
     >>> model = tv.Dense(1, 1, rng=0)
     >>> batches = ((np.ones((1, 4)), np.zeros((1, 4))) for _ in iter(int, 1))  # endless
@@ -50,11 +57,20 @@ def train(
     3
     >>> len(tv.train(tv.mse, model, batches, state, steps=2, progress=False, compile=True))
     2
+    >>> _ = tv.train(tv.mse, model, batches, state, steps=3, progress=False,
+    ...              schedule=tv.schedules.Exponential(0.1, decay=0.5))
+    >>> state.rule  # η after the last step, t = 2: 0.1 · 0.5²
+    Descent(0.025)
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"train: epochs must be an integer ≥ 1, got {epochs!r}")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ValueError(f"train: steps must be an integer ≥ 1 or None, got {steps!r}")
+    if schedule is not None and not callable(schedule):
+        raise TypeError(
+            f"train: schedule must be a callable step ↦ η such as "
+            f"tv.schedules.Exponential(0.1, 0.99), got {schedule!r}"
+        )
     if not isinstance(state, OptState):
         raise TypeError(
             f"train takes the optimiser state, got {type(state).__name__}: call "
@@ -94,6 +110,8 @@ def train(
                 # a Ctrl-C stops training between two steps (a second one at once): while
                 # the gradient runs, parameters hold Tensors, and the update writes many arrays
                 with interrupts_deferred(second_interrupts=True):
+                    if schedule is not None:  # η_t for the update about to be taken
+                        adjust(state, eta=schedule(step))
                     if compiled is not None:
                         value = compiled.run(args, check)
                     else:

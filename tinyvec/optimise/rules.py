@@ -84,6 +84,8 @@ def member_of(obj: Any, e: int) -> Any:
         return float(obj[e])
     if isinstance(obj, tuple | list):
         return type(obj)(member_of(v, e) for v in obj)
+    if isinstance(obj, dict):  # rules by path
+        return {k: member_of(v, e) for k, v in obj.items()}
     return obj
 
 

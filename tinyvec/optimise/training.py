@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import seam
@@ -28,6 +28,7 @@ from ..backend import is_array, namespace
 from ..engine.tensor import Tensor, grad, setting
 from ..layers.base import Tree, match, mirror, nodes, trainables
 from ..layers.stack import stack_members
+from .adjust import rules_by_path
 from .rules import Rule, member_lengths
 
 __all__ = [
@@ -300,10 +301,18 @@ class StepTransform:
 
 
 class OptState:
-    """What `setup` returns: a Tree of Leafs mirroring the model (``tree``), the rule, and the
-    δ-rules (``delta``, a tuple, empty for plain backprop) bound into one ``transform``."""
+    """What `setup` returns: a Tree of Leafs mirroring the model (``tree``), the rule (or the
+    rules by path), and the δ-rules (``delta``, a tuple, empty for plain backprop) bound into
+    one ``transform``. Each Leaf holds its parameter's rule, which `tv.adjust`, `tv.freeze`
+    and `tv.thaw` change."""
 
-    def __init__(self, rule: Rule, tree: Tree, delta: tuple[Any, ...] = (), transform: Any = None):
+    def __init__(
+        self,
+        rule: Rule | dict[str, Rule],
+        tree: Tree,
+        delta: tuple[Any, ...] = (),
+        transform: Any = None,
+    ):
         self.rule, self.tree, self.delta, self.transform = rule, tree, delta, transform
 
     def __getstate__(self) -> dict[str, Any]:
@@ -314,8 +323,15 @@ class OptState:
         return f"OptState({self.rule!r}{delta})"
 
 
-def setup(rule: Rule, model: Any, delta: Any = None) -> OptState:
+def setup(rule: Rule | Mapping[str, Rule], model: Any, delta: Any = None) -> OptState:
     """Optimiser state for every parameter of ``model`` (Optimisers.jl's ``setup``).
+
+    ``rule``: one rule for every parameter, or a rule per subtree, {path: rule}: each
+    parameter takes the rule of the longest path that is it or holds it, ``"model"`` being
+    everything (`tinyvec.optimise.adjust.rules_by_path`). So weight decay on the last layer
+    only is one state: ``{"model": Descent(0.1), "model.layers[2]":
+    OptimiserChain(WeightDecay(1e-4), Descent(0.1))}``. `tv.adjust`, `tv.freeze` and
+    `tv.thaw` change the state's rules later.
 
     ``delta``: a δ-rule or a list of them (`tinyvec.deltarules`), which `update` lets rewrite
     each Dense layer's δ^k before that layer is updated.
@@ -323,12 +339,31 @@ def setup(rule: Rule, model: Any, delta: Any = None) -> OptState:
     >>> import tinyvec as tv
     >>> tv.setup(tv.Momentum(0.1), tv.Dense(2, 1)).tree["model.weight"]
     Leaf(Momentum(0.1, 0.9))
+    >>> model = tv.Chain(tv.Dense(2, 3), tv.Dense(3, 1))
+    >>> decayed = tv.OptimiserChain(tv.WeightDecay(1e-4), tv.Descent(0.1))
+    >>> state = tv.setup({"model": tv.Descent(0.1), "model.layers[1]": decayed}, model)
+    >>> state.tree["model.layers[0].weight"], state.tree["model.layers[1].bias"]
+    (Leaf(Descent(0.1)), Leaf(OptimiserChain(WeightDecay(0.0001), Descent(0.1))))
     """
-    if not isinstance(rule, Rule):
-        raise TypeError(f"setup takes an optimisation rule such as tv.Descent(0.1), got {rule!r}")
     walked = nodes(model)
+    if isinstance(rule, Mapping):
+        rule = dict(rule)
+        chosen = rules_by_path(rule, walked)
+        distinct = list({id(r): r for r in chosen.values()}.values())
+        rule_of: Callable[[Any, str], Rule] = lambda layer, name: chosen[id(layer), name]  # noqa: E731
+    elif isinstance(rule, Rule):
+        distinct = [rule]
+        rule_of = lambda layer, name: rule  # noqa: E731
+    else:
+        raise TypeError(
+            f"setup takes an optimisation rule such as tv.Descent(0.1), or a dict of them by "
+            f"path such as {{'model': tv.Descent(0.1)}}, got {rule!r}"
+        )
+    # a stack of models (tv.stack): each rule for its members (per-member hyperparameters of
+    # length E, ClipNorm per member), or refused; an ordinary model: no per-member values
     members = stack_members(trainables(model, walked))
-    rule = rule.for_members(members)  # (a stack's: per-member hyperparameters, or refused)
+    for_members = {id(r): r.for_members(members) for r in distinct}
+    distinct = list(for_members.values())
     rules: tuple[Any, ...] = ()
     transform = None
     if delta is not None:
@@ -346,10 +381,19 @@ def setup(rule: Rule, model: Any, delta: Any = None) -> OptState:
                     + ("a model that is not a stack" if members is None else f"{members} members")
                 )
         if rules:
-            transform = rules[0].bind(rules, rule)
+            for each in distinct[1:]:  # every rule of the state must suit the δ-rules
+                rules[0].bind(rules, each)
+            transform = rules[0].bind(rules, distinct[0])
             rules = transform.rules
-    tree = mirror(walked, lambda layer, name: Leaf(rule, rule.init(getattr(layer, name))))
-    return OptState(rule, tree, rules, transform)
+
+    def leaf(layer: Any, name: str) -> Leaf:
+        r = for_members[id(rule_of(layer, name))]
+        return Leaf(r, r.init(getattr(layer, name)))
+
+    tree = mirror(walked, leaf)
+    return OptState(
+        for_members[id(rule)] if isinstance(rule, Rule) else rule, tree, rules, transform
+    )
 
 
 # --- the step -------------------------------------------------------------------------------

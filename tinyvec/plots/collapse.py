@@ -1,5 +1,7 @@
-"""The neural-collapse figure: NC1-NC4 and the train and test errors per epoch, log scale,
-each line its own colour and line style."""
+"""The neural-collapse figure: NC1-NC4 and the train and test errors per epoch, log scale.
+One encoding for the whole figure: the colour is the loss (the same in every panel), the line
+style what is measured (solid: the class means, or the training set; dashed: the rows of W, or
+the test set)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import pyplot, save, styles
+from . import COLOURS, DASHES, pyplot, save
 
 # (panel, y label, columns drawn, their names in the legend)
 PANELS = (
@@ -36,14 +38,15 @@ def collapse_figure(
     (e.g. NC4 or the train error once they vanish) are not drawn on the log scale."""
     plt = pyplot()
     fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
+    colour = {loss: COLOURS[i % len(COLOURS)] for i, loss in enumerate(tables)}
     for ax, (_, ylabel, keys, names) in zip(axes.ravel(), PANELS, strict=True):
-        lines = [(loss, rows, key, name) for loss, rows in tables.items()
-                 for key, name in zip(keys, names, strict=True)]  # fmt: skip
-        for (loss, rows, key, name), style in zip(lines, styles(len(lines)), strict=True):
+        for loss, rows in tables.items():
             epochs = np.array([r["epoch"] for r in rows])
-            values = np.array([r[key] for r in rows], dtype=float)
-            label = f"{loss}, {name}" if name else loss
-            ax.plot(epochs, np.where(values > 0, values, np.nan), lw=1.3, label=label, **style)
+            for key, name, dash in zip(keys, names, DASHES, strict=False):
+                values = np.array([r[key] for r in rows], dtype=float)
+                label = f"{loss}, {name}" if name else loss
+                ax.plot(epochs, np.where(values > 0, values, np.nan), lw=1.3, label=label,
+                        color=colour[loss], ls=dash)  # fmt: skip
         ax.set_yscale("log")
         ax.set_xlim(0, max(r["epoch"] for rows in tables.values() for r in rows))
         ax.set_ylabel(ylabel, fontsize=9)

@@ -111,7 +111,8 @@ def error_vs_eta(
 ) -> Path:
     """One panel per entry of ``panels`` (title → rule → η → errors over seeds, NaN for a
     diverged seed): the median error over the seeds that did not diverge, against η on log
-    axes, with every seed as a dot; a step size where some seed diverged is ringed.
+    axes, with every seed as a dot; a step size where some seed diverged is ringed, and one
+    where every seed diverged (no error to draw) is a × at the bottom of the panel.
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as d:
@@ -123,8 +124,9 @@ def error_vs_eta(
     fig, axes = _grid(panels)
     markers = ("o", "s", "^", "D", "v", "P")
     for ax, (name, rules) in zip(axes.ravel(), panels.items(), strict=False):
-        for (label, by_eta), style, marker in zip(rules.items(), styles(len(rules)), markers,
-                                                   strict=False):  # fmt: skip
+        for j, ((label, by_eta), style, marker) in enumerate(
+            zip(rules.items(), styles(len(rules)), markers, strict=False)
+        ):
             etas = sorted(by_eta)
             med = [np.median([v for v in by_eta[e] if math.isfinite(v)])
                    if any(math.isfinite(v) for v in by_eta[e]) else np.nan for e in etas]  # fmt: skip
@@ -135,7 +137,13 @@ def error_vs_eta(
                 if len(ok) < len(by_eta[e]) and ok:
                     ax.scatter([e], [np.median(ok)], s=110, facecolors="none",
                                edgecolors=style["color"], lw=1.1)  # fmt: skip
+                elif not ok:  # every seed diverged: mark the gap in the line, one row per rule
+                    ax.scatter([e], [0.05 + 0.08 * j], s=60, marker="x", color=style["color"],
+                               lw=1.8, transform=ax.get_xaxis_transform())  # fmt: skip
         ax.set(xscale="log", yscale="log", xlabel=r"step size $\eta$", title=name)
+        # every η on the axis, those where all seeds diverged (drawn off the data) included
+        etas = [e for by_eta in rules.values() for e in by_eta]
+        ax.set_xlim(min(etas) / 1.3, max(etas) * 1.3)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     return _finish(
@@ -218,7 +226,8 @@ def write_eta_figures(
                 )
         title = (f"error at convergence against the step size: {act} {width}×{depth}, "
                  f"{'per-sample' if mode == 'sample' else 'mini-batch'} SGD\n(lines: median "
-                 "over seeds; dots: seeds; rings: some seed diverged)")  # fmt: skip
+                 "over seeds; dots: seeds; rings: some seed diverged; × at the bottom: every seed "
+                 "diverged)")  # fmt: skip
         path = error_vs_eta(panels, out / f"eta_{act}_{mode}", title, **figures)
         names.append(path.name)
     return names

@@ -64,16 +64,31 @@ def animate(frames: np.ndarray, steps: list[int], lambdas: list[float], path: Pa
     return written
 
 
+def rgb_key(ax: Any, fontsize: float = 8) -> None:
+    """The key of an `rgb_frame` image, below it: which matrix each channel shows, and what
+    grey, black and white mean (the scale is ±max |W|)."""
+    from matplotlib.patches import Patch
+
+    entries = [("red: W_r", (1, 0.5, 0.5)), ("green: W_g", (0.5, 1, 0.5)),
+               ("blue: W_b", (0.5, 0.5, 1)), ("grey: all three agree", (0.5, 0.5, 0.5))]  # fmt: skip
+    ax.legend(handles=[Patch(facecolor=c, edgecolor="k", lw=0.4, label=t) for t, c in entries],
+              loc="upper center", bbox_to_anchor=(0.5, -0.02), ncols=2, fontsize=fontsize,
+              frameon=False, handlelength=1.2, columnspacing=1.0,
+              title="entry > 0: bright, < 0: dark (scale ±max |W|)",
+              title_fontsize=fontsize)  # fmt: skip
+
+
 def save_frame(
     W: np.ndarray, step: int, lam: float, path: Path, fmt: str = "png", dpi: int = 100
 ) -> Path:
-    """One frame of the animation as a PNG."""
+    """One frame of the animation as a PNG, with the key of its colours (`rgb_key`)."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(3.6, 3.9), dpi=100)
+    fig, ax = plt.subplots(figsize=(3.8, 4.6), dpi=100)
     ax.imshow(rgb_frame(W), interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"step {step}   |λ̂| = {abs(lam):.4f}")
+    ax.set_title(f"skip weights at step {step}   |λ̂| = {abs(lam):.4f}", fontsize=10)
+    rgb_key(ax)
     return save(fig, path, fmt, dpi)
 
 
@@ -84,12 +99,24 @@ def _col(rows: list[dict[str, Any]], name: str) -> np.ndarray:
 def plot_lambda_r2(
     rows, steps_rows, spectrum, path: Path, fmt: str = "png", dpi: int = 100
 ) -> Path:
-    """|λ̂| (batch and probe) against the moduli of the true eigenvalues, and 1 − R²."""
+    """|λ̂| (batch and probe; with K outputs the K Ritz values |μ̂_i| on the probe) against the
+    moduli of the true eigenvalues, 1 − R², and how linear the learned function is."""
+    from matplotlib.lines import Line2D
+
     plt = pyplot()
-    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(7, 8.5), sharex=True)
     s, sb = _col(rows, "step"), _col(steps_rows, "step")
-    ax1.plot(sb, np.abs(_col(steps_rows, "lambda_batch")), lw=0.4, alpha=0.4, label="batch")
-    ax1.plot(s, np.abs(_col(rows, "lambda")), lw=1.5, label="probe")
+    k = sum(1 for name in rows[0] if name.startswith("ritz") and name.endswith("_real"))
+    if k > 1:  # K outputs: each Ritz value's modulus, not only the first
+        learned = [np.hypot(_col(rows, f"ritz{i}_real"), _col(rows, f"ritz{i}_imag"))
+                   for i in range(k)]  # fmt: skip
+        for i, values in enumerate(learned):
+            ax1.plot(s, values, lw=1.5, label=f"|μ̂_{i + 1}| (probe)")
+    else:
+        learned = [np.abs(_col(rows, "lambda"))]
+        ax1.plot(sb, np.abs(_col(steps_rows, "lambda_batch")), lw=0.4, alpha=0.4,
+                 label="|λ̂| (batch)")  # fmt: skip
+        ax1.plot(s, learned[0], lw=1.5, label="|λ̂| (probe)")
     seen: set[float] = set()
     for mu, d in zip(spectrum.values[:12], spectrum.degrees[:12], strict=True):
         key = round(abs(mu), 9)
@@ -98,22 +125,28 @@ def plot_lambda_r2(
         seen.add(key)
         ax1.axhline(abs(mu), color="k" if d == 1 else "tab:red", lw=0.6,
                     ls="-" if abs(mu.imag) < 1e-9 else ":")  # fmt: skip
-    ax1.set_ylabel("|λ̂|")
-    lo = min(abs(spectrum.values[11]), np.abs(_col(rows, "lambda"))[len(rows) // 5 :].min())
-    ax1.set_ylim(lo - 0.05, abs(spectrum.values[0]) + 0.05)
-    ax1.set_title("|λ̂|; lines: |μ| of degree 1 (black) / 2 (red), real solid, complex dotted",
-                  fontsize=9)  # fmt: skip
-    ax1.legend(loc="lower right")
+    ax1.set_ylabel("modulus")
+    tail = min(values[len(rows) // 5 :].min() for values in learned)
+    ax1.set_ylim(min(abs(spectrum.values[11]), tail) - 0.05, abs(spectrum.values[0]) + 0.05)
+    ax1.set_title("learned eigenvalues against the exact |μ|", fontsize=10)
+    exact = [Line2D([], [], color=c, lw=0.8, ls=ls, label=f"|μ|, degree {d}, {kind}")
+             for d, c in ((1, "k"), (2, "tab:red"))
+             for kind, ls in (("real", "-"), ("complex", ":"))]  # fmt: skip
+    handles = ax1.get_legend_handles_labels()[0] + exact
+    ax1.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+               frameon=False)  # fmt: skip
     ax2.semilogy(sb, np.maximum(1 - _col(steps_rows, "r2_batch"), 1e-8), lw=0.4, alpha=0.4,
                  label="batch")  # fmt: skip
     ax2.semilogy(s, np.maximum(1 - _col(rows, "r2"), 1e-8), lw=1.5, label="probe")
     ax2.set_ylabel("1 − R²")
-    ax2.legend(loc="upper right")
-    ax3.plot(s, _col(rows, "var_degree1"), label="variance of N explained by degree 1")
-    ax3.plot(s, _col(rows, "cos_top1"), label="cos(linear part, eigenvector of max Re μ₁)")
+    ax2.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax3.plot(s, _col(rows, "var_degree1"), label="variance of N\nexplained by degree 1")
+    what = "linear part" if k <= 1 else "the outputs' linear span"
+    ax3.plot(s, _col(rows, "cos_top1"), ls="--", label=f"cos({what},\neigenvector of max Re μ₁)")
     ax3.set_ylim(0, 1.02)
+    ax3.set_ylabel("share / cosine")
     ax3.set_xlabel("step")
-    ax3.legend(loc="lower right", fontsize=8)
+    ax3.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     return save(fig, path, fmt, dpi)
 
@@ -209,6 +242,8 @@ def plot_spectrum(spectrum, lam: float, path: Path, fmt: str = "png", dpi: int =
             color="grey", lw=0.5)  # fmt: skip
     ax.scatter([lam], [0], marker="x", s=80, color="tab:blue", label="λ̂ (learned)")
     ax.set_aspect("equal")
+    ax.set_xlabel("Re μ")
+    ax.set_ylabel("Im μ")
     ax.set_title("spectrum of T on harmonics of degree ≤ 2 (|μ| ≤ 2)", fontsize=9)
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
@@ -238,11 +273,11 @@ def all_plots(out: Path, rows, steps_rows, frames: np.ndarray, spectrum, summary
 
 
 def plot_grid(runs: list[Path], path: Path, ncols: int = 4, fmt: str = "png",
-              dpi: int = 80) -> Path:  # fmt: skip
+              dpi: int = 100) -> Path:  # fmt: skip
     """Several seeds: per seed the last RGB frame and |λ̂| (probe) with the dominant |μ|."""
     plt = pyplot()
     nrows = -(-len(runs) // ncols)
-    fig, axes = plt.subplots(2 * nrows, ncols, figsize=(3.2 * ncols, 5.4 * nrows), squeeze=False)
+    fig, axes = plt.subplots(2 * nrows, ncols, figsize=(3.4 * ncols, 5.8 * nrows), squeeze=False)
     for ax in axes.ravel():
         ax.set_visible(False)
     for i, run in enumerate(runs):
@@ -257,12 +292,14 @@ def plot_grid(runs: list[Path], path: Path, ncols: int = 4, fmt: str = "png",
         top.set_xticks([])
         top.set_yticks([])
         kind = summary["completion"]["kind"]
-        top.set_title(f"seed {summary['seed']}: R² = {summary['r2']:.4f}\n{kind}", fontsize=9)
+        top.set_title(f"seed {summary['seed']}: R² = {summary['r2']:.4f}\ncompletion: {kind.replace('_', ' ')}",
+                      fontsize=12)  # fmt: skip
         bottom.plot(_col(rows, "step"), np.abs(_col(rows, "lambda")), lw=1)
         bottom.axhline(summary["dominant"]["modulus"], color="k", lw=0.6, ls="--")
         bottom.set_ylim(1.0, 2.0)
-        bottom.set_title(f"|λ̂| = {summary['abs_lambda']:.3f} (dashed: max |μ|)", fontsize=9)
-        bottom.set_xlabel("step", fontsize=8)
+        bottom.set_title(f"|λ̂| = {summary['abs_lambda']:.3f} (dashed: max |μ|)", fontsize=11)
+        bottom.set_xlabel("step", fontsize=11)
+        bottom.tick_params(labelsize=10)
     fig.tight_layout()
     return save(fig, path, fmt, dpi)
 
