@@ -160,6 +160,7 @@ def test_the_reference_road_stays_within_its_line_budget():
     student reads for one step (CORE; the helpers around them, batches, schedules, adjust,
     curvature, are modules of their own) have a budget, like .ci/run's mypy budget: it only
     stops them from growing back. The issue's target was about 2,300; second order (the vjp
-    table written to run on Tensors too) added some 300 lines to these files."""
+    table written to run on Tensors too) added some 300 lines to these files, the member axis
+    (a stack's checks and member losses) some 250."""
     total = sum(len((PACKAGE / path).read_text().splitlines()) for path in CORE)
-    assert total <= 3100, total
+    assert total <= 3250, total

@@ -306,6 +306,146 @@ def jax_step(spec, x, y, dtype: str) -> Callable[[], Any] | None:
     return step
 
 
+# --- stacks: E runs as one (tv.stack), per run ------------------------------------------------
+def stack_data(spec, E: int, batch: int, dtype: str):
+    """Each member's own batch: x (E, in, B), y (E, out, B)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((E, spec[0][0], batch)).astype(dtype)
+    y = rng.standard_normal((E, spec[-1][1], batch)).astype(dtype)
+    return x, y
+
+
+def tinyvec_stack_step(spec, x, y, dtype: str) -> Callable[[], Any]:
+    """E seed networks as one stack (`tv.stack`): ``withgradient`` of the E member losses, then
+    ``update`` (η per member)."""
+    import tinyvec as tv
+
+    E = x.shape[0]
+    model = tv.stack([tinyvec_model(spec, dtype) for _ in range(E)])
+    state = tv.setup(tv.Descent([LR] * E), model)
+
+    def step() -> None:
+        _, grads = tv.withgradient(lambda m: tv.mse(m(x), y, members=True), model)
+        tv.update(state, model, grads)
+
+    step.reset = restorer(model, state)  # type: ignore[attr-defined]
+    return step
+
+
+def numpy_stack_step(spec, x, y, dtype: str) -> Callable[[], Any]:
+    """`numpy_step` with a leading member axis, by hand: (E, out, in) weights, batched matmul."""
+    import numpy as np
+
+    import tinyvec as tv
+
+    E = x.shape[0]
+    Ws = [np.stack([tv.glorot_uniform((o, i), k).astype(dtype)] * E) for k, (i, o, _, _) in enumerate(spec)]  # fmt: skip
+    bs = [np.zeros((E, o), dtype=dtype) for (_, o, _, _) in spec]
+    acts = [act for (_, _, act, _) in spec]
+    skips = [skip for (_, _, _, skip) in spec]
+    n = y.shape[1] * y.shape[2]
+
+    def step() -> None:
+        Os, As, o = [], [], x
+        for W, b, act, skip in zip(Ws, bs, acts, skips, strict=True):
+            Os.append(o)
+            A = W @ o + b[:, :, None]
+            As.append(A)
+            out = np.arctan(A) if act == "atan" else np.maximum(A, 0) if act == "relu" else A
+            o = out + o if skip else out
+        g = 2 * (o - y) / n
+        for k in range(len(Ws) - 1, -1, -1):
+            A = As[k]
+            delta = (
+                g / (1 + A * A) if acts[k] == "atan" else g * (A > 0) if acts[k] == "relu" else g
+            )
+            dW, db = delta @ Os[k].transpose(0, 2, 1), delta.sum(axis=2)
+            if k:
+                g = Ws[k].transpose(0, 2, 1) @ delta + (g if skips[k] else 0)
+            Ws[k] -= LR * dW
+            bs[k] -= LR * db
+
+    initial = [W.copy() for W in Ws + bs]
+
+    def reset() -> None:
+        for a, a0 in zip(Ws + bs, initial, strict=True):
+            a[...] = a0
+
+    step.reset = reset  # type: ignore[attr-defined]
+    return step
+
+
+def jax_vmap_step(spec, x, y, dtype: str) -> Callable[[], Any] | None:
+    """JAX: ``jit(vmap(one step))`` over the E members (None when JAX is not installed)."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    acts = {"atan": jnp.arctan, "relu": jax.nn.relu, "identity": lambda a: a}
+    E = x.shape[0]
+    params = []
+    for i, o, _, _ in spec:
+        s = (6 / (i + o)) ** 0.5
+        W = jax.random.uniform(jax.random.PRNGKey(i * 1000 + o), (o, i), dtype, -s, s)
+        params.append((jnp.stack([W] * E), jnp.zeros((E, o, 1), dtype)))
+
+    def loss(params, x, y):
+        o = x
+        for (W, b), (_, _, act, skip) in zip(params, spec, strict=True):
+            out = acts[act](W @ o + b)
+            o = out + o if skip else out
+        return jnp.mean((o - y) ** 2)
+
+    def one(params, x, y):
+        grads = jax.grad(loss)(params, x, y)
+        return jax.tree_util.tree_map(lambda p, g: p - LR * g, params, grads)
+
+    update = jax.jit(jax.vmap(one))
+    jx, jy = jnp.asarray(x), jnp.asarray(y)
+    box = [params]
+
+    def step() -> None:
+        box[0] = update(box[0], jx, jy)
+        jax.block_until_ready(box[0])
+
+    def reset() -> None:
+        box[0] = params
+
+    step.reset = reset  # type: ignore[attr-defined]
+    return step
+
+
+STACK_IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {
+    "tinyvec stack": tinyvec_stack_step,
+    "numpy stack (by hand)": numpy_stack_step,
+    "jax jit(vmap)": jax_vmap_step,
+}
+
+
+def stack_benchmark(
+    E: int, batch: int, rounds: int, block_s: float
+) -> list[tuple[str, float, float]]:
+    """Per run: each stacked step's time / E, against one hand-written NumPy run (the seed
+    network, float64)."""
+    spec = seed_spec()
+    x1, y1 = make_data(spec, batch, "float64")
+    steps = {"numpy (by hand), one run": numpy_step(spec, x1, y1, "float64")}
+    x, y = stack_data(spec, E, batch, "float64")
+    for name, make in STACK_IMPLEMENTATIONS.items():
+        step = make(spec, x, y, "float64")
+        if step is not None:
+            steps[name] = step
+    times = time_steps(steps, rounds, block_s, max_steps=MAX_BLOCK_STEPS // 4)
+    base = times["numpy (by hand), one run"]
+    per_run = {k: t if k.endswith("one run") else t / E for k, t in times.items()}
+    return [(name, t, t / base) for name, t in per_run.items()]
+
+
 IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {
     "numpy (by hand)": numpy_step,
     "tinyvec": tinyvec_step,
@@ -479,6 +619,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--block", type=positive_float, default=0.2, help="seconds per block")
     p.add_argument("--quick", action="store_true", help="3 short rounds (a smoke test)")
+    p.add_argument(
+        "--stacks",
+        action="store_true",
+        help="only the stacks (tv.stack): E = 8, 32, 150 seed networks at batch 1 and 20, "
+        "per run, with JAX jit(vmap) when installed",
+    )
     args = p.parse_args(argv)
     pinned = _one_thread(argv)
     rounds, block = (3, 0.02) if args.quick else (args.rounds, args.block)
@@ -486,6 +632,12 @@ def main(argv: list[str] | None = None) -> int:
         f"one core: BLAS threads 1, XLA_FLAGS={XLA_ONE_THREAD}, process {pinned}; "
         "median of interleaved blocks; loss mse, Descent"
     )
+    if args.stacks:
+        for E, batch in itertools.product((8, 32, 150), (1, 20)):
+            rows = stack_benchmark(E, batch, rounds, block)
+            print_table(f"stack of {E} seed networks, batch {batch}, float64, µs per run", rows,
+                        baseline="one NumPy run")  # fmt: skip
+        return 0
     print_table(
         "(a) seed network, batch 20, float64",
         benchmark(seed_spec(), 20, "float64", rounds, block),

@@ -41,6 +41,7 @@ from ..engine.ops import vcat
 from ..engine.tensor import Tensor, data, grad_enabled
 from ..layers.containers import Chain, Parallel, SkipConnection, add
 from ..layers.dense import Dense, overridden
+from ..layers.stack import stack_members
 from .plan import Plan, plan_of
 
 __all__ = ["Fallback", "Program", "chain_call", "forget", "program_for", "write_program"]
@@ -365,6 +366,8 @@ class _Writer:
 def write_program(plan: Plan, x: Any, input_grad: bool = False) -> Program:
     """The program of ``plan``'s model for inputs like ``x`` (``input_grad``: its backward
     pass also gives ∂L/∂x); raises `Fallback` when it cannot be written."""
+    if stack_members(plan.trainables) is not None:  # (not written yet: the reference road's)
+        raise Fallback("a stack of models (tv.stack) runs layer by layer")
     writer = _Writer(plan, x, input_grad)
     lines, scope, paths = writer.write()
     return Program("\n".join(lines) + "\n", scope, paths, writer.exact_grads)

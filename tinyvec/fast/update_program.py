@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..layers.stack import stack_members
 from ..optimise.rules import Rule, elementwise
 from ..optimise.training import Leaf, descend, finite, refuse_non_finite
 from ..seam import CACHE
@@ -388,8 +389,9 @@ def written(state: Any, plan: Plan) -> UpdateProgram | None:
     then takes every step, and says what is wrong."""
     kept = getattr(state, CACHE, None)
     if kept is None or kept[0] is not plan or kept[1] is not state.tree:
-        try:
-            program = UpdateProgram(plan, state.rule)
+        try:  # (a stack of models, `tv.stack`, is not written yet: the reference road's)
+            stacked = stack_members(plan.trainables) is not None
+            program = None if stacked else UpdateProgram(plan, state.rule)
         except Exception:
             program = None
         kept = (plan, state.tree, program)

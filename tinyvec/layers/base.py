@@ -377,8 +377,11 @@ def show(model: Any) -> str:
     _show(model, 0, lines, comma="")
     if list(child_layers(model)):
         arrays, count, nbytes = nparams(model)
+        stacked = [getattr(layer, "members", None) for _, layer, _ in trainables(model)]
+        E = next((m for m in stacked if m is not None), None)  # a stack of E models (tv.stack)
         lines[-1] = lines[-1].ljust(20) + (
             f"# Total: {arrays} arrays, {count:_} parameters, {nbytes / 1024:.3f} KiB."
+            + ("" if E is None else f" A stack of {E} members.")
         )
     return "\n".join(lines)
 
