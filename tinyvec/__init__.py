@@ -42,9 +42,9 @@ from .engine import (
     softplus,
     tanh,
 )
+from .engine.ops import concat, vcat
 from .fast import compile_step as compile  # noqa: A004, RUF100 - tv.compile, as torch.compile
 from .gradcheck import GradcheckError, GradcheckReport, gradcheck
-from .engine.ops import concat, vcat
 from .io import load, save
 from .layers import (
     Chain,

@@ -55,6 +55,20 @@ def is_array(x: Any) -> bool:
     return type(x) in _NAMESPACES or array_api_compat.is_array_api_obj(x)
 
 
+def is_real(x: Any) -> bool:
+    """Whether array ``x`` holds real numbers (booleans, integers or real floating point): not
+    strings, objects, dates or complex numbers, which no loss or layer of tinyvec computes with.
+
+    >>> import numpy as np
+    >>> is_real(np.array([1.0])), is_real(np.array(["a"]))
+    (True, False)
+    """
+    try:
+        return bool(namespace(x).isdtype(x.dtype, ("bool", "integral", "real floating")))
+    except (TypeError, ValueError):  # a dtype the library's isdtype does not know
+        return False
+
+
 def to_numpy(x: Any) -> np.ndarray:
     """A NumPy copy (or view) of any array, from any device."""
     if isinstance(x, np.ndarray | np.generic):

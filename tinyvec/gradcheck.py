@@ -86,8 +86,11 @@ def gradcheck(
     """
     if not args:
         raise TypeError("gradcheck(f, *args): give the arguments to differentiate f at")
-    if not (eps > 0 and math.isfinite(eps)):
-        raise ValueError(f"gradcheck: eps must be a small positive number, got {eps}")
+    if not callable(f):
+        raise TypeError(f"gradcheck(f, *args): f must be a function, got {type(f).__name__}")
+    _tolerance("eps", eps, positive=True)
+    _tolerance("rtol", rtol)
+    _tolerance("atol", atol)
     full = [
         _float64(a) if _checked(a) else (to_numpy(a) if is_array(a) else f64(cpu(a))) for a in args
     ]
@@ -128,6 +131,16 @@ def gradcheck(
     if not report.ok and raise_exception:
         raise GradcheckError(str(report))
     return report
+
+
+def _tolerance(name: str, value: Any, positive: bool = False) -> None:
+    """Refuse a tolerance that is not a finite number ≥ 0 (``positive``: > 0): a NaN would
+    pass every entry, a negative one fail every entry."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise TypeError(f"gradcheck: {name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+        what = "a small positive number" if positive else "a finite number ≥ 0"
+        raise ValueError(f"gradcheck: {name} must be {what}, got {value}")
 
 
 def _checked(a: Any) -> bool:

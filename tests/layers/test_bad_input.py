@@ -42,3 +42,12 @@ def test_nparams_counts_arrays_whose_size_is_a_method():
     d = tv.Dense(3, 2)
     d.weight, d.bias = MethodSize(d.weight), MethodSize(d.bias)
     assert nparams(d) == (2, 8, 64)
+
+
+@pytest.mark.parametrize("x", [np.array([["a", "b"]] * 3), np.array([[None, 1.0]] * 3)])
+def test_an_input_of_strings_or_objects_is_one_type_error_on_both_roads(x):
+    m = tv.Chain(tv.Dense(3, 2, rng=0), tv.Dense(2, 1, rng=1))
+    with pytest.raises(TypeError, match="takes real numbers"):
+        m(x)
+    with tv.fast.off(), pytest.raises(TypeError, match="takes real numbers"):
+        m(x)

@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from ..backend import is_array, namespace, same_namespace
+from ..backend import is_array, is_real, namespace, same_namespace
 from . import ops
 from .errors import DimensionMismatch
 from .tensor import Tensor, data, primitive
@@ -30,6 +30,7 @@ def _check_pair(loss: str, yhat: Any, y: Any) -> None:
                 f"tv.{loss}(ŷ, y): {name} must be an array (features × batch), got "
                 f"{type(a).__name__}; wrap a constant target as an array of ŷ's shape"
             )
+        _check_real(f"tv.{loss}(ŷ, y)", name, data(a))
     same_namespace(data(yhat), data(y), what=f"tv.{loss}(ŷ, y)")
     a, b = tuple(yhat.shape), tuple(y.shape)
     if a != b:
@@ -39,6 +40,16 @@ def _check_pair(loss: str, yhat: Any, y: Any) -> None:
         )
     if math.prod(a) == 0:
         raise ValueError(f"tv.{loss}(ŷ, y): empty batch (shape {a}), the mean is undefined")
+
+
+def _check_real(call: str, name: str, a: Any) -> None:
+    """Refuse an array of strings, objects or complex numbers (NumPy's error, deep inside the
+    loss, would name a ufunc loop)."""
+    if not is_real(a):
+        raise TypeError(
+            f"{call}: {name} holds {a.dtype} values, not real numbers; convert it to numbers "
+            f"first (e.g. integer class labels, or floats)"
+        )
 
 
 def _mse(yhat, y):
@@ -115,6 +126,12 @@ def crossentropy(logits: Any, y: Any) -> Any:
 def _crossentropy_target(logits: Any, y: Any) -> Any:
     """``y`` as C × B targets (integer labels made one-hot), after checking both."""
     z, t = data(logits), data(y)
+    for name, a in (("logits", z), ("y", t)):
+        if not is_array(a):
+            raise TypeError(
+                f"tv.crossentropy(logits, y): {name} must be an array, got {type(a).__name__}"
+            )
+        _check_real("tv.crossentropy(logits, y)", name, a)
     same_namespace(z, t, what="tv.crossentropy(logits, y)")
     if z.ndim != 2:
         raise DimensionMismatch(

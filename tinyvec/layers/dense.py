@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from ..backend import is_array, namespace, same_namespace
+from ..backend import is_array, is_real, namespace, same_namespace
 from ..engine import ops
 from ..engine.activations import Activation, activation, identity
 from ..engine.errors import DimensionMismatch
@@ -213,6 +213,11 @@ class Dense(Layer):
         return ops.reshape(y, (data(y).shape[0],))
 
     def _convert(self, O: Any, dtype: Any) -> Any:
+        if not is_real(O):
+            raise TypeError(
+                f"layer {self!r} takes real numbers, got an input of {O.dtype} values: "
+                "convert the data to floats first"
+            )
         key = (str(O.dtype), str(dtype))
         warned = self.__dict__.get("_warned", frozenset())  # once per layer and dtype pair
         if key not in warned:
