@@ -198,7 +198,7 @@ def _least_matching(cost: np.ndarray) -> tuple[int, ...]:
     if k <= 8:
         return min(itertools.permutations(range(k)),
                    key=lambda p: sum(cost[i, j] for i, j in enumerate(p)))  # fmt: skip
-    from scipy.optimize import linear_sum_assignment  # (scikit-learn's dependency)
+    from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped, unused-ignore]
 
     rows, cols = linear_sum_assignment(cost)
     return tuple(int(c) for _, c in sorted(zip(rows, cols, strict=True)))

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import namespace
+from ..backend import device, namespace
 from .base import LayerContext
 from .rule import MemoryRule
 
@@ -103,7 +103,8 @@ class OrthogonalizationOverTime(MemoryRule):
             return delta, None, None
         xp = namespace(delta)
         O = ctx.O
-        O_bar = xp.concat([O, xp.ones((1, O.shape[1]), dtype=O.dtype)]) if ctx.bias else O
+        ones = xp.ones((1, O.shape[1]), dtype=O.dtype, device=device(O))
+        O_bar = xp.concat([O, ones]) if ctx.bias else O
         if memory is not None and (
             namespace(memory) is not xp
             or memory.dtype != O.dtype
@@ -127,7 +128,8 @@ class OrthogonalizationOverTime(MemoryRule):
         ridge = self.eps * xp.where(D > 0, D, 1.0)
         U = Om.mT @ O_bar  # ō_jᵀ ō_i, memory × batch
         try:
-            Z = xp.linalg.solve(K + xp.eye(K.shape[0], dtype=K.dtype) * ridge, U)
+            eye = xp.eye(K.shape[0], dtype=K.dtype, device=device(K))
+            Z = xp.linalg.solve(K + eye * ridge, U)
         except Exception as error:  # NumPy's LinAlgError, and its kin in other namespaces
             if self.eps > 0:  # K + εD is positive definite: not the case below
                 raise

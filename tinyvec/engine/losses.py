@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from ..backend import is_array, is_real, namespace, same_namespace
+from ..backend import device, is_array, is_real, namespace, same_namespace
 from . import ops
 from .errors import DimensionMismatch
 from .tensor import Tensor, data, primitive
@@ -240,5 +240,5 @@ def onehot(labels: Any, nclasses: int) -> Any:
     if labels.shape[0] and (int(xp.min(labels)) < 0 or int(xp.max(labels)) >= nclasses):
         bad = int(xp.min(labels)) if int(xp.min(labels)) < 0 else int(xp.max(labels))
         raise ValueError(f"label {bad} is outside 0..{nclasses - 1} ({nclasses} classes)")
-    classes = xp.arange(nclasses, dtype=labels.dtype)
+    classes = xp.arange(nclasses, dtype=labels.dtype, device=device(labels))
     return xp.astype(classes[:, None] == labels[None, :], xp.float64)

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from ..backend import is_array, is_real, namespace, same_namespace
+from ..backend import device, is_array, is_real, namespace, same_namespace
 from ..engine import ops
 from ..engine.activations import Activation, activation, identity
 from ..engine.errors import DimensionMismatch
@@ -117,7 +117,7 @@ class Dense(Layer):
         self.weight = init((out_features, in_features), rng)
         if bias is True:
             xp = namespace(self.weight)
-            bias = xp.zeros(out_features, dtype=self.weight.dtype)
+            bias = xp.zeros(out_features, dtype=self.weight.dtype, device=device(self.weight))
         elif bias is False or bias is None:
             bias = None
         elif not is_array(bias):
