@@ -146,7 +146,9 @@ def test_restorer_puts_back_weights_optimiser_state_and_delta_rule_memory():
     assert state.transform.memory  # the rule remembers, the momentum moved
     reset()
     assert not state.transform.memory
-    assert all(not np.any(leaf.state) for _, _, _, leaf in match(nodes(model), (state.tree,), ("s",)))
+    assert all(
+        not np.any(leaf.state) for _, _, _, leaf in match(nodes(model), (state.tree,), ("s",))
+    )
     again = block()  # the same steps from the same start: the same bits
     assert all(a.tobytes() == b.tobytes() for a, b in zip(first, again, strict=True))
 

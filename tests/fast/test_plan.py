@@ -122,7 +122,9 @@ def test_zip_refuses_a_tree_of_another_shape():
     model = residual()
     plan = Plan(model)
     good = mirror(plan.nodes, lambda layer, name: name)
-    assert [e[3] for e in match(plan.nodes, (good,), ("gradients",))] == [n for _, _, n in plan.trainables]
+    assert [e[3] for e in match(plan.nodes, (good,), ("gradients",))] == [
+        n for _, _, n in plan.trainables
+    ]
     bad = Tree(good)
     bad["layers"] = good.layers[:2]
     with pytest.raises(ValueError, match=r"gradients do not match the model at model.layers"):

@@ -133,6 +133,7 @@ gelu = Activation("gelu", _gelu, _gelu_derivative)
 
 ACTIVATIONS = {a.name: a for a in (identity, tanh, atan, relu, leakyrelu, sigmoid, softplus, gelu)}
 
+
 def activation(sigma: Any) -> Activation:
     """Look up σ by object or name; anything else is a clear error."""
     if isinstance(sigma, Activation):
