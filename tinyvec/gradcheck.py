@@ -94,6 +94,11 @@ def gradcheck(
     _tolerance("rtol", rtol)
     _tolerance("atol", atol)
     wrt = [i for i, a in enumerate(args) if not is_array(a) or _checked(a)]
+    if not wrt:
+        raise TypeError(
+            "gradcheck(f, *args): nothing to check: give a floating-point array or a model "
+            f"among the arguments (got {', '.join(str(a.dtype) for a in args)} arrays)"
+        )
     # the differentiated arguments as float64 copies; the others (integer labels) as they are
     full = [_float64(a) if i in wrt else a for i, a in enumerate(args)]
 

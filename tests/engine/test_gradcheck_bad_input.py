@@ -37,3 +37,11 @@ def test_a_zero_tolerance_is_allowed_and_the_wrong_derivative_still_fails():
 def test_f_that_is_not_a_function_is_one_type_error():
     with pytest.raises(TypeError, match="f must be a function"):
         tv.gradcheck(np.array([1.0]), np.array([1.0]))
+
+
+@pytest.mark.parametrize("x", [np.array(["a", "b"]), np.array([1, 2])], ids=["str", "int"])
+def test_arguments_with_nothing_to_differentiate_are_one_type_error(x):
+    """Found by the fuzz pass (tests/test_fuzz.py): a string array was passed to f untouched and
+    ended in NumPy's error; an integer one checked nothing and passed."""
+    with pytest.raises(TypeError, match="nothing to check"):
+        tv.gradcheck(wrong, x)

@@ -122,3 +122,11 @@ def test_string_targets_are_one_type_error_on_the_default_and_compiled_road(loss
     with tv.fast.off(), pytest.raises(TypeError, match="not real numbers"):
         tv.compile(loss, m, state)(x, y)
     assert (m[0].weight == weight).all()
+
+
+def test_boolean_predictions_are_one_type_error():
+    """Found by the fuzz pass (tests/test_fuzz.py): ŷ and y both boolean ended in NumPy's
+    'boolean subtract is not supported'. Boolean targets stay fine."""
+    with pytest.raises(TypeError, match="ŷ holds bool values"):
+        tv.mse(np.ones((1, 2), bool), np.ones((1, 2), bool))
+    assert float(tv.mse(np.ones((1, 2)), np.ones((1, 2), bool))) == 0.0

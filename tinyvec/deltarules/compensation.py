@@ -77,8 +77,8 @@ class Compensation(DeltaRule):
         return self.variant if self.kappa != 0 else None
 
     def rewrite(self, delta: Any, ctx: LayerContext) -> Any:
-        if self.kappa == 0 or ctx.dO is None:
-            return delta
+        if self.kappa == 0 or ctx.dO is None or ctx.alpha == 0:
+            return delta  # (α = 0: no step, nothing to compensate; κ/α is undefined)
         n2 = ctx.norms2
         if not ctx.bias:  # a zero input: no step can move that sample, nothing to compensate
             xp = namespace(n2)

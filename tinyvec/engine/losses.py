@@ -45,7 +45,7 @@ def _check_pair(loss: str, yhat: Any, y: Any) -> None:
 def _check_real(call: str, name: str, a: Any) -> None:
     """Refuse an array of strings, objects or complex numbers (NumPy's error, deep inside the
     loss, would name a ufunc loop)."""
-    if not is_real(a):
+    if not is_real(a) or (name in ("ŷ", "logits") and namespace(a).isdtype(a.dtype, "bool")):
         raise TypeError(
             f"{call}: {name} holds {a.dtype} values, not real numbers; convert it to numbers "
             f"first (e.g. integer class labels, or floats)"

@@ -114,6 +114,11 @@ class Dense(Layer):
         init: Any = glorot_uniform,
         rng: Any = None,
     ) -> None:
+        for name, n in (("in", in_features), ("out", out_features)):
+            if isinstance(n, bool) or not hasattr(n, "__index__"):
+                raise TypeError(f"Dense(in, out): {name} must be a whole number, got {n!r}")
+            if n < 1:
+                raise ValueError(f"Dense(in, out): {name} must be ≥ 1 feature, got {n}")
         self.weight = init((out_features, in_features), rng)
         if bias is True:
             xp = namespace(self.weight)
