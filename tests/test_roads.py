@@ -161,6 +161,7 @@ def test_the_reference_road_stays_within_its_line_budget():
     curvature, are modules of their own) have a budget, like .ci/run's mypy budget: it only
     stops them from growing back. The issue's target was about 2,300; second order (the vjp
     table written to run on Tensors too) added some 300 lines to these files, the member axis
-    (a stack's checks and member losses) some 250."""
+    (a stack's checks and member losses) some 250, the checks of issue 19 (devices, depth,
+    argument checks) some 200."""
     total = sum(len((PACKAGE / path).read_text().splitlines()) for path in CORE)
-    assert total <= 3250, total
+    assert total <= 3450, total

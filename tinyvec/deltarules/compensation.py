@@ -90,8 +90,8 @@ class Compensation(DeltaRule):
         return self.variant if _nonzero(self.kappa) else None
 
     def rewrite(self, delta: Any, ctx: LayerContext) -> Any:
-        if not _nonzero(self.kappa) or ctx.dO is None:
-            return delta
+        if not _nonzero(self.kappa) or ctx.dO is None or not _nonzero(ctx.alpha):
+            return delta  # (α = 0: no step, nothing to compensate; κ/α is undefined)
         n2 = ctx.norms2
         if not ctx.bias:  # a zero input: no step can move that sample, nothing to compensate
             xp = namespace(n2)

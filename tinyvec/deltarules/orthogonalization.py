@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import namespace
+from ..backend import device, namespace
 from ..optimise.rules import hyper, per_member
 from .base import LayerContext
 from .rule import DeltaRule
@@ -78,7 +78,7 @@ class Orthogonalization(DeltaRule):
         # a zero input column (no bias) has D_i = 0; regularise it with 1 instead (its right-hand
         # side is 0, so it gets δ̃_i = 0 and leaves the other samples alone)
         ridge = per_member(self.eps, D) * (D if ctx.bias else xp.where(D > 0, D, 1.0))
-        M = G + xp.eye(B, dtype=G.dtype) * ridge[..., None, :]
+        M = G + xp.eye(B, dtype=G.dtype, device=device(G)) * ridge[..., None, :]
         # δ̃ᵀ = (G + εD)⁻¹ (1+ε) D δᵀ, as G and D are symmetric: a solve, not an inverse
         rhs = delta * (per_member(1 + self.eps, D) * D)[..., None, :]
         return xp.linalg.solve(M, rhs.mT).mT

@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import namespace
+from ..backend import device, namespace
 from ..optimise.rules import hyper, per_member
 from .base import LayerContext
 from .rule import MemoryRule
@@ -111,7 +111,7 @@ class OrthogonalizationOverTime(MemoryRule):
             return delta, None, None
         xp = namespace(delta)
         O = ctx.O  # (in, B); (E, in, B) in a stack (tv.stack): the same formulas, batched
-        ones = xp.ones((*O.shape[:-2], 1, O.shape[-1]), dtype=O.dtype)
+        ones = xp.ones((*O.shape[:-2], 1, O.shape[-1]), dtype=O.dtype, device=device(O))
         O_bar = xp.concat([O, ones], axis=-2) if ctx.bias else O
         if memory is not None and (
             namespace(memory) is not xp
@@ -136,7 +136,8 @@ class OrthogonalizationOverTime(MemoryRule):
         ridge = per_member(self.eps, D) * xp.where(D > 0, D, 1.0)
         U = Om.mT @ O_bar  # ō_jᵀ ō_i, memory × batch
         try:
-            Z = xp.linalg.solve(K + xp.eye(K.shape[-1], dtype=K.dtype) * ridge[..., None, :], U)
+            eye = xp.eye(K.shape[-1], dtype=K.dtype, device=device(K))
+            Z = xp.linalg.solve(K + eye * ridge[..., None, :], U)
         except Exception as error:  # NumPy's LinAlgError, and its kin in other namespaces
             if np.any(self.eps > 0):  # K + εD is positive definite: not the case below
                 raise

@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from ..backend import is_array, namespace, same_namespace
+from ..backend import device, is_array, is_real, namespace, same_namespace
 from . import ops
 from .errors import DimensionMismatch
 from .tensor import Tensor, data, primitive
@@ -30,6 +30,7 @@ def _check_pair(loss: str, yhat: Any, y: Any) -> None:
                 f"tv.{loss}(ŷ, y): {name} must be an array (features × batch), got "
                 f"{type(a).__name__}; wrap a constant target as an array of ŷ's shape"
             )
+        _check_real(f"tv.{loss}(ŷ, y)", name, data(a))
     same_namespace(data(yhat), data(y), what=f"tv.{loss}(ŷ, y)")
     a, b = tuple(yhat.shape), tuple(y.shape)
     if a != b:
@@ -39,6 +40,16 @@ def _check_pair(loss: str, yhat: Any, y: Any) -> None:
         )
     if math.prod(a) == 0:
         raise ValueError(f"tv.{loss}(ŷ, y): empty batch (shape {a}), the mean is undefined")
+
+
+def _check_real(call: str, name: str, a: Any) -> None:
+    """Refuse an array of strings, objects or complex numbers (NumPy's error, deep inside the
+    loss, would name a ufunc loop)."""
+    if not is_real(a) or (name in ("ŷ", "logits") and namespace(a).isdtype(a.dtype, "bool")):
+        raise TypeError(
+            f"{call}: {name} holds {a.dtype} values, not real numbers; convert it to numbers "
+            f"first (e.g. integer class labels, or floats)"
+        )
 
 
 def _mean_square(r, members=False):  # L = mean(r²) of the residual r = ŷ - y
@@ -161,6 +172,12 @@ def _crossentropy_target(logits: Any, y: Any, members: bool = False) -> Any:
     """``y`` as C × B targets (integer labels made one-hot), after checking both; (E, C, B)
     for the logits of a stack (``members``)."""
     z, t = data(logits), data(y)
+    for name, a in (("logits", z), ("y", t)):
+        if not is_array(a):
+            raise TypeError(
+                f"tv.crossentropy(logits, y): {name} must be an array, got {type(a).__name__}"
+            )
+        _check_real("tv.crossentropy(logits, y)", name, a)
     same_namespace(z, t, what="tv.crossentropy(logits, y)")
     if z.ndim != 2 + members:
         raise DimensionMismatch(
@@ -282,5 +299,5 @@ def onehot(labels: Any, nclasses: int) -> Any:
     if labels.shape[0] and (int(xp.min(labels)) < 0 or int(xp.max(labels)) >= nclasses):
         bad = int(xp.min(labels)) if int(xp.min(labels)) < 0 else int(xp.max(labels))
         raise ValueError(f"label {bad} is outside 0..{nclasses - 1} ({nclasses} classes)")
-    classes = xp.arange(nclasses, dtype=labels.dtype)
+    classes = xp.arange(nclasses, dtype=labels.dtype, device=device(labels))
     return xp.astype(classes[:, None] == labels[None, :], xp.float64)

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from ..backend import is_array, same_namespace
+from ..backend import device, is_array, is_real, same_namespace
 from ..engine import ops
 from ..engine.activations import Activation, activation, identity
 from ..engine.errors import DimensionMismatch
@@ -122,10 +122,15 @@ class Dense(Layer):
         init: Any = glorot_uniform,
         rng: Any = None,
     ) -> None:
+        for name, n in (("in", in_features), ("out", out_features)):
+            if isinstance(n, bool) or not hasattr(n, "__index__"):
+                raise TypeError(f"Dense(in, out): {name} must be a whole number, got {n!r}")
+            if n < 1:
+                raise ValueError(f"Dense(in, out): {name} must be ≥ 1 feature, got {n}")
         self.weight = init((out_features, in_features), rng)
         if bias is True:
             xp = namespace(self.weight)
-            bias = xp.zeros(out_features, dtype=self.weight.dtype)
+            bias = xp.zeros(out_features, dtype=self.weight.dtype, device=device(self.weight))
         elif bias is False or bias is None:
             bias = None
         elif not is_array(bias):
@@ -250,6 +255,11 @@ class Dense(Layer):
         return ops.reshape(y, (data(y).shape[0],))
 
     def _convert(self, O: Any, dtype: Any) -> Any:
+        if not is_real(O):
+            raise TypeError(
+                f"layer {self!r} takes real numbers, got an input of {O.dtype} values: "
+                "convert the data to floats first"
+            )
         key = (str(O.dtype), str(dtype))
         warned = self.__dict__.get("_warned", frozenset())  # once per layer and dtype pair
         if key not in warned:

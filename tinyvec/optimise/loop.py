@@ -76,6 +76,11 @@ def train(
             f"train takes the optimiser state, got {type(state).__name__}: call "
             "tv.setup(rule, model) first and pass what it returns"
         )
+    if recorder is not None and getattr(recorder, "started", False):
+        raise ValueError(
+            "train: this recorder has recorded a run already (a Recorder records one run: its "
+            "snapshots would mix both); pass a new tv.Recorder()"
+        )
     if isinstance(data, tuple) and data and all(is_array(d) for d in data):
         raise TypeError(
             f"train: data must be an iterable of batches, e.g. [(x, y)] for one batch; got a "
