@@ -245,6 +245,10 @@ TINY = {
     "collapse": ["--epochs", "1", "--width", "8"],
     "compensation": ["--points", "16", "--epochs-sample", "1", "--epochs-batch", "1"],
     "bench": ["--rounds", "1", "--block", "2"],
+    "sharpness": [
+        *("--steps", "20", "--every", "10", "--sgd-epochs", "2", "--sgd-every", "1"),
+        *("--per-class", "2", "--points", "8"),
+    ],
 }
 
 
@@ -308,3 +312,8 @@ def test_ctrl_c_at_any_moment_ends_in_one_line_and_status_130(command, delay, tm
         assert err.strip().splitlines()[-1] == f"tinyvec {command}: interrupted", err
         # an interrupted run leaves no half-written run folder behind
         assert not out.exists() or (out / "config.json").exists()
+
+
+def test_every_command_has_a_tiny_run():
+    """A command added to the CLI needs its small run here, or the fuzz fails on it by chance."""
+    assert set(TINY) == set(COMMANDS)
