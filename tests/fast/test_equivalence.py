@@ -23,11 +23,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from nets import RULES, architectures, build, records, state_bytes
+from nets import DELTAS, LINEAR, RULES, architectures, build, records, state_bytes
 
 import tinyvec as tv
 from tinyvec.backend import device, namespace, to_numpy
-from tinyvec.deltarules import Compensation, Orthogonalization, OrthogonalizationOverTime
 
 
 # --- what users write -----------------------------------------------------------------------
@@ -64,15 +63,6 @@ class Scale(tv.Layer):
         return tv.ops.reshape(self.scale, (self.scale.shape[0], 1)) * x
 
 
-DELTAS = {
-    "none": lambda: None,
-    "Compensation": lambda: Compensation(0.3),
-    "Compensation-first-order": lambda: Compensation(0.3, "first_order"),
-    "Orthogonalization": lambda: Orthogonalization(1e-3),
-    "both": lambda: [Compensation(0.3), Orthogonalization(1e-3)],
-    "over-time": lambda: OrthogonalizationOverTime(3),
-}
-LINEAR = ["Descent", "Momentum", "Nesterov", "WeightDecay+Momentum"]  # what δ-rules accept
 ROADS = ["default", "input-gradient", "compiled", "compiled-mse"]
 
 
