@@ -39,17 +39,55 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+class OnDevice:
+    """An array namespace whose new arrays go to ``device`` unless told otherwise: ``asarray``,
+    ``zeros``, ``ones``, ``empty``, ``full``, ``arange``, ``linspace`` and ``eye`` default to it;
+    everything else is the namespace's own. With array-api-strict's ``Device("device1")``, a
+    simulated second device, every implicit copy to the host (``np.asarray``) and every
+    operation mixing two devices fails: what CuPy refuses on a GPU, caught on this machine."""
+
+    CREATE = ("asarray", "zeros", "ones", "empty", "full", "arange", "linspace", "eye")
+
+    def __init__(self, namespace, device):
+        self._namespace, self.device = namespace, device
+        self.__name__ = f"{namespace.__name__} on {device!r}"
+        for name in self.CREATE:
+            setattr(self, name, self._on_device(getattr(namespace, name)))
+
+    def _on_device(self, create):
+        def on_device(*args, device=None, **kw):
+            return create(*args, device=self.device if device is None else device, **kw)
+
+        on_device.__name__ = create.__name__
+        return on_device
+
+    def __getattr__(self, name):
+        return getattr(self._namespace, name)
+
+    def __repr__(self):
+        return f"<{self.__name__}>"
+
+
 @pytest.fixture(
     scope="session",
-    params=["numpy", "array_api_strict", pytest.param("cupy", marks=pytest.mark.gpu)],
+    params=[
+        "numpy",
+        "array_api_strict",
+        "array_api_strict-device1",
+        pytest.param("cupy", marks=pytest.mark.gpu),
+    ],
 )
 def xp(request):
-    """An array namespace: NumPy, array-api-strict (a CPU stand-in for any standard library),
-    or CuPy on a GPU. Session-scoped, so hypothesis tests may use it."""
+    """An array namespace: NumPy, array-api-strict (a CPU stand-in for any standard library)
+    on its CPU device and on its simulated ``Device("device1")`` (`OnDevice`: the arrays a
+    test creates with it go there, and so must every array tinyvec creates from them), or
+    CuPy on a GPU. Session-scoped, so hypothesis tests may use it."""
     if request.param == "numpy":
         return np
     if request.param == "array_api_strict":
         return array_api_strict
+    if request.param == "array_api_strict-device1":
+        return OnDevice(array_api_strict, array_api_strict.Device("device1"))
     import tinyvec.backend
 
     return tinyvec.backend.cupy()

@@ -20,6 +20,18 @@ RULES = {
 }
 
 
+# the δ-rules the step tests draw, and the optimisers δ-rules accept (a step size α)
+DELTAS = {
+    "none": lambda: None,
+    "Compensation": lambda: tv.Compensation(0.3),
+    "Compensation-first-order": lambda: tv.Compensation(0.3, "first_order"),
+    "Orthogonalization": lambda: tv.Orthogonalization(1e-3),
+    "both": lambda: [tv.Compensation(0.3), tv.Orthogonalization(1e-3)],
+    "over-time": lambda: tv.OrthogonalizationOverTime(3),
+}
+LINEAR = ["Descent", "Momentum", "Nesterov", "WeightDecay+Momentum"]
+
+
 @st.composite
 def architectures(draw, depth=0):
     """A description of a model as nested tuples; built twice into identical models."""

@@ -1,6 +1,7 @@
 """tv.to / tv.f32 / tv.f64 / tv.cpu with things that are not namespaces, arrays or models:
 one TypeError, and the model untouched."""
 
+import array_api_strict
 import numpy as np
 import pytest
 
@@ -27,3 +28,11 @@ def test_a_conversion_leaves_the_original_untouched():
     m32 = tv.f32(m)
     assert m32[0].weight.dtype == np.float32 and m[0].weight.dtype == np.float64
     np.testing.assert_array_equal(m[0].weight, before)
+
+
+@pytest.mark.parametrize("device", ["device1", "gpu", 3])
+def test_to_a_device_the_namespace_does_not_have_is_one_value_error(device):
+    with pytest.raises(ValueError, match=r"tv.to\(xp, x, device=...\): .* is not a device of"):
+        tv.to(array_api_strict, tv.Dense(2, 1), device=device)
+    with pytest.raises(ValueError, match="is not a device of numpy"):
+        tv.to(np, tv.Dense(2, 1), device="cuda")

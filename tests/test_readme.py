@@ -35,7 +35,7 @@ PYTHON = [b for b in blocks(README.read_text(encoding="utf-8")) if b[1] == "pyth
 
 def test_the_readme_has_python_blocks_and_the_two_commands():
     text = README.read_text(encoding="utf-8")
-    assert len(PYTHON) >= 5
+    assert len(PYTHON) >= 3  # (a landing page: the guides' blocks run in tests/test_docs.py)
     assert 'pip install -e ".[test]" && pytest -q' in text
 
 

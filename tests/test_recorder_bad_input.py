@@ -20,6 +20,14 @@ def mse_loss(m, x, y):
     return tv.mse(m(x), y)
 
 
+def train_by_hand(m, rec, n):
+    """n steps recorded as `tv.train` records them, without its `close` at the end."""
+    state = tv.setup(tv.Descent(0.1), m)
+    for step, (x, y) in enumerate(batches(n), start=1):
+        tv.update(state, m, tv.gradient(lambda m, x=x, y=y: mse_loss(m, x, y), m))
+        rec.record(m, step)
+
+
 @pytest.mark.parametrize("every", [0, -3, 2.5, True])
 def test_every_must_be_a_positive_whole_number(tmp_path, every):
     with pytest.raises(ValueError, match="every must be a"):
@@ -72,7 +80,7 @@ def test_a_write_error_alone_is_raised(tmp_path):
 def test_an_interrupted_step_is_not_recorded_in_part(tmp_path):
     m = model()
     rec = tv.Recorder(every=1, path=tmp_path / "r.npz")
-    tv.train(mse_loss, m, batches(2), tv.setup(tv.Descent(0.1), m), recorder=rec, progress=False)
+    train_by_hand(m, rec, 2)
     rows, snapshots = len(rec.rows), dict(rec.snapshots)
     # Ctrl-C while the second layer of step 3 is being summarised
     layer2 = tv.dense_layers(m)[1]
@@ -95,8 +103,8 @@ def test_a_kill_while_closing_leaves_the_previous_file(tmp_path, monkeypatch):
 
     m = model()
     rec = tv.Recorder(every=1, path=path)
-    tv.train(mse_loss, m, batches(1), tv.setup(tv.Descent(0.1), m), recorder=rec, progress=False)
-    path.write_bytes(b"previous run")  # train's own close wrote it: a stand-in for an old file
+    train_by_hand(m, rec, 1)
+    path.write_bytes(b"previous run")  # an old file
     monkeypatch.setattr(np, "savez", interrupted)
     with pytest.raises(KeyboardInterrupt):
         rec.close()
@@ -114,3 +122,28 @@ def test_column_names_what_exists():
         rec.column("delta_norm", 3)
     with pytest.raises(ValueError, match="no summary 'delta'; have: step, layer"):
         rec.column("delta", 1)
+
+
+# --- one run per Recorder ------------------------------------------------------------------------
+def test_a_recorder_reused_for_a_second_run_is_refused_before_any_work(tmp_path):
+    """A second `train` with the same Recorder once overwrote the first run's snapshots step by
+    step in one file: now it is refused before training, the first run's file untouched."""
+    path = tmp_path / "r.npz"
+    m = model()
+    rec = tv.Recorder(every=1, path=path)
+    tv.train(mse_loss, m, batches(2), tv.setup(tv.Descent(0.1), m), recorder=rec, progress=False)
+    first, weight = path.read_bytes(), m[0].weight.copy()
+    with pytest.raises(ValueError, match=r"recorded a run already.*new tv\.Recorder"):
+        tv.train(mse_loss, m, batches(1), tv.setup(tv.Descent(0.1), m), recorder=rec)
+    assert path.read_bytes() == first and (m[0].weight == weight).all()
+    with pytest.raises(ValueError, match="run is over"):
+        rec.record(m, 3)
+
+
+def test_steps_that_start_again_are_refused(tmp_path):
+    m = model()
+    rec = tv.Recorder(every=1, path=tmp_path / "r.npz")
+    train_by_hand(m, rec, 2)
+    with pytest.raises(ValueError, match="step 1 after step 2"):
+        rec.record(m, 1)
+    assert {r["step"] for r in rec.rows} == {1, 2}

@@ -10,6 +10,7 @@ The reference road, the definition of every number:
   Parallel, initialisers;
 - `optimise`: optimiser rules, gradient / setup / update (the atomic commit) / train, and
   the Hessian-vector product `hvp` (gradients of gradients);
+  `stack` / `unstack` (E models trained as one, a member axis);
   `batches`, `schedules`, `adjust` / `freeze` / `thaw`;
 
 The fast road, `fast` (the same numbers, sooner; ``with tv.fast.off():`` turns it off), which
@@ -89,8 +90,10 @@ from .optimise import (
     hvp,
     schedules,
     setup,
+    stack,
     thaw,
     train,
+    unstack,
     update,
     withgradient,
 )
@@ -183,11 +186,13 @@ __all__ = [
     "show",
     "sigmoid",
     "softplus",
+    "stack",
     "tanh",
     "thaw",
     "to",
     "train",
     "trainables",
+    "unstack",
     "update",
     "vcat",
     "withgradient",

@@ -55,6 +55,20 @@ def is_array(x: Any) -> bool:
     return type(x) in _NAMESPACES or array_api_compat.is_array_api_obj(x)
 
 
+def is_real(x: Any) -> bool:
+    """Whether array ``x`` holds real numbers (booleans, integers or real floating point): not
+    strings, objects, dates or complex numbers, which no loss or layer of tinyvec computes with.
+
+    >>> import numpy as np
+    >>> is_real(np.array([1.0])), is_real(np.array(["a"]))
+    (True, False)
+    """
+    try:
+        return bool(namespace(x).isdtype(x.dtype, ("bool", "integral", "real floating")))
+    except (TypeError, ValueError):  # a dtype the library's isdtype does not know
+        return False
+
+
 def to_numpy(x: Any) -> np.ndarray:
     """A NumPy copy (or view) of any array, from any device."""
     if isinstance(x, np.ndarray | np.generic):
@@ -67,13 +81,26 @@ def to_numpy(x: Any) -> np.ndarray:
         return np.asarray(x)
 
 
-def to_namespace(xp: ModuleType, x: Any) -> Any:
-    """Array ``x`` as an array of namespace ``xp`` (copying across devices when needed)."""
+def device(x: Any) -> Any:
+    """The device array ``x`` lives on (``"cpu"`` for NumPy): every array tinyvec creates for a
+    computation on ``x`` is created there (``xp.zeros(..., device=device(x))``)."""
+    return array_api_compat.device(x)
+
+
+def to_namespace(xp: ModuleType, x: Any, device: Any = None) -> Any:
+    """Array ``x`` as an array of namespace ``xp`` (copying across devices when needed), on
+    ``device`` when given (else where ``xp`` puts a new array)."""
     if is_array(x) and namespace(x) is xp:
-        return x
-    if xp is np or getattr(xp, "__name__", "") == "array_api_compat.numpy":
-        return to_numpy(x)
-    return xp.asarray(to_numpy(x))
+        out = x
+    elif xp is np or getattr(xp, "__name__", "") == "array_api_compat.numpy":
+        out = to_numpy(x)
+    elif device is not None:
+        return xp.asarray(to_numpy(x), device=device)
+    else:
+        return xp.asarray(to_numpy(x))
+    if device is not None and array_api_compat.device(out) != device:
+        out = array_api_compat.to_device(out, device)
+    return out
 
 
 @functools.cache

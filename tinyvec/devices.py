@@ -25,15 +25,32 @@ def _map(fn: Any, x: Any) -> Any:
     return fmap(fn, x)
 
 
-def to(xp: ModuleType, x: Any) -> Any:
+def to(xp: ModuleType, x: Any, device: Any = None) -> Any:
     """``x`` (a model or an array) with its arrays in namespace ``xp``, e.g.
-    ``tv.to(array_api_strict, model)``. A model is copied; its original is untouched."""
+    ``tv.to(array_api_strict, model)``, on ``device`` when given (a device of ``xp``, e.g.
+    ``array_api_strict.Device("device1")`` or a CuPy device; else where ``xp`` puts new
+    arrays). A model is copied; its original is untouched. Everything tinyvec creates while
+    training the copy (optimiser state, δ-rules' matrices, one-hot targets, loaded
+    parameters) is created on the device of its parameters.
+
+    >>> import array_api_strict as xs, tinyvec as tv
+    >>> tv.to(xs, tv.Dense(2, 1), device=xs.Device("device1")).weight.device
+    array_api_strict.Device('device1')
+    """
     if not (hasattr(xp, "asarray") and hasattr(xp, "astype")):
         raise TypeError(
             f"tv.to(xp, x): xp must be an array namespace (numpy, array_api_strict, "
             f"array_api_compat.torch, jax.numpy, …), got {xp!r}"
         )
-    return _map(lambda a: to_namespace(xp, a), x)
+    if device is not None:
+        try:  # refused now, before any array moves
+            xp.zeros((), device=device)
+        except Exception as e:
+            raise ValueError(
+                f"tv.to(xp, x, device=...): {device!r} is not a device of "
+                f"{getattr(xp, '__name__', xp)} ({e})"
+            ) from None
+    return _map(lambda a: to_namespace(xp, a, device), x)
 
 
 def gpu(x: Any) -> Any:

@@ -12,6 +12,7 @@ as the worst entry, named by its parameter path and index.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -20,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from .backend import is_array, to_numpy
+from .backend import device, is_array, namespace, to_numpy
 from .devices import cpu, f64
 from .engine.tensor import data
-from .layers.base import trainables
+from .layers.base import fmap, trainables
 from .optimise.training import gradient
 
 
@@ -68,9 +69,10 @@ def gradcheck(
 
     ``args`` are arrays (floating ones are checked, integer ones such as class labels are
     passed as they are) and models (every parameter is checked). Everything is done on float64
-    NumPy copies, so the arguments are never changed and a float32 model is checked at float64
-    precision; ``f`` therefore receives NumPy arrays (a constant it closes over, such as a
-    target, must be a NumPy array too). Raises `GradcheckError` naming the worst entry when an entry is off (or, with
+    copies in the arguments' own namespace and on their device (NumPy copies for a namespace
+    without float64), so the arguments are never changed, a float32 model is checked at
+    float64 precision, and a constant ``f`` closes over (a target) may live where the
+    arguments do. Raises `GradcheckError` naming the worst entry when an entry is off (or, with
     ``raise_exception=False``, returns a report that is false); otherwise returns the report.
 
     >>> import numpy as np, tinyvec as tv
@@ -86,12 +88,19 @@ def gradcheck(
     """
     if not args:
         raise TypeError("gradcheck(f, *args): give the arguments to differentiate f at")
-    if not (eps > 0 and math.isfinite(eps)):
-        raise ValueError(f"gradcheck: eps must be a small positive number, got {eps}")
-    full = [
-        _float64(a) if _checked(a) else (to_numpy(a) if is_array(a) else f64(cpu(a))) for a in args
-    ]
+    if not callable(f):
+        raise TypeError(f"gradcheck(f, *args): f must be a function, got {type(f).__name__}")
+    _tolerance("eps", eps, positive=True)
+    _tolerance("rtol", rtol)
+    _tolerance("atol", atol)
     wrt = [i for i, a in enumerate(args) if not is_array(a) or _checked(a)]
+    if not wrt:
+        raise TypeError(
+            "gradcheck(f, *args): nothing to check: give a floating-point array or a model "
+            f"among the arguments (got {', '.join(str(a.dtype) for a in args)} arrays)"
+        )
+    # the differentiated arguments as float64 copies; the others (integer labels) as they are
+    full = [_float64(a) if i in wrt else a for i, a in enumerate(args)]
 
     def loss(*xs: Any) -> Any:
         values = list(full)
@@ -99,7 +108,10 @@ def gradcheck(
             values[i] = x
         return f(*values)
 
-    value = _scalar(loss(*(full[i] for i in wrt)))
+    def at() -> float:  # f at the current values of `full` (and of its models' parameters)
+        return _scalar(loss(*(full[i] for i in wrt)))
+
+    value = at()
     if not math.isfinite(value):
         raise ValueError(f"gradcheck: f is {value} at the given arguments")
     grads = gradient(loss, *(full[i] for i in wrt))
@@ -108,14 +120,18 @@ def gradcheck(
     worst = (-math.inf, "", 0.0, 0.0)
     checked = 0
     for i, g in zip(wrt, grads, strict=True):
-        for name, x, engine in _entries(full[i], g, f"args[{i}]"):
-            for idx in np.ndindex(x.shape):
-                saved = x[idx]
-                x[idx] = saved + eps
-                up = _scalar(loss(*(full[j] for j in wrt)))
-                x[idx] = saved - eps
-                down = _scalar(loss(*(full[j] for j in wrt)))
-                x[idx] = saved
+        for name, x, engine, put in _entries(full, i, g, f"args[{i}]"):
+            xp = namespace(x)
+            # entry e's position, to perturb it alone without writing into x (JAX arrays
+            # cannot be written): x ± ε at e, x itself elsewhere, on x's device
+            positions = xp.reshape(xp.arange(math.prod(x.shape), device=device(x)), tuple(x.shape))
+            for e, idx in enumerate(np.ndindex(tuple(x.shape))):
+                mask = positions == e
+                put(xp.where(mask, x + eps, x))
+                up = at()
+                put(xp.where(mask, x - eps, x))
+                down = at()
+                put(x)
                 numeric = (up - down) / (2 * eps)
                 mine = float(engine[idx]) if engine is not None else 0.0
                 # how far past its tolerance the entry is (≤ 0: within it)
@@ -130,16 +146,44 @@ def gradcheck(
     return report
 
 
+def _tolerance(name: str, value: Any, positive: bool = False) -> None:
+    """Refuse a tolerance that is not a finite number ≥ 0 (``positive``: > 0): a NaN would
+    pass every entry, a negative one fail every entry."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise TypeError(f"gradcheck: {name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+        what = "a small positive number" if positive else "a finite number ≥ 0"
+        raise ValueError(f"gradcheck: {name} must be {what}, got {value}")
+
+
 def _checked(a: Any) -> bool:
     """A floating array: differentiated. (Integer arrays are constants such as labels.)"""
-    return is_array(a) and to_numpy(a).dtype.kind in "fc"
-
-
-def _float64(a: Any) -> np.ndarray:
-    a = to_numpy(a)
-    if a.dtype.kind == "c":
+    if not is_array(a):
+        return False
+    xp = namespace(a)
+    if xp.isdtype(a.dtype, "complex floating"):
         raise TypeError("gradcheck: complex arguments are not supported")
-    return np.array(a, dtype=np.float64)
+    return bool(xp.isdtype(a.dtype, "real floating"))
+
+
+def _home(a: Any) -> Any:
+    """The namespace of ``a`` when it has float64 (NumPy, CuPy, array-api-strict, PyTorch, JAX
+    with x64), else NumPy: where `gradcheck` computes."""
+    xp = namespace(a)
+    float64 = getattr(xp, "float64", None)
+    return xp if float64 is not None and xp.astype(a, float64).dtype == float64 else np
+
+
+def _float64(a: Any) -> Any:
+    """A float64 copy of array or model ``a``, in its namespace and on its device (`_home`)."""
+    if is_array(a):
+        xp = _home(a)
+        a = a if xp is namespace(a) else to_numpy(a)
+        return xp.astype(a, xp.float64, copy=True)
+    first = next((data(getattr(layer, n)) for _, layer, n in trainables(a)), None)
+    if first is not None and _home(first) is np and namespace(first) is not np:
+        a = cpu(a)
+    return f64(fmap(lambda x: x, a))  # (a copy even where f64 has nothing to cast)
 
 
 def _scalar(value: Any) -> float:
@@ -149,15 +193,19 @@ def _scalar(value: Any) -> float:
     return float(v)
 
 
-def _entries(arg: Any, grad: Any, name: str) -> Iterator[tuple[str, Any, Any]]:
-    """(name, the float64 array to perturb in place, the engine's gradient of it)."""
-    if isinstance(arg, np.ndarray):
-        yield name, arg, grad
+def _entries(
+    full: list[Any], i: int, grad: Any, name: str
+) -> Iterator[tuple[str, Any, Any, Callable[[Any], None]]]:
+    """(name, the float64 array to perturb, the engine's gradient of it as NumPy, and a
+    function that puts a new value in its place) for argument ``full[i]``."""
+    arg = full[i]
+    if is_array(arg):
+        yield name, arg, to_numpy(grad), lambda v: full.__setitem__(i, v)
         return
     for path, layer, attr in trainables(arg):
-        x = getattr(layer, attr)
         g = _lookup(grad, path)
-        yield path, x, None if g is None else to_numpy(g)
+        engine = None if g is None else to_numpy(g)
+        yield path, getattr(layer, attr), engine, functools.partial(setattr, layer, attr)
 
 
 def _lookup(tree: Any, path: str) -> Any:

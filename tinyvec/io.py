@@ -35,7 +35,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from .backend import namespace, to_numpy
+from .backend import device, namespace, to_numpy
 from .engine.tensor import data
 from .layers.base import trainables
 
@@ -293,7 +293,7 @@ def _fit(path: Any, p: str, a: np.ndarray, have: Any) -> Any:
         cast = a.astype(target)
     else:
         raise ValueError(f"{path}: {p} is {a.dtype} in the file, {target} in the model")
-    return xp.astype(xp.asarray(cast), have.dtype)
+    return xp.astype(xp.asarray(cast, device=device(have)), have.dtype)  # on the model's device
 
 
 def _numpy_dtype(dtype: Any) -> np.dtype:

@@ -58,6 +58,11 @@ class Recorder:
     """Collects summaries at every ``record`` call (``train`` calls it after each update) and,
     when ``every`` is set, snapshots every ``every`` steps, written to ``path`` by `close`.
 
+    A Recorder records one run: `close` (which `train` calls at its end) ends it, and a
+    second run with the same Recorder (a second `train`, or steps that start again) is refused
+    with a ValueError: its snapshots would overwrite and mix with the first's. Make a new
+    Recorder for each run.
+
     ``path`` is used exactly as given (``path="run"`` writes a file named ``run``, no ``.npz``
     added), and is written atomically: an interrupted run leaves the previous file or a
     complete one, and every step in it has all its layers. If `close` is reached because
@@ -90,8 +95,25 @@ class Recorder:
         self.rows: list[dict[str, Any]] = []
         self.snapshots: dict[str, Any] = {}
         self.notes: list[dict[str, Any]] = []  # whole-model measurements, e.g. the sharpness
+        self.closed = False  # `close` was called: the run is over
+        self.last_step: int | None = None  # the last step recorded
+
+    @property
+    def started(self) -> bool:
+        """Whether this Recorder has recorded (or closed) a run already: `train` refuses it."""
+        return self.closed or self.last_step is not None
 
     def record(self, model: Any, step: int, loss: float = math.nan) -> None:
+        if self.closed:
+            raise ValueError(
+                "Recorder: this Recorder's run is over (it was closed, by tv.train at its end); "
+                "a Recorder records one run: make a new tv.Recorder() for the next"
+            )
+        if self.last_step is not None and not step > self.last_step:
+            raise ValueError(
+                f"Recorder: step {step} after step {self.last_step}: the steps of one run "
+                "increase (a second run? make a new tv.Recorder() for it)"
+            )
         # a step's rows and snapshots are collected first and kept together, so an
         # interruption (Ctrl-C) mid-step never leaves a step with only some of its layers
         rows: list[dict[str, Any]] = []
@@ -124,6 +146,7 @@ class Recorder:
                     snapshots[f"step{step}/layer{k}/{name}"] = a
         self.rows.extend(rows)
         self.snapshots.update(snapshots)
+        self.last_step = step
 
     def note(self, step: int, **values: Any) -> None:
         """Keep a whole-model measurement of ``step`` (not per layer), such as λ_max and 2/η
@@ -157,7 +180,11 @@ class Recorder:
         return np.array([r[name] for r in rows])
 
     def close(self) -> None:
-        """Write the snapshots (if any) to ``path`` as ``.npz``, atomically."""
+        """End the run: write the snapshots (if any) to ``path`` as ``.npz``, atomically.
+        Closing again does nothing."""
+        if self.closed:
+            return
+        self.closed = True
         if self.path is None or not self.snapshots:
             return
         arrays: dict[str, Any] = {k: to_numpy(v) for k, v in self.snapshots.items()}

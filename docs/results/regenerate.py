@@ -260,7 +260,7 @@ LEGACY = {
     "analysis/collapse.png": "not rerun in the commit that added provenance",
 }
 CODE = ["tinyvec", "examples", "pyproject.toml", "docs/results/regenerate.py"]
-TOOLS = {"regenerate.py", "analysis/blas_threads.py", "speed/phases.py"}
+TOOLS = {"regenerate.py", "analysis/blas_threads.py", "speed/phases.py", "speed/instructions.py"}
 
 
 def version() -> str:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import tinyvec as tv
+from tinyvec.backend import to_numpy
 from tinyvec.deltarules import LayerContext, step_size
 
 
@@ -22,8 +23,8 @@ def test_context_gram_includes_the_bias_as_an_input_of_one(xp, bias):
     O = np.random.default_rng(0).standard_normal((3, 4))
     ctx = LayerContext(W=None, O=xp.asarray(O), dO=None, alpha=0.1, bias=bias)
     Ob = np.concatenate([O, np.ones((1, 4))]) if bias else O
-    assert np.allclose(np.asarray(ctx.gram), Ob.T @ Ob)
-    assert np.allclose(np.asarray(ctx.norms2), (Ob**2).sum(0, keepdims=True))
+    assert np.allclose(to_numpy(ctx.gram), Ob.T @ Ob)
+    assert np.allclose(to_numpy(ctx.norms2), (Ob**2).sum(0, keepdims=True))
 
 
 def test_context_computes_the_gram_and_norms_once():

@@ -92,3 +92,41 @@ def test_a_loss_refuses_arrays_of_two_libraries():
 def test_a_target_that_is_not_an_array_is_one_type_error(target):
     with pytest.raises(TypeError, match=r"tv.mse\(ŷ, y\): y must be an array"):
         tv.mse(np.zeros((1, 2)), target)
+
+
+# --- targets that are not numbers: one TypeError naming the argument, on every road ----------
+STRINGS = [np.array([["a", "b", "c"]]), np.array([[None, 1.0, 2.0]]), np.array([[1j, 0, 0]])]
+
+
+@pytest.mark.parametrize("y", STRINGS, ids=["str", "object", "complex"])
+@pytest.mark.parametrize("loss", [tv.mse, tv.r2, tv.crossentropy], ids=lambda f: f.__name__)
+def test_a_target_of_strings_or_objects_is_one_type_error(loss, y):
+    with pytest.raises(TypeError, match=r"y holds .* not real numbers"):
+        loss(np.zeros((1, 3)), y)
+
+
+def test_a_vector_of_string_labels_is_one_type_error():
+    with pytest.raises(TypeError, match=r"y holds <U1 values, not real numbers"):
+        tv.crossentropy(np.zeros((2, 3)), np.array(["a", "b", "c"]))
+
+
+@pytest.mark.parametrize("loss", [tv.mse, lambda m, x, y: tv.mse(m(x), y)], ids=["mse", "fn"])
+def test_string_targets_are_one_type_error_on_the_default_and_compiled_road(loss):
+    m = tv.Chain(tv.Dense(2, 1, rng=0))
+    state = tv.setup(tv.Descent(0.1), m)
+    x, y, weight = np.ones((2, 3)), np.array([["a", "b", "c"]]), m[0].weight.copy()
+    with pytest.raises(TypeError, match="not real numbers"):
+        tv.train(loss, m, [(x, y)], state, progress=False)
+    with pytest.raises(TypeError, match="not real numbers"):
+        tv.compile(loss, m, state)(x, y)
+    with tv.fast.off(), pytest.raises(TypeError, match="not real numbers"):
+        tv.compile(loss, m, state)(x, y)
+    assert (m[0].weight == weight).all()
+
+
+def test_boolean_predictions_are_one_type_error():
+    """Found by the fuzz pass (tests/test_fuzz.py): ŷ and y both boolean ended in NumPy's
+    'boolean subtract is not supported'. Boolean targets stay fine."""
+    with pytest.raises(TypeError, match="ŷ holds bool values"):
+        tv.mse(np.ones((1, 2), bool), np.ones((1, 2), bool))
+    assert float(tv.mse(np.ones((1, 2)), np.ones((1, 2), bool))) == 0.0

@@ -84,3 +84,31 @@ def test_bad_options(capsys):
     assert "invalid choice: 'cos'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown task"):
         study.task_data("cos", 10)
+
+
+def test_stacked_runs_give_the_numbers_of_the_runs_alone(tmp_path):
+    """`--stack` (the default) against ``--stack 1``: every run's numbers to 1e-10 relative
+    (bit for bit here), a diverging member included (η = 5 diverges; its stack goes on)."""
+    import json
+    import math
+
+    argv = ["--quick", "--etas-sample", "0.05", "5.0", "--no-plots", "--quiet", "--jobs", "1"]
+    assert study.main([*argv, "--stack", "1", "--out", str(tmp_path / "alone")]) == 0
+    assert study.main([*argv, "--stack", "8", "--out", str(tmp_path / "stacked")]) == 0
+
+    def runs(name):
+        lines = (tmp_path / name / "runs.jsonl").read_text().splitlines()
+        return {json.dumps(r["spec"], sort_keys=True): r for r in map(json.loads, lines)}
+
+    alone, stacked = runs("alone"), runs("stacked")
+    assert alone.keys() == stacked.keys()
+    assert any(r["diverged"] for r in alone.values())
+    assert any(not r["diverged"] for r in alone.values())
+    for k, a in alone.items():
+        b = stacked[k]
+        assert a["diverged"] == b["diverged"]
+        for field in ("final", "tail", "eval_mse", "curve"):
+            xs = a[field] if isinstance(a[field], list) else [a[field]]
+            ys = b[field] if isinstance(b[field], list) else [b[field]]
+            for x, y in zip(xs, ys, strict=True):
+                assert (math.isnan(x) and math.isnan(y)) or abs(x - y) <= 1e-10 * abs(x), field

@@ -6,20 +6,11 @@ import warnings
 
 import numpy as np
 import pytest
-from nets import RULES, general_update, model_from, records, state_bytes
+from nets import DELTAS, LINEAR, RULES, general_update, model_from, records, state_bytes
 
 import tinyvec as tv
 from tinyvec.backend import to_numpy
-from tinyvec.deltarules import Compensation, Orthogonalization
-
-DELTAS = {
-    "none": lambda: None,
-    "Compensation": lambda: Compensation(0.3),
-    "Compensation-first-order": lambda: Compensation(0.3, "first_order"),
-    "Orthogonalization": lambda: Orthogonalization(1e-3),
-    "both": lambda: [Compensation(0.3), Orthogonalization(1e-3)],
-}
-LINEAR = {"Descent", "Momentum", "Nesterov", "WeightDecay+Momentum"}  # the δ-rules' optimisers
+from tinyvec.deltarules import Compensation
 
 
 def loss(m, x, y):

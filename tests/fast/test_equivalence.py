@@ -23,11 +23,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from nets import RULES, architectures, build, records, state_bytes
+from nets import DELTAS, LINEAR, RULES, architectures, build, records, state_bytes
 
 import tinyvec as tv
-from tinyvec.backend import namespace, to_numpy
-from tinyvec.deltarules import Compensation, Orthogonalization, OrthogonalizationOverTime
+from tinyvec.backend import device, namespace, to_numpy
 
 
 # --- what users write -----------------------------------------------------------------------
@@ -64,15 +63,6 @@ class Scale(tv.Layer):
         return tv.ops.reshape(self.scale, (self.scale.shape[0], 1)) * x
 
 
-DELTAS = {
-    "none": lambda: None,
-    "Compensation": lambda: Compensation(0.3),
-    "Compensation-first-order": lambda: Compensation(0.3, "first_order"),
-    "Orthogonalization": lambda: Orthogonalization(1e-3),
-    "both": lambda: [Compensation(0.3), Orthogonalization(1e-3)],
-    "over-time": lambda: OrthogonalizationOverTime(3),
-}
-LINEAR = ["Descent", "Momentum", "Nesterov", "WeightDecay+Momentum"]  # what δ-rules accept
 ROADS = ["default", "input-gradient", "compiled", "compiled-mse"]
 
 
@@ -118,17 +108,18 @@ def edit(model, case):
     head, last = model.layers[-2], model.layers[-1]
     kind = case["edit"]
     if kind == "wider":  # h = 3 → 4: arrays replaced deep in the model, the layers the same
-        xp, dtype = namespace(head.weight), head.weight.dtype
+        xp, dtype, at = namespace(head.weight), head.weight.dtype, device(head.weight)
+
+        def new(shape):
+            return xp.asarray(g.standard_normal(shape) * 0.1, dtype=dtype, device=at)
 
         def grown(a, shape):  # one more row (or entry)
-            return xp.concat((a, xp.asarray(g.standard_normal(shape) * 0.1, dtype=dtype)))
+            return xp.concat((a, new(shape)))
 
         head.weight = grown(head.weight, (1, head.weight.shape[1]))
         if head.bias is not None:
             head.bias = grown(head.bias, (1,))
-        last.weight = xp.concat(
-            (last.weight, xp.asarray(g.standard_normal((2, 1)) * 0.1, dtype=dtype)), axis=1
-        )
+        last.weight = xp.concat((last.weight, new((2, 1))), axis=1)
     elif kind == "swap-branch":  # a new head layer object
         new = tv.Dense(head.weight.shape[1], 3, tv.tanh, rng=case["seed"] + 3)
         model.layers = (*model.layers[:-2], like(new, head), last)
@@ -142,7 +133,7 @@ def edit(model, case):
 def like(layer, other):
     """``layer`` with ``other``'s array library and dtype."""
     xp, dtype = namespace(other.weight), other.weight.dtype
-    return tv.to(xp, tv.f32(layer) if dtype == xp.float32 else layer)
+    return tv.to(xp, tv.f32(layer) if dtype == xp.float32 else layer, device=device(other.weight))
 
 
 def data(case, xp, steps):

@@ -42,3 +42,25 @@ def test_nparams_counts_arrays_whose_size_is_a_method():
     d = tv.Dense(3, 2)
     d.weight, d.bias = MethodSize(d.weight), MethodSize(d.bias)
     assert nparams(d) == (2, 8, 64)
+
+
+@pytest.mark.parametrize("x", [np.array([["a", "b"]] * 3), np.array([[None, 1.0]] * 3)])
+def test_an_input_of_strings_or_objects_is_one_type_error_on_both_roads(x):
+    m = tv.Chain(tv.Dense(3, 2, rng=0), tv.Dense(2, 1, rng=1))
+    with pytest.raises(TypeError, match="takes real numbers"):
+        m(x)
+    with tv.fast.off(), pytest.raises(TypeError, match="takes real numbers"):
+        m(x)
+
+
+@pytest.mark.parametrize(
+    ("n_in", "n_out", "error"),
+    [(0, 2, ValueError), (2, -1, ValueError), (2, None, TypeError), (2.5, 2, TypeError),
+     ("2", 2, TypeError), (True, 2, TypeError)],
+)  # fmt: skip
+def test_dense_sizes_that_are_not_whole_numbers_of_features_are_refused(n_in, n_out, error):
+    """Found by the fuzz pass (tests/test_fuzz.py): Dense(0, None) ended in a TypeError of
+    Python's, Dense(2.5, 2) in NumPy's, Dense(0, 2) in a ZeroDivisionError."""
+    with pytest.raises(error, match=r"Dense\(in, out\): (in|out) must be"):
+        tv.Dense(n_in, n_out)
+    assert tv.Dense(np.int64(2), 3).weight.shape == (3, 2)

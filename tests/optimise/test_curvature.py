@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from nets import SIGMAS, architectures, model_from
 
@@ -58,8 +58,11 @@ def test_hvp_matches_central_differences_of_gradients(blocks, seed, which):
     v = random_tree(model, np.random.default_rng(seed + 1))
     hv = tv.hvp(loss, model, v)
     expected = fd_hvp(loss, model, v)
+    # a relu/leakyrelu kink within ±εv makes the difference of gradients jump (it measures a
+    # step, not H v): there, halving ε changes it by far more than its O(ε²) error
+    halved = fd_hvp(loss, model, v, eps=0.5e-5)
+    assume(all(np.allclose(expected[p], halved[p], rtol=1e-4, atol=1e-5) for p in expected))
     for path, _, _ in tv.trainables(model):
-        # relu/leakyrelu kinks: a difference straddling one is wrong, rarely; 1e-5 steps
         np.testing.assert_allclose(hv[path], expected[path], rtol=1e-5, atol=1e-6, err_msg=path)
 
 

@@ -178,8 +178,7 @@ def leading_errors(values: np.ndarray, leading: np.ndarray, degrees: np.ndarray,
     ([0.01, 0.0], True)
     """
     cost = np.abs(values[None, :] - leading[:, None]) / np.abs(leading)[:, None]
-    match = min(itertools.permutations(range(len(values))),
-                key=lambda p: sum(cost[i, j] for i, j in enumerate(p)))  # fmt: skip
+    match = _least_matching(cost)
     items = []
     for j, (mu, d) in enumerate(zip(leading, degrees, strict=True)):
         err = float(cost[j, match[j]])
@@ -196,3 +195,17 @@ def leading_errors(values: np.ndarray, leading: np.ndarray, degrees: np.ndarray,
         "unmatched": sum(not x["met"] for x in items),
         "degree1_met": all(x["met"] for x in degree1) if degree1 else None,
     }
+
+
+def _least_matching(cost: np.ndarray) -> tuple[int, ...]:
+    """The permutation p of least total ``Σ_i cost[i, p(i)]``: every permutation for K ≤ 8
+    (the first of least cost, in order), else the Hungarian method (SciPy's
+    ``linear_sum_assignment``, the same least total; K! permutations would never end)."""
+    k = cost.shape[0]
+    if k <= 8:
+        return min(itertools.permutations(range(k)),
+                   key=lambda p: sum(cost[i, j] for i, j in enumerate(p)))  # fmt: skip
+    from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped, unused-ignore]
+
+    rows, cols = linear_sum_assignment(cost)
+    return tuple(int(c) for _, c in sorted(zip(rows, cols, strict=True)))

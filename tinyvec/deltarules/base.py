@@ -29,6 +29,10 @@ class LayerContext:
     - ``alpha``: the step size α, the factor of the gradient in the optimiser's step;
     - ``bias``: whether the layer trains a bias (then Ō = [O; 1]).
 
+    In a stack of E models (`tv.stack`) every array has a leading member axis (O (E, in, B),
+    an input shared by the members broadcast to it), ``alpha`` may be a vector of E step
+    sizes, and ``norms2`` and ``gram`` are (E, 1, B) and (E, B, B): the same formulas.
+
     ``norms2`` and ``gram`` are computed on first use and kept, so the δ-rules of one list
     share them. (A class with slots rather than a dataclass with cached properties: one is made
     per layer and step.)
@@ -47,19 +51,21 @@ class LayerContext:
 
     @property
     def norms2(self) -> Any:
-        """‖ō_i‖² for every sample, shape (1, batch) (the diagonal D of the Gram matrix)."""
+        """‖ō_i‖² for every sample, shape (1, batch) ((E, 1, batch) for a stack): the diagonal D
+        of the Gram matrix."""
         if self._norms2 is None:
             O = self.O
             if type(O) is np.ndarray:  # the method: NumPy's sum without the dispatch
-                n2 = (O * O).sum(axis=0, keepdims=True)
+                n2 = (O * O).sum(axis=-2, keepdims=True)
             else:
-                n2 = namespace(O).sum(O * O, axis=0, keepdims=True)
+                n2 = namespace(O).sum(O * O, axis=-2, keepdims=True)
             self._norms2 = n2 + 1 if self.bias else n2
         return self._norms2
 
     @property
     def gram(self) -> Any:
-        """G = Ōᵀ Ō (batch × batch): G_ij = o_i·o_j (+ 1 with a bias)."""
+        """G = Ōᵀ Ō (batch × batch; (E, batch, batch) for a stack): G_ij = o_i·o_j (+ 1 with a
+        bias)."""
         if self._gram is None:
             G = self.O.mT @ self.O
             if self.bias:
@@ -71,10 +77,12 @@ class LayerContext:
         return self._gram
 
 
-def step_size(rule: Rule) -> float:
+def step_size(rule: Rule) -> Any:
     """α such that the optimiser's step is ``α · gradient`` plus terms that do not depend on
     this step's gradient: Descent η; Momentum η (the momentum ρv is the history, not part of
     α); Nesterov (1+ρ)η; an OptimiserChain of WeightDecay rules and one of these, the same α.
+
+    For a stack of models (`tv.stack`) with η per member, α is a vector of E values.
 
     Adaptive rules (Adam, AdamW) and ClipNorm rescale the gradient in a way that depends on the
     gradient itself, so ``ΔW = -α δ̃ Oᵀ`` — the relation every δ-rule is built on — does not
@@ -87,7 +95,8 @@ def step_size(rule: Rule) -> float:
     if isinstance(rule, Descent | Momentum):
         return rule.eta
     if isinstance(rule, Nesterov):
-        return (1 + rule.rho) * rule.eta
+        rho: Any = rule.rho  # (a number, or a vector: one per member of a stack)
+        return (1 + rho) * rule.eta
     if isinstance(rule, OptimiserChain):
         linear = [r for r in rule.rules if not isinstance(r, WeightDecay)]
         if len(linear) == 1:

@@ -38,11 +38,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..backend import namespace
+from ..optimise.rules import hyper, per_member
 from .base import LayerContext
 from .rule import DeltaRule
 
 VARIANTS = ("exact", "first_order")
+
+
+def _nonzero(kappa: Any) -> bool:
+    """Whether κ (a number, or one per member of a stack) is not 0 everywhere."""
+    return kappa != 0 if type(kappa) is float else bool(np.any(kappa != 0))
 
 
 class Compensation(DeltaRule):
@@ -62,25 +70,30 @@ class Compensation(DeltaRule):
     False
     """
 
-    def __init__(self, kappa: float = 0.2, variant: str = "exact") -> None:
-        if not isinstance(kappa, int | float) or isinstance(kappa, bool) or kappa != kappa:
+    def __init__(self, kappa: Any = 0.2, variant: str = "exact") -> None:
+        kappa = hyper(kappa)  # a number, or one per member of a stack (tv.stack)
+        if isinstance(kappa, np.ndarray):
+            if not np.all(np.isfinite(kappa)):
+                raise ValueError(f"Compensation: kappa must be real numbers, got {kappa!r}")
+        elif not isinstance(kappa, int | float) or isinstance(kappa, bool) or kappa != kappa:
             raise ValueError(f"Compensation: kappa must be a real number, got {kappa!r}")
         if variant not in VARIANTS:
             raise ValueError(
                 f"Compensation: unknown variant {variant!r}, use one of {', '.join(VARIANTS)}"
             )
-        self.kappa, self.variant = float(kappa), variant
+        self.kappa = kappa if isinstance(kappa, np.ndarray) else float(kappa)
+        self.variant = variant
 
     @property
     def sweep(self) -> str | None:  # type: ignore[override]
         """The ΔO^{k-1} it needs: its variant; none at κ = 0 (plain backprop, no sweep)."""
-        return self.variant if self.kappa != 0 else None
+        return self.variant if _nonzero(self.kappa) else None
 
     def rewrite(self, delta: Any, ctx: LayerContext) -> Any:
-        if self.kappa == 0 or ctx.dO is None:
-            return delta
+        if not _nonzero(self.kappa) or ctx.dO is None or not _nonzero(ctx.alpha):
+            return delta  # (α = 0: no step, nothing to compensate; κ/α is undefined)
         n2 = ctx.norms2
         if not ctx.bias:  # a zero input: no step can move that sample, nothing to compensate
             xp = namespace(n2)
             n2 = xp.where(n2 > 0, n2, xp.inf)
-        return delta + (ctx.W @ ctx.dO) * ((self.kappa / ctx.alpha) / n2)
+        return delta + (ctx.W @ ctx.dO) * (per_member(self.kappa / ctx.alpha, n2) / n2)

@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import namespace
+from ..backend import device, namespace
+from ..optimise.rules import hyper, per_member
 from .base import LayerContext
 from .rule import DeltaRule
 
@@ -56,13 +57,17 @@ class Orthogonalization(DeltaRule):
     True
     """
 
-    def __init__(self, eps: float = 1e-3) -> None:
-        if not isinstance(eps, int | float) or isinstance(eps, bool) or not eps >= 0:
+    def __init__(self, eps: Any = 1e-3) -> None:
+        eps = hyper(eps)  # a number, or one per member of a stack (tv.stack)
+        if isinstance(eps, np.ndarray):
+            if not np.all(eps >= 0):
+                raise ValueError(f"Orthogonalization: eps must be numbers ≥ 0, got {eps!r}")
+        elif not isinstance(eps, int | float) or isinstance(eps, bool) or not eps >= 0:
             raise ValueError(f"Orthogonalization: eps must be a number ≥ 0, got {eps!r}")
-        self.eps = float(eps)
+        self.eps = eps if isinstance(eps, np.ndarray) else float(eps)
 
     def rewrite(self, delta: Any, ctx: LayerContext) -> Any:
-        B = delta.shape[1]
+        B = delta.shape[-1]
         if B == 1:  # G = D: the plain update, exactly
             return delta
         G = ctx.gram
@@ -72,23 +77,31 @@ class Orthogonalization(DeltaRule):
         D = xp.linalg.diagonal(G)  # ‖ō_i‖²
         # a zero input column (no bias) has D_i = 0; regularise it with 1 instead (its right-hand
         # side is 0, so it gets δ̃_i = 0 and leaves the other samples alone)
-        ridge = self.eps * (D if ctx.bias else xp.where(D > 0, D, 1.0))
-        M = G + xp.eye(B, dtype=G.dtype) * ridge
+        ridge = per_member(self.eps, D) * (D if ctx.bias else xp.where(D > 0, D, 1.0))
+        M = G + xp.eye(B, dtype=G.dtype, device=device(G)) * ridge[..., None, :]
         # δ̃ᵀ = (G + εD)⁻¹ (1+ε) D δᵀ, as G and D are symmetric: a solve, not an inverse
-        return xp.linalg.solve(M, (delta * ((1 + self.eps) * D)).mT).mT
+        rhs = delta * (per_member(1 + self.eps, D) * D)[..., None, :]
+        return xp.linalg.solve(M, rhs.mT).mT
 
     def _rewrite_numpy(self, delta: np.ndarray, G: np.ndarray, bias: bool) -> np.ndarray:
         """`rewrite` for NumPy arrays: the same M = G + εD and right-hand side (1+ε) D δ, bit
         for bit, with array methods (no dispatch), and a Cholesky solve where it applies."""
-        D = G.diagonal().copy()  # ‖ō_i‖² (a copy: the diagonal of G is a view)
-        ridge = self.eps * (D if bias else np.where(D > 0, D, 1.0))
-        rhs = delta * ((1 + self.eps) * D)
-        solved = _cholesky_solve(_ridged(G, ridge), rhs)
-        if solved is not None:
-            return solved
-        # not numerically positive definite (a singular G with ε = 0), or no SciPy: LU, which
-        # raises LinAlgError for a singular M
-        return np.linalg.solve(_ridged(G, ridge), rhs.T).T
+        D = G.diagonal(axis1=-2, axis2=-1).copy()  # ‖ō_i‖² (a copy: G's diagonal is a view)
+        ridge = per_member(self.eps, D) * (D if bias else np.where(D > 0, D, 1.0))
+        rhs = delta * (per_member(1 + self.eps, D) * D)[..., None, :]
+        if G.ndim == 3:  # a stack: each member's system, as alone
+            return np.stack([_solve(G[e], ridge[e], rhs[e]) for e in range(G.shape[0])])
+        return _solve(G, ridge, rhs)
+
+
+def _solve(G: np.ndarray, ridge: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """X with X (G + diag(ridge)) = rhs: Cholesky where it applies, else LU."""
+    solved = _cholesky_solve(_ridged(G, ridge), rhs)
+    if solved is not None:
+        return solved
+    # not numerically positive definite (a singular G with ε = 0), or no SciPy: LU, which
+    # raises LinAlgError for a singular M
+    return np.linalg.solve(_ridged(G, ridge), rhs.T).T
 
 
 def _ridged(G: np.ndarray, ridge: np.ndarray) -> np.ndarray:

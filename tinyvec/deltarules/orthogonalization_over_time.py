@@ -54,7 +54,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import namespace
+import numpy as np
+
+from ..backend import device, namespace
+from ..optimise.rules import hyper, per_member
 from .base import LayerContext
 from .rule import MemoryRule
 
@@ -87,14 +90,19 @@ class OrthogonalizationOverTime(MemoryRule):
                 f"OrthogonalizationOverTime: memory must be a whole number of samples ≥ 0, "
                 f"got {memory!r}"
             )
-        if not isinstance(eps, int | float) or isinstance(eps, bool) or not eps >= 0:
+        eps = hyper(eps)  # a number, or one per member of a stack (tv.stack)
+        if isinstance(eps, np.ndarray):
+            if not np.all(eps >= 0):
+                raise ValueError(f"OrthogonalizationOverTime: eps must be ≥ 0, got {eps!r}")
+        elif not isinstance(eps, int | float) or isinstance(eps, bool) or not eps >= 0:
             raise ValueError(f"OrthogonalizationOverTime: eps must be a number ≥ 0, got {eps!r}")
         if not isinstance(keep_own_move, bool):
             raise ValueError(
                 f"OrthogonalizationOverTime: keep_own_move must be True or False, got "
                 f"{keep_own_move!r}"
             )
-        self.memory, self.eps, self.keep_own_move = memory, float(eps), keep_own_move
+        self.memory, self.eps = memory, eps if isinstance(eps, np.ndarray) else float(eps)
+        self.keep_own_move = keep_own_move
 
     def rewrite_remembering(
         self, delta: Any, ctx: LayerContext, memory: Any
@@ -102,34 +110,36 @@ class OrthogonalizationOverTime(MemoryRule):
         if self.memory == 0:  # nothing remembered: the plain step, bit for bit
             return delta, None, None
         xp = namespace(delta)
-        O = ctx.O
-        O_bar = xp.concat([O, xp.ones((1, O.shape[1]), dtype=O.dtype)]) if ctx.bias else O
+        O = ctx.O  # (in, B); (E, in, B) in a stack (tv.stack): the same formulas, batched
+        ones = xp.ones((*O.shape[:-2], 1, O.shape[-1]), dtype=O.dtype, device=device(O))
+        O_bar = xp.concat([O, ones], axis=-2) if ctx.bias else O
         if memory is not None and (
             namespace(memory) is not xp
             or memory.dtype != O.dtype
-            or memory.shape[0] != O_bar.shape[0]
+            or memory.shape[:-1] != O_bar.shape[:-1]
         ):
             raise ValueError(
-                f"OrthogonalizationOverTime remembers inputs of {memory.shape[0]} rows "
-                f"({memory.dtype}) for a layer that now takes {O_bar.shape[0]} ({O.dtype}): "
+                f"OrthogonalizationOverTime remembers inputs of {memory.shape[-2]} rows "
+                f"({memory.dtype}) for a layer that now takes {O_bar.shape[-2]} ({O.dtype}): "
                 "the model changed under its optimiser state; call tv.setup again"
             )
         if memory is None:  # the first step: nothing to keep still; O may be the caller's
             # array (without a bias Ō is O itself), and a memory must not change with it
             remembered = O_bar if ctx.bias else xp.asarray(O, copy=True)
-            return delta, None, remembered[:, max(0, O.shape[1] - self.memory) :]
-        remembered = xp.concat([memory, O_bar], axis=1)  # a new array: the old memory stays
-        remembered = remembered[:, max(0, remembered.shape[1] - self.memory) :]
+            return delta, None, remembered[..., max(0, O.shape[-1] - self.memory) :]
+        remembered = xp.concat([memory, O_bar], axis=-1)  # a new array: the old memory stays
+        remembered = remembered[..., max(0, remembered.shape[-1] - self.memory) :]
         Om = memory
         K = Om.mT @ Om
         D = xp.linalg.diagonal(K)
         # ε relative to each ‖ō_j‖² (a zero input, possible without a bias, gets 1 instead)
-        ridge = self.eps * xp.where(D > 0, D, 1.0)
+        ridge = per_member(self.eps, D) * xp.where(D > 0, D, 1.0)
         U = Om.mT @ O_bar  # ō_jᵀ ō_i, memory × batch
         try:
-            Z = xp.linalg.solve(K + xp.eye(K.shape[0], dtype=K.dtype) * ridge, U)
+            eye = xp.eye(K.shape[-1], dtype=K.dtype, device=device(K))
+            Z = xp.linalg.solve(K + eye * ridge[..., None, :], U)
         except Exception as error:  # NumPy's LinAlgError, and its kin in other namespaces
-            if self.eps > 0:  # K + εD is positive definite: not the case below
+            if np.any(self.eps > 0):  # K + εD is positive definite: not the case below
                 raise
             raise ValueError(
                 "OrthogonalizationOverTime(eps=0): the remembered inputs are linearly "
@@ -140,12 +150,13 @@ class OrthogonalizationOverTime(MemoryRule):
         if not self.keep_own_move:  # OWM
             return delta, inputs, remembered
         n2 = ctx.norms2
-        s = (1 + self.eps) * n2 - xp.sum(U * Z, axis=0, keepdims=True)  # ε‖ō‖² + ōᵀP_εō
-        if self.eps == 0 and bool(xp.any((n2 > 0) & (s <= 1e-12 * n2))):
+        grow = per_member(1 + self.eps, n2)
+        s = grow * n2 - xp.sum(U * Z, axis=-2, keepdims=True)  # ε‖ō‖² + ōᵀP_εō
+        if np.all(self.eps == 0) and bool(xp.any((n2 > 0) & (s <= 1e-12 * n2))):
             raise ValueError(
                 "OrthogonalizationOverTime(eps=0): a sample's input lies in the span of the "
                 "remembered ones, so it cannot move without moving them; use eps > 0"
             )
         # a zero input has n2 = s = 0: its step is 0 whatever δ̃, keep δ
-        scale = xp.where(n2 > 0, (1 + self.eps) * n2 / xp.where(n2 > 0, s, 1.0), 1.0)
+        scale = xp.where(n2 > 0, grow * n2 / xp.where(n2 > 0, s, 1.0), 1.0)
         return delta * scale, inputs, remembered

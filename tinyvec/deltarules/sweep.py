@@ -41,6 +41,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..backend import namespace
 from ..engine.tensor import data
 from ..layers.base import Node
@@ -212,7 +214,7 @@ class _Rewriting:
         runs the updated layer with."""
         transform, layer, entries = self.transform, target.layer, target.entries
         delta, O = layer.delta, layer.input
-        ctx = LayerContext(layer.weight, O, dO, _alpha(entries), target.bias)
+        ctx = LayerContext(layer.weight, _members_of(O, delta), dO, _alpha(entries), target.bias)
         used, inputs = delta, None  # inputs: Ō = [O; 1] as rewritten by a MemoryRule
         for i, rule in enumerate(transform.rules):
             if rule.remembers:
@@ -233,9 +235,9 @@ class _Rewriting:
             elif inputs is None:  # g + (δ̃ − δ) Oᵀ; the bias: + Σ_batch (δ̃ − δ)
                 g = g + (change @ O.mT if name == "weight" else _batch_sum(change))
             elif name == "weight":  # g + δ̃ Õᵀ − δ Oᵀ, Õ the inputs as the MemoryRule rewrote them
-                g = g + (used @ inputs[: O.shape[0], :].mT - delta @ O.mT)
+                g = g + (used @ inputs[..., : O.shape[-2], :].mT - delta @ O.mT)
             else:  # the bias: the row of ones of Ō, rewritten
-                g = g + (used @ inputs[O.shape[0], :] - _batch_sum(delta))
+                g = g + ((used @ inputs[..., O.shape[-2], :, None])[..., 0] - _batch_sum(delta))
             self.grads[i] = g
             if sweep:  # the sweep runs the updated layer: its step is taken now
                 new = self.commit.propose(path, layer, name, leaf, g)
@@ -248,14 +250,15 @@ class _Rewriting:
 def _alpha(entries: list[Entry]) -> float:
     """α of a Dense layer's step, from the rules of its parameters as they are now (after any
     `tv.adjust`); its weight and bias must share it, since ΔW = -α δ̃ Oᵀ and Δb = -α Σ δ̃."""
-    alphas = {step_size(leaf.rule) for _, _, _, leaf, _ in entries}
+    each = [step_size(leaf.rule) for _, _, _, leaf, _ in entries]  # (E of them in a stack)
+    alphas = {tuple(a.tolist()) if isinstance(a, np.ndarray) else a for a in each}
     if len(alphas) > 1:
         path = entries[0][1].rsplit(".", 1)[0]
         raise ValueError(
             f"δ-rules need one step size α per Dense layer, but the parameters of {path} "
             f"have rules with α = {sorted(alphas)}: give the layer one rule"
         )
-    return alphas.pop()
+    return each[0]
 
 
 def _containers(walked: list[Node]) -> list[Any]:
@@ -271,8 +274,16 @@ def _containers(walked: list[Node]) -> list[Any]:
 
 
 def _batch_sum(x: Any) -> Any:
-    """Σ_batch x (over axis 1), as Dense's ∂L/∂b^k."""
-    return namespace(x).sum(x, axis=1)
+    """Σ_batch x (over the last axis), as Dense's ∂L/∂b^k."""
+    return namespace(x).sum(x, axis=-1)
+
+
+def _members_of(O: Any, delta: Any) -> Any:
+    """O^{k-1} as the δ-rules read it: in a stack (`tv.stack`), an input (in, B) shared by the
+    members broadcast to (E, in, B) (a view), so that every rule sees each member's own."""
+    if O.ndim < delta.ndim:
+        return namespace(O).broadcast_to(O, (delta.shape[0], *O.shape))
+    return O
 
 
 class _Target:
@@ -327,7 +338,7 @@ class _Override:
 def _check_recorded(layer: Dense) -> None:
     """Refuse, before anything changes, a layer whose records do not belong to one gradient."""
     O, delta = layer.input, layer.delta
-    if O is None or delta is None or O.ndim != 2 or delta.shape[1] != O.shape[1]:
+    if O is None or delta is None or O.ndim not in (2, 3) or delta.shape[-1] != O.shape[-1]:
         raise ValueError(
             f"δ-rules need the δ^k and O^{{k-1}} of the gradient's forward pass, but "
             f"{layer!r} holds input {None if O is None else tuple(O.shape)} and delta "

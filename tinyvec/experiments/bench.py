@@ -45,10 +45,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .baselines import LR, jax_step, jax_vmap_step, numpy_stack_step, numpy_step, torch_step
 from .common import StudyParser, positive_float, positive_int
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-LR = 0.01
 MAX_BLOCK_STEPS = 1000  # steps of one block: the trajectory every block times, from the start
 
 
@@ -183,127 +183,58 @@ def restorer(model: Any, state: Any) -> Callable[[], None]:
     return reset
 
 
-def numpy_step(spec, x, y, dtype: str) -> Callable[[], Any]:
-    """Backprop by hand: what tinyvec's step computes, written for this network only."""
+# --- stacks: E runs as one (tv.stack), per run ------------------------------------------------
+def stack_data(spec, E: int, batch: int, dtype: str):
+    """Each member's own batch: x (E, in, B), y (E, out, B)."""
     import numpy as np
 
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((E, spec[0][0], batch)).astype(dtype)
+    y = rng.standard_normal((E, spec[-1][1], batch)).astype(dtype)
+    return x, y
+
+
+def tinyvec_stack_step(spec, x, y, dtype: str) -> Callable[[], Any]:
+    """E seed networks as one stack (`tv.stack`): ``withgradient`` of the E member losses, then
+    ``update`` (η per member)."""
     import tinyvec as tv
 
-    Ws = [tv.glorot_uniform((o, i), k).astype(dtype) for k, (i, o, _, _) in enumerate(spec)]
-    bs = [np.zeros(o, dtype=dtype) for (_, o, _, _) in spec]
-    acts = [act for (_, _, act, _) in spec]
-    skips = [skip for (_, _, _, skip) in spec]
+    E = x.shape[0]
+    model = tv.stack([tinyvec_model(spec, dtype) for _ in range(E)])
+    state = tv.setup(tv.Descent([LR] * E), model)
 
     def step() -> None:
-        Os, As, o = [], [], x
-        for W, b, act, skip in zip(Ws, bs, acts, skips, strict=True):
-            Os.append(o)
-            A = W @ o + b[:, None]
-            As.append(A)
-            out = np.arctan(A) if act == "atan" else np.maximum(A, 0) if act == "relu" else A
-            o = out + o if skip else out
-        g = 2 * (o - y) / o.size
-        for k in range(len(Ws) - 1, -1, -1):
-            A = As[k]
-            if acts[k] == "atan":
-                delta = g / (1 + A * A)
-            elif acts[k] == "relu":
-                delta = g * (A > 0)
-            else:
-                delta = g
-            dW, db = delta @ Os[k].T, delta.sum(axis=1)
-            if k:
-                g = Ws[k].T @ delta + (g if skips[k] else 0)
-            Ws[k] -= LR * dW
-            bs[k] -= LR * db
+        _, grads = tv.withgradient(lambda m: tv.mse(m(x), y, members=True), model)
+        tv.update(state, model, grads)
 
-    initial = [W.copy() for W in Ws], [b.copy() for b in bs]
-
-    def reset() -> None:  # in place: `step` holds these very arrays
-        for a, a0 in zip(Ws + bs, initial[0] + initial[1], strict=True):
-            a[...] = a0
-
-    step.weights = lambda: Ws  # type: ignore[attr-defined]
-    step.reset = reset  # type: ignore[attr-defined]
+    step.reset = restorer(model, state)  # type: ignore[attr-defined]
     return step
 
 
-def torch_step(spec, x, y, dtype: str) -> Callable[[], Any] | None:
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(1)
-    tdt = getattr(torch, dtype)
-    acts = {"atan": torch.atan, "relu": torch.relu, "identity": lambda a: a}
-    params = []
-    for i, o, _, _ in spec:
-        W = torch.empty(o, i, dtype=tdt)
-        torch.nn.init.xavier_uniform_(W)
-        params += [W.requires_grad_(), torch.zeros(o, 1, dtype=tdt, requires_grad=True)]
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-    initial = [p.detach().clone() for p in params]
-
-    def step() -> None:
-        o = tx
-        for k, (_, _, act, skip) in enumerate(spec):
-            out = acts[act](params[2 * k] @ o + params[2 * k + 1])
-            o = out + o if skip else out
-        loss = torch.mean((o - ty) ** 2)
-        grads = torch.autograd.grad(loss, params)
-        with torch.no_grad():
-            for p, g in zip(params, grads, strict=True):
-                p -= LR * g
-
-    def reset() -> None:
-        with torch.no_grad():
-            for p, p0 in zip(params, initial, strict=True):
-                p.copy_(p0)
-
-    step.reset = reset  # type: ignore[attr-defined]
-    return step
+STACK_IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {
+    "tinyvec stack": tinyvec_stack_step,
+    "numpy stack (by hand)": numpy_stack_step,
+    "jax jit(vmap)": jax_vmap_step,
+}
 
 
-def jax_step(spec, x, y, dtype: str) -> Callable[[], Any] | None:
-    try:
-        import jax
-        import jax.numpy as jnp
-    except ImportError:
-        return None
-    if dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-    acts = {"atan": jnp.arctan, "relu": jax.nn.relu, "identity": lambda a: a}
-    key = jax.random.PRNGKey(0)
-    params = []
-    for i, o, _, _ in spec:
-        key, sub = jax.random.split(key)
-        s = (6 / (i + o)) ** 0.5
-        params.append((jax.random.uniform(sub, (o, i), dtype, -s, s), jnp.zeros((o, 1), dtype)))
-
-    def loss(params, x, y):
-        o = x
-        for (W, b), (_, _, act, skip) in zip(params, spec, strict=True):
-            out = acts[act](W @ o + b)
-            o = out + o if skip else out
-        return jnp.mean((o - y) ** 2)
-
-    @jax.jit
-    def update(params, x, y):
-        grads = jax.grad(loss)(params, x, y)
-        return jax.tree_util.tree_map(lambda p, g: p - LR * g, params, grads)
-
-    jx, jy = jnp.asarray(x), jnp.asarray(y)
-    box = [params]
-
-    def step() -> None:
-        box[0] = update(box[0], jx, jy)
-        jax.block_until_ready(box[0])
-
-    def reset() -> None:  # JAX arrays are immutable: the first ones are still there
-        box[0] = params
-
-    step.reset = reset  # type: ignore[attr-defined]
-    return step
+def stack_benchmark(
+    E: int, batch: int, rounds: int, block_s: float
+) -> list[tuple[str, float, float]]:
+    """Per run: each stacked step's time / E, against one hand-written NumPy run (the seed
+    network, float64)."""
+    spec = seed_spec()
+    x1, y1 = make_data(spec, batch, "float64")
+    steps = {"numpy (by hand), one run": numpy_step(spec, x1, y1, "float64")}
+    x, y = stack_data(spec, E, batch, "float64")
+    for name, make in STACK_IMPLEMENTATIONS.items():
+        step = make(spec, x, y, "float64")
+        if step is not None:
+            steps[name] = step
+    times = time_steps(steps, rounds, block_s, max_steps=MAX_BLOCK_STEPS // 4)
+    base = times["numpy (by hand), one run"]
+    per_run = {k: t if k.endswith("one run") else t / E for k, t in times.items()}
+    return [(name, t, t / base) for name, t in per_run.items()]
 
 
 IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {
@@ -479,6 +410,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--block", type=positive_float, default=0.2, help="seconds per block")
     p.add_argument("--quick", action="store_true", help="3 short rounds (a smoke test)")
+    p.add_argument(
+        "--stacks",
+        action="store_true",
+        help="only the stacks (tv.stack): E = 8, 32, 150 seed networks at batch 1 and 20, "
+        "per run, with JAX jit(vmap) when installed",
+    )
     args = p.parse_args(argv)
     pinned = _one_thread(argv)
     rounds, block = (3, 0.02) if args.quick else (args.rounds, args.block)
@@ -486,6 +423,12 @@ def main(argv: list[str] | None = None) -> int:
         f"one core: BLAS threads 1, XLA_FLAGS={XLA_ONE_THREAD}, process {pinned}; "
         "median of interleaved blocks; loss mse, Descent"
     )
+    if args.stacks:
+        for E, batch in itertools.product((8, 32, 150), (1, 20)):
+            rows = stack_benchmark(E, batch, rounds, block)
+            print_table(f"stack of {E} seed networks, batch {batch}, float64, µs per run", rows,
+                        baseline="one NumPy run")  # fmt: skip
+        return 0
     print_table(
         "(a) seed network, batch 20, float64",
         benchmark(seed_spec(), 20, "float64", rounds, block),

@@ -39,7 +39,7 @@ EXTRAS = {
     "distributed": "distributed",
 }
 # flags that choose how and where a study runs, not what it computes: not in config.json
-EXECUTION = ("config", "out", "quiet", "jobs", "dask", "help")
+EXECUTION = ("config", "out", "quiet", "jobs", "dask", "stack", "help")
 # names that look like a file, refused as --out (a folder) so `--out my.npz` is no surprise
 FILE_SUFFIXES = {".npz", ".npy", ".json", ".jsonl", ".csv", ".md", ".png", ".pdf", ".svg", ".txt"}
 INCOMPLETE = "INCOMPLETE"
@@ -202,6 +202,10 @@ def add_sweep_flags(parser: argparse.ArgumentParser, seeds: str | None = None) -
     g.add_argument("--seeds", type=seed_list, default=seed_list(seeds) if seeds else None,
                    help="seeds as a range 0-4 or a list 1,4,9"
                    + (f" (default {seeds})" if seeds else " (a sweep; default: --seed only)"))  # fmt: skip
+    g.add_argument("--stack", type=positive_int, default=32,
+                   help="train up to this many runs that differ only in seed, data, η, κ or ε "
+                   "as one stack of models (tv.stack), each exactly as alone (default 32; "
+                   "1: one by one)")  # fmt: skip
     g.add_argument("--jobs", type=positive_int, default=cpu_count(),
                    help="worker processes on this machine (default: every core)")  # fmt: skip
     g.add_argument(
@@ -384,4 +388,7 @@ def study_sweep(
         executor_for(args.jobs, args.dask) as ex,
         sweep_folder(prog, args.out, config_of(args)) as out,
     ):
-        yield out, run_sweep(fn, specs, out, executor=ex, progress=not args.quiet, desc=desc)
+        stack = getattr(args, "stack", 1)
+        runs = run_sweep(fn, specs, out, executor=ex, progress=not args.quiet, desc=desc,
+                         stack=stack)  # fmt: skip
+        yield out, runs

@@ -170,7 +170,8 @@ def mlp(inputs: int, width: int, depth: int, activation: str, rng: np.random.Gen
     return tv.Chain(*hidden, tv.Dense(width, 1, rng=rng))
 
 
-def delta_rules(kappa: float, variant: str, ortho: bool, eps: float) -> list[Any]:
+def delta_rules(kappa: Any, variant: str, ortho: bool, eps: Any) -> list[Any]:
+    """The δ-rules of a run (κ, ε: numbers, or one per member of a stack)."""
     rules: list[Any] = [Compensation(kappa, variant)] if kappa else []
     return [*rules, Orthogonalization(eps)] if ortho else rules
 
@@ -214,6 +215,89 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         seconds=time.perf_counter() - start,
         curve=curve + [math.nan] * (spec["epochs"] - len(curve)),
     )
+
+
+# --- many runs as one stack of models (tv.stack) ---------------------------------------------
+MEMBER_FIELDS = ("seed", "seed_index", "eta", "kappa", "eps")  # what a stack's members may vary
+
+
+def stack_key(spec: dict[str, Any]) -> dict[str, Any]:
+    """What the runs of one stack share: everything but the seed, η, κ and ε (κ = 0, plain
+    backprop, runs without a sweep, apart from the variants of κ > 0)."""
+    shared = {k: v for k, v in spec.items() if k not in MEMBER_FIELDS}
+    return {**shared, "plain": spec["kappa"] == 0}
+
+
+def run_stack(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`run_one` of every spec (one `stack_key`), trained as one stack of models: each member
+    takes exactly the steps of its run alone, so the results are `run_one`'s. A member that
+    diverges stops (its run is marked diverged) and the others go on without it."""
+    start = time.perf_counter()
+    first = specs[0]
+    x, y, xe, ye = task_data(first["task"], first["points"])
+    rngs = [np.random.default_rng([s["seed"], s["seed_index"]]) for s in specs]
+    models = [mlp(x.shape[0], s["width"], s["depth"], s["activation"], r) for s, r in zip(specs, rngs, strict=True)]  # fmt: skip
+    pick = lambda name: [s[name] for s in specs]  # noqa: E731
+    model = tv.stack(models)
+    kappas, ortho, eps = pick("kappa"), first["ortho"], pick("eps")
+    rules = delta_rules(kappas if any(kappas) else 0.0, first["variant"], ortho, eps)
+    state = tv.setup(tv.Descent(pick("eta")), model, delta=rules or None)
+    n, B = x.shape[1], 1 if first["mode"] == "sample" else first["batch"]
+    alive = list(range(len(specs)))  # the members still in the stack
+    curves: list[list[float]] = [[] for _ in specs]
+    diverged = [False] * len(specs)
+    with np.errstate(all="ignore"):
+        for _ in range(first["epochs"]):
+            orders = {e: rngs[e].permutation(n) for e in alive}
+            for s in range(0, n, B):
+                while alive:
+                    batch = [orders[e][s : s + B] for e in alive]
+                    xb = np.stack([x[:, b] for b in batch])
+                    yb = np.stack([y[:, b] for b in batch])
+                    loss, grads = tv.withgradient(lambda m: tv.mse(m(xb), yb, members=True), model)
+                    bad = [i for i, v in enumerate(loss.tolist()) if not v < DIVERGED]
+                    if not bad:
+                        tv.update(state, model, grads)
+                        break
+                    for i in bad:
+                        diverged[alive[i]] = True
+                    pairs = tv.unstack(model, state)
+                    keep = [i for i in range(len(alive)) if i not in bad]
+                    alive = [alive[i] for i in keep]
+                    if alive:  # the others go on, without it (the gradient again)
+                        model, state = tv.stack([pairs[i][0] for i in keep],
+                                                [pairs[i][1] for i in keep])  # fmt: skip
+            if not alive:
+                break
+            out = model(x)
+            for i, e in enumerate(alive):
+                curves[e].append(float(np.mean((out[i] - y) ** 2)))
+        out_e = model(xe) if alive else None
+    results = []
+    for e, spec in enumerate(specs):
+        curve = curves[e]
+        if diverged[e]:
+            results.append(dict(final=math.nan, tail=math.nan, eval_mse=math.nan, diverged=True,
+                                stagnated=False, curve=curve + [math.nan] * (spec["epochs"] - len(curve))))  # fmt: skip
+            continue
+        i = alive.index(e)
+        assert out_e is not None  # (a member alive at the end)
+        results.append(
+            dict(
+                final=curve[-1],
+                tail=float(np.mean(curve[-max(1, len(curve) // 10) :])),
+                eval_mse=float(np.mean((out_e[i] - ye) ** 2)),
+                diverged=False,
+                stagnated=stagnated(curve, float(np.var(y))),
+                curve=curve,
+            )
+        )
+    seconds = (time.perf_counter() - start) / len(specs)  # (a stack's time, shared)
+    return [{**r, "seconds": seconds} for r in results]
+
+
+run_one.stacked = run_stack  # type: ignore[attr-defined]
+run_one.stack_key = stack_key  # type: ignore[attr-defined]
 
 
 # --- the grid ---------------------------------------------------------------------------------

@@ -112,7 +112,37 @@ class Config:
                 f"lr_final ({self.lr_final}) is above lr ({self.lr}): the rate decays from lr "
                 "to lr_final (0: a constant rate)"
             )
+        self._check_k()
         return self
+
+    def _check_k(self) -> None:
+        """K against the other values (each valid alone): T has ``eigenvalue_count(h)``
+        eigenvalues of degree ≤ 2 to find, and the Ritz fit of K centred outputs needs more
+        than K vectors in the batch and in each probe."""
+        k = self.k if self.k > 0 else 3  # (auto: at least 3)
+        flag = f"--k {self.k}" if self.k > 0 else "--k auto (K ≥ 3)"
+        count = eigenvalue_count(self.h)
+        if k > count:
+            raise ValueError(
+                f"{flag} asks for more eigenfunctions than T has of degree ≤ 2 on R^{self.h} "
+                f"({count}): lower --k or raise --h"
+            )
+        for name in ("r", "probe", "monitor_probe"):
+            if k >= getattr(self, name):
+                raise ValueError(
+                    f"{flag} needs --{name.replace('_', '-')} > {k} (the Ritz fit of K "
+                    f"outputs needs more than K vectors), got {getattr(self, name)}"
+                )
+
+
+def eigenvalue_count(h: int) -> int:
+    """How many eigenvalues of degree 1 and 2 T has on unit vectors of R^h: h of degree 1 and
+    h(h+1)/2 − 1 of degree 2 (the traceless symmetric h × h matrices).
+
+    >>> eigenvalue_count(1), eigenvalue_count(3)
+    (1, 8)
+    """
+    return h + h * (h + 1) // 2 - 1
 
 
 QUICK = {"steps": 300, "probe": 200, "frames": 30, "tail": 50, "monitor_probe": 64,

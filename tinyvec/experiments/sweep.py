@@ -375,6 +375,36 @@ def _run(fn: Callable[[Spec], dict[str, Any]], spec: Spec) -> Run:
     return {"spec": spec, **result}
 
 
+def _run_stack(fn: Any, specs: list[Spec]) -> list[Run]:
+    """Runs of one stack (``fn.stacked(specs)``: a list of results in their order), as
+    `_run` does one."""
+    with threadpool_limits(limits=1):
+        results = fn.stacked([dict(s) for s in specs])
+    if len(results) != len(specs) or any("spec" in r for r in results):
+        raise ValueError(f"{fn.__name__}.stacked must return one result per spec, no 'spec'")
+    return [{"spec": spec, **result} for spec, result in zip(specs, results, strict=True)]
+
+
+def stacks(fn: Any, specs: list[Spec], size: int) -> list[list[Spec]]:
+    """``specs`` in groups of at most ``size`` that ``fn`` runs as one stack of models
+    (`tv.stack`): the specs of one ``fn.stack_key(spec)`` (what they must share: they may
+    differ in seed, data, η, κ, ε), in their order. Without ``fn.stacked``, or with
+    ``size`` 1, every spec alone.
+
+    >>> def f(spec): ...
+    >>> f.stacked, f.stack_key = None, lambda spec: spec["task"]
+    >>> specs = [{"task": t, "seed": s} for t in "ab" for s in range(3)]
+    >>> [[s["seed"] for s in group] for group in stacks(f, specs, 2)]
+    [[0, 1], [2], [0, 1], [2]]
+    """
+    if size <= 1 or not hasattr(fn, "stacked"):
+        return [[s] for s in specs]
+    groups: dict[str, list[Spec]] = {}
+    for spec in specs:
+        groups.setdefault(json.dumps(fn.stack_key(spec), sort_keys=True), []).append(spec)
+    return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
+
+
 def run_sweep(
     fn: Callable[[Spec], dict[str, Any]],
     specs: Sequence[Spec],
@@ -383,6 +413,7 @@ def run_sweep(
     executor: Any = None,
     progress: bool = True,
     desc: str = "runs",
+    stack: int = 1,
 ) -> list[Run]:
     """Run every spec of ``specs`` not yet in ``out/runs.jsonl`` through ``executor``,
     appending each result as it arrives; return the runs of ``specs``, in their order. The
@@ -390,7 +421,11 @@ def run_sweep(
 
     The specs are checked first (`exact_specs`), then the folder's `writer_lock` is held to
     the end and ``runs.jsonl`` is read (`parse_runs`): a bad spec, a folder in use and a
-    damaged file stop the sweep before any run."""
+    damaged file stop the sweep before any run.
+
+    ``stack``: run up to this many specs as one stack of models when ``fn`` can
+    (``fn.stacked``, ``fn.stack_key``: see `stacks`); each still gives its own line, with
+    the numbers of its run alone."""
     specs = exact_specs(specs)
     keys = [key(s) for s in specs]
     first: dict[str, int] = {}
@@ -404,20 +439,28 @@ def run_sweep(
     with writer_lock(out):
         done = _resume(path)
         todo = [s for s, k in zip(specs, keys, strict=True) if k not in done]
-        task = functools.partial(_run, fn)
+        groups = stacks(fn, todo, stack)
+        task = functools.partial(_run_stack, fn) if len(groups) < len(todo) else None
         with (
             open(path, "ab", buffering=0) as f,
             tqdm(total=len(specs), initial=len(specs) - len(todo), desc=desc,
                  disable=not progress, unit="run", smoothing=0.1) as bar,
         ):  # fmt: skip
-            for run in _imap(executor, task, todo):
-                _write_line(f, (json.dumps(run) + "\n").encode())
-                done[key(run["spec"])] = run
-                bar.update()
+            if task is None:  # every spec alone
+                batches: Iterator[Any] = (
+                    [r] for r in _imap(executor, functools.partial(_run, fn), todo)
+                )
+            else:
+                batches = _imap(executor, task, groups)
+            for runs in batches:
+                for run in runs:
+                    _write_line(f, (json.dumps(run) + "\n").encode())
+                    done[key(run["spec"])] = run
+                    bar.update()
     return [done[k] for k in keys]
 
 
-def _imap(executor: Any, task: Callable[[Spec], Run], items: list[Spec]) -> Iterator[Run]:
+def _imap(executor: Any, task: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
     if not items:
         return iter(())
     if executor is None:

@@ -30,7 +30,7 @@ a parameter of another shape, a δ-rule's sweep, which replaces Dense's forward 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,7 @@ from ..engine.ops import vcat
 from ..engine.tensor import Tensor, data, grad_enabled
 from ..layers.containers import Chain, Parallel, SkipConnection, add
 from ..layers.dense import Dense, overridden
+from ..layers.stack import stack_members
 from .plan import Plan, plan_of
 
 __all__ = ["Fallback", "Program", "chain_call", "forget", "program_for", "write_program"]
@@ -137,7 +138,25 @@ class _Writer:
         if self.uses[v] > 2:
             raise Fallback(f"a value is used by more than two layers ({v})")
 
-    def layer(self, index: int, v: str) -> str:
+    def run(self, index: int, v: str) -> str:
+        """`layer` of node ``index`` on value ``v`` with everything inside it, without recursion:
+        `layer` yields (child node, its input value) and is sent the child's output value, so
+        the stack of these generators is the walk (a model of any depth is written)."""
+        stack = [self.layer(index, v)]
+        sent: Any = None  # (a generator's first send is None)
+        while True:
+            try:
+                child, value = stack[-1].send(sent)
+            except StopIteration as done:
+                stack.pop()
+                if not stack:
+                    return str(done.value)
+                sent = done.value
+                continue
+            stack.append(self.layer(child, value))
+            sent = None
+
+    def layer(self, index: int, v: str) -> Generator[tuple[int, str], str, str]:
         node = self.plan.nodes[index]
         layer = node.layer
         if not node.first:
@@ -151,19 +170,19 @@ class _Writer:
             ((_, kids, _),) = node.slots or [("layers", [], True)]
             self.record(node, v)
             for k in kids:
-                v = self.layer(k, v)
+                v = yield k, v
             return v
         if kind is SkipConnection:
             self.record(node, v)
             ((_, kids, _),) = node.slots
-            y = self.layer(kids[0], v)
+            y = yield kids[0], v
             return self.connect(node, layer.connection, [y, v])
         if kind is Parallel:
             self.record(node, v)
             kids = node.slots[0][1] if node.slots else []
             ys = []
             for k in kids:
-                ys.append(self.layer(k, v))
+                ys.append((yield k, v))
             if not ys:
                 raise Fallback(f"{node.path} is an empty Parallel")
             return self.connect(node, layer.connection, ys)
@@ -252,11 +271,12 @@ class _Writer:
             self.x.dtype,
             self.x.shape[0],
         )
-        out = self.layer(0, "v0")
+        out = self.run(0, "v0")
         if not self.tracked[out]:
             raise Fallback("the model's output does not depend on any parameter")
         args = ", ".join(self.args)
-        dtypes = " or ".join(f"{a}.dtype != DT" for a in self.args)
+        # (`is not` first: NumPy's dtypes are singletons, except those of unpickled arrays)
+        dtypes = " or ".join(f"({a}.dtype is not DT and {a}.dtype != DT)" for a in self.args)
         shapes = " or ".join(self.shapes)
         params = [
             "def params():",
@@ -266,8 +286,8 @@ class _Writer:
         head = [
             f"def forward(v0, {args}):",
             '    """The model on input v0 (features × batch): every value, every record."""',
-            # (dtypes compared with !=: array-api-strict's are equal, not the same objects)
-            "    if type(v0) is not ARRAY or v0.ndim != 2 or v0.shape[0] != IN or v0.dtype != DT:",
+            "    if type(v0) is not ARRAY or v0.ndim != 2 or v0.shape[0] != IN or (",
+            "            v0.dtype is not DT and v0.dtype != DT):",
             "        raise Fallback('another kind of input')",
             f"    if {dtypes}:",
             "        raise Fallback('a parameter changed dtype')",
@@ -365,6 +385,8 @@ class _Writer:
 def write_program(plan: Plan, x: Any, input_grad: bool = False) -> Program:
     """The program of ``plan``'s model for inputs like ``x`` (``input_grad``: its backward
     pass also gives ∂L/∂x); raises `Fallback` when it cannot be written."""
+    if stack_members(plan.trainables) is not None:  # (not written yet: the reference road's)
+        raise Fallback("a stack of models (tv.stack) runs layer by layer")
     writer = _Writer(plan, x, input_grad)
     lines, scope, paths = writer.write()
     return Program("\n".join(lines) + "\n", scope, paths, writer.exact_grads)

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import seam
+from ..backend import is_array
 from ..engine.losses import model_loss, parts
 from ..engine.tensor import Tensor, grad_enabled, seed
 from ..layers.containers import Chain
@@ -53,8 +54,17 @@ class CompiledStep:
                 f"compile takes the optimiser state, got {type(state).__name__}: call "
                 "tv.setup(rule, model) first and pass what it returns"
             )
-        if not callable(loss):
-            raise TypeError(f"compile takes a loss function loss(model, *batch), got {loss!r}")
+        if not callable(loss) or _is_model(loss):
+            what = "a model" if _is_model(loss) else repr(loss)
+            raise TypeError(
+                f"tv.compile(loss, model, state): loss must be a function loss(model, *batch) "
+                f"or a loss of tinyvec's own such as tv.mse, got {what} (the loss comes first)"
+            )
+        if not _is_model(model):
+            raise TypeError(
+                f"tv.compile(loss, model, state): model must be a model (a layer, such as "
+                f"tv.Chain(...)), got {type(model).__name__}"
+            )
         self.loss, self.model, self.state = model_loss(loss), model, state
         self._loss, self._parts = loss, parts(loss)  # a loss of tv's own: its parts (or None)
         self._plan: Plan | None = None
@@ -165,18 +175,24 @@ class CompiledStep:
             and g.shape == out.shape
         )
         update_program = written(self.state, plan) if self.state.transform is None else None
+        backward_into = program.backward_into
         buffer = None
-        if trusted and program.backward_into is not None and update_program is not None:
+        if trusted and backward_into is not None and update_program is not None:
             buffer = update_program.gradient_buffer()
-        if buffer is None:
+        if buffer is None or backward_into is None or update_program is None:
             return L, plan, program.backward(g, saved)[1:], trusted
         # the gradients straight into the flat buffer the update steps: no concatenation
         G, views = buffer
-        program.backward_into(g, saved, views)
+        backward_into(g, saved, views)
         leaves = update_program.leaves(self.state.tree)
         if leaves is not None and update_program.update(views, leaves, (), True, G):
             return L, plan, None, True
         return L, plan, [v.copy() for v in views], True  # (the buffer is the program's)
+
+
+def _is_model(x: Any) -> bool:
+    """A model: a layer, i.e. an object naming its ``params`` or ``children`` (not an array)."""
+    return not is_array(x) and (hasattr(x, "params") or hasattr(x, "children"))
 
 
 _STEP = """\

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..layers.stack import stack_members
 from ..optimise.rules import Rule, elementwise
 from ..optimise.training import Leaf, descend, finite, refuse_non_finite
 from ..seam import CACHE
@@ -69,7 +70,7 @@ class UpdateProgram:
             isinstance(rule, Rule)
             and elementwise(rule)
             and values
-            and all(type(x) is np.ndarray and x.dtype is values[0].dtype for x in values)
+            and all(type(x) is np.ndarray and x.dtype == values[0].dtype for x in values)
             and sum(x.size for x in values) <= FLAT
         )
         body = self._flat(plan, scope, rule, values) if flat else self._each(plan, scope)
@@ -167,7 +168,7 @@ class UpdateProgram:
         for (x, _, _), value in zip(names, values, strict=True):
             k = x[1:]
             lines += [
-                f"        if type(g{k}) is not ARRAY or g{k}.dtype is not DT or g{k}.shape != {value.shape}:",
+                f"        if type(g{k}) is not ARRAY or g{k}.dtype != DT or g{k}.shape != {value.shape}:",
                 "            return False",
             ]
         for x, _, _ in names:
@@ -192,7 +193,7 @@ class UpdateProgram:
             "    if grad is None:",
             f"        grad = concatenate(({', '.join(f'g{x[1:]}' for x, _, _ in names)},), None)",
             "    state, step = RULE.apply(state, theta, grad)",
-            "    if type(step) is not ARRAY or step.dtype is not DT or step.shape != theta.shape:",
+            "    if type(step) is not ARRAY or step.dtype != DT or step.shape != theta.shape:",
             "        return False",
             *(["    if state is not None:", "        return False"] if stateless else []),
             "    theta_new, step = descend(theta, step)  # θ ← θ - step",
@@ -338,7 +339,7 @@ def _lay_end_to_end(
     alike (arrays concatenated, equal numbers kept); (None, None) when they do not fit (another
     array type, dtype or shape, states that differ otherwise)."""
     if any(
-        type(x) is not np.ndarray or x.dtype is not dtype or x.shape != shape
+        type(x) is not np.ndarray or x.dtype != dtype or x.shape != shape
         for x, shape in zip(xs, shapes, strict=True)
     ):
         return None, None
@@ -357,7 +358,7 @@ def _stack(states: Any, shapes: list[tuple[int, ...]]) -> Any:
     first = states[0]
     if type(first) is np.ndarray:
         if any(
-            type(s) is not np.ndarray or s.shape != shape or s.dtype is not first.dtype
+            type(s) is not np.ndarray or s.shape != shape or s.dtype != first.dtype
             for s, shape in zip(states, shapes, strict=True)
         ):
             raise _Unfit
@@ -388,8 +389,9 @@ def written(state: Any, plan: Plan) -> UpdateProgram | None:
     then takes every step, and says what is wrong."""
     kept = getattr(state, CACHE, None)
     if kept is None or kept[0] is not plan or kept[1] is not state.tree:
-        try:
-            program = UpdateProgram(plan, state.rule)
+        try:  # (a stack of models, `tv.stack`, is not written yet: the reference road's)
+            stacked = stack_members(plan.trainables) is not None
+            program = None if stacked else UpdateProgram(plan, state.rule)
         except Exception:
             program = None
         kept = (plan, state.tree, program)

@@ -14,9 +14,13 @@ automatically; outside it holds a plain array. See ``examples/custom_layer.py``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
+import functools
 import math
 import re
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -34,6 +38,7 @@ __all__ = [
     "fmap",
     "match",
     "mirror",
+    "nested_call",
     "nodes",
     "nparams",
     "show",
@@ -112,6 +117,151 @@ class Layer:
         # (nor does the fast road's cache, which belongs to the original)
         return {k: data(v) for k, v in vars(self).items() if k != CACHE}
 
+    # Copies and pickles without recursion, so a model nested thousands of containers deep
+    # copies and pickles (Python's own walk would recurse once per level).
+    def __copy__(self) -> Any:
+        """A shallow copy (as `copy.copy` makes by default): the same children, arrays kept."""
+        new = _shell(type(self))
+        _set_state(new, self.__getstate__())
+        return new
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        """A deep copy made layer by layer from a flat list (see `_flatten`); a layer shared
+        in the model, or with the rest of what `copy.deepcopy` copies, stays shared."""
+        layers, states = _flatten(self)
+        shells = []
+        for layer in layers:
+            if id(layer) not in memo:
+                memo[id(layer)] = _shell(type(layer))
+            shells.append(memo[id(layer)])
+        for shell, state in zip(shells, states, strict=True):
+            _set_state(shell, _resolve(copy.deepcopy(state, memo), shells))
+        return shells[0]
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        """A pickle of the layer and every layer inside it as one flat list (`_flatten`):
+        constant depth for any nesting. Layers shared inside it stay shared."""
+        layers, states = _flatten(self)
+        return _rebuild, ([type(layer) for layer in layers], states)
+
+
+class _Ref:
+    """In a flattened state (`_flatten`), the place of a sub-layer: its index in the list."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _Ref, (self.index,)
+
+
+def _flatten(model: Layer) -> tuple[list[Any], list[dict[str, Any]]]:
+    """``model`` and every `Layer` inside it (through ``children``), each once, and the state
+    of each (its ``__getstate__``) with each sub-layer in a child attribute replaced by a
+    `_Ref` to its index: a flat list, whatever the depth. A child that is not a `Layer` (or
+    that has a state other than a dict) stays in its parent's state as it is."""
+    layers: list[Any] = [model]
+    index = {id(model): 0}
+    states: list[dict[str, Any]] = []
+    i = 0
+    while i < len(layers):  # (the list grows while it is read: breadth first)
+        layer = layers[i]
+        state = layer.__getstate__()
+        for attr in getattr(layer, "children", ()):
+            value = state.get(attr)
+            many = isinstance(value, tuple | list)
+            refs = []
+            for sub in value if many else [value]:
+                if isinstance(sub, Layer) and isinstance(sub.__getstate__(), dict):
+                    if id(sub) not in index:
+                        index[id(sub)] = len(layers)
+                        layers.append(sub)
+                    sub = _Ref(index[id(sub)])
+                refs.append(sub)
+            state[attr] = type(value)(refs) if many else refs[0]
+        states.append(state)
+        i += 1
+    return layers, states
+
+
+def _resolve(state: dict[str, Any], shells: list[Any]) -> dict[str, Any]:
+    """``state`` with each `_Ref` (in an attribute or a tuple/list of one) replaced by its layer."""
+
+    def one(v: Any) -> Any:
+        return shells[v.index] if type(v) is _Ref else v
+
+    return {
+        k: type(v)(one(x) for x in v) if isinstance(v, tuple | list) else one(v)
+        for k, v in state.items()
+    }
+
+
+def _shell(cls: Any) -> Any:
+    """An instance of ``cls`` made without ``__init__`` (as pickle makes one before its state)."""
+    return cls.__new__(cls)
+
+
+def _set_state(obj: Any, state: dict[str, Any]) -> None:
+    setstate = getattr(obj, "__setstate__", None)
+    if setstate is not None:
+        setstate(state)
+    else:
+        obj.__dict__.update(state)
+
+
+def _rebuild(classes: list[type], states: list[dict[str, Any]]) -> Any:
+    """The model `Layer.__reduce_ex__` pickled: a shell per layer, then every state."""
+    shells = [_shell(cls) for cls in classes]
+    for shell, state in zip(shells, states, strict=True):
+        _set_state(shell, _resolve(state, shells))
+    return shells[0]
+
+
+# --- room on the Python stack for a forward pass through deeply nested containers -----------
+# How many container calls are nested here (per thread and asyncio task, as `tv.no_grad`).
+_LEVEL: contextvars.ContextVar[int] = contextvars.ContextVar("tinyvec_nesting", default=0)
+_STRIDE = 32  # every this many nested container calls ask for room for as many more
+_FRAMES = 8  # the Python frames (and C calls) one level may use, with a margin
+
+
+def nested_call(call: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """Decorator for a container's ``__call__``. A forward pass is recursive by nature (a
+    Chain calls its layers, which may be Chains): a model 1,000 containers deep would exceed
+    Python's recursion limit (1,000 frames). So every `_STRIDE` nested container calls raise
+    the limit (`sys.setrecursionlimit`) by what the next `_STRIDE` levels need, and put it back
+    when they return: a model of any depth runs, and a shallow one never touches the limit.
+    (The limit is the interpreter's: two threads that nest deeply at once may each see the
+    other's raise; neither lowers it below the other's.)"""
+
+    @functools.wraps(call)
+    def nested(self: Any, x: Any) -> Any:
+        level = _LEVEL.get()
+        token = _LEVEL.set(level + 1)
+        try:
+            if level % _STRIDE != _STRIDE - 1:
+                return call(self, x)
+            with _more_room(_STRIDE * _FRAMES):
+                return call(self, x)
+        finally:
+            _LEVEL.reset(token)
+
+    return nested
+
+
+@contextlib.contextmanager
+def _more_room(frames: int) -> Iterator[None]:
+    """Inside this block Python's recursion limit is ``frames`` higher."""
+    old = sys.getrecursionlimit()
+    new = old + frames
+    sys.setrecursionlimit(new)
+    try:
+        yield
+    finally:
+        if sys.getrecursionlimit() == new:  # (else another thread changed it: leave it)
+            sys.setrecursionlimit(old)
+
 
 def _arrays(model: Any) -> list[tuple[str, Any]]:
     return [(path, data(getattr(owner, name))) for path, owner, name in trainables(model)]
@@ -180,12 +330,13 @@ def nodes(model: Any) -> list[Node]:
     out: list[Node] = []
     seen: set[int] = set()
     ancestors: list[tuple[int, int]] = []  # (id of a layer, the stack's size below its subtree)
+    above: set[int] = set()  # the ids in `ancestors`
     stack: list[tuple[str, Any, int, int, int]] = [("model", model, -1, 0, 0)]
     while stack:
         path, layer, parent, slot, pos = stack.pop()
         while ancestors and ancestors[-1][1] > len(stack):
-            ancestors.pop()
-        if any(a == id(layer) for a, _ in ancestors):
+            above.discard(ancestors.pop()[0])
+        if id(layer) in above:
             raise ValueError(
                 f"the model contains itself at {path}: a layer cannot be its own child"
             )
@@ -207,6 +358,7 @@ def nodes(model: Any) -> list[Node]:
                 where = f"{path}.{attr}[{j}]" if many else f"{path}.{attr}"
                 kids.append((where, sub, len(out) - 1, len(node.slots) - 1, j))
         ancestors.append((id(layer), len(stack)))
+        above.add(id(layer))
         stack.extend(reversed(kids))
     return out
 
@@ -377,8 +529,11 @@ def show(model: Any) -> str:
     _show(model, 0, lines, comma="")
     if list(child_layers(model)):
         arrays, count, nbytes = nparams(model)
+        stacked = [getattr(layer, "members", None) for _, layer, _ in trainables(model)]
+        E = next((m for m in stacked if m is not None), None)  # a stack of E models (tv.stack)
         lines[-1] = lines[-1].ljust(20) + (
             f"# Total: {arrays} arrays, {count:_} parameters, {nbytes / 1024:.3f} KiB."
+            + ("" if E is None else f" A stack of {E} members.")
         )
     return "\n".join(lines)
 
@@ -390,15 +545,45 @@ def _show_items(layer: Any) -> list[Any]:
     return [c for _, c in child_layers(layer)]
 
 
-def _show(item: Any, depth: int, lines: list[str], comma: str) -> None:
-    indent = "  " * depth
-    items = [] if isinstance(item, str) else _show_items(item)
-    if not items:
-        text = f"{indent}{item if isinstance(item, str) else repr(item)}{comma}"
-        count = 0 if isinstance(item, str) else nparams(item)[1]
-        lines.append(text.ljust(40) + f"# {count:_} parameters" if count else text)
-        return
-    lines.append(f"{indent}{type(item).__name__}(")
-    for sub in items:
-        _show(sub, depth + 1, lines, comma=",")
-    lines.append(f"{indent}){comma}")
+def _show(model: Any, depth: int, lines: list[str], comma: str) -> None:
+    """Append the lines of ``model`` (iterative: a model of any depth prints)."""
+    stack: list[tuple[Any, int, str, bool]] = [(model, depth, comma, False)]
+    while stack:
+        item, depth, comma, closing = stack.pop()
+        indent = "  " * depth
+        if closing:
+            lines.append(f"{indent}){comma}")
+            continue
+        items = [] if isinstance(item, str) else _show_items(item)
+        if not items:
+            text = f"{indent}{item if isinstance(item, str) else repr(item)}{comma}"
+            count = 0 if isinstance(item, str) else nparams(item)[1]
+            lines.append(text.ljust(40) + f"# {count:_} parameters" if count else text)
+            continue
+        lines.append(f"{indent}{type(item).__name__}(")
+        stack.append((item, depth, comma, True))
+        stack.extend((sub, depth + 1, ",", False) for sub in reversed(items))
+
+
+def nested_repr(layer: Any) -> str:
+    """``repr(layer)`` of a container, without recursion: each container inside it that has a
+    ``repr_with(reprs of its children)`` (Chain, SkipConnection, Parallel) is written from
+    its children's reprs, computed first; any other child by its own ``repr``."""
+    done: dict[int, str] = {}
+    visiting: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(layer, False)]
+    while stack:
+        item, ready = stack.pop()
+        kids = [c for _, c in child_layers(item)]
+        if not ready:
+            visiting.add(id(item))
+            stack.append((item, True))
+            stack.extend(
+                (k, False)
+                for k in reversed(kids)
+                if hasattr(k, "repr_with") and id(k) not in done and id(k) not in visiting
+            )
+            continue
+        parts = [done.get(id(k), "…") if hasattr(k, "repr_with") else repr(k) for k in kids]
+        done[id(item)] = item.repr_with(parts)
+    return done[id(layer)]

@@ -11,7 +11,7 @@ from .. import seam
 from ..engine import ops
 from ..engine.errors import DimensionMismatch
 from ..engine.tensor import data
-from .base import Layer
+from .base import Layer, nested_call, nested_repr
 
 
 def add(*xs: Any) -> Any:
@@ -52,6 +52,7 @@ class Chain(Layer):
             layers = tuple(layers[0])
         self.layers = tuple(layers)
 
+    @nested_call  # (a model nested deeper than Python's recursion limit runs)
     def __call__(self, x: Any) -> Any:
         self.input = data(x)  # kept (a reference) so a δ-rule sweep can rerun the forward pass
         fast = seam.road()  # the fast road may run the whole Chain as one written program
@@ -77,7 +78,10 @@ class Chain(Layer):
         return iter(self.layers)
 
     def __repr__(self) -> str:
-        return f"Chain({', '.join(map(repr, self.layers))})"
+        return nested_repr(self)
+
+    def repr_with(self, layers: list[str]) -> str:
+        return f"Chain({', '.join(layers)})"
 
 
 class SkipConnection(Layer):
@@ -100,6 +104,7 @@ class SkipConnection(Layer):
     def __init__(self, layer: Any, connection: Callable[[Any, Any], Any]) -> None:
         self.layer, self.connection = layer, connection
 
+    @nested_call
     def __call__(self, x: Any) -> Any:
         self.input = data(x)
         y = self.layer(x)
@@ -116,7 +121,10 @@ class SkipConnection(Layer):
         return [self.layer, _name(self.connection)]
 
     def __repr__(self) -> str:
-        return f"SkipConnection({self.layer!r}, {_name(self.connection)})"
+        return nested_repr(self)
+
+    def repr_with(self, layer: list[str]) -> str:
+        return f"SkipConnection({layer[0]}, {_name(self.connection)})"
 
 
 class Parallel(Layer):
@@ -136,6 +144,7 @@ class Parallel(Layer):
     def __init__(self, connection: Callable[..., Any], *layers: Any) -> None:
         self.connection, self.layers = connection, tuple(layers)
 
+    @nested_call
     def __call__(self, x: Any) -> Any:
         self.input = data(x)
         if isinstance(x, tuple):
@@ -158,7 +167,10 @@ class Parallel(Layer):
         return [_name(self.connection), *self.layers]
 
     def __repr__(self) -> str:
-        return f"Parallel({_name(self.connection)}, {', '.join(map(repr, self.layers))})"
+        return nested_repr(self)
+
+    def repr_with(self, layers: list[str]) -> str:
+        return f"Parallel({_name(self.connection)}, {', '.join(layers)})"
 
 
 def activations(chain: Chain, x: Any) -> list[Any]:

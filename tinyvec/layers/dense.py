@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from ..backend import is_array, same_namespace
+from ..backend import device, is_array, is_real, same_namespace
 from ..engine import ops
 from ..engine.activations import Activation, activation, identity
 from ..engine.errors import DimensionMismatch
@@ -25,9 +25,11 @@ from .init import glorot_uniform
 
 
 def affine(W: Any, b: Any, O: Any) -> Any:
-    """A^k = W^k O^{k-1} + b^k (no bias: b is None). Arrays, or Tensors (then it records)."""
+    """A^k = W^k O^{k-1} + b^k (no bias: b is None). Arrays, or Tensors (then it records). The
+    same formula for a stack of E members (`tv.stack`): W (E, out, in), b (E, out), O (E, in, B)
+    or (in, B) shared, A (E, out, B)."""
     A = W @ O
-    return A if b is None else A + b[:, None]
+    return A if b is None else A + b[..., :, None]
 
 
 def backprop_delta(sigma: Activation, g: Any, A: Any, O: Any) -> Any:
@@ -40,11 +42,13 @@ def backprop_delta(sigma: Activation, g: Any, A: Any, O: Any) -> Any:
 
 def dense_vjp(delta: Any, W: Any, O: Any, dO: bool, dW: bool, db: bool) -> tuple[Any, Any, Any]:
     """(∂L/∂O^{k-1} = W^kᵀ δ^k, ∂L/∂W^k = δ^k O^{k-1}ᵀ, ∂L/∂b^k = Σ_batch δ^k), each only where
-    asked for (None otherwise). Arrays, or Tensors (then it records)."""
+    asked for (None otherwise). Arrays, or Tensors (then it records). The batch is the last
+    axis, so a stack's leading member axis rides along (∂L/∂O^{k-1} of an input O shared by the
+    members is (E, in, B): `Dense` sums it)."""
     return (
         W.mT @ delta if dO else None,
         delta @ O.mT if dW else None,
-        namespace(delta).sum(delta, axis=1) if db else None,
+        namespace(delta).sum(delta, axis=-1) if db else None,
     )
 
 
@@ -118,10 +122,15 @@ class Dense(Layer):
         init: Any = glorot_uniform,
         rng: Any = None,
     ) -> None:
+        for name, n in (("in", in_features), ("out", out_features)):
+            if isinstance(n, bool) or not hasattr(n, "__index__"):
+                raise TypeError(f"Dense(in, out): {name} must be a whole number, got {n!r}")
+            if n < 1:
+                raise ValueError(f"Dense(in, out): {name} must be ≥ 1 feature, got {n}")
         self.weight = init((out_features, in_features), rng)
         if bias is True:
             xp = namespace(self.weight)
-            bias = xp.zeros(out_features, dtype=self.weight.dtype)
+            bias = xp.zeros(out_features, dtype=self.weight.dtype, device=device(self.weight))
         elif bias is False or bias is None:
             bias = None
         elif not is_array(bias):
@@ -158,11 +167,19 @@ class Dense(Layer):
     dW = property(lambda self: -self.step["weight"] if "weight" in self.step else None)
     db = property(lambda self: -self.step["bias"] if "bias" in self.step else None)
 
+    @property
+    def members(self) -> int | None:
+        """E, the number of members, in a stack of E models (`tv.stack`: weight (E, out, in));
+        None in an ordinary model."""
+        W = data(self.weight)
+        return int(W.shape[0]) if W.ndim == 3 else None
+
     def __repr__(self) -> str:
-        out, in_ = data(self.weight).shape
+        out, in_ = data(self.weight).shape[-2:]
         sigma = "" if self.sigma is identity else f", {self.sigma!r}"
         bias = "" if self.bias is not None else ", bias=False"
-        return f"Dense({in_} => {out}{sigma}{bias})"
+        members = "" if self.members is None else f", members={self.members}"
+        return f"Dense({in_} => {out}{sigma}{bias}{members})"
 
     def __call__(self, x: Any) -> Any:
         override = _forward_override.get()
@@ -179,12 +196,17 @@ class Dense(Layer):
             raise TypeError(
                 f"layer {self!r} takes an array (features × batch), got {type(x).__name__}"
             )
-        if O.ndim != 2:
+        if O.ndim != 2 and not (O.ndim == 3 == Wd.ndim):  # (a stack: (E, in, B) or (in, B))
             return self._call_reshaped(x, O)
-        if O.shape[0] != Wd.shape[1]:
+        if O.shape[-2] != Wd.shape[-1]:
             raise DimensionMismatch(
-                f"layer {self!r} expects size(input, 0) == {Wd.shape[1]}, "
+                f"layer {self!r} expects size(input, {O.ndim - 2}) == {Wd.shape[-1]}, "
                 f"but got an input of shape {tuple(O.shape)}"
+            )
+        if O.ndim == 3 and O.shape[0] != Wd.shape[0]:
+            raise DimensionMismatch(
+                f"layer {self!r} is a stack of {Wd.shape[0]} members: it takes (members, in, "
+                f"batch) or an input (in, batch) shared by all, got shape {tuple(O.shape)}"
             )
         if type(O) is not type(Wd):  # e.g. a torch tensor into a NumPy model: say so here
             same_namespace(Wd, O, what=f"layer {self!r}")  # the model's library first
@@ -203,7 +225,10 @@ class Dense(Layer):
             if here is None:  # first order: the arrays of the forward pass
                 delta = backprop_delta(self.sigma, g, A, out)
                 self.delta, self.delta_used = delta, None  # a δ-rule may set delta_used later
-                return dense_vjp(delta, Wd, O, *wanted)
+                dO, dW, db = dense_vjp(delta, Wd, O, *wanted)
+                if dO is not None and dO.ndim > O.ndim:  # an input shared by a stack's members
+                    dO = namespace(dO).sum(dO, axis=0)
+                return dO, dW, db
             # differentiated again (create_graph): the same formulas on Tensors, which record;
             # A^k is formed again from the Tensors W^k, b^k, O^{k-1} (O^k is the node itself)
             O_in = x if isinstance(x, Tensor) else O
@@ -216,6 +241,11 @@ class Dense(Layer):
 
     def _call_reshaped(self, x: Any, O: Any) -> Any:
         """One sample as a vector: run it as a batch of one and return a vector."""
+        if self.members is not None:
+            raise DimensionMismatch(
+                f"layer {self!r} takes (members, features, batch) (3-D) or features × batch "
+                f"shared by all members (2-D), got an input of shape {tuple(O.shape)}"
+            )
         if O.ndim != 1:
             raise DimensionMismatch(
                 f"layer {self!r} takes features × batch (2-D) or one sample (1-D), "
@@ -225,6 +255,11 @@ class Dense(Layer):
         return ops.reshape(y, (data(y).shape[0],))
 
     def _convert(self, O: Any, dtype: Any) -> Any:
+        if not is_real(O):
+            raise TypeError(
+                f"layer {self!r} takes real numbers, got an input of {O.dtype} values: "
+                "convert the data to floats first"
+            )
         key = (str(O.dtype), str(dtype))
         warned = self.__dict__.get("_warned", frozenset())  # once per layer and dtype pair
         if key not in warned:

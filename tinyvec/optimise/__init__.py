@@ -20,6 +20,7 @@ from .rules import (
     Rule,
     WeightDecay,
 )
+from .stack import stack, unstack
 from .training import (
     NonFiniteLoss,
     NonFiniteStep,
@@ -56,8 +57,10 @@ __all__ = [
     "hvp",
     "schedules",
     "setup",
+    "stack",
     "thaw",
     "train",
+    "unstack",
     "update",
     "withgradient",
 ]

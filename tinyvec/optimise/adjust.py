@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 from ..backend import namespace
-from ..layers.base import Node
 from .rules import OptimiserChain, Rule
+from .training import Leaf, OptState
 
-__all__ = ["Frozen", "adjust", "freeze", "rules_by_path", "thaw"]
+__all__ = ["Frozen", "adjust", "freeze", "thaw"]
 
 
 class Frozen(Rule):
@@ -56,8 +56,6 @@ def _plain_rules(rule: Rule) -> Iterator[Rule]:
 
 def _leaves(subtree: Any) -> list[Any]:
     """Every Leaf of a subtree of the state's tree (a Tree, a tuple of Trees or a Leaf)."""
-    from .training import Leaf  # (training imports this module for `setup`)
-
     found, stack = [], [subtree]
     while stack:
         item = stack.pop()
@@ -73,8 +71,6 @@ def _leaves(subtree: Any) -> list[Any]:
 def _subtree(state: Any, at: Any, what: str) -> Any:
     """The part of ``state``'s tree at path ``at`` (None: all of it), or ``at`` itself when it
     is a part of that tree already (``state.tree.layers[2]``)."""
-    from .training import OptState
-
     if not isinstance(state, OptState):
         raise TypeError(
             f"{what} takes the optimiser state from tv.setup, got {type(state).__name__}"
@@ -183,41 +179,3 @@ def thaw(state: Any, at: Any = None, /) -> None:
     for leaf in _leaves(_subtree(state, at, "thaw")):
         if isinstance(leaf.rule, Frozen):
             leaf.rule = leaf.rule.rule
-
-
-def rules_by_path(rules: Mapping[str, Rule], walked: list[Node]) -> dict[tuple[int, str], Rule]:
-    """The rule of every parameter, {(id(layer), name): rule}, from ``rules`` {path: rule}:
-    a parameter takes the rule of the longest path that is it or holds it (``"model"`` covers
-    everything not named more precisely). Every path must hold a parameter (a typo is
-    refused) and every parameter must get a rule."""
-    for path, rule in rules.items():
-        if not isinstance(path, str):
-            raise TypeError(f"setup: the keys are paths such as 'model.layers[2]', got {path!r}")
-        if not isinstance(rule, Rule):
-            raise TypeError(
-                f"setup: {path!r} must map to an optimisation rule such as tv.Descent(0.1), "
-                f"got {rule!r}"
-            )
-    holding: set[str] = set()  # the paths that are or hold a parameter
-    chosen: dict[tuple[int, str], Rule] = {}
-    for node in walked:
-        if not node.first:  # a shared layer: its first place decides
-            continue
-        for name in node.present:
-            path = f"{node.path}.{name}"
-            holders = [p for p in rules if path == p or path.startswith((p + ".", p + "["))]
-            if not holders:
-                raise ValueError(
-                    f"setup: no rule for {path}; give one for it, a layer holding it, or "
-                    f"'model' for everything not named"
-                )
-            holding.update(holders)
-            chosen[id(node.layer), name] = rules[max(holders, key=len)]
-    for path in rules:
-        if path not in holding:  # a typo, or a layer without parameters
-            layers = ", ".join(node.path for node in walked[:6])
-            more = ", …" if len(walked) > 6 else ""
-            raise ValueError(
-                f"setup: {path!r} names no parameter of the model; its layers are {layers}{more}"
-            )
-    return chosen

@@ -76,6 +76,11 @@ def train(
             f"train takes the optimiser state, got {type(state).__name__}: call "
             "tv.setup(rule, model) first and pass what it returns"
         )
+    if recorder is not None and getattr(recorder, "started", False):
+        raise ValueError(
+            "train: this recorder has recorded a run already (a Recorder records one run: its "
+            "snapshots would mix both); pass a new tv.Recorder()"
+        )
     if isinstance(data, tuple) and data and all(is_array(d) for d in data):
         raise TypeError(
             f"train: data must be an iterable of batches, e.g. [(x, y)] for one batch; got a "
@@ -93,9 +98,9 @@ def train(
     epoch = step = 0
 
     def check(value: Any) -> None:  # between forward and backward: nothing has changed yet
-        if not math.isfinite(float(value)):
+        if not all(math.isfinite(v) for v in _numbers(value)):
             raise NonFiniteLoss(
-                f"loss is {float(value)} at epoch {epoch}, step {step}: stopped before the "
+                f"loss is {_number(value)} at epoch {epoch}, step {step}: stopped before the "
                 "update; the model and the optimiser state are unchanged"
             )
 
@@ -117,13 +122,13 @@ def train(
                     else:
                         value, grads = differentiate(lambda m: loss(m, *args), (model,), check)
                         update(state, model, grads)
-                history.append(float(value))
+                history.append(_number(value))
                 step += 1
                 if recorder is not None:
                     recorder.record(model, step, history[-1])
                 stop = [cb(step, model, history[-1]) for cb in callbacks]
                 bar.update()
-                bar.set_postfix(loss=f"{history[-1]:.4g}", refresh=False)
+                bar.set_postfix(loss=f"{max(_numbers(history[-1])):.4g}", refresh=False)
                 if any(s is True for s in stop) or (steps is not None and step >= steps):
                     return history
     finally:
@@ -131,3 +136,17 @@ def train(
         if recorder is not None and hasattr(recorder, "close"):
             recorder.close()
     return history
+
+
+def _numbers(value: Any) -> list[float]:
+    """The loss as a list of numbers: one, or a stack's E member losses."""
+    if isinstance(value, tuple) or getattr(value, "ndim", 0) != 0:
+        return [float(v) for v in value]
+    return [float(value)]
+
+
+def _number(value: Any) -> Any:
+    """What `train`'s history keeps of a step's loss: a float, or for a stack of E models
+    (`tv.stack`) a tuple of the E member losses."""
+    numbers = _numbers(value)
+    return numbers[0] if getattr(value, "ndim", 0) == 0 else tuple(numbers)

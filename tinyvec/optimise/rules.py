@@ -20,33 +20,100 @@ parameter (a multi-tensor step, with the same numbers).
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from ..backend import namespace
 
+# a hyperparameter: a number, or one per member of a stack of models (`tv.stack`)
+Hyper = float | Sequence[float] | np.ndarray
 
-def _finite(rule: str, **values: float) -> None:
+
+def hyper(v: Any) -> Any:
+    """A hyperparameter as a rule keeps it: a number as given, or a sequence of numbers (one
+    per member of a stack, `tv.stack`) as a read-only float64 vector of shape (E,)."""
+    if isinstance(v, numbers.Real) or isinstance(v, str | bool) or v is None:
+        return v
+    if isinstance(v, list | tuple | np.ndarray):
+        a = np.array(v, dtype=np.float64)
+        if a.ndim == 0:
+            return float(a)
+        if a.ndim == 1 and a.shape[0] >= 1:
+            a.flags.writeable = False
+            return a
+    return v  # (refused by the check that follows, which names it)
+
+
+def per_member(v: Any, like: Any) -> Any:
+    """Hyperparameter ``v`` as a factor of ``like``: a number as it is; a vector of the E
+    members' values as an array of ``like``'s namespace and dtype of shape (E, 1, …, 1), so that
+    it scales each member's slice of ``like`` (E, …) (as a number would: NumPy casts a Python
+    number to the array's dtype too)."""
+    if type(v) is not np.ndarray:
+        return v
+    shape = (v.shape[0],) + (1,) * (like.ndim - 1)
+    if type(like) is np.ndarray:
+        return v.astype(like.dtype).reshape(shape)
+    xp = namespace(like)
+    return xp.reshape(xp.asarray(v.tolist(), dtype=like.dtype), shape)
+
+
+def member_lengths(obj: Any) -> set[int]:
+    """The lengths E of the per-member hyperparameters (vectors) in ``obj`` (a rule or δ-rule,
+    and what its attributes hold)."""
+    if type(obj) is np.ndarray:
+        return {int(obj.shape[0])}
+    if isinstance(obj, tuple | list):
+        return set().union(*(member_lengths(v) for v in obj)) if obj else set()
+    if hasattr(obj, "__dict__") and not isinstance(obj, type):
+        return member_lengths(list(vars(obj).values()))
+    return set()
+
+
+def member_of(obj: Any, e: int) -> Any:
+    """``obj`` (a rule, a δ-rule, a hyperparameter) for member ``e`` alone: each vector of
+    per-member values replaced by its e-th value, a number."""
+    if hasattr(obj, "member") and callable(obj.member) and not isinstance(obj, type):
+        return obj.member(e)
+    if type(obj) is np.ndarray:
+        return float(obj[e])
+    if isinstance(obj, tuple | list):
+        return type(obj)(member_of(v, e) for v in obj)
+    if isinstance(obj, dict):  # rules by path
+        return {k: member_of(v, e) for k, v in obj.items()}
+    return obj
+
+
+def _finite(rule: str, **values: Any) -> None:
     """A NaN or infinite hyperparameter would turn every parameter into NaN at the first step."""
     for name, v in values.items():
-        if not (isinstance(v, numbers.Real) and math.isfinite(v)):
-            raise ValueError(f"{rule}: {name} must be a finite number, got {v!r}")
+        ok = isinstance(v, numbers.Real) and math.isfinite(v)
+        if type(v) is np.ndarray:
+            ok = bool(np.all(np.isfinite(v)))
+        if not ok:
+            raise ValueError(
+                f"{rule}: {name} must be a finite number (or one per member of a stack), got {v!r}"
+            )
 
 
-def _rate(rule: str, **values: float) -> None:
+def _rate(rule: str, **values: Any) -> None:
     """Learning rates and decays are ≥ 0: a negative one climbs the loss instead."""
     _finite(rule, **values)
     for name, v in values.items():
-        if v < 0:
+        if np.any(np.asarray(v) < 0):
             raise ValueError(f"{rule}: {name} must be ≥ 0 (a negative rate ascends), got {v}")
 
 
-def _fraction(rule: str, **values: float) -> None:
+def _fraction(rule: str, **values: Any) -> None:
     """Decay rates ρ, β are fractions: 0 ≤ v < 1 (at 1 the average never forgets)."""
     _finite(rule, **values)
     for name, v in values.items():
-        if not 0 <= v < 1:
+        if not np.all((np.asarray(v) >= 0) & (np.asarray(v) < 1)):
             raise ValueError(f"{rule}: {name} must be in [0, 1), got {v}")
 
 
@@ -62,6 +129,39 @@ class Rule:
     def apply(self, state: Any, x: Any, dx: Any) -> tuple[Any, Any]:  # pragma: no cover
         raise NotImplementedError
 
+    def for_members(self, members: int | None) -> Rule:
+        """This rule for a model of ``members`` members (a stack, `tv.stack`; None: an ordinary
+        model), as `tv.setup` takes it. Hyperparameters may be given per member (vectors of
+        length E); an elementwise rule treats the member axis as any other, and one that is
+        not (its ``apply`` mixes the entries of a parameter) is refused unless it says how
+        (as ClipNorm does)."""
+        lengths = member_lengths(self)
+        if members is None and lengths:
+            raise ValueError(
+                f"{self!r} has hyperparameters per member ({max(lengths)} values), but the "
+                "model is not a stack: give numbers, or stack the models with tv.stack"
+            )
+        if members is not None and lengths - {members}:
+            raise ValueError(
+                f"{self!r}: per-member hyperparameters of length {sorted(lengths)} for a stack "
+                f"of {members} models"
+            )
+        if members is not None and not elementwise(self):
+            raise TypeError(
+                f"{type(self).__name__} does not take a stack of models (tv.stack): its apply "
+                "mixes the entries of a parameter, so it would mix the members; train the "
+                "members one by one"
+            )
+        return self
+
+    def member(self, e: int) -> Rule:
+        """This rule for member ``e`` of a stack alone: every per-member hyperparameter's e-th
+        value (`tv.unstack`)."""
+        new = copy.copy(self)
+        for name, value in vars(self).items():
+            setattr(new, name, member_of(value, e))
+        return new
+
     def __repr__(self) -> str:
         args = ", ".join(repr(v) for v in vars(self).values())
         return f"{type(self).__name__}({args})"
@@ -72,12 +172,13 @@ class Descent(Rule):
 
     elementwise = True
 
-    def __init__(self, eta: float = 0.1) -> None:
+    def __init__(self, eta: Hyper = 0.1) -> None:
+        eta = hyper(eta)
         _rate("Descent", eta=eta)
-        self.eta = eta
+        self.eta: Any = eta  # a number, or a vector: one per member of a stack
 
     def apply(self, state, x, dx):
-        return state, self.eta * dx
+        return state, per_member(self.eta, dx) * dx
 
 
 class Momentum(Rule):
@@ -85,16 +186,18 @@ class Momentum(Rule):
 
     elementwise = True
 
-    def __init__(self, eta: float = 0.01, rho: float = 0.9) -> None:
+    def __init__(self, eta: Hyper = 0.01, rho: Hyper = 0.9) -> None:
+        eta, rho = hyper(eta), hyper(rho)
         _rate("Momentum", eta=eta)
         _fraction("Momentum", rho=rho)
-        self.eta, self.rho = eta, rho
+        self.eta: Any = eta  # (numbers, or vectors: one per member of a stack)
+        self.rho: Any = rho
 
     def init(self, x):
         return namespace(x).zeros_like(x)
 
     def apply(self, v, x, dx):
-        v = self.rho * v + self.eta * dx
+        v = per_member(self.rho, v) * v + per_member(self.eta, dx) * dx
         return v, v
 
 
@@ -103,7 +206,8 @@ class Nesterov(Rule):
 
     elementwise = True
 
-    def __init__(self, eta: float = 0.001, rho: float = 0.9) -> None:
+    def __init__(self, eta: Hyper = 0.001, rho: Hyper = 0.9) -> None:
+        eta, rho = hyper(eta), hyper(rho)
         _rate("Nesterov", eta=eta)
         _fraction("Nesterov", rho=rho)
         self.eta, self.rho = eta, rho
@@ -112,8 +216,9 @@ class Nesterov(Rule):
         return namespace(x).zeros_like(x)
 
     def apply(self, v, x, dx):
-        step = -(self.rho**2) * v + (1 + self.rho) * self.eta * dx
-        return self.rho * v - self.eta * dx, step
+        rho, eta = self.rho, self.eta
+        step = per_member(-(rho**2), v) * v + per_member((1 + rho) * eta, dx) * dx
+        return per_member(rho, v) * v - per_member(eta, dx) * dx, step
 
 
 class Adam(Rule):
@@ -122,13 +227,15 @@ class Adam(Rule):
     elementwise = True
 
     def __init__(
-        self, eta: float = 0.001, beta: tuple[float, float] = (0.9, 0.999), epsilon: float = 1e-8
+        self, eta: Hyper = 0.001, beta: tuple[Hyper, Hyper] = (0.9, 0.999), epsilon: Hyper = 1e-8
     ) -> None:
+        eta, epsilon = hyper(eta), hyper(epsilon)
         _rate("Adam", eta=eta, epsilon=epsilon)
         if not (isinstance(beta, tuple | list) and len(beta) == 2):
             raise ValueError(f"Adam: beta must be a pair (β₁, β₂), got {beta!r}")
+        beta = (hyper(beta[0]), hyper(beta[1]))
         _fraction("Adam", beta1=beta[0], beta2=beta[1])
-        self.eta, self.beta, self.epsilon = eta, tuple(beta), epsilon
+        self.eta, self.beta, self.epsilon = eta, beta, epsilon
 
     def init(self, x):
         xp = namespace(x)
@@ -137,10 +244,15 @@ class Adam(Rule):
     def apply(self, state, x, dx):
         m, v, (b1t, b2t) = state
         b1, b2 = self.beta
-        m = b1 * m + (1 - b1) * dx
-        v = b2 * v + (1 - b2) * dx * dx
+        m = per_member(b1, m) * m + per_member(1 - b1, dx) * dx
+        v = per_member(b2, v) * v + per_member(1 - b2, dx) * dx * dx
         b1t, b2t = b1t * b1, b2t * b2
-        step = self.eta * (m / (1 - b1t)) / (namespace(v).sqrt(v / (1 - b2t)) + self.epsilon)
+        m_hat, v_hat = m / per_member(1 - b1t, m), v / per_member(1 - b2t, v)
+        step = (
+            per_member(self.eta, m)
+            * m_hat
+            / (namespace(v).sqrt(v_hat) + per_member(self.epsilon, v))
+        )
         return (m, v, (b1t, b2t)), step
 
 
@@ -149,12 +261,13 @@ class WeightDecay(Rule):
 
     elementwise = True
 
-    def __init__(self, lam: float = 5e-4) -> None:
+    def __init__(self, lam: Hyper = 5e-4) -> None:
+        lam = hyper(lam)
         _rate("WeightDecay", lam=lam)
         self.lam = lam
 
     def apply(self, state, x, dx):
-        return state, dx + self.lam * x
+        return state, dx + per_member(self.lam, x) * x
 
 
 class ClipNorm(Rule):
@@ -169,14 +282,41 @@ class ClipNorm(Rule):
     array([ 0.75, -1.  ])
     """
 
-    def __init__(self, omega: float = 10.0, p: float = 2) -> None:
-        if not omega >= 0:  # also refuses NaN
+    def __init__(self, omega: Hyper = 10.0, p: float = 2, *, members: bool = False) -> None:
+        omega = hyper(omega)
+        if not np.all(np.asarray(omega) >= 0):  # also refuses NaN
             raise ValueError(f"ClipNorm: the norm bound ω must be ≥ 0, got {omega}")
         if not p > 0:
             raise ValueError(f"ClipNorm: p must be > 0 (inf for the max norm), got {p}")
         self.omega, self.p = omega, p
+        self.members = members  # True: dx is a stack's (E, …), clipped member by member
+
+    def __repr__(self) -> str:
+        members = ", members=True" if self.members else ""
+        return f"ClipNorm({self.omega!r}, {self.p!r}{members})"
+
+    def for_members(self, members: int | None) -> Rule:
+        """For a stack (`tv.stack`): the norm of each member's slice, each clipped alone."""
+        if members is None:
+            return super().for_members(None)
+        lengths = member_lengths(self)
+        if lengths - {members}:
+            raise ValueError(f"{self!r}: ω of length {sorted(lengths)} for {members} members")
+        return ClipNorm(self.omega, self.p, members=True)
+
+    def member(self, e: int) -> Rule:
+        return ClipNorm(member_of(self.omega, e), self.p)
 
     def apply(self, state, x, dx):
+        if self.members:  # the formula below for each member's slice dx[e]
+            norms = [self._norm(dx[e, ...]) for e in range(dx.shape[0])]
+            omegas = np.broadcast_to(self.omega, (len(norms),))
+            scale = [w / n if n > w else 1.0 for n, w in zip(norms, omegas, strict=True)]
+            return state, dx * per_member(np.array(scale), dx)
+        norm = self._norm(dx)
+        return state, dx * (self.omega / norm) if norm > self.omega else dx
+
+    def _norm(self, dx: Any) -> float:
         xp = namespace(dx)
         if math.isinf(self.p):
             norm = float(xp.max(xp.abs(dx)))
@@ -187,7 +327,7 @@ class ClipNorm(Rule):
                 f"ClipNorm: the gradient's {self.p}-norm is {norm} (NaN or infinite entries); "
                 "look for a diverging loss or a too large learning rate"
             )
-        return state, dx * (self.omega / norm) if norm > self.omega else dx
+        return norm
 
 
 class OptimiserChain(Rule):
@@ -201,6 +341,15 @@ class OptimiserChain(Rule):
 
     def init(self, x):
         return tuple(r.init(x) for r in self.rules)
+
+    def for_members(self, members: int | None) -> Rule:
+        rules = tuple(r.for_members(members) for r in self.rules)
+        if all(a is b for a, b in zip(rules, self.rules, strict=True)):
+            return self
+        return OptimiserChain(*rules)
+
+    def member(self, e: int) -> Rule:
+        return OptimiserChain(*(r.member(e) for r in self.rules))
 
     def apply(self, states, x, dx):
         new = []
@@ -232,10 +381,11 @@ def elementwise(rule: Rule) -> bool:
 
 
 def AdamW(
-    eta: float = 0.001,
-    beta: tuple[float, float] = (0.9, 0.999),
-    lam: float = 0.01,
-    epsilon: float = 1e-8,
+    eta: Hyper = 0.001,
+    beta: tuple[Hyper, Hyper] = (0.9, 0.999),
+    lam: Hyper = 0.01,
+    epsilon: Hyper = 1e-8,
 ) -> OptimiserChain:
     """Adam with decoupled weight decay (Loshchilov & Hutter): step = Adam step + η λ x."""
-    return OptimiserChain(Adam(eta, beta, epsilon), WeightDecay(eta * lam))
+    rate, decay = hyper(eta), hyper(lam)  # (numbers, or vectors: one per member of a stack)
+    return OptimiserChain(Adam(rate, beta, epsilon), WeightDecay(rate * decay))

@@ -27,8 +27,9 @@ from .. import seam
 from ..backend import is_array, namespace
 from ..engine.tensor import Tensor, grad, setting
 from ..layers.base import Tree, match, mirror, nodes, trainables
-from .adjust import rules_by_path
-from .rules import Rule
+from ..layers.stack import stack_members
+from .rules import Rule, member_lengths
+from .subtrees import rules_by_path
 
 __all__ = [
     "Commit",
@@ -249,13 +250,21 @@ def gradients_of(
                 f"{type(loss).__name__}: do not call float(), .item() or NumPy on .data inside "
                 "the loss (that cuts the graph, and every gradient would be None)"
             )
-        if loss.ndim != 0:
+        members = stack_members(params)
+        if members is None and loss.ndim != 0:
             raise ValueError(f"gradient needs a scalar loss, got shape {tuple(loss.shape)}")
+        if members is not None and tuple(loss.shape) != (members,):
+            raise ValueError(
+                f"the loss of a stack of {members} models must be the {members} member losses, "
+                f"shape ({members},), got shape {tuple(loss.shape)}: use tv.mse(ŷ, y, "
+                "members=True) and the like (a scalar would mix the members' gradients)"
+            )
         if check is not None:
             check(loss.data)
         if create_graph:
             return loss, grad(loss, tensors, create_graph=True)
-        loss.backward()
+        # a stack's E member losses: the gradient of their sum, each member its own
+        loss.backward(None if members is None else namespace(loss.data).ones_like(loss.data))
     finally:
         set_all(swapped)  # parameters are plain arrays again, even on error
     return loss.data, [t.grad for t in tensors]
@@ -319,7 +328,7 @@ def setup(rule: Rule | Mapping[str, Rule], model: Any, delta: Any = None) -> Opt
 
     ``rule``: one rule for every parameter, or a rule per subtree, {path: rule}: each
     parameter takes the rule of the longest path that is it or holds it, ``"model"`` being
-    everything (`tinyvec.optimise.adjust.rules_by_path`). So weight decay on the last layer
+    everything (`tinyvec.optimise.subtrees.rules_by_path`). So weight decay on the last layer
     only is one state: ``{"model": Descent(0.1), "model.layers[2]":
     OptimiserChain(WeightDecay(1e-4), Descent(0.1))}``. `tv.adjust`, `tv.freeze` and
     `tv.thaw` change the state's rules later.
@@ -350,6 +359,11 @@ def setup(rule: Rule | Mapping[str, Rule], model: Any, delta: Any = None) -> Opt
             f"setup takes an optimisation rule such as tv.Descent(0.1), or a dict of them by "
             f"path such as {{'model': tv.Descent(0.1)}}, got {rule!r}"
         )
+    # a stack of models (tv.stack): each rule for its members (per-member hyperparameters of
+    # length E, ClipNorm per member), or refused; an ordinary model: no per-member values
+    members = stack_members(trainables(model, walked))
+    for_members = {id(r): r.for_members(members) for r in distinct}
+    distinct = list(for_members.values())
     rules: tuple[Any, ...] = ()
     transform = None
     if delta is not None:
@@ -360,6 +374,12 @@ def setup(rule: Rule | Mapping[str, Rule], model: Any, delta: Any = None) -> Opt
                     f"delta= takes δ-rules such as tv.Compensation(0.2) or "
                     f"tv.Orthogonalization(), or a list of them; got {r!r}"
                 )
+            lengths = member_lengths(r)
+            if lengths and lengths != {members}:
+                raise ValueError(
+                    f"{r!r} has per-member hyperparameters of length {sorted(lengths)}, for "
+                    + ("a model that is not a stack" if members is None else f"{members} members")
+                )
         if rules:
             for each in distinct[1:]:  # every rule of the state must suit the δ-rules
                 rules[0].bind(rules, each)
@@ -367,10 +387,13 @@ def setup(rule: Rule | Mapping[str, Rule], model: Any, delta: Any = None) -> Opt
             rules = transform.rules
 
     def leaf(layer: Any, name: str) -> Leaf:
-        r = rule_of(layer, name)
+        r = for_members[id(rule_of(layer, name))]
         return Leaf(r, r.init(getattr(layer, name)))
 
-    return OptState(rule, mirror(walked, leaf), rules, transform)
+    tree = mirror(walked, leaf)
+    return OptState(
+        for_members[id(rule)] if isinstance(rule, Rule) else rule, tree, rules, transform
+    )
 
 
 # --- the step -------------------------------------------------------------------------------
