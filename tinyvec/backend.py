@@ -63,8 +63,23 @@ def is_real(x: Any) -> bool:
     >>> is_real(np.array([1.0])), is_real(np.array(["a"]))
     (True, False)
     """
+    return has_kind(x, ("bool", "integral", "real floating"))
+
+
+def has_kind(x: Any, kinds: tuple[str, ...]) -> bool:
+    """Whether array ``x``'s dtype is of one of the array API's ``kinds`` ("bool", "integral",
+    "real floating", …); False for a dtype the library's ``isdtype`` does not know."""
+    xp = namespace(x)
     try:
-        return bool(namespace(x).isdtype(x.dtype, ("bool", "integral", "real floating")))
+        return _dtype_is(xp, x.dtype, kinds)
+    except TypeError:  # an unhashable dtype object: asked directly
+        return _dtype_is.__wrapped__(xp, x.dtype, kinds)
+
+
+@functools.cache  # (what isdtype answers depends on the namespace, the dtype and the kinds only)
+def _dtype_is(xp: Any, dtype: Any, kinds: tuple[str, ...]) -> bool:
+    try:
+        return bool(xp.isdtype(dtype, kinds))
     except (TypeError, ValueError):  # a dtype the library's isdtype does not know
         return False
 

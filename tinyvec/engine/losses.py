@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from ..backend import device, is_array, is_real, namespace, same_namespace
+from ..backend import device, has_kind, is_array, namespace, same_namespace
 from . import ops
 from .errors import DimensionMismatch
 from .tensor import Tensor, data, primitive
@@ -42,10 +42,15 @@ def _check_pair(loss: str, yhat: Any, y: Any) -> None:
         raise ValueError(f"tv.{loss}(ŷ, y): empty batch (shape {a}), the mean is undefined")
 
 
+REAL = ("bool", "integral", "real floating")  # the kinds of numbers a loss computes with
+
+
 def _check_real(call: str, name: str, a: Any) -> None:
     """Refuse an array of strings, objects or complex numbers (NumPy's error, deep inside the
     loss, would name a ufunc loop)."""
-    if not is_real(a) or (name in ("ŷ", "logits") and namespace(a).isdtype(a.dtype, "bool")):
+    # (a target may hold booleans, a prediction not: it is what the model computes)
+    kinds = ("integral", "real floating") if name in ("ŷ", "logits") else REAL
+    if not has_kind(a, kinds):
         raise TypeError(
             f"{call}: {name} holds {a.dtype} values, not real numbers; convert it to numbers "
             f"first (e.g. integer class labels, or floats)"

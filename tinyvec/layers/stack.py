@@ -30,9 +30,9 @@ def stack_members(params: list[tuple[str, Any, str]]) -> int | None:
     """E when ``params`` (path, layer, name: `trainables`) are those of a stack of E models (a
     layer says so with ``members``), None for an ordinary model."""
     for _, layer, _ in params:
-        count = getattr(layer, "members", None)
-        if count is not None:
-            return int(count)
+        if hasattr(layer, "members"):  # (the first layer that can tell: a stack stacks them all)
+            count = layer.members
+            return None if count is None else int(count)
     return None
 
 

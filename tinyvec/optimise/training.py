@@ -241,7 +241,10 @@ def gradients_of(
         for _, layer, name in params:
             value = getattr(layer, name)
             swapped.append((layer, name, value))
-            tensors.append(graph_leaf(value, create_graph))
+            # (an array: a plain leaf; a Tensor, inside an outer gradient: see graph_leaf)
+            tensors.append(
+                Tensor(value) if type(value) is not Tensor else graph_leaf(value, create_graph)
+            )
             setattr(layer, name, tensors[-1])
         loss = f(*inputs)
         if type(loss) is not Tensor:
