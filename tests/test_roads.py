@@ -164,4 +164,4 @@ def test_the_reference_road_stays_within_its_line_budget():
     (a stack's checks and member losses) some 250, the checks of issue 19 (devices, depth,
     argument checks) some 200."""
     total = sum(len((PACKAGE / path).read_text().splitlines()) for path in CORE)
-    assert total <= 3450, total
+    assert total <= 3460, total
