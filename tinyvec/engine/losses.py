@@ -57,9 +57,12 @@ def _check_real(call: str, name: str, a: Any) -> None:
         )
 
 
-def _mean_square(r, members=False):  # L = mean(r²) of the residual r = ŷ - y
+def _mean_square(r, members=False):  # L = Σ r² / n, the mean square of the residual r = ŷ - y
     # (members: a stack's E member losses, each over its own features × batch)
-    return namespace(r).mean(r**2, axis=(-2, -1)) if members else namespace(r).mean(r**2)
+    xp = namespace(r)
+    if members:
+        return xp.sum(r**2, axis=(-2, -1)) / math.prod(r.shape[-2:])
+    return xp.sum(r**2) / math.prod(r.shape)
 
 
 def _per_member(g, like):
