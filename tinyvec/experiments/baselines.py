@@ -96,14 +96,10 @@ def torch_step(spec, x, y, dtype: str) -> Callable[[], Any] | None:
 
 
 def jax_step(spec, x, y, dtype: str) -> Callable[[], Any] | None:
-    try:
-        import jax
-        import jax.numpy as jnp
-    except ImportError:
+    found = _jax(dtype)
+    if found is None:
         return None
-    if dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-    acts = {"atan": jnp.arctan, "relu": jax.nn.relu, "identity": lambda a: a}
+    jax, jnp, acts = found
     key = jax.random.PRNGKey(0)
     params = []
     for i, o, _, _ in spec:
@@ -182,14 +178,10 @@ def numpy_stack_step(spec, x, y, dtype: str) -> Callable[[], Any]:
 
 def jax_vmap_step(spec, x, y, dtype: str) -> Callable[[], Any] | None:
     """JAX: ``jit(vmap(one step))`` over the E members (None when JAX is not installed)."""
-    try:
-        import jax
-        import jax.numpy as jnp
-    except ImportError:
+    found = _jax(dtype)
+    if found is None:
         return None
-    if dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-    acts = {"atan": jnp.arctan, "relu": jax.nn.relu, "identity": lambda a: a}
+    jax, jnp, acts = found
     E = x.shape[0]
     params = []
     for i, o, _, _ in spec:
@@ -221,3 +213,15 @@ def jax_vmap_step(spec, x, y, dtype: str) -> Callable[[], Any] | None:
 
     step.reset = reset  # type: ignore[attr-defined]
     return step
+
+
+def _jax(dtype: str) -> tuple[Any, Any, dict[str, Any]] | None:
+    """(jax, jax.numpy, the activations by name) set for ``dtype``, or None without JAX."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    return jax, jnp, {"atan": jnp.arctan, "relu": jax.nn.relu, "identity": lambda a: a}
