@@ -46,7 +46,7 @@ import numpy as np
 from ..backend import namespace
 from ..engine.tensor import data
 from ..layers.base import Node
-from ..layers.dense import Dense, affine, backprop_delta, forward_override
+from ..layers.dense import Dense, affine, backprop_delta, batch_sum, forward_override
 from ..optimise.adjust import Frozen
 from ..optimise.rules import Rule
 from ..optimise.training import Commit, StepTransform, set_all
@@ -233,11 +233,11 @@ class _Rewriting:
             if unchanged:
                 pass
             elif inputs is None:  # g + (δ̃ − δ) Oᵀ; the bias: + Σ_batch (δ̃ − δ)
-                g = g + (change @ O.mT if name == "weight" else _batch_sum(change))
+                g = g + (change @ O.mT if name == "weight" else batch_sum(change))
             elif name == "weight":  # g + δ̃ Õᵀ − δ Oᵀ, Õ the inputs as the MemoryRule rewrote them
                 g = g + (used @ inputs[..., : O.shape[-2], :].mT - delta @ O.mT)
             else:  # the bias: the row of ones of Ō, rewritten
-                g = g + ((used @ inputs[..., O.shape[-2], :, None])[..., 0] - _batch_sum(delta))
+                g = g + ((used @ inputs[..., O.shape[-2], :, None])[..., 0] - batch_sum(delta))
             self.grads[i] = g
             if sweep:  # the sweep runs the updated layer: its step is taken now
                 new = self.commit.propose(path, layer, name, leaf, g)
@@ -271,11 +271,6 @@ def _containers(walked: list[Node]) -> list[Any]:
             "recorded δ^k and O^{k-1} for several uses"
         )
     return [node.layer for node in walked if not isinstance(node.layer, Dense)]
-
-
-def _batch_sum(x: Any) -> Any:
-    """Σ_batch x (over the last axis), as Dense's ∂L/∂b^k."""
-    return namespace(x).sum(x, axis=-1)
 
 
 def _members_of(O: Any, delta: Any) -> Any:

@@ -300,7 +300,8 @@ class Node:
 def _refuse_stray_arrays(layer: Any) -> None:
     """A floating-point array on a layer that names it nowhere (not a parameter, child, record
     or constant) is a parameter someone forgot to list: training would never move it."""
-    named = {*layer_names(layer, "params", "children", "structure", "records", "constants")}
+    kinds = ("params", "children", "structure", "records", "constants")
+    named = {name for kind in kinds for name in getattr(layer, kind, ())}
     for attr, value in getattr(layer, "__dict__", {}).items():
         if attr in named or attr.startswith("_") or not is_array(value):
             continue  # (a private attribute, such as the array behind a property, is its own)
@@ -310,11 +311,6 @@ def _refuse_stray_arrays(layer: Any) -> None:
                 f"does not name: add {attr!r} to its `params` to train it, or to its "
                 "`constants` to keep it fixed (training would silently never move it)"
             )
-
-
-def layer_names(layer: Any, *kinds: str) -> list[str]:
-    """The attribute names ``layer`` lists under each of ``kinds`` ("params", "children", …)."""
-    return [name for kind in kinds for name in getattr(layer, kind, ())]
 
 
 def nodes(model: Any) -> list[Node]:

@@ -40,6 +40,11 @@ def backprop_delta(sigma: Activation, g: Any, A: Any, O: Any) -> Any:
     return sigma.backprop_recorded(g, A, O) if type(g) is Tensor else sigma.backprop(g, A, O)
 
 
+def batch_sum(delta: Any) -> Any:
+    """Σ_batch δ^k, over the last axis (the batch): ∂L/∂b^k."""
+    return namespace(delta).sum(delta, axis=-1)
+
+
 def dense_vjp(delta: Any, W: Any, O: Any, dO: bool, dW: bool, db: bool) -> tuple[Any, Any, Any]:
     """(∂L/∂O^{k-1} = W^kᵀ δ^k, ∂L/∂W^k = δ^k O^{k-1}ᵀ, ∂L/∂b^k = Σ_batch δ^k), each only where
     asked for (None otherwise). Arrays, or Tensors (then it records). The batch is the last
@@ -48,7 +53,7 @@ def dense_vjp(delta: Any, W: Any, O: Any, dO: bool, dW: bool, db: bool) -> tuple
     return (
         W.mT @ delta if dO else None,
         delta @ O.mT if dW else None,
-        namespace(delta).sum(delta, axis=-1) if db else None,
+        batch_sum(delta) if db else None,
     )
 
 

@@ -84,7 +84,6 @@ class interrupts_deferred:  # noqa: N801 - used as a function: ``with interrupts
     so elsewhere, and inside another such block, it does nothing."""
 
     __slots__ = ("current", "held", "second")
-    holds_interrupts = True  # (how an inner block sees that an outer one holds them)
 
     def __init__(self, second_interrupts: bool = False) -> None:
         self.current: Any = None
