@@ -70,7 +70,7 @@ def _per_member(g, like):
     (E, …) member by member; a scalar g as it is."""
     if getattr(g, "ndim", 0) == 0:
         return g
-    return namespace(g).reshape(g, (-1,) + (1,) * (like.ndim - 1))
+    return ops.namespace(g).reshape(g, (-1,) + (1,) * (like.ndim - 1))  # (Tensors: recorded)
 
 
 def _mean_square_grad(g, r, members=False):  # ∂L/∂ŷ = 2 r / n, times the cotangent g of L

@@ -168,7 +168,6 @@ class UpdateProgram:
             subtract=np.subtract,
             lay_end_to_end=_lay_end_to_end,
             part=_part,
-            view=_view,
         )
         stateless = rule.init(values[0]) is None  # (Descent: nothing to cut into parts)
         n = len(names)
@@ -229,10 +228,8 @@ class UpdateProgram:
         for (x, _, _), value, (path, _, _) in zip(names, values, plan.trainables, strict=True):
             k, shape = x[1:], value.shape
             end = offset + value.size // (lead[0] if lead else 1)
-            if lead:  # (a slice of θ's rows, with the strides `_view` gives)
-                part = f"view({{}}, {offset}, {shape})"
-            else:
-                part = f"{{}}[{offset}:{end}]" + (f".reshape({shape})" if len(shape) != 1 else "")
+            part = f"{{}}[{':, ' if lead else ''}{offset}:{end}]"  # (a stack's: θ's rows)
+            part += f".reshape({shape})" if len(shape) != 1 else ""
             new.append((path, part.format("theta_new")))
             lines.append(
                 f"    {x}_new, step{k} = {part.format('theta_new')}, {part.format('step')}  # {path}"
@@ -367,30 +364,14 @@ def _new_buffer(
     dtype: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...]
 ) -> tuple[Any, list[Any]]:
     """A flat array for the parameters of ``shapes`` and each parameter's view of it (a stack's,
-    ``lead`` = (E,): an (E, P) array, see `_view`)."""
+    ``lead`` = (E,): an (E, P) array, each parameter a slice of its rows)."""
     E = lead[0] if lead else 1
     G = np.empty((*lead, sum(math.prod(shape) for shape in shapes) // E), dtype)
     views, offset = [], 0
     for shape in shapes:
-        views.append(_view(G, offset, shape))
+        views.append(G[..., offset : offset + math.prod(shape) // E].reshape(shape))
         offset += math.prod(shape) // E
     return G, views
-
-
-def _view(flat: Any, start: int, shape: tuple[int, ...]) -> Any:
-    """``flat[..., start:]``'s first entries as an array of ``shape``: θ (P,) or, for a stack
-    of E models, its rows (E, P), each row's part a member's parameter. The strides are those of
-    a new array of ``shape`` but for the member axis: NumPy's reshape of a slice of rows would
-    give an axis of length 1 any stride, and `matmul` then takes such an array off BLAS (another
-    summation order, other bits)."""
-    if flat.ndim == 1 or not flat.flags.c_contiguous:
-        size = math.prod(shape) // (shape[0] if flat.ndim == 2 else 1)
-        return flat[..., start : start + size].reshape(shape)
-    strides = [flat.itemsize]
-    for n in reversed(shape[2:]):
-        strides.insert(0, strides[0] * n)
-    strides.insert(0, flat.strides[0])
-    return np.ndarray(shape, flat.dtype, flat, start * flat.itemsize, tuple(strides))
 
 
 def _lay_end_to_end(
@@ -447,7 +428,7 @@ def _part(state: Any, start: int, end: int, shape: tuple[int, ...], rows: bool =
     """One parameter's state: its entries of θ's state (numbers as they are). ``rows``: a
     stack's θ, (E, P), whose state may hold per-member numbers too, a vector (E,) kept as is."""
     if type(state) is np.ndarray and rows:
-        return _view(state, start, shape) if state.ndim == 2 else state
+        return state[:, start:end].reshape(shape) if state.ndim == 2 else state
     if type(state) is np.ndarray:
         return state[start:end].reshape(shape)
     if type(state) is tuple:
