@@ -173,11 +173,8 @@ def differentiate(
         with setting(seam.OFF, True):
             return _differentiate(f, args, check, create_graph=True)
     fast = seam.road()
-    if fast is not None:
-        done = fast.differentiate(f, args, check)
-        if done is not NotImplemented:
-            return done
-    return _differentiate(f, args, check)
+    done = NotImplemented if fast is None else fast.differentiate(f, args, check)
+    return _differentiate(f, args, check) if done is NotImplemented else done
 
 
 def _differentiate(
