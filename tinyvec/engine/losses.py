@@ -220,11 +220,12 @@ def _crossentropy_target(logits: Any, y: Any, members: bool = False) -> Any:
 
 # --- a loss of the model's output, written into a compiled step ------------------------------
 def _mse_parts(yhat: Any, y: Any) -> Any:
-    if type(y) is Tensor or data(yhat).ndim == 3:  # (a stack's: the layers' road)
+    if type(y) is Tensor:
         return None
     _check_pair("mse", yhat, y)
+    m = data(yhat).ndim == 3  # a stack's output: its E member losses (as `model_loss` says)
     r = yhat - y  # the residual, formed once for the value and the gradient
-    return (lambda yhat: _mean_square(r)), (lambda g, L, yhat: _mean_square_grad(g, r))
+    return (lambda yhat: _mean_square(r, m)), (lambda g, L, yhat: _mean_square_grad(g, r, m))
 
 
 def _crossentropy_parts(logits: Any, y: Any) -> Any:
