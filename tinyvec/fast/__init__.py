@@ -4,7 +4,7 @@ repeats at every step done once.
 - `plan`: a model's walk, kept while its structure stays (and checked cheaply at each use);
 - `chain`: a Chain written out as one straight-line program, one graph node;
 - `update`: `tv.update`'s step written out (on θ, all parameters end to end, for an
-  elementwise rule on a small NumPy model);
+  elementwise rule on a small NumPy model; a stack's θ is (E, P), a row per member);
 - `compiled`: `tv.compile`, a whole training step without the gradient Tree (and, for a loss
   of tinyvec's own, without a graph).
 

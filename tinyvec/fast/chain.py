@@ -22,10 +22,14 @@ differs is the graph: a Chain's output has one node, ``op == "Chain"``, with the
 every parameter as its parents. Inside ``with tinyvec.fast.off():`` Chains run layer by
 layer, one node per layer (the reference road).
 
+A stack of E models (`tv.stack`) is written alike: the same formulas on (E, features, batch)
+values (batched products), its input (E, in, B) or (in, B) shared by the members.
+
 A model it cannot write (a custom layer, a shared layer, a connection other than + and vcat,
 a value used by more than two layers, parameters of another dtype than the input) simply
 runs layer by layer; so does any call it is not sure of (an input of another kind or shape,
-a parameter of another shape, a δ-rule's sweep, which replaces Dense's forward pass).
+a parameter of another shape, a δ-rule's sweep, which replaces Dense's forward pass; for a
+stack, ∂L/∂x of a shared input, and vcat, which would join the members).
 """
 
 from __future__ import annotations

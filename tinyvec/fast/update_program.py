@@ -14,7 +14,8 @@ wrong: the written program is never the one that reports an error.
 For an elementwise rule (Descent, Momentum, Adam, …: `tinyvec.optimise.rules.elementwise`)
 and a small model of NumPy arrays, the program runs the rule once on θ, all parameters laid
 end to end, instead of once per parameter: NumPy's cost per call, not per entry, is what a
-small model's step spends (`UpdateProgram._flat`).
+small model's step spends (`UpdateProgram._flat`). A stack of E models (`tv.stack`) takes
+the same step on θ of shape (E, P), member e's parameters end to end in row e.
 
 You can skip this module when reading the optimisers: it is an optimisation of `update`.
 """
