@@ -255,3 +255,30 @@ def test_the_parameters_of_an_earlier_step_keep_their_values(make):
         tv.update(state, m, grads(m, step))
         bases.append(weakref.ref(m[0].weight.base))
     assert bases[0]() is bases[2]() is not None and bases[1]() is bases[3]() is not None
+
+
+@pytest.mark.parametrize("change", ["none", "scaled in place", "replaced"])
+def test_a_stacks_gradients_are_views_of_the_buffer_its_update_steps(change):
+    """A stack's backward pass writes its gradients into views of one (E, P) buffer laid out
+    as θ, and the update steps that buffer as it is (no concatenation of E × P entries); a
+    gradient replaced by another array is concatenated as before, one changed in place is
+    changed in the buffer too. Bit for bit the reference road in every case."""
+    a, b = stack_of(3), stack_of(3)
+    sa, sb = tv.setup(tv.Momentum([0.1, 0.2, 0.3]), a), tv.setup(tv.Momentum([0.1, 0.2, 0.3]), b)
+    for step in range(3):
+        ga, gb = stack_grads(a, step), stack_grads(b, step)
+        assert ga.layers[0].weight.base is ga.layers[1].bias.base is not None
+        assert ga.layers[0].weight.base.shape == (3, 3 * 4 + 4 + 4 * 2 + 2)
+        for g in (ga, gb):
+            if change == "scaled in place":
+                g.layers[1].weight *= 0.5
+            elif change == "replaced":
+                g.layers[1]["weight"] = g.layers[1].weight * 0.5
+        program = sa._tinyvec_fast[2] if step else None
+        if program is not None and change != "replaced":  # the buffer, not a concatenation
+            program.update.__globals__["concatenate"] = None
+        tv.update(sa, a, ga)
+        if program is not None:
+            program.update.__globals__["concatenate"] = np.concatenate
+        general_update(sb, b, gb)
+        assert records(a) == records(b) and state_bytes(sa, a) == state_bytes(sb, b)

@@ -34,6 +34,7 @@ stack, ∂L/∂x of a shared input, and vcat, which would join the members).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -47,6 +48,7 @@ from ..layers.containers import Chain, Parallel, SkipConnection, add
 from ..layers.dense import Dense, overridden
 from ..layers.stack import stack_members
 from .plan import Plan, plan_of
+from .update_program import _new_buffer
 
 __all__ = ["Fallback", "Program", "chain_call", "forget", "program_for", "write_program"]
 
@@ -68,7 +70,9 @@ class Program:
     - ``paths``: the parameters' `tv.trainables` paths, in the same order;
     - ``exact_grads``: whether ∂L/∂(output) of the output's dtype and shape gives every
       parameter a gradient of its own dtype and shape, by construction (every parameter is
-      reached, and every activation's derivative is a built-in formula, not a function).
+      reached, and every activation's derivative is a built-in formula, not a function);
+    - ``layout``: a stack's (with ``backward_into``): its gradients' buffer, laid out as the
+      written update's θ (`stack_backward`); None otherwise.
     """
 
     __slots__ = (
@@ -76,6 +80,7 @@ class Program:
         "backward_into",
         "exact_grads",
         "forward",
+        "layout",
         "params",
         "paths",
         "scope",
@@ -93,6 +98,9 @@ class Program:
         self.backward: Callable[[Any, Any], tuple[Any, ...]] = scope["backward"]
         # NumPy, every parameter reached: the backward pass into a flat gradient buffer
         self.backward_into: Callable[[Any, Any, list[Any]], Any] | None = scope.get("backward_into")
+        # a stack's (with `backward_into`): the gradient buffer's (dtype, shapes, (E,)), whose
+        # views its backward pass writes (`stack_backward`)
+        self.layout: tuple[Any, list[tuple[int, ...]], tuple[int, ...]] | None = None
 
 
 # --- code generation ------------------------------------------------------------------------
@@ -400,7 +408,11 @@ def write_program(plan: Plan, x: Any, input_grad: bool = False) -> Program:
     pass also gives ∂L/∂x); raises `Fallback` when it cannot be written."""
     writer = _Writer(plan, x, input_grad)
     lines, scope, paths = writer.write()
-    return Program("\n".join(lines) + "\n", scope, paths, writer.exact_grads)
+    program = Program("\n".join(lines) + "\n", scope, paths, writer.exact_grads)
+    if writer.members is not None and program.backward_into is not None:
+        shapes = [tuple(data(p).shape) for p in program.params()]
+        program.layout = (x.dtype, shapes, (writer.members,))
+    return program
 
 
 # --- the call -------------------------------------------------------------------------------
@@ -458,5 +470,28 @@ def chain_call(chain: Any, x: Any) -> Any:
         return out
     if not grad_enabled():
         return Tensor(out, op="Chain")
+    if program.layout is not None:
+        shape = out.shape
+        vjp = lambda g: stack_backward(plan, program, g, saved, shape)  # noqa: E731
+        return Tensor(out, (x, *params), vjp, "Chain")
     backward = program.backward
     return Tensor(out, (x, *params), lambda g: backward(g, saved), "Chain")
+
+
+def stack_backward(
+    plan: Plan, program: Program, g: Any, saved: Any, shape: tuple[int, ...]
+) -> tuple[Any, ...]:
+    """The backward pass of a stack's program with every gradient written into a view of one
+    new (E, P) buffer laid out as the written update's θ (`backward_into`): the update then
+    steps the buffer as it is (`tinyvec.fast.update`), where it would concatenate E × P
+    entries again; the plan keeps weak references to tell. A ∂L/∂(output) of another dtype or
+    shape than the output's (a float64 target): the plain backward pass."""
+    layout, into = program.layout, program.backward_into
+    if layout is None or into is None or type(g) is not np.ndarray or g.dtype != layout[0]:
+        return program.backward(g, saved)
+    if g.shape != shape:
+        return program.backward(g, saved)
+    G, views = _new_buffer(*layout)
+    gx = into(g, saved, views)
+    plan.gradients = (layout, weakref.ref(G), [weakref.ref(v) for v in views])
+    return (gx, *views)

@@ -162,7 +162,7 @@ class UpdateProgram:
             SHAPES=[x.shape for x in values],
             LAST=[None],  # what the last step committed (see the generated code)
             LEAD=lead,
-            SPARE=[None],  # the θ of the last step (see the generated code)
+            SPARE=[None],  # the θ the last step started from (see the generated code)
             ALONE=_alone(),
             getrefcount=sys.getrefcount,
             empty_like=np.empty_like,
