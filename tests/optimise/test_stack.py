@@ -249,3 +249,19 @@ def test_the_hessian_vector_product_of_a_stack_is_each_members_own(shared):
         for path, _, _ in tv.trainables(single):
             assert graph[path].data[e, ...].tobytes() == v_e[path].tobytes(), path
             assert hv[path][e, ...].tobytes() == hv_e[path].tobytes(), path
+
+
+def test_per_member_hyperparameters_step_a_stack_on_its_own_device(xp):
+    """`per_member` puts its vector where the parameter is (on main it made it on the default
+    device, and array-api-strict's second device refused the step)."""
+    model = tv.stack([tv.to(xp, tv.Dense(2, 1, rng=seed)) for seed in range(2)])
+    state = tv.setup(tv.Momentum([0.1, 0.2], [0.5, 0.0]), model)
+    x, y = xp.ones((2, 2, 3)), xp.zeros((2, 1, 3))
+    with tv.fast.off():
+        tv.update(state, model, tv.gradient(lambda m: tv.mse(m(x), y, members=True), model))
+    for e, (member, _) in enumerate(tv.unstack(model, state)):
+        single = tv.to(xp, tv.Dense(2, 1, rng=e))
+        alone = tv.setup(tv.Momentum([0.1, 0.2][e], [0.5, 0.0][e]), single)
+        with tv.fast.off():
+            tv.update(alone, single, tv.gradient(lambda m: tv.mse(m(x[e, ...]), y[e, ...]), single))
+        assert rel(member.weight, single.weight) <= 1e-12
