@@ -211,8 +211,26 @@ def tinyvec_stack_step(spec, x, y, dtype: str) -> Callable[[], Any]:
     return step
 
 
+def tinyvec_stack_compiled_step(spec, x, y, dtype: str) -> Callable[[], Any]:
+    """The same stack and rule, its step ``tv.compile(tv.mse, stack, state)``: no graph, the
+    gradients written straight into the (E, P) buffer that the written update steps."""
+    import tinyvec as tv
+
+    E = x.shape[0]
+    model = tv.stack([tinyvec_model(spec, dtype) for _ in range(E)])
+    state = tv.setup(tv.Descent([LR] * E), model)
+    compiled = tv.compile(tv.mse, model, state)
+
+    def step() -> None:
+        compiled(x, y)
+
+    step.reset = restorer(model, state)  # type: ignore[attr-defined]
+    return step
+
+
 STACK_IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {
     "tinyvec stack": tinyvec_stack_step,
+    "tinyvec stack, compiled": tinyvec_stack_compiled_step,
     "numpy stack (by hand)": numpy_stack_step,
     "jax jit(vmap)": jax_vmap_step,
 }

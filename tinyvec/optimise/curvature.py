@@ -18,6 +18,7 @@ from ..backend import is_array, namespace
 from ..engine import ops
 from ..engine.tensor import Tensor, setting
 from ..layers.base import match, mirror, nodes
+from ..layers.stack import stack_members
 from .training import gradient, gradients_of, interrupts_deferred
 
 __all__ = ["hvp"]
@@ -28,6 +29,8 @@ def hvp(f: Callable[[Any], Any], model: Any, v: Any) -> Any:
     tree shaped like ``tv.gradient(f, model)`` (an array, for an array ``model``), and so is
     the result. Exact (no finite differences): H v = ∇_θ ⟨∇_θ f, v⟩, differentiating the
     gradient again (`tv.gradient` with ``create_graph=True``). A None entry of v is a zero.
+    For a stack of E models (`tv.stack`) and its E member losses (``tv.mse(ŷ, y,
+    members=True)``), member e of the result is member e's own H_e v_e.
 
     >>> import numpy as np, tinyvec as tv
     >>> f = lambda x: tv.ops.sum(x * x * x)          # H = diag(6x)
@@ -51,16 +54,22 @@ def hvp(f: Callable[[Any], Any], model: Any, v: Any) -> Any:
             _check_direction(path, getattr(layer, name), v_p)
     params = [(path, layer, name) for path, layer, name, _ in entries]
     first = getattr(entries[0][1], entries[0][2])
+    # a stack of E models (`tv.stack`), f its E member losses: ⟨∇f_e, v_e⟩ member by member,
+    # whose gradient is each member's own H_e v_e (the members share no parameter)
+    E = stack_members(params)
 
     def directional(m: Any) -> Any:  # ⟨∇f(θ), v⟩ = Σ_p ⟨∂f/∂θ_p, v_p⟩, a scalar Tensor
         _, g = gradients_of(f, [m], params, create_graph=True)
         total: Any = None
         for g_p, (*_, v_p) in zip(g, entries, strict=True):
             if g_p is not None and v_p is not None:
-                term = ops.reduce_sum(g_p * v_p)
+                axis = None if E is None else tuple(range(1, v_p.ndim))  # (but the members')
+                term = ops.reduce_sum(g_p * v_p, axis=axis)
                 total = term if total is None else total + term
         # f does not depend on the parameters v moves: a constant 0, so H v = 0
-        return Tensor(namespace(first).zeros((), dtype=first.dtype)) if total is None else total
+        if total is None:
+            return Tensor(namespace(first).zeros(() if E is None else (E,), dtype=first.dtype))
+        return total
 
     # (the lists of `gradients_of`, not trees: the same differentiation with less bookkeeping;
     # on the reference road, whose nodes can be differentiated twice)
