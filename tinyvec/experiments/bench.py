@@ -29,9 +29,9 @@ Networks (loss: mse, plain gradient descent):
 Then the step with each δ-rule against the plain tinyvec step, on the seed network and on a
 256-wide ReLU network (256→256→256→256→10, batch 256, float64).
 
-Then second order on the seed network: one exact Hessian-vector product (``tv.hvp``) against
-one gradient (``tv.gradient``, default, and on the reference road, ``tv.fast.off()``, where
-the Hessian-vector product runs).
+Then second order on the seed network and on the 256-wide ReLU network (batch 256, float64):
+one exact Hessian-vector product (``tv.hvp``) against one gradient (``tv.gradient``, default,
+and on the reference road, ``tv.fast.off()``, where the Hessian-vector product runs).
 """
 
 from __future__ import annotations
@@ -462,11 +462,15 @@ def main(argv: list[str] | None = None) -> int:
     ):
         rows = deltarule_benchmark(spec, batch, rounds, block)
         print_table(title, rows, baseline="the plain step")
-    print_table(
-        "second order, seed network, batch 20, float64: one hvp against one gradient",
-        curvature_benchmark(seed_spec(), 20, rounds, block),
-        baseline="the gradient",
-    )
+    for title, spec, batch in (
+        ("seed network, batch 20", seed_spec(), 20),
+        ("256→256→256→256→10 ReLU, batch 256", wide_256, 256),
+    ):
+        print_table(
+            f"second order, {title}, float64: one hvp against one gradient",
+            curvature_benchmark(spec, batch, rounds, block),
+            baseline="the gradient",
+        )
     print("\npeak RSS, network (b), a fresh process each (imports included)")
     print("| implementation | MB | ratio to NumPy |")
     print("|---|---:|---:|")
