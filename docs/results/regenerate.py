@@ -84,6 +84,19 @@ STUDIES: dict[str, Study] = {
         ["run/config.json"],
         "≈ 1.5 min",
     ),
+    "collapse-seeds": Study(
+        "analysis",
+        [
+            (
+                "tinyvec.experiments.collapse",
+                ["--seeds", "0-2", "--jobs", "1", "--quiet", "--no-plots", "--out", "{work}/seeds"],
+            )
+        ],
+        {"seeds/summary.md": "collapse-seeds-0-2.md"},
+        ["seeds/config.json"],
+        "≈ 5 min on one busy core",
+        quick=["--quick", "--seeds", "0-1"],
+    ),
     "eigen-default": Study(
         "eigen",
         [("tinyvec.experiments.eigen", ["--quiet", "--dpi", "100", "--out", "{work}/run"])],
@@ -278,18 +291,6 @@ LEGACY = {
     "compensation/curves_runge_tanh_sample.png": "fixed budget",
     "compensation/curves_sincos_tanh_sample.png": "fixed budget",
     "orthogonalization/over-time.md": "fixed budget of 2000 epochs, 5 seeds",
-    **{
-        f"sharpness/{name}": "made before issue 24's loss-trend rule: its 'limit_cycle 2' "
-        "verdicts on analyze at η = 0.1 are 'moving' today (the loss still falls); not rerun"
-        for name in (
-            "results.md",
-            "config.json",
-            "runs.jsonl",
-            "gd-analyze.png",
-            "gd-digits.png",
-            "sgd.png",
-        )
-    },
 }
 CODE = ["tinyvec", "examples", "pyproject.toml", "docs/results/regenerate.py"]
 TOOLS = {"regenerate.py", "analysis/blas_threads.py", "speed/phases.py", "speed/instructions.py"}

@@ -47,3 +47,19 @@ def test_summary_finds_where_the_threshold_is_reached():
     s = sharpness.summary(run, eta=0.1)
     assert s["reached"] == 20 and s["start"] == pytest.approx(0.25)
     assert s["peak"] == pytest.approx(1.05) and s["hover"] == pytest.approx(1.0)
+
+
+def test_the_verdict_says_when_the_parameters_come_back_while_the_loss_falls():
+    # analyze's ReLU net at η = 0.1 reaches 2/η by step 400; by step 2000 it returns every second
+    # step while the loss still falls: "moving" by issue 24's loss-trend rule, which the
+    # verdict cell must not reduce to a plain "moving" (the study's edge-of-stability claim)
+    spec = {"part": "gd", "task": "analyze", "activation": "relu", "eta": 0.1, "seed": 0,
+            "steps": 2000, "every": 100, "per_class": 20}  # fmt: skip
+    run = sharpness.gd_run(spec)
+    assert run["completion"] == "moving" and run["returns"] == 2
+    assert run["eos"]["alignment"] > 0.99
+    assert sharpness.verdict(run) == f"moving, back every 2 ({run['eos']['alignment']:.2f})"
+    fixed = {"diverged": False, "completion": "fixed_point", "period": 1, "returns": None,
+             "eos": None}  # fmt: skip
+    assert sharpness.verdict(fixed) == "fixed_point 1"
+    assert sharpness.verdict({**fixed, "diverged": True}) == "diverged"

@@ -125,6 +125,9 @@ def gd_run(spec: dict[str, Any]) -> dict[str, Any]:
         "diverged": diverged,
         "completion": status["kind"],
         "period": status["period"],
+        # the period with which the parameters come back, also when the loss still falls and
+        # the loss-trend test (issue 24) calls the run "moving"
+        "returns": (status.get("cycle_trend") or {}).get("period"),
         "eos": eos,
         "seconds": time.perf_counter() - start,
     }
@@ -276,6 +279,21 @@ def _spread(values: list[float]) -> str:
     return f"{v.mean():.3g} ± {v.std():.2g}" if v.size > 1 else f"{v[0]:.3g}"
 
 
+def verdict(run: dict[str, Any]) -> str:
+    """A part-1 run's verdict cell: the completion monitor's kind and period, ", back every p"
+    when the parameters return every p steps while the loss still falls (issue 24's
+    loss-trend rule calls that "moving"), and the alignment |cos(u₁, Δθ)| wherever they
+    return."""
+    if run["diverged"]:
+        return "diverged"
+    v = run["completion"] + (f" {run['period']}" if run["period"] else "")
+    if run["completion"] != "limit_cycle" and run.get("returns"):
+        v += f", back every {run['returns']}"
+    if run["eos"] is not None:
+        v += f" ({run['eos']['alignment']:.2f})"
+    return v
+
+
 def write(
     runs: list[dict[str, Any]], args: Any, out: Path, figures: dict[str, Any] | None
 ) -> list[Path]:
@@ -296,8 +314,10 @@ def write(
         "Columns: λ_max η/2 (= λ_max / (2/η); ≥ 1 is beyond the stability threshold) at "
         "initialisation, at its peak and at the end; the first measured step where it reached "
         "1; its median from there on (*hover*); the final loss; the number of steps at which "
-        "the loss rose; the completion verdict at the end (ε = 1e-3) with, for a cycle, "
-        "|cos(u₁, θ_t − θ_{t−1})| at the last measurement. Each cell: one seed per line "
+        "the loss rose; the completion verdict at the end (ε = 1e-3; *moving, back every "
+        "p*: the parameters come back every p steps but the loss, averaged over p steps, "
+        "still falls) with, where they come back, |cos(u₁, θ_t − θ_{t−1})| at the last "
+        "measurement. Each cell: one seed per line "
         "(seeds in order), then mean ± std over the seeds.",
         "",
         "| task | σ | η | 2/η | λη/2 start | peak | end | reaches 1 at step | hover | "
@@ -319,12 +339,7 @@ def write(
             values = [s[key] for s in sums]
             return f"{each} ({_spread(values)})" if len(sums) > 1 else each
 
-        verdicts = []
-        for r in rs:
-            v = r["completion"] + (f" {r['period']}" if r["period"] else "")
-            if r["eos"] is not None:
-                v += f" ({r['eos']['alignment']:.2f})"
-            verdicts.append("diverged" if r["diverged"] else v)
+        verdicts = [verdict(r) for r in rs]
         lines.append(
             f"| {task} | {act} | {eta:g} | {2 / eta:g} | {col('start')} | {col('peak')} | "
             f"{col('end')} | {col('reached', '{}')} | {col('hover')} | "
