@@ -94,7 +94,7 @@ STUDIES: dict[str, Study] = {
         ],
         {"seeds/summary.md": "collapse-seeds-0-2.md"},
         ["seeds/config.json"],
-        "≈ 5 min on one busy core",
+        "≈ 4 min on one busy core",
         quick=["--quick", "--seeds", "0-1"],
     ),
     "eigen-default": Study(
@@ -195,7 +195,7 @@ STUDIES: dict[str, Study] = {
             "run/config.json": "config.json",
         },
         ["run/config.json"],
-        "≈ 5 min on one busy core",
+        "≈ 3 min on one busy core",
         quick=["--quick", "--seeds", "0-1", "--sgd-tasks", "sin"],
     ),
     "compensation-converged": Study(
