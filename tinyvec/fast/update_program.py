@@ -152,6 +152,8 @@ class UpdateProgram:
             LAST=[None],  # what the last step committed (see the generated code)
             lay_end_to_end=_lay_end_to_end,
             part=_part,
+            BUFFERS=_Buffers(values[0].dtype, [x.shape for x in values]),
+            copyto=np.copyto,
         )
         stateless = rule.init(values[0]) is None  # (Descent: nothing to cut into parts)
         n = len(names)
@@ -196,18 +198,20 @@ class UpdateProgram:
             "    if type(step) is not ARRAY or step.dtype != DT or step.shape != theta.shape:",
             "        return False",
             *(["    if state is not None:", "        return False"] if stateless else []),
-            "    theta_new, step = descend(theta, step)  # θ ← θ - step",
+            "    into = BUFFERS.spare(theta)  # memory for θ_new and the step that no one else holds",
+            "    theta_new, step = descend(theta, step, into.theta)  # θ ← θ - step",
+            "    copyto(into.step, step)  # (the parameters' views of both are made once)",
+            f"    {', '.join(f'{x}_new' for x, _, _ in names)}, = into.params",
+            f"    {', '.join(f'step{x[1:]}' for x, _, _ in names)}, = into.steps",
         ]
         new, offset = [], 0
         for (x, _, _), value, (path, _, _) in zip(names, values, plan.trainables, strict=True):
             k, end, shape = x[1:], offset + value.size, value.shape
-            part = f"[{offset}:{end}]" + (f".reshape({shape})" if len(shape) != 1 else "")
-            new.append((path, f"theta_new{part}"))
-            lines.append(f"    {x}_new, step{k} = theta_new{part}, step{part}  # {path}")
+            new.append((path, f"{x}_new"))
             if stateless:
-                lines.append(f"    state{k} = None")
+                lines.append(f"    state{k} = None  # {path}")
             else:
-                lines.append(f"    state{k} = part(state, {offset}, {end}, {shape})")
+                lines.append(f"    state{k} = part(state, {offset}, {end}, {shape})  # {path}")
             offset = end
         last = ", ".join([f"{x}_new" for x, _, _ in names] + [f"state{x[1:]}" for x, _, _ in names])
         views = (f"LAST[0] = (theta_new, state, {last})",)
@@ -325,11 +329,63 @@ def _commit(layers: dict, extra: tuple[str, ...] = ()) -> list[str]:
 def _new_buffer(dtype: Any, shapes: list[tuple[int, ...]]) -> tuple[Any, list[Any]]:
     """A flat array for the parameters of ``shapes`` and each parameter's view of it."""
     G = np.empty(sum(math.prod(shape) for shape in shapes), dtype)
+    return G, list(_views(G, shapes))
+
+
+def _views(flat: Any, shapes: list[tuple[int, ...]]) -> tuple[Any, ...]:
+    """Each parameter's view of ``flat``, the parameters of ``shapes`` laid end to end."""
     views, offset = [], 0
     for shape in shapes:
-        views.append(G[offset : offset + math.prod(shape)].reshape(shape))
+        views.append(flat[offset : offset + math.prod(shape)].reshape(shape))
         offset += math.prod(shape)
-    return G, views
+    return tuple(views)
+
+
+class _Buffers:
+    """Memory for the flat step's θ_new and step, reused: a step writes them into a set of
+    two flat arrays whose views for each parameter are made once (slicing θ_new and the step
+    into a dozen parameters costs more, on a small model, than computing them), and the commit
+    shows that set's views as the parameters and the step records. The next step writes the
+    other set, and the one after that this one again, while nothing but these sets holds any
+    of its arrays or views (`spare`): a parameter or a record that a user, a Recorder or the
+    optimiser state kept is never written into; its set is left to them and a new one made."""
+
+    __slots__ = ("dtype", "sets", "shapes")
+
+    def __init__(self, dtype: Any, shapes: list[tuple[int, ...]]) -> None:
+        self.dtype, self.shapes = dtype, shapes
+        self.sets: list[_Set] = []
+
+    def spare(self, theta: Any) -> _Set:
+        """A set that only this object holds and whose θ is not ``theta`` (the step's input)."""
+        for held in self.sets:
+            if held.theta is not theta and held.free():
+                return held
+        made = _Set(self.dtype, self.shapes)
+        # kept: θ's set (the next step's spare) and the new one; a set held elsewhere is theirs
+        self.sets = [held for held in self.sets if held.theta is theta] + [made]
+        return made
+
+
+class _Set:
+    """θ_new's and the step's memory (``theta``, ``step``) and each parameter's views of them
+    (``params``, ``steps``); ``free()``: nothing else holds any of them."""
+
+    __slots__ = ("arrays", "held", "params", "step", "steps", "theta")
+
+    def __init__(self, dtype: Any, shapes: list[tuple[int, ...]]) -> None:
+        size = sum(math.prod(shape) for shape in shapes)
+        self.theta, self.step = np.empty(size, dtype), np.empty(size, dtype)
+        self.params, self.steps = _views(self.theta, shapes), _views(self.step, shapes)
+        self.arrays = (self.theta, self.step, *self.params, *self.steps)
+        self.held = 0
+        self.held = self.references()  # (this set's own: its attributes, each view's base)
+
+    def references(self) -> int:
+        return sum(map(sys.getrefcount, self.arrays))
+
+    def free(self) -> bool:
+        return self.references() == self.held
 
 
 def _lay_end_to_end(
