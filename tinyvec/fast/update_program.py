@@ -55,7 +55,7 @@ class UpdateProgram:
     NumPy arrays of one dtype, the step runs on all of them laid end to end as one vector θ
     (`_flat`)."""
 
-    __slots__ = ("buffer", "gather", "layout", "leaves", "source", "update")
+    __slots__ = ("buffer", "gather", "layout", "leaves", "memory", "source", "update")
 
     def __init__(self, plan: Plan, rule: Any = None) -> None:
         scope: dict[str, Any] = {
@@ -77,6 +77,8 @@ class UpdateProgram:
         # the flat step's gradient buffer (`gradient_buffer`): its dtype and parameter shapes
         self.layout = (values[0].dtype, [x.shape for x in values]) if flat else None
         self.buffer: tuple[Any, list[Any], int] | None = None
+        # the flat step's memory for θ_new and the step (`_Buffers`)
+        self.memory: _Buffers | None = scope.get("BUFFERS")
         gather, leaves = self._gather(plan, ("G", "S")), self._gather(plan, ("S",))
         self.source = "\n".join([*body, "", *gather, "", *leaves]) + "\n"
         exec(compile(self.source, "<tinyvec update>", "exec"), scope)  # our own generated code
