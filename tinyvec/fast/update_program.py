@@ -223,8 +223,8 @@ class UpdateProgram:
     @staticmethod
     def _gather(plan: Plan, trees: tuple[str, ...]) -> list[str]:
         """Read the gradient tree G and the optimiser tree S (``trees``: both, or S alone) as
-        `tinyvec.layers.base.match` does, refusing (None) any other shape: a non-dict node, a tuple of layers
-        of another length or type."""
+        `tinyvec.layers.base.match` does, refusing (None) any other shape: a non-dict node, a
+        missing entry, a tuple of layers of another length or type."""
         if trees == ("G", "S"):
             lines = [
                 "def gather(grads, tree):",
@@ -251,7 +251,7 @@ class UpdateProgram:
             for attr, kids, many in node.slots:
                 if many:
                     lines += [
-                        f"    {each('{T}s', ', ')} = {each(f'{{T}}{i}.get({attr!r})', ', ')}",
+                        f"    {each('{T}s', ', ')} = {each(f'{{T}}{i}[{attr!r}]', ', ')}",
                         f"    if {each(f'type({{T}}s) is not tuple or len({{T}}s) != {len(kids)}', ' or ')}:",
                         "        return None",
                     ]
@@ -262,15 +262,19 @@ class UpdateProgram:
                 else:
                     k = kids[0]
                     lines.append(
-                        f"    {each(f'{{T}}{k}', ', ')} = {each(f'{{T}}{i}.get({attr!r})', ', ')}"
+                        f"    {each(f'{{T}}{k}', ', ')} = {each(f'{{T}}{i}[{attr!r}]', ', ')}"
                     )
         where = {id(node.layer): i for i, node in reversed(list(enumerate(plan.nodes)))}
         entries: dict[str, list[str]] = {T: [] for T in trees}
         for _, layer, name in plan.trainables:
             for T in trees:
-                entries[T].append(f"{T}{where[id(layer)]}.get({name!r})")
+                entries[T].append(f"{T}{where[id(layer)]}[{name!r}]")
         lists = ", ".join("[" + ", ".join(entries[T]) + "]" for T in trees)
-        return [*lines, f"    return {lists}"]
+        # (subscripts, not .get: a Tree's .get is the slower call; a missing entry is a tree
+        # of another shape too)
+        head, body = lines[:4], [*lines[4:], f"    return {lists}"]
+        body = [f"    {line}" for line in body]
+        return [*head, "    try:", *body, "    except LookupError:", "        return None"]
 
 
 def _names(plan: Plan, scope: dict[str, Any]) -> tuple[list[tuple[str, str, str]], dict]:
