@@ -151,6 +151,25 @@ def test_a_tuple_in_a_spec_is_given_as_the_list_json_gives_back(tmp_path):
     assert run_sweep(run_nothing, [{"shape": (2, 3)}], tmp_path, progress=False) == runs
 
 
+def test_numpy_numbers_and_arrays_in_a_result_are_written_as_json_gives_them_back(tmp_path):
+    def numpy_result(spec):  # a study returning NumPy numbers: once a failure after its run
+        x = spec["x"]
+        return {"n": np.int64(x), "f": np.float32(0.5), "on": np.bool_(True),
+                "curve": np.arange(3.0) * x, "nan": np.float64("nan")}  # fmt: skip
+
+    runs = run_sweep(numpy_result, [{"x": 2}], tmp_path, progress=False)
+    assert json.dumps(runs[0]) == json.dumps(read_runs(tmp_path / "runs.jsonl")[0])
+    assert runs[0]["n"] == 2 and type(runs[0]["n"]) is int and runs[0]["curve"] == [0.0, 2.0, 4.0]
+    assert run_sweep(run_nothing, [{"x": 2}], tmp_path, progress=False)[0]["curve"] == [0, 2, 4]
+
+
+def test_a_result_json_cannot_hold_is_refused_naming_its_type(tmp_path):
+    with pytest.raises(
+        TypeError, match=r"a run returned a builtins\.set, which runs\.jsonl cannot"
+    ):
+        run_sweep(lambda spec: {"tags": {1, 2}}, [{"x": 1}], tmp_path, progress=False)
+
+
 def test_a_set_in_a_spec_is_refused_before_any_work(tmp_path):
     specs = [{"x": 1}, {"x": 2, "tags": {"a": {"b", "c"}}}]
     with pytest.raises(ValueError, match=r'spec 1, at \["tags"\]\["a"\]: a set, which JSON '

@@ -570,3 +570,31 @@ def test_ctrl_c_or_an_exception_at_any_moment_leaves_all_of_a_step_or_none(
     step(x, y)  # an uninterrupted step after all that: the reference road's
     default_step(twin, twin_state, x, y)
     assert records(m) == records(twin) and state_bytes(state, m) == state_bytes(twin_state, twin)
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own-inputs", "shared-input"])
+def test_a_stacks_written_loss_step_builds_no_graph_and_is_the_default_step(shared, monkeypatch):
+    """tv.compile(tv.mse, stack, state): the loss is the E member losses (as `model_loss`
+    says), run as plain arrays through the stack's program and written update, gradients
+    straight into the (E, P) buffer; bit for bit the default step. (On main a stack's
+    compiled tv.mse step took the graph's road.)"""
+    from tinyvec.fast import compiled
+
+    E = 3
+    make = lambda: tv.stack([model_from([("skip+", 1, True, 3, None)], e) for e in range(E)])  # noqa: E731
+    a, b = make(), make()
+    rule = lambda: tv.Adam([0.01, 0.02, 0.03])  # noqa: E731
+    sa, sb = tv.setup(rule(), a), tv.setup(rule(), b)
+    step = tv.compile(tv.mse, a, sa)
+    g = np.random.default_rng(0)
+    for _ in range(3):
+        x = g.standard_normal((3, 4) if shared else (E, 3, 4))
+        y = g.standard_normal((E, 2, 4))
+        with monkeypatch.context() as patch:
+            patch.setattr(compiled, "gradients_of", None)  # calling either would raise
+            patch.setattr(compiled, "update", None)
+            loss = step(x, y)
+        value, grads = tv.withgradient(lambda m: tv.mse(m(x), y, members=True), b)
+        tv.update(sb, b, grads)
+        assert loss.shape == (E,) and loss.tobytes() == value.tobytes()
+        assert records(a) == records(b) and state_bytes(sa, a) == state_bytes(sb, b)

@@ -5,7 +5,9 @@ One hypothesis suite draws what users write — random Chains of Dense, SkipConn
 Parallel layers, nested; a shared layer; a custom layer written with `tv.ops`; built-in
 activations and activations of one's own given by `derivative` only or by `backprop` only;
 every optimiser rule and δ-rule; float32 and float64; NumPy and array-api-strict; a model
-edited between steps — and trains two twins, one on each road, for several steps. After
+edited between steps; a stack of E such models (`tv.stack`: per-member weights and
+hyperparameters, inputs per member or shared) — and trains two twins, one on each road, for
+several steps. After
 every step it compares the loss, the gradient tree (where the road returns one), every
 parameter, every step record and Dense record (input, preact, output, delta, delta_used, dW,
 db) and every optimiser state, byte for byte.
@@ -17,6 +19,7 @@ backward pass then also gives the input's cotangent), ``tv.compile`` of a loss f
 (the model called on plain arrays).
 """
 
+import copy
 import tempfile
 import warnings
 from pathlib import Path
@@ -40,6 +43,7 @@ from nets import (
 
 import tinyvec as tv
 from tinyvec.backend import device, namespace, to_numpy
+from tinyvec.layers.stack import members
 
 
 # --- what users write -----------------------------------------------------------------------
@@ -83,28 +87,37 @@ ROADS = ["default", "input-gradient", "compiled", "compiled-mse"]
 def cases(draw):
     delta = draw(st.sampled_from(sorted(DELTAS)))
     rule = draw(st.sampled_from(LINEAR if delta != "none" else sorted(RULES)))
+    members = draw(st.sampled_from([0, 0, 1, 2, 3]))  # E of a stack (`tv.stack`); 0: none
+    extras, edits = ["none", "custom-layer", "shared-layer"], ["wider", "swap-branch", "append"]
+    if members:  # (a layer of one's own takes no member axis; these edits are not a stack's)
+        extras, edits = ["none", "shared-layer"], []
     return {
         "blocks": draw(architectures()),
         "sigma": draw(st.integers(0, len(SIGMAS) - 1)),
-        "extra": draw(st.sampled_from(["none", "custom-layer", "shared-layer"])),
+        "extra": draw(st.sampled_from(extras)),
         "rule": rule,
         "delta": delta,
         "road": draw(st.sampled_from(ROADS)),
         "dtype": draw(st.sampled_from(["float64", "float32"])),
-        "edit": draw(st.sampled_from(["none", "wider", "swap-branch", "append", "sigma"])),
+        "edit": draw(st.sampled_from(["none", *edits, "sigma"])),
         "seed": draw(st.integers(0, 2**16)),
         "batch": draw(st.integers(1, 4)),
         "hold": draw(st.sampled_from([*HOLDS, "recorder"])),
+        "members": members,
+        "per-member": draw(st.booleans()),  # hyperparameters per member, or one for all
+        "shared": draw(st.booleans()),  # a stack's input: (in, B) shared, or (E, in, B)
     }
 
 
 def make_model(case):
     """The drawn network: a body of random blocks (σ of the drawn kind where a block takes
     one), an optional custom or shared layer, then a head Dense(f, h) → Dense(h, 2) that the
-    edits act on."""
+    edits act on. (A stack's members: vcat joins a stack's values on the member axis, which
+    the layers refuse, so its blocks join with + instead.)"""
     g = np.random.default_rng(case["seed"])
     sigma = SIGMAS[case["sigma"]]
-    body, f = build(case["blocks"], 3, g, sigmas=SIGMAS)
+    blocks = _no_vcat(case["blocks"]) if case.get("members") else case["blocks"]
+    body, f = build(blocks, 3, g, sigmas=SIGMAS)
     layers = [body]
     if case["extra"] == "custom-layer":
         layers.append(Scale(f, case["seed"]))
@@ -114,6 +127,47 @@ def make_model(case):
     layers += [tv.Dense(f, 3, sigma, rng=case["seed"] + 1), tv.Dense(3, 2, rng=case["seed"] + 2)]
     model = tv.Chain(*layers)
     return tv.f32(model) if case["dtype"] == "float32" else model
+
+
+def _no_vcat(blocks):
+    swap = {"skipvcat": "skip+", "parvcat": "par+"}
+    return [
+        (swap.get(kind, kind), sigma, bias, width, inner and _no_vcat(inner))
+        for kind, sigma, bias, width, inner in blocks
+    ]
+
+
+# the hyperparameters a stack's member e scales by 1 - e/8 (its own values: still valid ones)
+HYPER = {"eta", "rho", "beta", "epsilon", "lam", "omega", "kappa", "eps"}
+
+
+def member_rule(rule, e):
+    """``rule`` (an optimiser rule or a δ-rule, or a list of them) with member e's values."""
+    if isinstance(rule, list | tuple):
+        return type(rule)(member_rule(r, e) for r in rule)
+    if rule is None or e == 0:
+        return rule
+    rule = copy.copy(rule)
+    for name, value in vars(rule).items():
+        if name == "rules":
+            setattr(rule, name, member_rule(value, e))
+        elif name in HYPER:
+            scaled = [v * (1 - e / 8) for v in (value if isinstance(value, tuple) else [value])]
+            setattr(rule, name, tuple(scaled) if isinstance(value, tuple) else scaled[0])
+    return rule
+
+
+def make_stack(case, xp):
+    """A stack of E drawn networks (`tv.stack`), each of its own seed, and its optimiser state
+    from the members' (`tv.stack(models, states)`: hyperparameters that differ, per member)."""
+    models, states = [], []
+    for e in range(case["members"]):
+        model = tv.to(xp, make_model({**case, "seed": case["seed"] + 101 * e}))
+        at = e if case["per-member"] else 0
+        rule, delta = member_rule(RULES[case["rule"]](), at), DELTAS[case["delta"]]()
+        models.append(model)
+        states.append(tv.setup(rule, model, delta=member_rule(delta, at)))
+    return tv.stack(models, states)
 
 
 def edit(model, case):
@@ -153,12 +207,23 @@ def like(layer, other):
 def data(case, xp, steps):
     g = np.random.default_rng(case["seed"] + 1)
     dtype = np.float32 if case["dtype"] == "float32" else np.float64
-    xs = [g.standard_normal((3, case["batch"])).astype(dtype) for _ in range(steps)]
+    E = case.get("members")
+    shape = (3, case["batch"]) if not E or case["shared"] else (E, 3, case["batch"])
+    xs = [g.standard_normal(shape).astype(dtype) for _ in range(steps)]
+    if E:  # a stack's targets are its members' own, (E, 2, B)
+        return [
+            (
+                xp.asarray(x),
+                xp.asarray(np.tanh(g.standard_normal((E, 2, case["batch"]))).astype(dtype)),
+            )
+            for x in xs
+        ]
     return [(xp.asarray(x), xp.asarray(np.tanh(x[:2]))) for x in xs]
 
 
 def loss(m, x, y):
-    return tv.mse(m(x), y)
+    out = m(x)
+    return tv.mse(out, y) if members(m) is None else tv.mse(out, y, members=True)
 
 
 def gradient_bytes(grads, model):
@@ -172,14 +237,21 @@ class Twin:
     """A model, its optimiser state and its road."""
 
     def __init__(self, case, xp, road):
-        self.model = tv.to(xp, make_model(case))
         self.case, self.road = case, road
-        self.setup()
+        if case.get("members"):
+            self.model, self.state = make_stack(case, xp)
+            self.compile()
+        else:
+            self.model = tv.to(xp, make_model(case))
+            self.setup()
 
     def setup(self):
         self.state = tv.setup(
             RULES[self.case["rule"]](), self.model, delta=DELTAS[self.case["delta"]]()
         )
+        self.compile()
+
+    def compile(self):
         self.step = None
         if self.road == "compiled":
             self.step = tv.compile(loss, self.model, self.state)
@@ -221,6 +293,8 @@ def outcome(twin, x, y, reference):
 def run(case, xp, steps=3):
     fast, reference = Twin(case, xp, case["road"]), Twin(case, xp, case["road"])
     what = case.get("hold", "nothing")  # what a user keeps of every step (value semantics)
+    if what == "recorder" and case.get("members"):  # (a Recorder records ordinary models)
+        what = "records"
     held = []
     recorders = [tv.Recorder(1, Path(tempfile.gettempdir()) / "unused.npz") for _ in "ab"]
     for i, (x, y) in enumerate(data(case, xp, steps)):

@@ -2,11 +2,14 @@
 the reference road, which says what is wrong. (Its equality with the reference road, bit for
 bit, is proven in `test_equivalence`.)"""
 
+import weakref
+
 import numpy as np
 import pytest
 from nets import RULES, general_update, model_from, records, state_bytes
 
 import tinyvec as tv
+from tinyvec.layers.stack import members
 
 
 def grads_of(model, seed, batch=4):
@@ -206,3 +209,76 @@ def test_every_array_library_gets_the_written_update(xp, rule):
         assert records(a) == records(b)
     assert sa._tinyvec_fast[2] is not None
     assert xp is np or "finite(" in sa._tinyvec_fast[2].source  # (the array API's Σ x²)
+
+
+def stack_of(E):
+    return tv.stack([tv.Chain(tv.Dense(3, 4, tv.tanh, rng=e), tv.Dense(4, 2, rng=e + 9)) for e in range(E)])  # fmt: skip
+
+
+def stack_grads(model, seed, E=3, batch=4):
+    g = np.random.default_rng(seed)
+    x, y = g.standard_normal((E, 3, batch)), g.standard_normal((E, 2, batch))
+    return tv.gradient(lambda m: tv.mse(m(x), y, members=True), model)
+
+
+def test_a_stack_steps_theta_as_rows_one_per_member():
+    """A stack of E models (`tv.stack`) takes the flat step too: θ is (E, P), member e's
+    parameters end to end in row e, so that per-member hyperparameters scale its row. (On main
+    the written update declined stacks.)"""
+    a, b = stack_of(3), stack_of(3)
+    rule = lambda: tv.Adam([0.01, 0.02, 0.03], ([0.9, 0.8, 0.7], 0.999))  # noqa: E731
+    sa, sb = tv.setup(rule(), a), tv.setup(rule(), b)
+    for step in range(3):
+        tv.update(sa, a, stack_grads(a, step))
+        general_update(sb, b, stack_grads(b, step))
+        assert records(a) == records(b) and state_bytes(sa, a) == state_bytes(sb, b)
+    assert "RULE.apply(state, theta, grad)" in sa._tinyvec_fast[2].source
+    theta = a[0].weight.base
+    assert theta is a[1].bias.base and theta.shape == (3, 3 * 4 + 4 + 4 * 2 + 2)
+
+
+@pytest.mark.parametrize("make", [net, lambda: stack_of(2)], ids=["model", "stack"])
+def test_the_parameters_of_an_earlier_step_keep_their_values(make):
+    """The new θ is written into the θ of two steps ago, but only when nothing holds it any
+    more: parameters kept from an earlier step keep their values, and are not reused."""
+    m = make()
+    state = tv.setup(tv.Descent(0.1), m)
+    E = members(m)
+    grads = grads_of if E is None else lambda m, seed: stack_grads(m, seed, E)
+    kept, bases = [], []
+    for step in range(5):
+        kept.append((m[0].weight, m[0].weight.copy()))
+        tv.update(state, m, grads(m, step))
+        assert all((w == copy).all() for w, copy in kept)
+    kept.clear()
+    for step in range(4):  # nothing held: two θ take turns
+        tv.update(state, m, grads(m, step))
+        bases.append(weakref.ref(m[0].weight.base))
+    assert bases[0]() is bases[2]() is not None and bases[1]() is bases[3]() is not None
+
+
+@pytest.mark.parametrize("change", ["none", "scaled in place", "replaced"])
+def test_a_stacks_gradients_are_views_of_the_buffer_its_update_steps(change):
+    """A stack's backward pass writes its gradients into views of one (E, P) buffer laid out
+    as θ, and the update steps that buffer as it is (no concatenation of E × P entries); a
+    gradient replaced by another array is concatenated as before, one changed in place is
+    changed in the buffer too. Bit for bit the reference road in every case."""
+    a, b = stack_of(3), stack_of(3)
+    sa, sb = tv.setup(tv.Momentum([0.1, 0.2, 0.3]), a), tv.setup(tv.Momentum([0.1, 0.2, 0.3]), b)
+    for step in range(3):
+        ga, gb = stack_grads(a, step), stack_grads(b, step)
+        assert ga.layers[0].weight.base is ga.layers[1].bias.base is not None
+        assert ga.layers[0].weight.base.shape == (3, 3 * 4 + 4 + 4 * 2 + 2)
+        for g in (ga, gb):
+            if change == "scaled in place":
+                g.layers[1].weight *= 0.5
+            elif change == "replaced":
+                g.layers[1]["weight"] = g.layers[1].weight * 0.5
+        program = sa._tinyvec_fast[2] if step else None
+        if program is not None and change != "replaced":  # the buffer, not a concatenation
+            program.update.__globals__["concatenate"] = None
+        tv.update(sa, a, ga)
+        if program is not None:
+            program.update.__globals__["concatenate"] = np.concatenate
+        general_update(sb, b, gb)
+        assert records(a) == records(b) and state_bytes(sa, a) == state_bytes(sb, b)

@@ -195,6 +195,30 @@ def test_a_gradient_of_a_gradient_nests():
     np.testing.assert_array_equal(tv.gradient(h, x), [6.0, 6.0])
 
 
+def test_a_third_derivative_through_dense_layers_matches_differences_of_the_second():
+    # Differentiated a third time, Dense's A^k node (the forward's array, with the layer's
+    # affine vjp) runs its vjp on Tensors: g2 = ⟨∇⟨∇f, u⟩, u⟩, and ⟨∇g2, w⟩ against central
+    # differences of g2 along w; the second layer's input is a Tensor, the first's is not
+    model = tv.Chain(tv.Dense(3, 4, tv.atan, rng=1), tv.Dense(4, 2, tv.tanh, rng=2))
+    x, y = data(3)
+    f = lambda m: tv.mse(m(x), y)  # noqa: E731
+    u = random_tree(model, np.random.default_rng(4))
+    w = random_tree(model, np.random.default_rng(5))
+
+    def along(grads, direction):  # ⟨grads, direction⟩, a scalar Tensor
+        terms = [tv.ops.sum(grads[p] * direction[p]) for p, _, _ in tv.trainables(model)]
+        return sum(terms[1:], terms[0])
+
+    g1 = lambda m: along(tv.gradient(f, m, create_graph=True), u)  # noqa: E731
+    g2 = lambda m: along(tv.gradient(g1, m, create_graph=True), u)  # noqa: E731
+    third = tv.gradient(g2, model)
+    eps = 1e-5
+    up = float(tv.withgradient(g2, shifted(model, w, eps))[0])
+    down = float(tv.withgradient(g2, shifted(model, w, -eps))[0])
+    exact = sum(float(np.sum(third[p] * w[p])) for p, _, _ in tv.trainables(model))
+    np.testing.assert_allclose(exact, (up - down) / (2 * eps), rtol=1e-6, atol=1e-8)
+
+
 def test_a_constant_direction_and_parameters_the_loss_ignores_give_zeros():
     model = tv.Chain(tv.Dense(3, 4, tv.tanh, rng=1), tv.Dense(4, 2, rng=2))
     x, y = data(1)

@@ -72,7 +72,7 @@ def _per_member(g, like):
     (E, …) member by member; a scalar g as it is."""
     if getattr(g, "ndim", 0) == 0:
         return g
-    return namespace(g).reshape(g, (-1,) + (1,) * (like.ndim - 1))
+    return ops.namespace(g).reshape(g, (-1,) + (1,) * (like.ndim - 1))  # (Tensors: recorded)
 
 
 def _mean_square_grad(g, r, members=False):  # ∂L/∂ŷ = 2 r / n, times the cotangent g of L
@@ -222,11 +222,12 @@ def _crossentropy_target(logits: Any, y: Any, members: bool = False) -> Any:
 
 # --- a loss of the model's output, written into a compiled step ------------------------------
 def _mse_parts(yhat: Any, y: Any) -> Any:
-    if type(y) is Tensor or data(yhat).ndim == 3:  # (a stack's: the layers' road)
+    if type(y) is Tensor:
         return None
     _check_pair("mse", yhat, y)
+    m = data(yhat).ndim == 3  # a stack's output: its E member losses (as `model_loss` says)
     r = yhat - y  # the residual, formed once for the value and the gradient
-    return (lambda yhat: _mean_square(r)), (lambda g, L, yhat: _mean_square_grad(g, r))
+    return (lambda yhat: _mean_square(r, m)), (lambda g, L, yhat: _mean_square_grad(g, r, m))
 
 
 def _crossentropy_parts(logits: Any, y: Any) -> Any:

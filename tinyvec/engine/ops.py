@@ -142,6 +142,8 @@ def _matmul(x: Any, y: Any) -> Any:
 
 
 def _matmul_vjp(g: Any, out: Any, x: Any, y: Any) -> tuple[Any, Any]:
+    if x.ndim == 2 == y.ndim:  # matrices (every Dense): the general case below, in short
+        return g @ y.mT, x.mT @ g
     # a vector operand is a row (on the left) or a column (on the right), as in the forward
     xp = namespace(g)
     x2 = xp.reshape(x, (1, x.shape[0])) if x.ndim == 1 else x
@@ -334,21 +336,11 @@ def _minimum(x: Any, y: Any) -> Any:
     return _xp(x, y).minimum(x, y)
 
 
-def _wins(x: Any, y: Any, g: Any, larger: bool) -> Any:
-    """1 where x is chosen over y (ties go to x), else 0: a constant mask (its derivative is
-    0 almost everywhere)."""
-    x, y = data(x), data(y)
-    chosen = x >= y if larger else x <= y
-    return backend.namespace(chosen).astype(chosen, g.dtype)
-
-
-def _maximum_vjp(g: Any, out: Any, x: Any, y: Any) -> tuple[Any, Any]:
-    x_wins = _wins(x, y, g, larger=True)
-    return unbroadcast(g * x_wins, x), unbroadcast(g * (1 - x_wins), y)
-
-
-def _minimum_vjp(g: Any, out: Any, x: Any, y: Any) -> tuple[Any, Any]:
-    x_wins = _wins(x, y, g, larger=False)
+def _chosen_vjp(g: Any, x: Any, y: Any, larger: bool) -> tuple[Any, Any]:
+    """maximum's vjp (``larger``) and minimum's: g to the input chosen (ties go to x), through
+    a constant mask (its derivative is 0 almost everywhere)."""
+    chosen = data(x) >= data(y) if larger else data(x) <= data(y)
+    x_wins = backend.namespace(chosen).astype(chosen, g.dtype)
     return unbroadcast(g * x_wins, x), unbroadcast(g * (1 - x_wins), y)
 
 
@@ -367,8 +359,8 @@ exp = primitive(_exp, lambda g, out, x: (g * out,), "exp")
 log = primitive(_log, lambda g, out, x: (g / x,), "log")
 sqrt = primitive(_sqrt, lambda g, out, x: (g / (2 * out),), "sqrt")
 absolute = primitive(_abs, lambda g, out, x: (g * _sign(x),), "abs")
-maximum = primitive(_maximum, _maximum_vjp, "maximum")
-minimum = primitive(_minimum, _minimum_vjp, "minimum")
+maximum = primitive(_maximum, lambda g, out, x, y: _chosen_vjp(g, x, y, True), "maximum")
+minimum = primitive(_minimum, lambda g, out, x, y: _chosen_vjp(g, x, y, False), "minimum")
 tanh = primitive(_tanh, lambda g, out, x: (g * (1 - out * out),), "tanh")
 
 

@@ -201,13 +201,13 @@ def toposort(root: Tensor) -> list[Tensor]:
     order: list[Tensor] = []
     if root.vjp is None:
         return order
-    seen = {id(root)}
+    seen = {root}  # (a Tensor hashes by identity)
     stack = [(root, iter(root.parents))]
     while stack:
         node, parents = stack[-1]
         for p in parents:
-            if type(p) is Tensor and p.vjp is not None and id(p) not in seen:
-                seen.add(id(p))
+            if type(p) is Tensor and p.vjp is not None and p not in seen:
+                seen.add(p)
                 stack.append((p, iter(p.parents)))
                 break
         else:

@@ -29,9 +29,9 @@ Networks (loss: mse, plain gradient descent):
 Then the step with each δ-rule against the plain tinyvec step, on the seed network and on a
 256-wide ReLU network (256→256→256→256→10, batch 256, float64).
 
-Then second order on the seed network: one exact Hessian-vector product (``tv.hvp``) against
-one gradient (``tv.gradient``, default, and on the reference road, ``tv.fast.off()``, where
-the Hessian-vector product runs).
+Then second order on the seed network and on the 256-wide ReLU network (batch 256, float64):
+one exact Hessian-vector product (``tv.hvp``) against one gradient (``tv.gradient``, default,
+and on the reference road, ``tv.fast.off()``, where the Hessian-vector product runs).
 """
 
 from __future__ import annotations
@@ -211,8 +211,26 @@ def tinyvec_stack_step(spec, x, y, dtype: str) -> Callable[[], Any]:
     return step
 
 
+def tinyvec_stack_compiled_step(spec, x, y, dtype: str) -> Callable[[], Any]:
+    """The same stack and rule, its step ``tv.compile(tv.mse, stack, state)``: no graph, the
+    gradients written straight into the (E, P) buffer that the written update steps."""
+    import tinyvec as tv
+
+    E = x.shape[0]
+    model = tv.stack([tinyvec_model(spec, dtype) for _ in range(E)])
+    state = tv.setup(tv.Descent([LR] * E), model)
+    compiled = tv.compile(tv.mse, model, state)
+
+    def step() -> None:
+        compiled(x, y)
+
+    step.reset = restorer(model, state)  # type: ignore[attr-defined]
+    return step
+
+
 STACK_IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {
     "tinyvec stack": tinyvec_stack_step,
+    "tinyvec stack, compiled": tinyvec_stack_compiled_step,
     "numpy stack (by hand)": numpy_stack_step,
     "jax jit(vmap)": jax_vmap_step,
 }
@@ -444,11 +462,15 @@ def main(argv: list[str] | None = None) -> int:
     ):
         rows = deltarule_benchmark(spec, batch, rounds, block)
         print_table(title, rows, baseline="the plain step")
-    print_table(
-        "second order, seed network, batch 20, float64: one hvp against one gradient",
-        curvature_benchmark(seed_spec(), 20, rounds, block),
-        baseline="the gradient",
-    )
+    for title, spec, batch in (
+        ("seed network, batch 20", seed_spec(), 20),
+        ("256→256→256→256→10 ReLU, batch 256", wide_256, 256),
+    ):
+        print_table(
+            f"second order, {title}, float64: one hvp against one gradient",
+            curvature_benchmark(spec, batch, rounds, block),
+            baseline="the gradient",
+        )
     print("\npeak RSS, network (b), a fresh process each (imports included)")
     print("| implementation | MB | ratio to NumPy |")
     print("|---|---:|---:|")

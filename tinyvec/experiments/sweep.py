@@ -454,10 +454,21 @@ def run_sweep(
                 batches = _imap(executor, task, groups)
             for runs in batches:
                 for run in runs:
-                    _write_line(f, (json.dumps(run) + "\n").encode())
-                    done[key(run["spec"])] = run
+                    line = json.dumps(run, default=_plain)
+                    _write_line(f, (line + "\n").encode())
+                    done[key(run["spec"])] = json.loads(line)  # (as a resume reads it back)
                     bar.update()
     return [done[k] for k in keys]
+
+
+def _plain(value: Any) -> Any:
+    """What JSON writes for a NumPy number or array in a result (`json.dumps`'s ``default``):
+    the Python number, or nested lists, which read back to the same values. Anything else is
+    refused here, naming its type, rather than by `json.dumps` with no word of the runner."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(f"a run returned a {type(value).__module__}.{type(value).__qualname__}, "
+                    "which runs.jsonl cannot hold: return numbers, strings, lists and dicts")  # fmt: skip
 
 
 def _imap(executor: Any, task: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:

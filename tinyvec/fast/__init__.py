@@ -4,7 +4,7 @@ repeats at every step done once.
 - `plan`: a model's walk, kept while its structure stays (and checked cheaply at each use);
 - `chain`: a Chain written out as one straight-line program, one graph node;
 - `update`: `tv.update`'s step written out (on θ, all parameters end to end, for an
-  elementwise rule on a small NumPy model);
+  elementwise rule on a small NumPy model; a stack's θ is (E, P), a row per member);
 - `compiled`: `tv.compile`, a whole training step without the gradient Tree (and, for a loss
   of tinyvec's own, without a graph).
 
@@ -44,7 +44,7 @@ from ..optimise.training import (
 )
 from .chain import chain_call
 from .compiled import CompiledStep, compile_step
-from .plan import plan_of
+from .plan import Plan, plan_of
 from .update_program import written
 
 __all__ = ["CompiledStep", "chain_call", "compile_step", "differentiate", "off", "update"]
@@ -81,8 +81,9 @@ def update(state: OptState, model: Any, grads: Any) -> bool:
     if gathered is None:
         return False
     if state.transform is None:
+        G = _laid_out(plan, program, gathered[0])  # (a stack's gradients in one buffer)
         with interrupts_deferred():
-            return program.update(*gathered)
+            return program.update(*gathered) if G is None else program.update(*gathered, grad=G)
     if any(g is None for g in gathered[0]):
         return False
     entries = [(*at, g, leaf) for at, g, leaf in zip(plan.trainables, *gathered, strict=True)]
@@ -93,6 +94,18 @@ def update(state: OptState, model: Any, grads: Any) -> bool:
         if commit.new or not program.update(new_grads, gathered[1], writes):
             commit.finish(entries, new_grads, writes)  # (a sweep took steps already)
     return True
+
+
+def _laid_out(plan: Plan, program: Any, grads: list[Any]) -> Any:
+    """The buffer of a stack's gradients when ``grads`` are its very views, laid out as the
+    update's θ (`tinyvec.fast.chain.stack_backward`), else None (they are concatenated)."""
+    kept = plan.gradients
+    if kept is None or program.layout is None or kept[0] != program.layout:
+        return None
+    G = kept[1]()
+    if G is None or len(grads) != len(kept[2]):
+        return None
+    return G if all(g is view() for g, view in zip(grads, kept[2], strict=True)) else None
 
 
 def compile(loss: Callable[..., Any], model: Any, state: OptState) -> CompiledStep:  # noqa: A001

@@ -22,14 +22,19 @@ differs is the graph: a Chain's output has one node, ``op == "Chain"``, with the
 every parameter as its parents. Inside ``with tinyvec.fast.off():`` Chains run layer by
 layer, one node per layer (the reference road).
 
+A stack of E models (`tv.stack`) is written alike: the same formulas on (E, features, batch)
+values (batched products), its input (E, in, B) or (in, B) shared by the members.
+
 A model it cannot write (a custom layer, a shared layer, a connection other than + and vcat,
 a value used by more than two layers, parameters of another dtype than the input) simply
 runs layer by layer; so does any call it is not sure of (an input of another kind or shape,
-a parameter of another shape, a δ-rule's sweep, which replaces Dense's forward pass).
+a parameter of another shape, a δ-rule's sweep, which replaces Dense's forward pass; for a
+stack, ∂L/∂x of a shared input, and vcat, which would join the members).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -43,6 +48,7 @@ from ..layers.containers import Chain, Parallel, SkipConnection, add
 from ..layers.dense import Dense, overridden
 from ..layers.stack import stack_members
 from .plan import Plan, plan_of
+from .update_program import _new_buffer
 
 __all__ = ["Fallback", "Program", "chain_call", "forget", "program_for", "write_program"]
 
@@ -64,7 +70,9 @@ class Program:
     - ``paths``: the parameters' `tv.trainables` paths, in the same order;
     - ``exact_grads``: whether ∂L/∂(output) of the output's dtype and shape gives every
       parameter a gradient of its own dtype and shape, by construction (every parameter is
-      reached, and every activation's derivative is a built-in formula, not a function).
+      reached, and every activation's derivative is a built-in formula, not a function);
+    - ``layout``: a stack's (with ``backward_into``): its gradients' buffer, laid out as the
+      written update's θ (`stack_backward`); None otherwise.
     """
 
     __slots__ = (
@@ -72,6 +80,7 @@ class Program:
         "backward_into",
         "exact_grads",
         "forward",
+        "layout",
         "params",
         "paths",
         "scope",
@@ -89,6 +98,9 @@ class Program:
         self.backward: Callable[[Any, Any], tuple[Any, ...]] = scope["backward"]
         # NumPy, every parameter reached: the backward pass into a flat gradient buffer
         self.backward_into: Callable[[Any, Any, list[Any]], Any] | None = scope.get("backward_into")
+        # a stack's (with `backward_into`): the gradient buffer's (dtype, shapes, (E,)), whose
+        # views its backward pass writes (`stack_backward`)
+        self.layout: tuple[Any, list[tuple[int, ...]], tuple[int, ...]] | None = None
 
 
 # --- code generation ------------------------------------------------------------------------
@@ -105,7 +117,14 @@ class _Writer:
         self.scope: dict[str, Any] = {"Fallback": Fallback}
         self.forward: list[str] = []
         self.ops: list[tuple[Any, ...]] = []
-        self.rows = {"v0": x.shape[0]}  # features of each value
+        # a stack of E models (`tv.stack`): every value (E, features, batch) but the input,
+        # which may be (features, batch), shared by the members
+        self.members = stack_members(plan.trainables)
+        if x.ndim == 3 and (self.members is None or x.shape[0] != self.members):
+            raise Fallback(f"an input of shape {x.shape} (the layers say what is wrong)")
+        if self.members is not None and x.ndim == 2 and input_grad:
+            raise Fallback("∂L/∂x of an input shared by a stack's members: layer by layer")
+        self.rows = {"v0": x.shape[-2]}  # features of each value
         self.tracked = {"v0": input_grad}  # whether a value needs its cotangent
         self.uses = {"v0": 0}
         self.args: list[str] = []  # the forward pass's parameter arguments: W1, b1, …
@@ -203,6 +222,8 @@ class _Writer:
         for y in ys:
             self.use(y)
         tracked = any(self.tracked[y] for y in ys)
+        if symbol == "vcat" and self.members is not None:
+            raise Fallback(f"{node.path}: vcat of a stack's values (axis 0 is the members)")
         if symbol == "+":
             if len({self.rows[y] for y in ys}) != 1:
                 raise Fallback(f"{node.path}: + of values of different sizes would broadcast")
@@ -225,8 +246,8 @@ class _Writer:
         W, b = data(layer.weight), data(layer.bias)  # (Tensors inside a gradient)
         if W.dtype != self.dtype or (b is not None and b.dtype != self.dtype):
             raise Fallback(f"{node.path} has {W.dtype} parameters and the input is {self.dtype}")
-        if self.rows[v] != W.shape[1]:
-            raise Fallback(f"{node.path} expects {W.shape[1]} features, gets {self.rows[v]}")
+        if self.rows[v] != W.shape[-1]:
+            raise Fallback(f"{node.path} expects {W.shape[-1]} features, gets {self.rows[v]}")
         self.use(v)
         self.dense += 1
         k = self.dense
@@ -237,7 +258,7 @@ class _Writer:
         # σ and g ⊙ σ′ are the activation's own functions, called (never rewritten here)
         f = self.const(f"sigma{k}", sigma.f)
         bp = None if sigma is identity else self.const(f"backprop{k}", sigma.backprop)
-        out = self.value(W.shape[0], True)
+        out = self.value(W.shape[-2], True)
         self.first_param[k] = len(self.args)
         self.args.append(f"W{k}")
         self.shapes.append(f"W{k}.shape != {tuple(W.shape)}")
@@ -250,7 +271,7 @@ class _Writer:
             self.args.append(f"b{k}")
             self.shapes.append(f"b{k}.shape != {tuple(b.shape)}")
             self.reads.append(f"{L}.bias")
-            lines.append(f"    A{k} += b{k}[:, None]  # (in place: A is new, and of b's dtype)")
+            lines.append(f"    A{k} += b{k}[..., None]  # (in place: A is new, and of b's dtype)")
         self.forward += [
             *lines,
             f"    {out} = {f}(A{k})  # O^{k} = σ(A^{k}), σ = {sigma!r}",
@@ -269,7 +290,7 @@ class _Writer:
         self.scope["ARRAY"], self.scope["DT"], self.scope["IN"] = (
             type(self.x),
             self.x.dtype,
-            self.x.shape[0],
+            self.x.shape[:-1],  # (a stack's: (E, features), or (features,) shared)
         )
         out = self.run(0, "v0")
         if not self.tracked[out]:
@@ -286,7 +307,7 @@ class _Writer:
         head = [
             f"def forward(v0, {args}):",
             '    """The model on input v0 (features × batch): every value, every record."""',
-            "    if type(v0) is not ARRAY or v0.ndim != 2 or v0.shape[0] != IN or (",
+            f"    if type(v0) is not ARRAY or v0.ndim != {self.x.ndim} or v0.shape[:-1] != IN or (",
             "            v0.dtype is not DT and v0.dtype != DT):",
             "        raise Fallback('another kind of input')",
             f"    if {dtypes}:",
@@ -370,11 +391,11 @@ class _Writer:
                     lines.append(f"    gW{k} = {d} @ {v}.mT  # ∂L/∂W^{k} = δ^{k} O^{k - 1}ᵀ")
                 if bias and into:
                     lines.append(
-                        f"    add_reduce({d}, 1, out=G[{i + 1}])  # ∂L/∂b^{k} = Σ_batch δ^{k}"
+                        f"    add_reduce({d}, -1, out=G[{i + 1}])  # ∂L/∂b^{k} = Σ_batch δ^{k}"
                     )
                 elif bias:
                     total = "add_reduce" if self.numpy else "xp.sum"
-                    axis = "1" if self.numpy else "axis=1"
+                    axis = "-1" if self.numpy else "axis=-1"
                     lines.append(f"    gb{k} = {total}({d}, {axis})  # ∂L/∂b^{k} = Σ_batch δ^{k}")
         order = [g for k in sorted(grads) for g in grads[k]]
         first = "g_v0" if self.tracked["v0"] and "v0" in has else "None"
@@ -385,11 +406,13 @@ class _Writer:
 def write_program(plan: Plan, x: Any, input_grad: bool = False) -> Program:
     """The program of ``plan``'s model for inputs like ``x`` (``input_grad``: its backward
     pass also gives ∂L/∂x); raises `Fallback` when it cannot be written."""
-    if stack_members(plan.trainables) is not None:  # (not written yet: the reference road's)
-        raise Fallback("a stack of models (tv.stack) runs layer by layer")
     writer = _Writer(plan, x, input_grad)
     lines, scope, paths = writer.write()
-    return Program("\n".join(lines) + "\n", scope, paths, writer.exact_grads)
+    program = Program("\n".join(lines) + "\n", scope, paths, writer.exact_grads)
+    if writer.members is not None and program.backward_into is not None:
+        shapes = [tuple(data(p).shape) for p in program.params()]
+        program.layout = (x.dtype, shapes, (writer.members,))
+    return program
 
 
 # --- the call -------------------------------------------------------------------------------
@@ -397,9 +420,9 @@ def program_for(plan: Plan, O: Any, tensor_in: bool = False) -> Program | None:
     """The program of ``plan``'s Chain for input array ``O`` (written at the first call of its
     kind), or None: the Chain runs layer by layer (an input that is not features × batch, a
     model it cannot write; see the module text)."""
-    if getattr(O, "ndim", None) != 2:
+    if getattr(O, "ndim", None) not in (2, 3):  # (3: a stack's, E × features × batch)
         return None
-    key = (type(O), O.dtype, O.shape[0], tensor_in)
+    key = (type(O), O.dtype, O.shape[:-1], tensor_in)
     program = plan.programs.get(key)
     if program is None:
         try:
@@ -447,5 +470,28 @@ def chain_call(chain: Any, x: Any) -> Any:
         return out
     if not grad_enabled():
         return Tensor(out, op="Chain")
+    if program.layout is not None:
+        shape = out.shape
+        vjp = lambda g: stack_backward(plan, program, g, saved, shape)  # noqa: E731
+        return Tensor(out, (x, *params), vjp, "Chain")
     backward = program.backward
     return Tensor(out, (x, *params), lambda g: backward(g, saved), "Chain")
+
+
+def stack_backward(
+    plan: Plan, program: Program, g: Any, saved: Any, shape: tuple[int, ...]
+) -> tuple[Any, ...]:
+    """The backward pass of a stack's program with every gradient written into a view of one
+    new (E, P) buffer laid out as the written update's θ (`backward_into`): the update then
+    steps the buffer as it is (`tinyvec.fast.update`), where it would concatenate E × P
+    entries again; the plan keeps weak references to tell. A ∂L/∂(output) of another dtype or
+    shape than the output's (a float64 target): the plain backward pass."""
+    layout, into = program.layout, program.backward_into
+    if layout is None or into is None or type(g) is not np.ndarray or g.dtype != layout[0]:
+        return program.backward(g, saved)
+    if g.shape != shape:
+        return program.backward(g, saved)
+    G, views = _new_buffer(*layout)
+    gx = into(g, saved, views)
+    plan.gradients = (layout, weakref.ref(G), [weakref.ref(v) for v in views])
+    return (gx, *views)

@@ -38,7 +38,16 @@ from ..seam import CACHE
 class Plan:
     """The layers and parameters of ``model`` (see the module text)."""
 
-    __slots__ = ("_check", "_tree", "checks", "model", "nodes", "programs", "trainables")
+    __slots__ = (
+        "_check",
+        "_tree",
+        "checks",
+        "gradients",
+        "model",
+        "nodes",
+        "programs",
+        "trainables",
+    )
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -47,6 +56,9 @@ class Plan:
         # the written programs by kind of input (`tinyvec.fast.chain`): they belong to this
         # structure, so a new plan starts without them
         self.programs: dict[Any, Any] = {}
+        # a stack's last gradients, views of one buffer (`tinyvec.fast.chain.stack_backward`):
+        # its layout, weak references to it and to each view (`tinyvec.fast.update` steps it)
+        self.gradients: tuple[Any, Any, list[Any]] | None = None
         self._tree: Callable[[list[Any]], Tree] | None = None  # `tree`, once written
         self._check: Callable[[], bool] | None = None  # `valid`'s checks, once written
         # (layer, attribute, kind, what `valid` compares): a parameter ("present": whether it
@@ -69,7 +81,12 @@ class Plan:
     def __getstate__(self) -> tuple[None, dict[str, Any]]:
         # a copied or pickled plan leaves its programs behind (they are written again)
         state = {name: getattr(self, name) for name in self.__slots__}
-        state["programs"], state["_tree"], state["_check"] = {}, None, None
+        state["programs"], state["_tree"], state["_check"], state["gradients"] = (
+            {},
+            None,
+            None,
+            None,
+        )
         return None, state
 
     def valid(self, model: Any) -> bool:

@@ -14,7 +14,8 @@ wrong: the written program is never the one that reports an error.
 For an elementwise rule (Descent, Momentum, Adam, …: `tinyvec.optimise.rules.elementwise`)
 and a small model of NumPy arrays, the program runs the rule once on θ, all parameters laid
 end to end, instead of once per parameter: NumPy's cost per call, not per entry, is what a
-small model's step spends (`UpdateProgram._flat`).
+small model's step spends (`UpdateProgram._flat`). A stack of E models (`tv.stack`) takes
+the same step on θ of shape (E, P), member e's parameters end to end in row e.
 
 You can skip this module when reading the optimisers: it is an optimisation of `update`.
 """
@@ -66,16 +67,20 @@ class UpdateProgram:
             "refuse_non_finite": refuse_non_finite,
         }
         values = [getattr(layer, name) for _, layer, name in plan.trainables]
+        # a stack of E models (`tv.stack`): θ is (E, P), each member's parameters end to end
+        members = stack_members(plan.trainables)
+        lead = () if members is None else (members,)
         flat = (
             isinstance(rule, Rule)
             and elementwise(rule)
             and values
             and all(type(x) is np.ndarray and x.dtype == values[0].dtype for x in values)
-            and sum(x.size for x in values) <= FLAT
+            and all(x.shape[: len(lead)] == lead for x in values)
+            and sum(x.size for x in values) <= FLAT * (members or 1)  # (per member)
         )
-        body = self._flat(plan, scope, rule, values) if flat else self._each(plan, scope)
+        body = self._flat(plan, scope, rule, values, lead) if flat else self._each(plan, scope)
         # the flat step's gradient buffer (`gradient_buffer`): its dtype and parameter shapes
-        self.layout = (values[0].dtype, [x.shape for x in values]) if flat else None
+        self.layout = (values[0].dtype, [x.shape for x in values], lead) if flat else None
         self.buffer: tuple[Any, list[Any], int] | None = None
         # the flat step's memory for θ_new and the step (`_Buffers`)
         self.memory: _Buffers | None = scope.get("BUFFERS")
@@ -137,14 +142,20 @@ class UpdateProgram:
         return lines + _refuse(new) + _commit(layers)
 
     @staticmethod
-    def _flat(plan: Plan, scope: dict[str, Any], rule: Any, values: list[Any]) -> list[str]:
+    def _flat(
+        plan: Plan, scope: dict[str, Any], rule: Any, values: list[Any], lead: tuple[int, ...]
+    ) -> list[str]:
         """The step of an elementwise rule on θ, every parameter laid end to end: one call of
         the rule, one subtraction and one finiteness check for the whole model, where the
         parameter by parameter step makes a dozen NumPy calls per parameter (PyTorch's
         "foreach" optimisers, in spirit). Each parameter the step commits is a view of the new
         θ; while the model still holds those views (and the Leafs those states), the next step
         starts from the same θ without copying anything. The numbers are the same: every
-        entry goes through the same operations."""
+        entry goes through the same operations.
+
+        A stack of E models (``lead`` = (E,), `tv.stack`): θ is (E, P), row e member e's
+        parameters end to end, so that a per-member hyperparameter, (E, 1) there as (E, 1, 1)
+        on a weight (`tinyvec.optimise.rules.per_member`), scales each member's row alike."""
         names, layers = _names(plan, scope)
         scope.update(
             RULE=rule,
@@ -152,13 +163,16 @@ class UpdateProgram:
             DT=values[0].dtype,
             SHAPES=[x.shape for x in values],
             LAST=[None],  # what the last step committed (see the generated code)
+            LEAD=lead,
             lay_end_to_end=_lay_end_to_end,
             part=_part,
-            BUFFERS=_Buffers(values[0].dtype, [x.shape for x in values]),
+            BUFFERS=_Buffers(values[0].dtype, [x.shape for x in values], lead),
             copyto=np.copyto,
         )
         stateless = rule.init(values[0]) is None  # (Descent: nothing to cut into parts)
         n = len(names)
+        # a gradient as its part of θ's: a stack's (E, …) as E rows; else axis None flattens
+        rows, axis = (f".reshape({lead[0]}, -1)", 1) if lead else ("", None)
         lines = [
             "def update(grads, leaves, writes=(), trusted=False, grad=None):",
             '    """θ ← θ - step, (state, step) = rule.apply(state, θ, ∂L/∂θ), θ every parameter',
@@ -191,11 +205,11 @@ class UpdateProgram:
             f"    if last is not None and {' and '.join(same)}:",
             "        theta, state = last[0], last[1]",
             "    else:  # the first step, or a parameter or a state replaced: a new θ",
-            f"        theta, state = lay_end_to_end(({xs},), ({states},), SHAPES, DT)",
+            f"        theta, state = lay_end_to_end(({xs},), ({states},), SHAPES, DT, LEAD)",
             "        if theta is None:",
             "            return False",
             "    if grad is None:",
-            f"        grad = concatenate(({', '.join(f'g{x[1:]}' for x, _, _ in names)},), None)",
+            f"        grad = concatenate(({', '.join(f'g{x[1:]}{rows}' for x, _, _ in names)},), {axis})",
             "    state, step = RULE.apply(state, theta, grad)",
             "    if type(step) is not ARRAY or step.dtype != DT or step.shape != theta.shape:",
             "        return False",
@@ -208,12 +222,16 @@ class UpdateProgram:
         ]
         new, offset = [], 0
         for (x, _, _), value, (path, _, _) in zip(names, values, plan.trainables, strict=True):
-            k, end, shape = x[1:], offset + value.size, value.shape
+            k, shape = x[1:], value.shape
+            end = offset + value.size // (lead[0] if lead else 1)  # (a stack's: θ's columns)
             new.append((path, f"{x}_new"))
             if stateless:
                 lines.append(f"    state{k} = None  # {path}")
             else:
-                lines.append(f"    state{k} = part(state, {offset}, {end}, {shape})  # {path}")
+                rows = ", True" if lead else ""
+                lines.append(
+                    f"    state{k} = part(state, {offset}, {end}, {shape}{rows})  # {path}"
+                )
             offset = end
         last = ", ".join([f"{x}_new" for x, _, _ in names] + [f"state{x[1:]}" for x, _, _ in names])
         views = (f"LAST[0] = (theta_new, state, {last})",)
@@ -332,18 +350,29 @@ def _commit(layers: dict, extra: tuple[str, ...] = ()) -> list[str]:
     return [*lines, *(f"        {w}" for w in writes), "        raise", "    return True"]
 
 
-def _new_buffer(dtype: Any, shapes: list[tuple[int, ...]]) -> tuple[Any, list[Any]]:
-    """A flat array for the parameters of ``shapes`` and each parameter's view of it."""
-    G = np.empty(sum(math.prod(shape) for shape in shapes), dtype)
-    return G, list(_views(G, shapes))
+def _new_buffer(
+    dtype: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...]
+) -> tuple[Any, list[Any]]:
+    """A flat array for the parameters of ``shapes`` and each parameter's view of it (a stack's,
+    ``lead`` = (E,): an (E, P) array, each parameter a slice of its rows)."""
+    G = _flat_array(dtype, shapes, lead)
+    return G, list(_views(G, shapes, lead))
 
 
-def _views(flat: Any, shapes: list[tuple[int, ...]]) -> tuple[Any, ...]:
-    """Each parameter's view of ``flat``, the parameters of ``shapes`` laid end to end."""
+def _flat_array(dtype: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...]) -> Any:
+    """Memory for the parameters of ``shapes`` end to end: (P,), or a stack's (E, P)."""
+    E = lead[0] if lead else 1
+    return np.empty((*lead, sum(math.prod(shape) for shape in shapes) // E), dtype)
+
+
+def _views(flat: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...]) -> tuple[Any, ...]:
+    """Each parameter's view of ``flat``, the parameters of ``shapes`` laid end to end (a
+    stack's: along the rows of (E, P))."""
+    E = lead[0] if lead else 1
     views, offset = [], 0
     for shape in shapes:
-        views.append(flat[offset : offset + math.prod(shape)].reshape(shape))
-        offset += math.prod(shape)
+        views.append(flat[..., offset : offset + math.prod(shape) // E].reshape(shape))
+        offset += math.prod(shape) // E
     return tuple(views)
 
 
@@ -356,10 +385,10 @@ class _Buffers:
     of its arrays or views (`spare`): a parameter or a record that a user, a Recorder or the
     optimiser state kept is never written into; its set is left to them and a new one made."""
 
-    __slots__ = ("dtype", "sets", "shapes")
+    __slots__ = ("dtype", "lead", "sets", "shapes")
 
-    def __init__(self, dtype: Any, shapes: list[tuple[int, ...]]) -> None:
-        self.dtype, self.shapes = dtype, shapes
+    def __init__(self, dtype: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...]) -> None:
+        self.dtype, self.shapes, self.lead = dtype, shapes, lead
         self.sets: list[_Set] = []
 
     def spare(self, theta: Any) -> _Set:
@@ -367,7 +396,7 @@ class _Buffers:
         for held in self.sets:
             if held.theta is not theta and held.free():
                 return held
-        made = _Set(self.dtype, self.shapes)
+        made = _Set(self.dtype, self.shapes, self.lead)
         # kept: θ's set (the next step's spare) and the new one; a set held elsewhere is theirs
         self.sets = [held for held in self.sets if held.theta is theta] + [made]
         return made
@@ -379,10 +408,9 @@ class _Set:
 
     __slots__ = ("arrays", "held", "params", "step", "steps", "theta")
 
-    def __init__(self, dtype: Any, shapes: list[tuple[int, ...]]) -> None:
-        size = sum(math.prod(shape) for shape in shapes)
-        self.theta, self.step = np.empty(size, dtype), np.empty(size, dtype)
-        self.params, self.steps = _views(self.theta, shapes), _views(self.step, shapes)
+    def __init__(self, dtype: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...]) -> None:
+        self.theta, self.step = _flat_array(dtype, shapes, lead), _flat_array(dtype, shapes, lead)
+        self.params, self.steps = _views(self.theta, shapes, lead), _views(self.step, shapes, lead)
         self.arrays = (self.theta, self.step, *self.params, *self.steps)
         self.held = 0
         self.held = self.references()  # (this set's own: its attributes, each view's base)
@@ -395,52 +423,64 @@ class _Set:
 
 
 def _lay_end_to_end(
-    xs: tuple[Any, ...], states: tuple[Any, ...], shapes: list[tuple[int, ...]], dtype: Any
+    xs: tuple[Any, ...],
+    states: tuple[Any, ...],
+    shapes: list[tuple[int, ...]],
+    dtype: Any,
+    lead: tuple[int, ...],
 ) -> tuple[Any, Any]:
-    """θ, the parameters laid end to end, and its state, the parameters' states laid end to end
-    alike (arrays concatenated, equal numbers kept); (None, None) when they do not fit (another
-    array type, dtype or shape, states that differ otherwise)."""
+    """θ, the parameters laid end to end (a stack's, ``lead`` = (E,): member by member, as
+    rows), and its state, the parameters' states laid end to end alike (arrays concatenated,
+    equal numbers kept, a stack's per-member numbers too); (None, None) when they do not fit
+    (another array type, dtype or shape, states that differ otherwise)."""
     if any(
         type(x) is not np.ndarray or x.dtype != dtype or x.shape != shape
         for x, shape in zip(xs, shapes, strict=True)
     ):
         return None, None
     try:
-        state = _stack(states, shapes)
+        state = _stack(states, shapes, lead)
     except _Unfit:
         return None, None
-    return np.concatenate([x.reshape(-1) for x in xs]), state
+    return np.concatenate([x.reshape(*lead, -1) for x in xs], axis=-1), state
 
 
 class _Unfit(Exception):
     pass
 
 
-def _stack(states: Any, shapes: list[tuple[int, ...]]) -> Any:
+def _stack(states: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...]) -> Any:
     first = states[0]
+    if type(first) is np.ndarray and lead and first.shape == lead:  # per-member numbers (E,)
+        if all(type(s) is np.ndarray and np.array_equal(s, first) for s in states):
+            return first  # (as Adam's β₁ᵗ, one per member: the same in every parameter's state)
+        raise _Unfit
     if type(first) is np.ndarray:
         if any(
             type(s) is not np.ndarray or s.shape != shape or s.dtype != first.dtype
             for s, shape in zip(states, shapes, strict=True)
         ):
             raise _Unfit
-        return np.concatenate([s.reshape(-1) for s in states])
+        return np.concatenate([s.reshape(*lead, -1) for s in states], axis=-1)
     if type(first) is tuple:
         if any(type(s) is not tuple or len(s) != len(first) for s in states):
             raise _Unfit
-        return tuple(_stack(column, shapes) for column in zip(*states, strict=True))
+        return tuple(_stack(column, shapes, lead) for column in zip(*states, strict=True))
     if first is None or type(first) in (int, float, bool):
         if all(type(s) is type(first) and s == first for s in states):
             return first
     raise _Unfit
 
 
-def _part(state: Any, start: int, end: int, shape: tuple[int, ...]) -> Any:
-    """One parameter's state: its entries of θ's state (numbers as they are)."""
+def _part(state: Any, start: int, end: int, shape: tuple[int, ...], rows: bool = False) -> Any:
+    """One parameter's state: its entries of θ's state (numbers as they are). ``rows``: a
+    stack's θ, (E, P), whose state may hold per-member numbers too, a vector (E,) kept as is."""
+    if type(state) is np.ndarray and rows:
+        return state[:, start:end].reshape(shape) if state.ndim == 2 else state
     if type(state) is np.ndarray:
         return state[start:end].reshape(shape)
     if type(state) is tuple:
-        return tuple(_part(s, start, end, shape) for s in state)
+        return tuple(_part(s, start, end, shape, rows) for s in state)
     return state
 
 
@@ -451,9 +491,8 @@ def written(state: Any, plan: Plan) -> UpdateProgram | None:
     then takes every step, and says what is wrong."""
     kept = getattr(state, CACHE, None)
     if kept is None or kept[0] is not plan or kept[1] is not state.tree:
-        try:  # (a stack of models, `tv.stack`, is not written yet: the reference road's)
-            stacked = stack_members(plan.trainables) is not None
-            program = None if stacked else UpdateProgram(plan, state.rule)
+        try:
+            program = UpdateProgram(plan, state.rule)
         except Exception:
             program = None
         kept = (plan, state.tree, program)

@@ -220,27 +220,27 @@ class Dense(Layer):
         A = affine(Wd, data(b), O)
         out = self.sigma.f(A)
         self.input, self.preact, self.output = O, A, out
-        if not (isinstance(x, Tensor) or isinstance(W, Tensor) or isinstance(b, Tensor)):
+        wanted = (isinstance(x, Tensor), isinstance(W, Tensor), isinstance(b, Tensor))
+        if not any(wanted):
             return out
         if not grad_enabled():
             return Tensor(out, op="Dense")
 
+        def affine_vjp(delta: Any, here: Tensor | None = None) -> tuple[Any, Any, Any]:
+            if here is not None:  # differentiated again: the formulas on Tensors, which record
+                return dense_vjp(delta, W, x if wanted[0] else O, *wanted)
+            dO, dW, db = dense_vjp(delta, Wd, O, *wanted)
+            if dO is not None and dO.ndim > O.ndim:  # an input shared by a stack's members
+                dO = namespace(dO).sum(dO, axis=0)
+            return dO, dW, db
+
         def vjp(g: Any, here: Tensor | None = None) -> tuple[Any, Any, Any]:
-            wanted = (isinstance(x, Tensor), isinstance(W, Tensor), isinstance(b, Tensor))
-            if here is None:  # first order: the arrays of the forward pass
-                delta = backprop_delta(self.sigma, g, A, out)
-                self.delta, self.delta_used = delta, None  # a δ-rule may set delta_used later
-                dO, dW, db = dense_vjp(delta, Wd, O, *wanted)
-                if dO is not None and dO.ndim > O.ndim:  # an input shared by a stack's members
-                    dO = namespace(dO).sum(dO, axis=0)
-                return dO, dW, db
-            # differentiated again (create_graph): the same formulas on Tensors, which record;
-            # A^k is formed again from the Tensors W^k, b^k, O^{k-1} (O^k is the node itself)
-            O_in = x if isinstance(x, Tensor) else O
-            A_in = None if self.sigma is identity else affine(W, b, O_in)
-            delta = backprop_delta(self.sigma, g, A_in, here)
-            self.delta, self.delta_used = data(delta), None
-            return dense_vjp(delta, W, O_in, *wanted)
+            # first order (here is None) on the forward's arrays; differentiated again on Tensors,
+            # which record: O^k is the node ``here``, A^k the array A as a node with `affine_vjp`
+            A_k = A if here is None else Tensor(A, (x, W, b), affine_vjp, "affine")
+            delta = backprop_delta(self.sigma, g, A_k, out if here is None else here)
+            self.delta, self.delta_used = data(delta), None  # a δ-rule may set delta_used later
+            return affine_vjp(delta, here)
 
         return Tensor(out, (x, W, b), vjp, "Dense")
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import namespace
+from ..backend import device, namespace
 
 # a hyperparameter: a number, or one per member of a stack of models (`tv.stack`)
 Hyper = float | Sequence[float] | np.ndarray
@@ -60,7 +60,7 @@ def per_member(v: Any, like: Any) -> Any:
     if type(like) is np.ndarray:
         return v.astype(like.dtype).reshape(shape)
     xp = namespace(like)
-    return xp.reshape(xp.asarray(v.tolist(), dtype=like.dtype), shape)
+    return xp.reshape(xp.asarray(v.tolist(), dtype=like.dtype, device=device(like)), shape)
 
 
 def member_lengths(obj: Any) -> set[int]:

@@ -25,6 +25,7 @@ from typing import Any
 
 from .. import seam
 from ..backend import is_array, namespace
+from ..engine.ops import reduce_sum
 from ..engine.tensor import Tensor, grad, setting
 from ..layers.base import Tree, match, mirror, nodes, trainables
 from ..layers.stack import stack_members
@@ -172,11 +173,8 @@ def differentiate(
         with setting(seam.OFF, True):
             return _differentiate(f, args, check, create_graph=True)
     fast = seam.road()
-    if fast is not None:
-        done = fast.differentiate(f, args, check)
-        if done is not NotImplemented:
-            return done
-    return _differentiate(f, args, check)
+    done = NotImplemented if fast is None else fast.differentiate(f, args, check)
+    return _differentiate(f, args, check) if done is NotImplemented else done
 
 
 def _differentiate(
@@ -263,9 +261,10 @@ def gradients_of(
             )
         if check is not None:
             check(loss.data)
-        if create_graph:
-            return loss, grad(loss, tensors, create_graph=True)
         # a stack's E member losses: the gradient of their sum, each member its own
+        if create_graph:
+            total = loss if members is None else reduce_sum(loss)
+            return loss, grad(total, tensors, create_graph=True)
         loss.backward(None if members is None else namespace(loss.data).ones_like(loss.data))
     finally:
         set_all(swapped)  # parameters are plain arrays again, even on error

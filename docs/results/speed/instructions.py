@@ -5,6 +5,10 @@ versions of tinyvec (or a step with hand-written NumPy) when wall-clock timings 
     python docs/results/speed/instructions.py numpy default compiled compiled-fn
     PYTHONPATH=/path/to/other/checkout python docs/results/speed/instructions.py compiled
 
+Second order (issue 22): ``gradient`` (the default ``tv.gradient``), ``gradient-reference``
+(the same in ``tv.fast.off()``) and ``hvp`` (one ``tv.hvp``) of the seed network's mse, as in
+``tinyvec bench``'s second-order rows.
+
 Each count is (count of N steps − count of 0 steps) / N, after 50 warm-up steps, in a fresh
 process under ``valgrind --tool=callgrind`` (about a minute per implementation).
 """
@@ -17,6 +21,11 @@ import subprocess
 import sys
 
 STEPS = 100
+SECOND_ORDER = {
+    "gradient": "gradient",
+    "gradient-reference": "gradient, reference road",
+    "hvp": "hvp",
+}
 
 
 def run(impl: str, n: int) -> None:
@@ -28,6 +37,8 @@ def run(impl: str, n: int) -> None:
     x, y = bench.make_data(spec, 20, "float64")
     if impl == "numpy":
         step = bench.numpy_step(spec, x, y, "float64")
+    elif impl in SECOND_ORDER:
+        step = bench.curvature_steps(spec, 20)[SECOND_ORDER[impl]]
     else:
         model = bench.tinyvec_model(spec, "float64")
         state = tv.setup(tv.Descent(1e-6), model)  # a small step: the numbers stay finite
