@@ -9,7 +9,17 @@ import warnings
 
 import numpy as np
 import pytest
-from nets import DELTAS, LINEAR, RULES, general_update, model_from, records, state_bytes
+from nets import (
+    DELTAS,
+    LINEAR,
+    RULES,
+    changed,
+    general_update,
+    hold,
+    model_from,
+    records,
+    state_bytes,
+)
 
 import tinyvec as tv
 from tinyvec.backend import to_numpy
@@ -598,3 +608,33 @@ def test_a_stacks_written_loss_step_builds_no_graph_and_is_the_default_step(shar
         tv.update(sb, b, grads)
         assert loss.shape == (E,) and loss.tobytes() == value.tobytes()
         assert records(a) == records(b) and state_bytes(sa, a) == state_bytes(sb, b)
+
+
+def test_a_large_stacks_step_is_sliced_not_copied_and_is_the_default_step(monkeypatch):
+    """Above FLAT entries (a large stack) the flat step's memory holds θ only, and each step
+    record is a slice of the rule's step (copying it would cost more than the slicing); the
+    same numbers as the reference road, and what a user keeps is kept."""
+    from tinyvec.fast import update_program
+    from tinyvec.fast.plan import plan_of
+
+    E = 3
+    make = lambda: tv.stack([model_from([("skip+", 1, True, 3, None)], e) for e in range(E)])  # noqa: E731
+    a, b = make(), make()
+    size = sum(getattr(layer, name).size for _, layer, name in tv.trainables(a))
+    monkeypatch.setattr(update_program, "FLAT", size // 2)  # flat (per member), not copied
+    sa, sb = tv.setup(tv.Momentum(0.05), a), tv.setup(tv.Momentum(0.05), b)
+    step = tv.compile(tv.mse, a, sa)
+    g = np.random.default_rng(1)
+    held = []
+    for _ in range(4):
+        x, y = g.standard_normal((E, 3, 4)), g.standard_normal((E, 2, 4))
+        step(x, y)
+        with tv.fast.off():
+            tv.update(sb, b, tv.gradient(lambda m: tv.mse(m(x), y, members=True), b))
+        assert records(a) == records(b) and state_bytes(sa, a) == state_bytes(sb, b)
+        hold(a, "parameters", held)
+        hold(a, "records", held)
+        assert not changed(held)
+    memory = update_program.written(sa, plan_of(a)).memory
+    assert memory is not None and not memory.copied
+    assert all(s.step is None for s in memory.sets)

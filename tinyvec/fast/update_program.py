@@ -157,6 +157,10 @@ class UpdateProgram:
         parameters end to end, so that a per-member hyperparameter, (E, 1) there as (E, 1, 1)
         on a weight (`tinyvec.optimise.rules.per_member`), scales each member's row alike."""
         names, layers = _names(plan, scope)
+        # the step into memory whose views are made once (one copy, where slicing it would make
+        # two NumPy calls per parameter), for a θ of at most FLAT entries; a larger one (a
+        # stack's) is sliced: there the copy costs more than the calls
+        copied = sum(x.size for x in values) <= FLAT
         scope.update(
             RULE=rule,
             ARRAY=np.ndarray,
@@ -166,7 +170,7 @@ class UpdateProgram:
             LEAD=lead,
             lay_end_to_end=_lay_end_to_end,
             part=_part,
-            BUFFERS=_Buffers(values[0].dtype, [x.shape for x in values], lead),
+            BUFFERS=_Buffers(values[0].dtype, [x.shape for x in values], lead, copied),
             copyto=np.copyto,
         )
         stateless = rule.init(values[0]) is None  # (Descent: nothing to cut into parts)
@@ -216,15 +220,22 @@ class UpdateProgram:
             *(["    if state is not None:", "        return False"] if stateless else []),
             "    into = BUFFERS.spare(theta)  # memory for θ_new and the step that no one else holds",
             "    theta_new, step = descend(theta, step, into.theta)  # θ ← θ - step",
-            "    copyto(into.step, step)  # (the parameters' views of both are made once)",
             f"    {', '.join(f'{x}_new' for x, _, _ in names)}, = into.params",
-            f"    {', '.join(f'step{x[1:]}' for x, _, _ in names)}, = into.steps",
         ]
+        if copied:
+            lines += [
+                "    copyto(into.step, step)  # (the parameters' views of both are made once)",
+                f"    {', '.join(f'step{x[1:]}' for x, _, _ in names)}, = into.steps",
+            ]
         new, offset = [], 0
         for (x, _, _), value, (path, _, _) in zip(names, values, plan.trainables, strict=True):
             k, shape = x[1:], value.shape
             end = offset + value.size // (lead[0] if lead else 1)  # (a stack's: θ's columns)
             new.append((path, f"{x}_new"))
+            if not copied:  # each parameter's part of the step (a stack's: of θ's rows)
+                part = f"[{':, ' if lead else ''}{offset}:{end}]"
+                part += f".reshape({shape})" if len(shape) != 1 else ""
+                lines.append(f"    step{k} = step{part}")
             if stateless:
                 lines.append(f"    state{k} = None  # {path}")
             else:
@@ -385,10 +396,12 @@ class _Buffers:
     of its arrays or views (`spare`): a parameter or a record that a user, a Recorder or the
     optimiser state kept is never written into; its set is left to them and a new one made."""
 
-    __slots__ = ("dtype", "lead", "sets", "shapes")
+    __slots__ = ("copied", "dtype", "lead", "sets", "shapes")
 
-    def __init__(self, dtype: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...]) -> None:
-        self.dtype, self.shapes, self.lead = dtype, shapes, lead
+    def __init__(
+        self, dtype: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...], copied: bool
+    ) -> None:
+        self.dtype, self.shapes, self.lead, self.copied = dtype, shapes, lead, copied
         self.sets: list[_Set] = []
 
     def spare(self, theta: Any) -> _Set:
@@ -396,22 +409,28 @@ class _Buffers:
         for held in self.sets:
             if held.theta is not theta and held.free():
                 return held
-        made = _Set(self.dtype, self.shapes, self.lead)
+        made = _Set(self.dtype, self.shapes, self.lead, self.copied)
         # kept: θ's set (the next step's spare) and the new one; a set held elsewhere is theirs
         self.sets = [held for held in self.sets if held.theta is theta] + [made]
         return made
 
 
 class _Set:
-    """θ_new's and the step's memory (``theta``, ``step``) and each parameter's views of them
-    (``params``, ``steps``); ``free()``: nothing else holds any of them."""
+    """θ_new's and the step's memory (``theta``, ``step``: None when the step is not copied)
+    and each parameter's views of them (``params``, ``steps``); ``free()``: nothing else holds
+    any of them."""
 
     __slots__ = ("arrays", "held", "params", "step", "steps", "theta")
 
-    def __init__(self, dtype: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...]) -> None:
-        self.theta, self.step = _flat_array(dtype, shapes, lead), _flat_array(dtype, shapes, lead)
-        self.params, self.steps = _views(self.theta, shapes, lead), _views(self.step, shapes, lead)
-        self.arrays = (self.theta, self.step, *self.params, *self.steps)
+    def __init__(
+        self, dtype: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...], copied: bool
+    ) -> None:
+        self.theta = _flat_array(dtype, shapes, lead)
+        self.step = _flat_array(dtype, shapes, lead) if copied else None
+        self.params = _views(self.theta, shapes, lead)
+        self.steps = _views(self.step, shapes, lead) if copied else ()
+        self.arrays = (self.theta, *self.params, *self.steps)
+        self.arrays += (self.step,) if copied else ()
         self.held = 0
         self.held = self.references()  # (this set's own: its attributes, each view's base)
 
