@@ -147,3 +147,28 @@ def raising(rule, k, error):
 
     rule.__class__, rule.calls = Raising, None
     return rule
+
+
+HOLDS = ["nothing", "parameters", "views", "records"]
+
+
+def hold(model, what, held):
+    """Keep references, as a user may, to what a step left in ``model`` (``what``: one of
+    `HOLDS`), each with its bytes now, in ``held``: `changed` then says whether a later step
+    wrote into any of them (value semantics: it must not)."""
+    arrays = []
+    for _, layer, name in tv.trainables(model):
+        if what in ("parameters", "views"):
+            a = getattr(layer, name)
+            arrays.append(a if what == "parameters" else a[...])  # (a view of its memory)
+        elif what == "records":
+            arrays.append(getattr(layer, "step", {}).get(name))
+    if what == "records":
+        for d in tv.dense_layers(model):
+            arrays += [d.input, d.preact, d.output, d.delta, d.delta_used]
+    held += [(a, to_numpy(a).tobytes()) for a in arrays if a is not None]
+
+
+def changed(held):
+    """How many of the arrays `hold` kept no longer have the bytes they had."""
+    return sum(to_numpy(a).tobytes() != kept for a, kept in held)

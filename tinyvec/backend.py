@@ -55,6 +55,18 @@ def is_array(x: Any) -> bool:
     return type(x) in _NAMESPACES or array_api_compat.is_array_api_obj(x)
 
 
+def numpy_floats_alike(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` are NumPy arrays of floating point numbers of one shape with at
+    least one element: arrays that every check of a loss's arguments lets through (the usual
+    case, asked at every step, answered in one line)."""
+    return (
+        type(a) is type(b) is np.ndarray
+        and a.dtype.kind == b.dtype.kind == "f"
+        and a.shape == b.shape
+        and a.size > 0
+    )
+
+
 def is_real(x: Any) -> bool:
     """Whether array ``x`` holds real numbers (booleans, integers or real floating point): not
     strings, objects, dates or complex numbers, which no loss or layer of tinyvec computes with.

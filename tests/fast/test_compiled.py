@@ -2,11 +2,24 @@
 model; the cases it leaves to the graph; re-planning. (The random architectures with every
 rule and δ-rule are in `test_equivalence`.)"""
 
+import itertools
+import signal
+import sys
 import warnings
 
 import numpy as np
 import pytest
-from nets import DELTAS, LINEAR, RULES, general_update, model_from, records, state_bytes
+from nets import (
+    DELTAS,
+    LINEAR,
+    RULES,
+    changed,
+    general_update,
+    hold,
+    model_from,
+    records,
+    state_bytes,
+)
 
 import tinyvec as tv
 from tinyvec.backend import to_numpy
@@ -458,6 +471,117 @@ def test_the_gradient_buffer_is_reused_from_step_to_step():
     assert id(written(state, plan_of(m)).buffer[0]) == first
 
 
+def default_step(model, state, x, y):
+    """The default step on the reference road (the twin every compiled step is checked against)."""
+    with tv.fast.off():
+        tv.update(state, model, tv.gradient(lambda m: tv.mse(m(x), y), model))
+
+
+@pytest.mark.parametrize("rule", ["Descent", "Momentum"])
+def test_the_flat_step_reuses_two_sets_of_memory_and_leaves_what_is_held_alone(rule):
+    """θ_new and the step are written into one of two sets of flat buffers whose parameter views
+    are made once: the commit shows one set, the next step writes the other. A parameter, a view
+    of one or a step record that someone holds is never written into: its set is left to them."""
+    from tinyvec.fast.plan import plan_of
+    from tinyvec.fast.update_program import written
+
+    m, twin = two_layers(), two_layers()
+    state, twin_state = tv.setup(RULES[rule](), m), tv.setup(RULES[rule](), twin)
+    step = tv.compile(tv.mse, m, state)
+    x, y = np.linspace(-1, 1, 15).reshape(3, 5), np.zeros((2, 5))
+
+    def both():
+        step(x, y)
+        default_step(twin, twin_state, x, y)
+        assert records(m) == records(twin)
+        assert state_bytes(state, m) == state_bytes(twin_state, twin)
+        memory = written(state, plan_of(m)).memory
+        shown = [s for s in memory.sets if m[0].weight.base is s.theta]
+        assert len(shown) == 1, "the parameters are views of one set's θ"
+        for _, layer, name in tv.trainables(m):
+            assert getattr(layer, name).base is shown[0].theta
+            assert layer.step[name].base is shown[0].step
+        return shown[0]
+
+    used = [both() for _ in range(6)]
+    assert all(a is not b for a, b in itertools.pairwise(used)), "each step writes the other set"
+    assert len({id(s) for s in used}) == 2, "two sets, reused"
+    W, view, record = m[0].weight, m[1].bias[...], m[1].step
+    kept = W.tobytes(), view.tobytes(), record["weight"].tobytes()
+    for _ in range(4):
+        both()
+        assert (W.tobytes(), view.tobytes(), record["weight"].tobytes()) == kept
+    assert W is not m[0].weight and record is not m[1].step
+
+
+@pytest.mark.parametrize("written_loss", [True, False], ids=["tv.mse", "loss function"])
+@pytest.mark.parametrize("rule", ["Descent", "Adam"])
+@pytest.mark.parametrize("signal_or_raise", ["ctrl-c", "raise in the update"])
+def test_ctrl_c_or_an_exception_at_any_moment_leaves_all_of_a_step_or_none(
+    rule, written_loss, signal_or_raise
+):
+    """A Ctrl-C (SIGINT) at every bytecode of a compiled step in turn, or a KeyboardInterrupt
+    raised at every bytecode of its update (as a signal handler of one's own may: only SIGINT
+    waits for the step): the parameters, their step records and the optimiser state are all
+    those of step n or all those of step n + 1, never a mix, and the steps that follow are
+    the reference road's again."""
+    m, twin = two_layers(), two_layers()
+    state, twin_state = tv.setup(RULES[rule](), m), tv.setup(RULES[rule](), twin)
+    step = tv.compile(tv.mse if written_loss else loss, m, state)
+    x, y = np.linspace(-1, 1, 15).reshape(3, 5), np.zeros((2, 5))
+    for _ in range(3):  # (the steady state: plans, programs and both sets of memory made)
+        step(x, y)
+        default_step(twin, twin_state, x, y)
+
+    def committed(model, s):  # what a step commits: everything but the forward pass's records
+        rec = {k: v for k, v in records(model).items() if not k[0].isdigit()}
+        return rec, state_bytes(s, model)
+
+    def in_update(frame):  # the written update and the memory it writes
+        name = frame.f_code.co_filename
+        return name == "<tinyvec update>" or name.endswith("update_program.py")
+
+    def interrupt_at(n):
+        """Run ``step``, interrupted at its n-th bytecode (None: never); how many it ran."""
+        seen = [0]
+
+        def trace(frame, event, arg):
+            frame.f_trace_opcodes = True
+            if event == "opcode" and (signal_or_raise == "ctrl-c" or in_update(frame)):
+                seen[0] += 1
+                if seen[0] == n:
+                    if signal_or_raise == "ctrl-c":
+                        signal.raise_signal(signal.SIGINT)
+                    else:
+                        raise KeyboardInterrupt
+            return trace
+
+        sys.settrace(trace)
+        try:
+            step(x, y)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sys.settrace(None)
+        return seen[0]
+
+    total = interrupt_at(None)  # (a whole step, counted: the twin takes it too)
+    default_step(twin, twin_state, x, y)
+    assert committed(m, state) == committed(twin, twin_state)
+    # every bytecode of the last part (the loss, the backward pass, the update, the commit),
+    # a sample of the rest
+    for n in sorted({*range(1, total, 5), *range(max(total - 700, 1), total + 1)}):
+        before = committed(twin, twin_state)
+        interrupt_at(n)
+        taken = committed(m, state)
+        if taken != before:  # the step was taken, whole: the twin takes it too
+            default_step(twin, twin_state, x, y)
+            assert taken == committed(twin, twin_state), f"bytecode {n}: half a step"
+    step(x, y)  # an uninterrupted step after all that: the reference road's
+    default_step(twin, twin_state, x, y)
+    assert records(m) == records(twin) and state_bytes(state, m) == state_bytes(twin_state, twin)
+
+
 @pytest.mark.parametrize("shared", [False, True], ids=["own-inputs", "shared-input"])
 def test_a_stacks_written_loss_step_builds_no_graph_and_is_the_default_step(shared, monkeypatch):
     """tv.compile(tv.mse, stack, state): the loss is the E member losses (as `model_loss`
@@ -484,3 +608,33 @@ def test_a_stacks_written_loss_step_builds_no_graph_and_is_the_default_step(shar
         tv.update(sb, b, grads)
         assert loss.shape == (E,) and loss.tobytes() == value.tobytes()
         assert records(a) == records(b) and state_bytes(sa, a) == state_bytes(sb, b)
+
+
+def test_a_large_stacks_step_is_sliced_not_copied_and_is_the_default_step(monkeypatch):
+    """Above FLAT entries (a large stack) the flat step's memory holds θ only, and each step
+    record is a slice of the rule's step (copying it would cost more than the slicing); the
+    same numbers as the reference road, and what a user keeps is kept."""
+    from tinyvec.fast import update_program
+    from tinyvec.fast.plan import plan_of
+
+    E = 3
+    make = lambda: tv.stack([model_from([("skip+", 1, True, 3, None)], e) for e in range(E)])  # noqa: E731
+    a, b = make(), make()
+    size = sum(getattr(layer, name).size for _, layer, name in tv.trainables(a))
+    monkeypatch.setattr(update_program, "FLAT", size // 2)  # flat (per member), not copied
+    sa, sb = tv.setup(tv.Momentum(0.05), a), tv.setup(tv.Momentum(0.05), b)
+    step = tv.compile(tv.mse, a, sa)
+    g = np.random.default_rng(1)
+    held = []
+    for _ in range(4):
+        x, y = g.standard_normal((E, 3, 4)), g.standard_normal((E, 2, 4))
+        step(x, y)
+        with tv.fast.off():
+            tv.update(sb, b, tv.gradient(lambda m: tv.mse(m(x), y, members=True), b))
+        assert records(a) == records(b) and state_bytes(sa, a) == state_bytes(sb, b)
+        hold(a, "parameters", held)
+        hold(a, "records", held)
+        assert not changed(held)
+    memory = update_program.written(sa, plan_of(a)).memory
+    assert memory is not None and not memory.copied
+    assert all(s.step is None for s in memory.sets)

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
-from nets import RULES, SIGMAS, architectures, build, records, state_bytes
+from nets import HOLDS, RULES, SIGMAS, architectures, build, changed, hold, records, state_bytes
 
 import tinyvec as tv
 from tinyvec.backend import to_numpy
@@ -203,10 +203,12 @@ def grads_bytes(grads, model):
     road=st.sampled_from(["update", "compiled", "compiled mse"]),
     edits=st.lists(st.sampled_from(EDITS), min_size=1, max_size=4),
     r=st.randoms(use_true_random=False),
+    what=st.sampled_from(HOLDS),
 )
 def test_after_any_edit_the_fast_road_steps_as_a_fresh_model_on_the_reference_road(
-    blocks, seed, rule, road, edits, r
+    blocks, seed, rule, road, edits, r, what
 ):
+    """``what``: what a user keeps of every step, which no later step may write into."""
     g = np.random.default_rng(seed)
     x, y = g.standard_normal((3, 5)), g.standard_normal((2, 5))
     model = model_from(blocks, seed)
@@ -216,6 +218,7 @@ def test_after_any_edit_the_fast_road_steps_as_a_fresh_model_on_the_reference_ro
         return tv.compile(tv.mse if road == "compiled mse" else loss, model, state)
 
     step = compiled(state)
+    held = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # (float32 meets float64: converted)
         fast_step(road, model, state, step, x, y)  # the caches are made for the first model
@@ -242,3 +245,5 @@ def test_after_any_edit_the_fast_road_steps_as_a_fresh_model_on_the_reference_ro
                     assert grads_bytes(grads, model) == grads_bytes(want_grads, fresh), where
                 assert records(model) == records(fresh), where
                 assert state_bytes(state, model) == state_bytes(fresh_state, fresh), where
+                hold(model, what, held)
+                assert not changed(held), f"{where}: an array kept from a step was written into"

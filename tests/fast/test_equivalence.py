@@ -20,13 +20,26 @@ backward pass then also gives the input's cotangent), ``tv.compile`` of a loss f
 """
 
 import copy
+import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from nets import DELTAS, LINEAR, RULES, architectures, build, records, state_bytes
+from nets import (
+    DELTAS,
+    HOLDS,
+    LINEAR,
+    RULES,
+    architectures,
+    build,
+    changed,
+    hold,
+    records,
+    state_bytes,
+)
 
 import tinyvec as tv
 from tinyvec.backend import device, namespace, to_numpy
@@ -89,6 +102,7 @@ def cases(draw):
         "edit": draw(st.sampled_from(["none", *edits, "sigma"])),
         "seed": draw(st.integers(0, 2**16)),
         "batch": draw(st.integers(1, 4)),
+        "hold": draw(st.sampled_from([*HOLDS, "recorder"])),
         "members": members,
         "per-member": draw(st.booleans()),  # hyperparameters per member, or one for all
         "shared": draw(st.booleans()),  # a stack's input: (in, B) shared, or (E, in, B)
@@ -278,6 +292,11 @@ def outcome(twin, x, y, reference):
 
 def run(case, xp, steps=3):
     fast, reference = Twin(case, xp, case["road"]), Twin(case, xp, case["road"])
+    what = case.get("hold", "nothing")  # what a user keeps of every step (value semantics)
+    if what == "recorder" and case.get("members"):  # (a Recorder records ordinary models)
+        what = "records"
+    held = []
+    recorders = [tv.Recorder(1, Path(tempfile.gettempdir()) / "unused.npz") for _ in "ab"]
     for i, (x, y) in enumerate(data(case, xp, steps)):
         if i == 1 and edit(fast.model, case):
             edit(reference.model, case)
@@ -288,8 +307,20 @@ def run(case, xp, steps=3):
         assert a == b, f"step {i}: the fast road's loss or gradients differ from the reference"
         assert records(fast.model) == records(reference.model), f"step {i}: records differ"
         assert state_bytes(fast.state, fast.model) == state_bytes(reference.state, reference.model)
+        hold(fast.model, what, held)
+        assert not changed(held), f"step {i}: an array kept from an earlier step was written into"
         if isinstance(a[0], str) and a[0].startswith("NonFinite"):
             break
+        if what == "recorder":  # a Recorder of each twin (as tv.train: after a step taken)
+            for recorder, twin in zip(recorders, (fast, reference), strict=True):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # (a norm on the way to inf)
+                    recorder.record(twin.model, i + 1)
+            a_rows, b_rows = (repr(r.rows) for r in recorders)
+            assert a_rows == b_rows, f"step {i}: the Recorders' rows differ"
+            snaps = [{k: to_numpy(v).tobytes() for k, v in r.snapshots.items()} for r in recorders]
+            assert snaps[0] == snaps[1], f"step {i}: the Recorders' snapshots differ"
+            held += [(v, to_numpy(v).tobytes()) for v in recorders[0].snapshots.values()]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             inferred = to_numpy(fast.model(x)).tobytes()

@@ -56,7 +56,7 @@ class UpdateProgram:
     NumPy arrays of one dtype, the step runs on all of them laid end to end as one vector θ
     (`_flat`)."""
 
-    __slots__ = ("buffer", "gather", "layout", "leaves", "source", "update")
+    __slots__ = ("buffer", "gather", "layout", "leaves", "memory", "source", "update")
 
     def __init__(self, plan: Plan, rule: Any = None) -> None:
         scope: dict[str, Any] = {
@@ -82,6 +82,8 @@ class UpdateProgram:
         # the flat step's gradient buffer (`gradient_buffer`): its dtype and parameter shapes
         self.layout = (values[0].dtype, [x.shape for x in values], lead) if flat else None
         self.buffer: tuple[Any, list[Any], int] | None = None
+        # the flat step's memory for θ_new and the step (`_Buffers`)
+        self.memory: _Buffers | None = scope.get("BUFFERS")
         gather, leaves = self._gather(plan, ("G", "S")), self._gather(plan, ("S",))
         self.source = "\n".join([*body, "", *gather, "", *leaves]) + "\n"
         exec(compile(self.source, "<tinyvec update>", "exec"), scope)  # our own generated code
@@ -155,6 +157,10 @@ class UpdateProgram:
         parameters end to end, so that a per-member hyperparameter, (E, 1) there as (E, 1, 1)
         on a weight (`tinyvec.optimise.rules.per_member`), scales each member's row alike."""
         names, layers = _names(plan, scope)
+        # the step into memory whose views are made once (one copy, where slicing it would make
+        # two NumPy calls per parameter), for a θ of at most FLAT entries; a larger one (a
+        # stack's) is sliced: there the copy costs more than the calls
+        copied = sum(x.size for x in values) <= FLAT
         scope.update(
             RULE=rule,
             ARRAY=np.ndarray,
@@ -162,13 +168,10 @@ class UpdateProgram:
             SHAPES=[x.shape for x in values],
             LAST=[None],  # what the last step committed (see the generated code)
             LEAD=lead,
-            SPARE=[None],  # the θ the last step started from (see the generated code)
-            ALONE=_alone(),
-            getrefcount=sys.getrefcount,
-            empty_like=np.empty_like,
-            subtract=np.subtract,
             lay_end_to_end=_lay_end_to_end,
             part=_part,
+            BUFFERS=_Buffers(values[0].dtype, [x.shape for x in values], lead, copied),
+            copyto=np.copyto,
         )
         stateless = rule.init(values[0]) is None  # (Descent: nothing to cut into parts)
         n = len(names)
@@ -215,43 +218,42 @@ class UpdateProgram:
             "    if type(step) is not ARRAY or step.dtype != DT or step.shape != theta.shape:",
             "        return False",
             *(["    if state is not None:", "        return False"] if stateless else []),
-            # θ_new into the θ of two steps ago, when nothing holds it any more (the model's
-            # views of it were replaced at the last commit): a new θ at every step is new
-            # memory, for a large θ (a stack's) a new mapping whose page faults cost more
-            # than the step
-            "    spare, SPARE[0] = SPARE[0], None",
-            "    if spare is None or getrefcount(spare) != ALONE:",
-            "        spare = empty_like(theta)",
-            "    # θ ← θ - step: `descend`, whose cast never applies (the step has θ's dtype)",
-            "    theta_new = subtract(theta, step, out=spare)",
+            "    into = BUFFERS.spare(theta)  # memory for θ_new and the step that no one else holds",
+            "    theta_new, step = descend(theta, step, into.theta)  # θ ← θ - step",
+            f"    {', '.join(f'{x}_new' for x, _, _ in names)}, = into.params",
         ]
+        if copied:
+            lines += [
+                "    copyto(into.step, step)  # (the parameters' views of both are made once)",
+                f"    {', '.join(f'step{x[1:]}' for x, _, _ in names)}, = into.steps",
+            ]
         new, offset = [], 0
         for (x, _, _), value, (path, _, _) in zip(names, values, plan.trainables, strict=True):
             k, shape = x[1:], value.shape
-            end = offset + value.size // (lead[0] if lead else 1)
-            part = f"{{}}[{':, ' if lead else ''}{offset}:{end}]"  # (a stack's: θ's rows)
-            part += f".reshape({shape})" if len(shape) != 1 else ""
-            new.append((path, part.format("theta_new")))
-            lines.append(
-                f"    {x}_new, step{k} = {part.format('theta_new')}, {part.format('step')}  # {path}"
-            )
+            end = offset + value.size // (lead[0] if lead else 1)  # (a stack's: θ's columns)
+            new.append((path, f"{x}_new"))
+            if not copied:  # each parameter's part of the step (a stack's: of θ's rows)
+                part = f"[{':, ' if lead else ''}{offset}:{end}]"
+                part += f".reshape({shape})" if len(shape) != 1 else ""
+                lines.append(f"    step{k} = step{part}")
             if stateless:
-                lines.append(f"    state{k} = None")
+                lines.append(f"    state{k} = None  # {path}")
             else:
+                rows = ", True" if lead else ""
                 lines.append(
-                    f"    state{k} = part(state, {offset}, {end}, {shape}{', True' if lead else ''})"
+                    f"    state{k} = part(state, {offset}, {end}, {shape}{rows})  # {path}"
                 )
             offset = end
         last = ", ".join([f"{x}_new" for x, _, _ in names] + [f"state{x[1:]}" for x, _, _ in names])
-        views = (f"LAST[0] = (theta_new, state, {last})", "SPARE[0] = theta")
+        views = (f"LAST[0] = (theta_new, state, {last})",)
         lines.append("    if not finite(theta_new):")
         return lines + _refuse(new) + _commit(layers, views)
 
     @staticmethod
     def _gather(plan: Plan, trees: tuple[str, ...]) -> list[str]:
         """Read the gradient tree G and the optimiser tree S (``trees``: both, or S alone) as
-        `tinyvec.layers.base.match` does, refusing (None) any other shape: a non-dict node, a tuple of layers
-        of another length or type."""
+        `tinyvec.layers.base.match` does, refusing (None) any other shape: a non-dict node, a
+        missing entry, a tuple of layers of another length or type."""
         if trees == ("G", "S"):
             lines = [
                 "def gather(grads, tree):",
@@ -278,7 +280,7 @@ class UpdateProgram:
             for attr, kids, many in node.slots:
                 if many:
                     lines += [
-                        f"    {each('{T}s', ', ')} = {each(f'{{T}}{i}.get({attr!r})', ', ')}",
+                        f"    {each('{T}s', ', ')} = {each(f'{{T}}{i}[{attr!r}]', ', ')}",
                         f"    if {each(f'type({{T}}s) is not tuple or len({{T}}s) != {len(kids)}', ' or ')}:",
                         "        return None",
                     ]
@@ -289,15 +291,19 @@ class UpdateProgram:
                 else:
                     k = kids[0]
                     lines.append(
-                        f"    {each(f'{{T}}{k}', ', ')} = {each(f'{{T}}{i}.get({attr!r})', ', ')}"
+                        f"    {each(f'{{T}}{k}', ', ')} = {each(f'{{T}}{i}[{attr!r}]', ', ')}"
                     )
         where = {id(node.layer): i for i, node in reversed(list(enumerate(plan.nodes)))}
         entries: dict[str, list[str]] = {T: [] for T in trees}
         for _, layer, name in plan.trainables:
             for T in trees:
-                entries[T].append(f"{T}{where[id(layer)]}.get({name!r})")
+                entries[T].append(f"{T}{where[id(layer)]}[{name!r}]")
         lists = ", ".join("[" + ", ".join(entries[T]) + "]" for T in trees)
-        return [*lines, f"    return {lists}"]
+        # (subscripts, not .get: a Tree's .get is the slower call; a missing entry is a tree
+        # of another shape too)
+        head, body = lines[:4], [*lines[4:], f"    return {lists}"]
+        body = [f"    {line}" for line in body]
+        return [*head, "    try:", *body, "    except LookupError:", "        return None"]
 
 
 def _names(plan: Plan, scope: dict[str, Any]) -> tuple[list[tuple[str, str, str]], dict]:
@@ -355,24 +361,84 @@ def _commit(layers: dict, extra: tuple[str, ...] = ()) -> list[str]:
     return [*lines, *(f"        {w}" for w in writes), "        raise", "    return True"]
 
 
-def _alone() -> int:
-    """`sys.getrefcount` of an array held by one local name only (as ``spare`` in `_flat`)."""
-    spare = np.empty(0)
-    return sys.getrefcount(spare)
-
-
 def _new_buffer(
     dtype: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...]
 ) -> tuple[Any, list[Any]]:
     """A flat array for the parameters of ``shapes`` and each parameter's view of it (a stack's,
     ``lead`` = (E,): an (E, P) array, each parameter a slice of its rows)."""
+    G = _flat_array(dtype, shapes, lead)
+    return G, list(_views(G, shapes, lead))
+
+
+def _flat_array(dtype: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...]) -> Any:
+    """Memory for the parameters of ``shapes`` end to end: (P,), or a stack's (E, P)."""
     E = lead[0] if lead else 1
-    G = np.empty((*lead, sum(math.prod(shape) for shape in shapes) // E), dtype)
+    return np.empty((*lead, sum(math.prod(shape) for shape in shapes) // E), dtype)
+
+
+def _views(flat: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...]) -> tuple[Any, ...]:
+    """Each parameter's view of ``flat``, the parameters of ``shapes`` laid end to end (a
+    stack's: along the rows of (E, P))."""
+    E = lead[0] if lead else 1
     views, offset = [], 0
     for shape in shapes:
-        views.append(G[..., offset : offset + math.prod(shape) // E].reshape(shape))
+        views.append(flat[..., offset : offset + math.prod(shape) // E].reshape(shape))
         offset += math.prod(shape) // E
-    return G, views
+    return tuple(views)
+
+
+class _Buffers:
+    """Memory for the flat step's θ_new and step, reused: a step writes them into a set of
+    two flat arrays whose views for each parameter are made once (slicing θ_new and the step
+    into a dozen parameters costs more, on a small model, than computing them), and the commit
+    shows that set's views as the parameters and the step records. The next step writes the
+    other set, and the one after that this one again, while nothing but these sets holds any
+    of its arrays or views (`spare`): a parameter or a record that a user, a Recorder or the
+    optimiser state kept is never written into; its set is left to them and a new one made."""
+
+    __slots__ = ("copied", "dtype", "lead", "sets", "shapes")
+
+    def __init__(
+        self, dtype: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...], copied: bool
+    ) -> None:
+        self.dtype, self.shapes, self.lead, self.copied = dtype, shapes, lead, copied
+        self.sets: list[_Set] = []
+
+    def spare(self, theta: Any) -> _Set:
+        """A set that only this object holds and whose θ is not ``theta`` (the step's input)."""
+        for held in self.sets:
+            if held.theta is not theta and held.free():
+                return held
+        made = _Set(self.dtype, self.shapes, self.lead, self.copied)
+        # kept: θ's set (the next step's spare) and the new one; a set held elsewhere is theirs
+        self.sets = [held for held in self.sets if held.theta is theta] + [made]
+        return made
+
+
+class _Set:
+    """θ_new's and the step's memory (``theta``, ``step``: None when the step is not copied)
+    and each parameter's views of them (``params``, ``steps``); ``free()``: nothing else holds
+    any of them."""
+
+    __slots__ = ("arrays", "held", "params", "step", "steps", "theta")
+
+    def __init__(
+        self, dtype: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...], copied: bool
+    ) -> None:
+        self.theta = _flat_array(dtype, shapes, lead)
+        self.step = _flat_array(dtype, shapes, lead) if copied else None
+        self.params = _views(self.theta, shapes, lead)
+        self.steps = _views(self.step, shapes, lead) if copied else ()
+        self.arrays = (self.theta, *self.params, *self.steps)
+        self.arrays += (self.step,) if copied else ()
+        self.held = 0
+        self.held = self.references()  # (this set's own: its attributes, each view's base)
+
+    def references(self) -> int:
+        return sum(map(sys.getrefcount, self.arrays))
+
+    def free(self) -> bool:
+        return self.references() == self.held
 
 
 def _lay_end_to_end(

@@ -407,9 +407,11 @@ class NonFiniteStep(NonFiniteLoss):
     at 0, an overflow); `update` refused it before changing anything."""
 
 
-def descend(x: Any, step: Any) -> tuple[Any, Any]:
+def descend(x: Any, step: Any, out: Any = None) -> tuple[Any, Any]:
     """x_new = x − step, in x's dtype (a rule may return a step of a wider dtype, say from a
-    float64 hyperparameter array): returns (x_new, the step as subtracted)."""
+    float64 hyperparameter array), written into ``out`` if given: returns (x_new, the step)."""
+    if out is not None and step.dtype == x.dtype:  # (NumPy memory the fast road reuses)
+        return namespace(x).subtract(x, step, out=out), step  # x − step, written into out
     new = x - step
     if new.dtype != x.dtype:
         step = namespace(step).astype(step, x.dtype)
@@ -422,7 +424,7 @@ def finite(a: Any) -> bool:
     into Σ a² (one dot product), so only a sum that is not finite (or that overflowed) needs
     the elementwise look."""
     xp = namespace(a)
-    flat = xp.reshape(a, (-1,))
+    flat = a if a.ndim == 1 else xp.reshape(a, (-1,))
     if math.isfinite(float(xp.vecdot(flat, flat))):
         return True
     return bool(xp.all(xp.isfinite(a)))
