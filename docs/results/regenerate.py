@@ -172,12 +172,16 @@ STUDIES: dict[str, Study] = {
                 "tinyvec.experiments.compensation_converged",
                 [
                     "--cells",
-                    "sin:0.01",
-                    "sin:0.02",
-                    "runge:0.05",
+                    *[
+                        f"{t}:{eta}"
+                        for t in ("sin", "runge", "sincos")
+                        for eta in ("0.01", "0.02", "0.05", "0.1", "0.2")
+                    ],
                     "sin:0.005",
                     "--max-epochs",
-                    "3000",
+                    "10000",
+                    "--stack",
+                    "100",
                     "--jobs",
                     "2",
                     "--quiet",
@@ -189,7 +193,7 @@ STUDIES: dict[str, Study] = {
         ],
         {"cells/results.md": "results.md", "cells/results.json": "results.json"},
         ["cells/config.json"],
-        "≈ 1.5 h on 2 busy cores",
+        "≈ 30 CPU-min (stacked)",
         quick_commands=[
             (
                 "tinyvec.experiments.compensation_converged",

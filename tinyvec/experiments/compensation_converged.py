@@ -1,8 +1,11 @@
 """Compensation at convergence, on enough seeds (issue 24): κ against plain backprop on the
 cells a verdict rests on, each run trained until a stated convergence criterion is met.
 
-``python -m tinyvec.experiments.compensation_converged [--cells sin:0.005 sin:0.01 runge:0.05]
-[--seeds 0-19] [--quick] [--out DIR] [--jobs N]``
+``python -m tinyvec.experiments.compensation_converged [--cells sin:0.01 runge:0.05 ...]
+[--seeds 0-19] [--max-epochs 10000] [--quick] [--out DIR] [--jobs N] [--stack E]``
+
+The default cells: the committed compensation grid (sin, Runge, sin·cos; η = 0.01 … 0.2) and
+sin at η = 0.005, 20 seeds, at most 10 000 epochs.
 
 Every run is the compensation study's run (`tinyvec.experiments.compensation`: the same task,
 network, initial weights and data order for the same ``(--seed, seed index)``; per-sample SGD
@@ -20,6 +23,11 @@ as interpolation and tie); the median ratio with a seeded percentile-bootstrap i
 ratio of medians, per-seed wins / losses / ties, divergences, and the converged fraction of
 each method.
 
+Runs that share a stack key (the compensation study's `stack_key`: plain runs apart from κ
+runs) train as one stack of models (``--stack``, default 32; `train_stack`): a member that
+meets the criterion or diverges leaves the stack, and every run's line is bit for bit that of
+its run alone (``--stack 1``).
+
 Files in ``--out``: ``runs.jsonl`` (the sweep runner's, resumable), ``config.json``,
 ``results.md``, ``results.json``.
 """
@@ -34,7 +42,12 @@ from typing import Any
 import numpy as np
 
 import tinyvec as tv
-from tinyvec.analysis.convergence import Criterion, paired_comparison, train_to_convergence
+from tinyvec.analysis.convergence import (
+    Criterion,
+    outcome,
+    paired_comparison,
+    train_to_convergence,
+)
 
 from .common import (
     add_sweep_flags,
@@ -46,13 +59,16 @@ from .common import (
     study_parser,
     study_sweep,
 )
-from .compensation import DIVERGED, TASKS, delta_rules, mlp, task_data
+from .compensation import DIVERGED, TASKS, delta_rules, mlp, stack_key, task_data, train_stack
 from .tables import atomic_write, write_json
 
+# the committed compensation grid (docs/results/compensation/config.json: three tasks, five η)
+# and the η = 0.005 of the fixed-budget verdict on sin
+GRID_ETAS = (0.01, 0.02, 0.05, 0.1, 0.2)
 DEFAULT: dict[str, Any] = dict(
-    cells=["sin:0.005", "sin:0.01", "runge:0.05"], activation="tanh", width=32, depth=2,
-    kappa=0.2, variant="exact", points=24, tol=0.01, window=200, min_epochs=2000,
-    max_epochs=4000, fixed_epochs=2000, floor=1e-6, seeds="0-19",
+    cells=[f"{t}:{eta:g}" for t in TASKS for eta in GRID_ETAS] + ["sin:0.005"],
+    activation="tanh", width=32, depth=2, kappa=0.2, variant="exact", points=24, tol=0.01,
+    window=200, min_epochs=2000, max_epochs=10000, fixed_epochs=2000, floor=1e-6, seeds="0-19",
 )  # fmt: skip
 QUICK: dict[str, Any] = dict(
     DEFAULT, cells=["sin:0.05"], width=16, points=16, window=10, min_epochs=40, max_epochs=80,
@@ -69,6 +85,11 @@ def parse_cell(text: str) -> tuple[str, float]:
     if not value > 0:
         raise ValueError(f"η must be > 0, got {text!r}")
     return task, value
+
+
+def criterion(spec: dict[str, Any]) -> Criterion:
+    """The stopping rule of a run."""
+    return Criterion(spec["tol"], spec["window"], spec["min_epochs"], spec["max_epochs"])
 
 
 def run_one(spec: dict[str, Any]) -> dict[str, Any]:
@@ -94,14 +115,42 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
                 tv.update(state, model, grads)
             return float(np.mean((model(x) - y) ** 2))
 
-    criterion = Criterion(spec["tol"], spec["window"], spec["min_epochs"], spec["max_epochs"])
-    r = train_to_convergence(epoch, criterion)
+    r = train_to_convergence(epoch, criterion(spec))
+    return {**result(spec, r, float(np.var(y))), "seconds": time.perf_counter() - start}
+
+
+def result(spec: dict[str, Any], r: dict[str, Any], var_y: float) -> dict[str, Any]:
+    """A run's line from its `train_to_convergence` record ``r``: the fixed-budget error
+    (the mean over the last tenth of ``fixed_epochs``; NaN when the run stopped before) and
+    the curve thinned to every 10th epoch in place of the curve."""
+    r = dict(r)
     curve, fixed_n = r.pop("curve"), spec["fixed_epochs"]
     tail = max(1, fixed_n // 10)
     fixed = (float(np.mean(curve[fixed_n - tail : fixed_n])) if len(curve) >= fixed_n
              else math.nan)  # fmt: skip
-    return {**r, "fixed": fixed, "var_y": float(np.var(y)), "curve10": curve[::10],
-            "seconds": time.perf_counter() - start}  # fmt: skip
+    return {**r, "fixed": fixed, "var_y": var_y, "curve10": curve[::10]}
+
+
+# per-sample SGD without orthogonalization: the compensation study's run in these fields
+SAMPLE_RUN = {"mode": "sample", "batch": 1, "ortho": False, "eps": 0.0}
+
+
+def run_stack(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`run_one` of every spec (one `stack_key`), trained as one stack of models
+    (`tinyvec.experiments.compensation.train_stack`): a member that meets the criterion or
+    diverges leaves the stack, and every result is `run_one`'s."""
+    start = time.perf_counter()
+    rule = criterion(specs[0])
+    members = train_stack([{**s, **SAMPLE_RUN} for s in specs], rule.max_epochs, rule.stops)
+    _, y, _, _ = task_data(specs[0]["task"], specs[0]["points"])
+    results = [result(s, outcome(m["curve"], m["diverged"], rule), float(np.var(y)))
+               for s, m in zip(specs, members, strict=True)]  # fmt: skip
+    seconds = (time.perf_counter() - start) / len(specs)  # (a stack's time, shared)
+    return [{**r, "seconds": seconds} for r in results]
+
+
+run_one.stacked = run_stack  # type: ignore[attr-defined]
+run_one.stack_key = stack_key  # type: ignore[attr-defined]
 
 
 def grid(cfg: dict[str, Any]) -> list[dict[str, Any]]:
@@ -205,7 +254,12 @@ def report(cfg: dict[str, Any], rows: list[dict[str, Any]], wall: float, cpu: fl
 def parser() -> Any:
     p = study_parser("compensation-converged", __doc__.split("\n\n")[0],
                      out="runs/compensation-converged", quick="a tiny grid (seconds)")  # fmt: skip
-    p.add_argument("--cells", nargs="+", help=f"TASK:ETA cells (default {DEFAULT['cells']})")
+    p.add_argument(
+        "--cells",
+        nargs="+",
+        help="TASK:ETA cells (default: the committed grid, sin runge sincos at η "
+        f"{' '.join(map(str, GRID_ETAS))}, and sin:0.005)",
+    )
     p.add_argument("--kappa", type=positive_float, help="κ of the compensated runs (0.2)")
     for name in ("width", "depth", "points", "window", "min_epochs", "max_epochs",
                  "fixed_epochs"):  # fmt: skip
@@ -233,7 +287,7 @@ def config(args: Any) -> dict[str, Any]:
         args.seeds = seed_list(cfg["seeds"])
     for cell in cfg["cells"]:
         parse_cell(cell)
-    Criterion(cfg["tol"], cfg["window"], cfg["min_epochs"], cfg["max_epochs"])
+    criterion(cfg)
     return {**cfg, "seeds": seeds_name(args.seeds), "seed_list": list(args.seeds),
             "seed": args.seed}  # fmt: skip
 
