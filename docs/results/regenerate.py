@@ -64,6 +64,10 @@ def _k_sweeps() -> list[tuple[str, list[str]]]:
     return runs
 
 
+# the committed compensation grid (compensation/config.json) as compensation_converged's cells
+GRID_CELLS = [f"{t}:{eta}" for t in ("sin", "runge", "sincos")
+              for eta in ("0.01", "0.02", "0.05", "0.1", "0.2")]  # fmt: skip
+
 STUDIES: dict[str, Study] = {
     "analyze": Study(
         "analysis",
@@ -172,11 +176,7 @@ STUDIES: dict[str, Study] = {
                 "tinyvec.experiments.compensation_converged",
                 [
                     "--cells",
-                    *[
-                        f"{t}:{eta}"
-                        for t in ("sin", "runge", "sincos")
-                        for eta in ("0.01", "0.02", "0.05", "0.1", "0.2")
-                    ],
+                    *GRID_CELLS,
                     "sin:0.005",
                     "--max-epochs",
                     "10000",
@@ -198,6 +198,100 @@ STUDIES: dict[str, Study] = {
             (
                 "tinyvec.experiments.compensation_converged",
                 ["--quick", "--jobs", "1", "--quiet", "--no-plots", "--out", "{work}/cells"],
+            )
+        ],
+    ),
+    "compensation-converged-relu": Study(
+        "compensation/converged-relu",
+        [
+            (
+                "tinyvec.experiments.compensation_converged",
+                [
+                    "--cells",
+                    *GRID_CELLS,
+                    "--activation",
+                    "relu",
+                    "--max-epochs",
+                    "10000",
+                    "--stack",
+                    "100",
+                    "--jobs",
+                    "2",
+                    "--quiet",
+                    "--no-plots",
+                    "--out",
+                    "{work}/cells",
+                ],
+            )
+        ],
+        {"cells/results.md": "results.md", "cells/results.json": "results.json"},
+        ["cells/config.json"],
+        "≈ 30 CPU-min (stacked)",
+        quick_commands=[
+            (
+                "tinyvec.experiments.compensation_converged",
+                [
+                    "--quick",
+                    "--activation",
+                    "relu",
+                    "--jobs",
+                    "1",
+                    "--quiet",
+                    "--no-plots",
+                    "--out",
+                    "{work}/cells",
+                ],
+            )
+        ],
+    ),
+    "over-time-converged": Study(
+        "orthogonalization/over-time-converged",
+        [
+            (
+                "tinyvec.experiments.compensation_converged",
+                [
+                    "--cells",
+                    *[
+                        f"{t}:{eta}"
+                        for t in ("sin", "runge", "sincos")
+                        for eta in ("0.02", "0.1", "0.2")
+                    ],
+                    "--memory",
+                    "4",
+                    "--eps",
+                    "0.001",
+                    "--depth",
+                    "3",
+                    "--max-epochs",
+                    "6000",
+                    "--stack",
+                    "100",
+                    "--jobs",
+                    "2",
+                    "--quiet",
+                    "--no-plots",
+                    "--out",
+                    "{work}/tanh",
+                ],
+            )
+        ],
+        {"tanh/results.md": "results.md", "tanh/results.json": "results.json"},
+        ["tanh/config.json"],
+        "≈ 20 CPU-min (stacked)",
+        quick_commands=[
+            (
+                "tinyvec.experiments.compensation_converged",
+                [
+                    "--quick",
+                    "--memory",
+                    "4",
+                    "--jobs",
+                    "1",
+                    "--quiet",
+                    "--no-plots",
+                    "--out",
+                    "{work}/tanh",
+                ],
             )
         ],
     ),

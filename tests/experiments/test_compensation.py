@@ -115,12 +115,16 @@ def test_stacked_runs_give_the_numbers_of_the_runs_alone(tmp_path):
                 assert (math.isnan(x) and math.isnan(y)) or abs(x - y) <= 1e-10 * abs(x), field
 
 
-def test_stacked_runs_to_convergence_give_the_numbers_of_the_runs_alone(tmp_path, monkeypatch):
-    """compensation_converged with ``--stack``: members leave the stack when they meet the
-    criterion (here at 40 to 80 epochs, at different checks) or diverge (η = 5), and every
-    run's line equals its ``--stack 1`` line bit for bit, run times aside."""
+@pytest.mark.parametrize("rule", [[], ["--memory", "4"]], ids=["kappa", "over-time"])
+def test_stacked_runs_to_convergence_give_the_numbers_of_the_runs_alone(
+    tmp_path, monkeypatch, rule
+):
+    """compensation_converged with ``--stack``, κ or orthogonalization over time against
+    plain: members leave the stack when they meet the criterion (here at 40 to 80 epochs, at
+    different checks) or diverge (η = 5), and every run's line equals its ``--stack 1`` line
+    bit for bit, run times aside."""
     argv = ["--quick", "--cells", "sin:0.05", "sin:0.2", "sin:5.0", "--tol", "0.1", "--quiet",
-            "--no-plots", "--jobs", "1"]  # fmt: skip
+            "--no-plots", "--jobs", "1", *rule]  # fmt: skip
     assert converged.main([*argv, "--stack", "1", "--out", str(tmp_path / "alone")]) == 0
     sizes = []
 

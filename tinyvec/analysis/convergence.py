@@ -34,9 +34,12 @@ def stagnated(curve: Sequence[float], var_y: float) -> bool:
     return bool(curve[-1] > STAGNATION_TARGET * var_y and last > (1 - STAGNATION_GAIN) * before)
 
 
-def best_eta(runs: list[dict[str, Any]]) -> float:
-    """The step size with the lowest mean error over the seeds, among those at which no seed
-    diverged (all of them if every step size lost a seed).
+def best_eta(
+    runs: list[dict[str, Any]], statistic: Callable[[list[float]], Any] = np.mean
+) -> float:
+    """The step size with the lowest mean error over the seeds (or ``statistic``, such as
+    ``np.median``), among those at which no seed diverged (all of them if every step size lost
+    a seed).
 
     >>> r = lambda eta, tail: dict(eta=eta, tail=tail, diverged=not math.isfinite(tail))
     >>> best_eta([r(0.1, 1.0), r(0.2, 0.5), r(0.2, math.nan), r(0.05, 2.0)])
@@ -49,7 +52,7 @@ def best_eta(runs: list[dict[str, Any]]) -> float:
 
     def mean(rs: list[dict[str, Any]]) -> float:
         ok = [r["tail"] for r in rs if not r["diverged"]]
-        return float(np.mean(ok)) if ok else math.inf
+        return float(statistic(ok)) if ok else math.inf
 
     return min(stable, key=lambda e: (mean(stable[e]), e))
 

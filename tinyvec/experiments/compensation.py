@@ -233,11 +233,13 @@ def train_stack(
     specs: list[dict[str, Any]],
     epochs: int,
     leaves: Callable[[list[float]], bool] = lambda curve: False,
+    rules: list[Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Train the runs of ``specs`` (one `stack_key`) as one stack of models for up to
     ``epochs`` epochs: each member takes exactly the steps of its run alone (`run_one`). A
     member leaves the stack when it diverges, or after an epoch at which ``leaves(its curve)``
-    holds (it has met a stopping rule); the others go on without it. Per member: ``curve``
+    holds (it has met a stopping rule); the others go on without it. ``rules``: the stack's
+    δ-rules in place of the specs' (`delta_rules`). Per member: ``curve``
     (the training MSE after each epoch it trained), ``diverged``, and ``model``: the member as
     an ordinary model (`tv.unstack`) when it left or at the end, None when it diverged."""
     first = specs[0]
@@ -247,7 +249,8 @@ def train_stack(
     pick = lambda name: [s[name] for s in specs]  # noqa: E731
     model = tv.stack(models)
     kappas, ortho, eps = pick("kappa"), first["ortho"], pick("eps")
-    rules = delta_rules(kappas if any(kappas) else 0.0, first["variant"], ortho, eps)
+    if rules is None:
+        rules = delta_rules(kappas if any(kappas) else 0.0, first["variant"], ortho, eps)
     state = tv.setup(tv.Descent(pick("eta")), model, delta=rules or None)
     n, B = x.shape[1], 1 if first["mode"] == "sample" else first["batch"]
     alive = list(range(len(specs)))  # the members still in the stack
