@@ -210,6 +210,25 @@ STUDIES: dict[str, Study] = {
         ["--memory", "4"],
         "≈ 14 CPU-min (stacked)",
     ),
+    "over-time-converged-relu": _converged(
+        "orthogonalization/over-time-converged-relu",
+        "relu",
+        [f"{t}:{eta}" for t in ("sin", "runge", "sincos") for eta in ("0.02", "0.1", "0.2")],
+        [
+            "--memory",
+            "4",
+            "--eps",
+            "0.001",
+            "--depth",
+            "3",
+            "--activation",
+            "relu",
+            "--max-epochs",
+            "6000",
+        ],
+        ["--memory", "4", "--activation", "relu"],
+        "≈ 12 CPU-min (stacked)",
+    ),
     "compensation": Study(
         "compensation",
         [
