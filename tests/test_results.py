@@ -71,6 +71,7 @@ def test_each_committed_summary_carries_version_commit_and_config():
         "compensation-converged",
         "compensation-converged-relu",
         "over-time-converged",
+        "over-time-converged-relu",
     ],
 )
 def test_the_configs_rerun_with_quick(study, tmp_path):
