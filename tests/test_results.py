@@ -64,7 +64,17 @@ def test_each_committed_summary_carries_version_commit_and_config():
                 assert isinstance(json.loads((folder / name).read_text()), dict)
 
 
-@pytest.mark.parametrize("study", ["eigen-default", "compensation-converged", "sharpness"])
+@pytest.mark.parametrize(
+    "study",
+    [
+        "eigen-default",
+        "compensation-converged",
+        "compensation-converged-relu",
+        "over-time-converged",
+        "over-time-converged-relu",
+        "sharpness",
+    ],
+)
 def test_the_configs_rerun_with_quick(study, tmp_path):
     reg = regenerate_module()
     assert reg.main(["--quick", "--out", str(tmp_path), study]) == 0

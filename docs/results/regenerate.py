@@ -64,6 +64,27 @@ def _k_sweeps() -> list[tuple[str, list[str]]]:
     return runs
 
 
+# the committed compensation grid (compensation/config.json) as compensation_converged's cells
+GRID_CELLS = [f"{t}:{eta}" for t in ("sin", "runge", "sincos")
+              for eta in ("0.01", "0.02", "0.05", "0.1", "0.2")]  # fmt: skip
+
+
+def _converged(folder: str, work: str, cells: list[str], flags: list[str], quick: list[str],
+               cost: str) -> Study:  # fmt: skip
+    """A study of `tinyvec.experiments.compensation_converged`: ``cells`` with ``flags``,
+    stacked, into ``{work}/<work>``; --quick: its quick grid with the flags ``quick``."""
+    module = "tinyvec.experiments.compensation_converged"
+    shown = ["--quiet", "--no-plots", "--out", f"{{work}}/{work}"]
+    return Study(
+        folder,
+        [(module, ["--cells", *cells, *flags, "--stack", "100", "--jobs", "2", *shown])],
+        {f"{work}/results.md": "results.md", f"{work}/results.json": "results.json"},
+        [f"{work}/config.json"],
+        cost,
+        quick_commands=[(module, ["--quick", *quick, "--jobs", "1", *shown])],
+    )
+
+
 STUDIES: dict[str, Study] = {
     "analyze": Study(
         "analysis",
@@ -198,37 +219,48 @@ STUDIES: dict[str, Study] = {
         "≈ 3 min on one busy core",
         quick=["--quick", "--seeds", "0-1", "--sgd-tasks", "sin"],
     ),
-    "compensation-converged": Study(
+    "compensation-converged": _converged(
         "compensation/converged",
+        "cells",
+        [*GRID_CELLS, "sin:0.005"],
+        ["--max-epochs", "10000"],
+        [],
+        "≈ 17 CPU-min (stacked)",
+    ),
+    "compensation-converged-relu": _converged(
+        "compensation/converged-relu",
+        "cells",
+        GRID_CELLS,
+        ["--activation", "relu", "--max-epochs", "10000"],
+        ["--activation", "relu"],
+        "≈ 12 CPU-min (stacked)",
+    ),
+    "over-time-converged": _converged(
+        "orthogonalization/over-time-converged",
+        "tanh",
+        [f"{t}:{eta}" for t in ("sin", "runge", "sincos") for eta in ("0.02", "0.1", "0.2")],
+        ["--memory", "4", "--eps", "0.001", "--depth", "3", "--max-epochs", "6000"],
+        ["--memory", "4"],
+        "≈ 14 CPU-min (stacked)",
+    ),
+    "over-time-converged-relu": _converged(
+        "orthogonalization/over-time-converged-relu",
+        "relu",
+        [f"{t}:{eta}" for t in ("sin", "runge", "sincos") for eta in ("0.02", "0.1", "0.2")],
         [
-            (
-                "tinyvec.experiments.compensation_converged",
-                [
-                    "--cells",
-                    "sin:0.01",
-                    "sin:0.02",
-                    "runge:0.05",
-                    "sin:0.005",
-                    "--max-epochs",
-                    "3000",
-                    "--jobs",
-                    "2",
-                    "--quiet",
-                    "--no-plots",
-                    "--out",
-                    "{work}/cells",
-                ],
-            )
+            "--memory",
+            "4",
+            "--eps",
+            "0.001",
+            "--depth",
+            "3",
+            "--activation",
+            "relu",
+            "--max-epochs",
+            "6000",
         ],
-        {"cells/results.md": "results.md", "cells/results.json": "results.json"},
-        ["cells/config.json"],
-        "≈ 1.5 h on 2 busy cores",
-        quick_commands=[
-            (
-                "tinyvec.experiments.compensation_converged",
-                ["--quick", "--jobs", "1", "--quiet", "--no-plots", "--out", "{work}/cells"],
-            )
-        ],
+        ["--memory", "4", "--activation", "relu"],
+        "≈ 12 CPU-min (stacked)",
     ),
     "compensation": Study(
         "compensation",

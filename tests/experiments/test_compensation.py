@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tinyvec.experiments import compensation as study
+from tinyvec.experiments import compensation_converged as converged
 from tinyvec.experiments.sweep import read_runs
 
 
@@ -112,3 +113,38 @@ def test_stacked_runs_give_the_numbers_of_the_runs_alone(tmp_path):
             ys = b[field] if isinstance(b[field], list) else [b[field]]
             for x, y in zip(xs, ys, strict=True):
                 assert (math.isnan(x) and math.isnan(y)) or abs(x - y) <= 1e-10 * abs(x), field
+
+
+@pytest.mark.parametrize("rule", [[], ["--memory", "4"]], ids=["kappa", "over-time"])
+def test_stacked_runs_to_convergence_give_the_numbers_of_the_runs_alone(
+    tmp_path, monkeypatch, rule
+):
+    """compensation_converged with ``--stack``, κ or orthogonalization over time against
+    plain: members leave the stack when they meet the criterion (here at 40 to 80 epochs, at
+    different checks) or diverge (η = 5), and every run's line equals its ``--stack 1`` line
+    bit for bit, run times aside."""
+    argv = ["--quick", "--cells", "sin:0.05", "sin:0.2", "sin:5.0", "--tol", "0.1", "--quiet",
+            "--no-plots", "--jobs", "1", *rule]  # fmt: skip
+    assert converged.main([*argv, "--stack", "1", "--out", str(tmp_path / "alone")]) == 0
+    sizes = []
+
+    def spy(specs):
+        sizes.append(len(specs))
+        return converged.run_stack(specs)
+
+    monkeypatch.setattr(converged.run_one, "stacked", spy)
+    assert converged.main([*argv, "--stack", "8", "--out", str(tmp_path / "stacked")]) == 0
+    assert max(sizes) == 8  # the runs did train as stacks
+
+    def runs(name):
+        lines = (tmp_path / name / "runs.jsonl").read_text().splitlines()
+        return {json.dumps(r.pop("spec"), sort_keys=True): r for r in map(json.loads, lines)}
+
+    alone, stacked = runs("alone"), runs("stacked")
+    assert alone.keys() == stacked.keys()
+    epochs = {r["epochs"] for r in alone.values() if r["converged"]}
+    assert len(epochs) > 1 and any(not r["converged"] for r in alone.values())
+    assert any(r["diverged"] for r in alone.values())
+    for k, a in alone.items():
+        a.pop("seconds"), stacked[k].pop("seconds")
+        assert json.dumps(a, sort_keys=True) == json.dumps(stacked[k], sort_keys=True), k

@@ -34,9 +34,12 @@ def stagnated(curve: Sequence[float], var_y: float) -> bool:
     return bool(curve[-1] > STAGNATION_TARGET * var_y and last > (1 - STAGNATION_GAIN) * before)
 
 
-def best_eta(runs: list[dict[str, Any]]) -> float:
-    """The step size with the lowest mean error over the seeds, among those at which no seed
-    diverged (all of them if every step size lost a seed).
+def best_eta(
+    runs: list[dict[str, Any]], statistic: Callable[[list[float]], Any] = np.mean
+) -> float:
+    """The step size with the lowest mean error over the seeds (or ``statistic``, such as
+    ``np.median``), among those at which no seed diverged (all of them if every step size lost
+    a seed).
 
     >>> r = lambda eta, tail: dict(eta=eta, tail=tail, diverged=not math.isfinite(tail))
     >>> best_eta([r(0.1, 1.0), r(0.2, 0.5), r(0.2, math.nan), r(0.05, 2.0)])
@@ -49,7 +52,7 @@ def best_eta(runs: list[dict[str, Any]]) -> float:
 
     def mean(rs: list[dict[str, Any]]) -> float:
         ok = [r["tail"] for r in rs if not r["diverged"]]
-        return float(np.mean(ok)) if ok else math.inf
+        return float(statistic(ok)) if ok else math.inf
 
     return min(stable, key=lambda e: (mean(stable[e]), e))
 
@@ -108,6 +111,10 @@ class Criterion:
         """Whether a check falls after ``epochs`` epochs (every window, from min_epochs)."""
         return epochs >= self.min_epochs and (epochs - self.min_epochs) % self.window == 0
 
+    def stops(self, curve: Sequence[float]) -> bool:
+        """Whether a run with loss ``curve`` so far stops training now: converged at a check."""
+        return self.due(len(curve)) and self.converged(curve)
+
     def as_dict(self) -> dict[str, Any]:
         return {"tol": self.tol, "window": self.window, "min_epochs": self.min_epochs,
                 "max_epochs": self.max_epochs}  # fmt: skip
@@ -144,11 +151,19 @@ def train_to_convergence(epoch: Callable[[], float], criterion: Criterion) -> di
     while len(curve) < criterion.max_epochs:
         loss = float(epoch())
         if not math.isfinite(loss):
-            return {"curve": curve, "epochs": len(curve), "converged": False, "diverged": True,
-                    "change": math.nan, "error": math.nan}  # fmt: skip
+            return outcome(curve, True, criterion)
         curve.append(loss)
-        if criterion.due(len(curve)) and criterion.converged(curve):
+        if criterion.stops(curve):
             break
+    return outcome(curve, False, criterion)
+
+
+def outcome(curve: list[float], diverged: bool, criterion: Criterion) -> dict[str, Any]:
+    """What `train_to_convergence` returns for a run that trained ``curve`` (its loss per
+    epoch) and stopped there, by ``criterion`` or because it ``diverged``."""
+    if diverged:
+        return {"curve": curve, "epochs": len(curve), "converged": False, "diverged": True,
+                "change": math.nan, "error": math.nan}  # fmt: skip
     return {"curve": curve, "epochs": len(curve), "converged": criterion.converged(curve),
             "diverged": False, "change": criterion.change(curve),
             "error": float(np.mean(curve[-criterion.window :]))}  # fmt: skip

@@ -52,6 +52,7 @@ import itertools
 import math
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -228,26 +229,46 @@ def stack_key(spec: dict[str, Any]) -> dict[str, Any]:
     return {**shared, "plain": spec["kappa"] == 0}
 
 
-def run_stack(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`run_one` of every spec (one `stack_key`), trained as one stack of models: each member
-    takes exactly the steps of its run alone, so the results are `run_one`'s. A member that
-    diverges stops (its run is marked diverged) and the others go on without it."""
-    start = time.perf_counter()
+def train_stack(
+    specs: list[dict[str, Any]],
+    epochs: int,
+    leaves: Callable[[list[float]], bool] = lambda curve: False,
+    rules: list[Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Train the runs of ``specs`` (one `stack_key`) as one stack of models for up to
+    ``epochs`` epochs: each member takes exactly the steps of its run alone (`run_one`). A
+    member leaves the stack when it diverges, or after an epoch at which ``leaves(its curve)``
+    holds (it has met a stopping rule); the others go on without it. ``rules``: the stack's
+    δ-rules in place of the specs' (`delta_rules`). Per member: ``curve``
+    (the training MSE after each epoch it trained), ``diverged``, and ``model``: the member as
+    an ordinary model (`tv.unstack`) when it left or at the end, None when it diverged."""
     first = specs[0]
-    x, y, xe, ye = task_data(first["task"], first["points"])
+    x, y, _, _ = task_data(first["task"], first["points"])
     rngs = [np.random.default_rng([s["seed"], s["seed_index"]]) for s in specs]
     models = [mlp(x.shape[0], s["width"], s["depth"], s["activation"], r) for s, r in zip(specs, rngs, strict=True)]  # fmt: skip
     pick = lambda name: [s[name] for s in specs]  # noqa: E731
     model = tv.stack(models)
     kappas, ortho, eps = pick("kappa"), first["ortho"], pick("eps")
-    rules = delta_rules(kappas if any(kappas) else 0.0, first["variant"], ortho, eps)
+    if rules is None:
+        rules = delta_rules(kappas if any(kappas) else 0.0, first["variant"], ortho, eps)
     state = tv.setup(tv.Descent(pick("eta")), model, delta=rules or None)
     n, B = x.shape[1], 1 if first["mode"] == "sample" else first["batch"]
     alive = list(range(len(specs)))  # the members still in the stack
-    curves: list[list[float]] = [[] for _ in specs]
-    diverged = [False] * len(specs)
+    members: list[dict[str, Any]] = [dict(curve=[], diverged=False, model=None) for _ in specs]
+
+    def leave(gone: list[int], diverged: bool) -> None:
+        """Take the members at positions ``gone`` of ``alive`` out of the stack."""
+        nonlocal model, state, alive
+        pairs = tv.unstack(model, state)
+        for i in gone:
+            members[alive[i]].update(diverged=diverged, model=None if diverged else pairs[i][0])
+        keep = [i for i in range(len(alive)) if i not in gone]
+        alive = [alive[i] for i in keep]
+        if alive:
+            model, state = tv.stack([pairs[i][0] for i in keep], [pairs[i][1] for i in keep])
+
     with np.errstate(all="ignore"):
-        for _ in range(first["epochs"]):
+        for _ in range(epochs):
             orders = {e: rngs[e].permutation(n) for e in alive}
             for s in range(0, n, B):
                 while alive:
@@ -259,34 +280,42 @@ def run_stack(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     if not bad:
                         tv.update(state, model, grads)
                         break
-                    for i in bad:
-                        diverged[alive[i]] = True
-                    pairs = tv.unstack(model, state)
-                    keep = [i for i in range(len(alive)) if i not in bad]
-                    alive = [alive[i] for i in keep]
-                    if alive:  # the others go on, without it (the gradient again)
-                        model, state = tv.stack([pairs[i][0] for i in keep],
-                                                [pairs[i][1] for i in keep])  # fmt: skip
+                    leave(bad, diverged=True)  # the others go on, without it (the gradient again)
             if not alive:
                 break
             out = model(x)
             for i, e in enumerate(alive):
-                curves[e].append(float(np.mean((out[i] - y) ** 2)))
-        out_e = model(xe) if alive else None
+                members[e]["curve"].append(float(np.mean((out[i] - y) ** 2)))
+            done = [i for i, e in enumerate(alive) if leaves(members[e]["curve"])]
+            if done:
+                leave(done, diverged=False)
+            if not alive:
+                break
+    if alive:
+        for e, m in zip(alive, tv.unstack(model), strict=True):
+            members[e]["model"] = m
+    return members
+
+
+def run_stack(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`run_one` of every spec (one `stack_key`), trained as one stack of models
+    (`train_stack`): the results are `run_one`'s. A member that diverges stops (its run is
+    marked diverged) and the others go on without it."""
+    start = time.perf_counter()
+    _, y, xe, ye = task_data(specs[0]["task"], specs[0]["points"])
     results = []
-    for e, spec in enumerate(specs):
-        curve = curves[e]
-        if diverged[e]:
+    for spec, member in zip(specs, train_stack(specs, specs[0]["epochs"]), strict=True):
+        curve = member["curve"]
+        if member["diverged"]:
             results.append(dict(final=math.nan, tail=math.nan, eval_mse=math.nan, diverged=True,
                                 stagnated=False, curve=curve + [math.nan] * (spec["epochs"] - len(curve))))  # fmt: skip
             continue
-        i = alive.index(e)
-        assert out_e is not None  # (a member alive at the end)
+        eval_mse = float(np.mean((member["model"](xe) - ye) ** 2))
         results.append(
             dict(
                 final=curve[-1],
                 tail=float(np.mean(curve[-max(1, len(curve) // 10) :])),
-                eval_mse=float(np.mean((out_e[i] - ye) ** 2)),
+                eval_mse=eval_mse,
                 diverged=False,
                 stagnated=stagnated(curve, float(np.var(y))),
                 curve=curve,

@@ -1,8 +1,11 @@
 """Compensation at convergence, on enough seeds (issue 24): κ against plain backprop on the
 cells a verdict rests on, each run trained until a stated convergence criterion is met.
 
-``python -m tinyvec.experiments.compensation_converged [--cells sin:0.005 sin:0.01 runge:0.05]
-[--seeds 0-19] [--quick] [--out DIR] [--jobs N]``
+``python -m tinyvec.experiments.compensation_converged [--cells sin:0.01 runge:0.05 ...]
+[--seeds 0-19] [--max-epochs 10000] [--quick] [--out DIR] [--jobs N] [--stack E]``
+
+The default cells: the committed compensation grid (sin, Runge, sin·cos; η = 0.01 … 0.2) and
+sin at η = 0.005, 20 seeds, at most 10 000 epochs.
 
 Every run is the compensation study's run (`tinyvec.experiments.compensation`: the same task,
 network, initial weights and data order for the same ``(--seed, seed index)``; per-sample SGD
@@ -20,6 +23,17 @@ as interpolation and tie); the median ratio with a seeded percentile-bootstrap i
 ratio of medians, per-seed wins / losses / ties, divergences, and the converged fraction of
 each method.
 
+``--activation relu`` runs the same grid with ReLU (Kaiming-normal weights, as the compensation
+study); ``--memory M`` compares orthogonalization over time
+(`tinyvec.deltarules.OrthogonalizationOverTime` (M, ``--eps``), κ = 0) with plain backprop in
+place of κ (the legacy table docs/results/orthogonalization/over-time.md: M = 4, ε = 1e-3,
+``--depth 3``).
+
+Runs that share a stack key (the compensation study's `stack_key`: plain runs apart from κ
+runs) train as one stack of models (``--stack``, default 32; `train_stack`): a member that
+meets the criterion or diverges leaves the stack, and every run's line is bit for bit that of
+its run alone (``--stack 1``).
+
 Files in ``--out``: ``runs.jsonl`` (the sweep runner's, resumable), ``config.json``,
 ``results.md``, ``results.json``.
 """
@@ -34,7 +48,14 @@ from typing import Any
 import numpy as np
 
 import tinyvec as tv
-from tinyvec.analysis.convergence import Criterion, paired_comparison, train_to_convergence
+from tinyvec.analysis.convergence import (
+    Criterion,
+    best_eta,
+    outcome,
+    paired_comparison,
+    train_to_convergence,
+)
+from tinyvec.deltarules import OrthogonalizationOverTime
 
 from .common import (
     add_sweep_flags,
@@ -46,13 +67,26 @@ from .common import (
     study_parser,
     study_sweep,
 )
-from .compensation import DIVERGED, TASKS, delta_rules, mlp, task_data
+from .compensation import (
+    ACTIVATIONS,
+    DIVERGED,
+    TASKS,
+    delta_rules,
+    mlp,
+    stack_key,
+    task_data,
+    train_stack,
+)
 from .tables import atomic_write, write_json
 
+# the committed compensation grid (docs/results/compensation/config.json: three tasks, five η)
+# and the η = 0.005 of the fixed-budget verdict on sin
+GRID_ETAS = (0.01, 0.02, 0.05, 0.1, 0.2)
 DEFAULT: dict[str, Any] = dict(
-    cells=["sin:0.005", "sin:0.01", "runge:0.05"], activation="tanh", width=32, depth=2,
-    kappa=0.2, variant="exact", points=24, tol=0.01, window=200, min_epochs=2000,
-    max_epochs=4000, fixed_epochs=2000, floor=1e-6, seeds="0-19",
+    cells=[f"{t}:{eta:g}" for t in TASKS for eta in GRID_ETAS] + ["sin:0.005"],
+    activation="tanh", width=32, depth=2, kappa=0.2, variant="exact", points=24, tol=0.01,
+    window=200, min_epochs=2000, max_epochs=10000, fixed_epochs=2000, floor=1e-6, seeds="0-19",
+    memory=0, eps=1e-3,
 )  # fmt: skip
 QUICK: dict[str, Any] = dict(
     DEFAULT, cells=["sin:0.05"], width=16, points=16, window=10, min_epochs=40, max_epochs=80,
@@ -71,6 +105,11 @@ def parse_cell(text: str) -> tuple[str, float]:
     return task, value
 
 
+def criterion(spec: dict[str, Any]) -> Criterion:
+    """The stopping rule of a run."""
+    return Criterion(spec["tol"], spec["window"], spec["min_epochs"], spec["max_epochs"])
+
+
 def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     """Train one network until the criterion of ``spec`` is met (a sweep function); returns
     its error, whether it converged or diverged, its epochs, the fixed-budget error and a
@@ -79,7 +118,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     x, y, _, _ = task_data(spec["task"], spec["points"])
     rng = np.random.default_rng([spec["seed"], spec["seed_index"]])
     model = mlp(x.shape[0], spec["width"], spec["depth"], spec["activation"], rng)
-    rules = delta_rules(spec["kappa"], spec["variant"], False, 0.0)
+    rules = delta_rules(spec["kappa"], spec["variant"], False, 0.0) + over_time([spec])
     state = tv.setup(tv.Descent(spec["eta"]), model, delta=rules or None)
     n = x.shape[1]
 
@@ -94,27 +133,74 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
                 tv.update(state, model, grads)
             return float(np.mean((model(x) - y) ** 2))
 
-    criterion = Criterion(spec["tol"], spec["window"], spec["min_epochs"], spec["max_epochs"])
-    r = train_to_convergence(epoch, criterion)
+    r = train_to_convergence(epoch, criterion(spec))
+    return {**result(spec, r, float(np.var(y))), "seconds": time.perf_counter() - start}
+
+
+def result(spec: dict[str, Any], r: dict[str, Any], var_y: float) -> dict[str, Any]:
+    """A run's line from its `train_to_convergence` record ``r``: the fixed-budget error
+    (the mean over the last tenth of ``fixed_epochs``; NaN when the run stopped before) and
+    the curve thinned to every 10th epoch in place of the curve."""
+    r = dict(r)
     curve, fixed_n = r.pop("curve"), spec["fixed_epochs"]
     tail = max(1, fixed_n // 10)
     fixed = (float(np.mean(curve[fixed_n - tail : fixed_n])) if len(curve) >= fixed_n
              else math.nan)  # fmt: skip
-    return {**r, "fixed": fixed, "var_y": float(np.var(y)), "curve10": curve[::10],
-            "seconds": time.perf_counter() - start}  # fmt: skip
+    return {**r, "fixed": fixed, "var_y": var_y, "curve10": curve[::10]}
+
+
+def treated(spec: dict[str, Any]) -> bool:
+    """Whether a run is the rule's (κ > 0, or orthogonalization over time), not plain."""
+    return spec["kappa"] > 0 or "memory" in spec
+
+
+def over_time(specs: list[dict[str, Any]]) -> list[Any]:
+    """``[OrthogonalizationOverTime(M, ε)]`` for runs whose spec names a ``memory`` M (one
+    ε per member for a stack of several), else none."""
+    if "memory" not in specs[0]:
+        return []
+    eps: Any = specs[0]["eps"] if len(specs) == 1 else [s["eps"] for s in specs]
+    return [OrthogonalizationOverTime(specs[0]["memory"], eps)]
+
+
+# per-sample SGD without in-batch orthogonalization: the compensation study's run in these fields
+SAMPLE_RUN = {"mode": "sample", "batch": 1, "ortho": False, "eps": 0.0}
+
+
+def run_stack(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`run_one` of every spec (one `stack_key`), trained as one stack of models
+    (`tinyvec.experiments.compensation.train_stack`): a member that meets the criterion or
+    diverges leaves the stack, and every result is `run_one`'s."""
+    start = time.perf_counter()
+    rule = criterion(specs[0])
+    members = train_stack([{**s, **SAMPLE_RUN} for s in specs], rule.max_epochs, rule.stops,
+                          over_time(specs) or None)  # fmt: skip
+    _, y, _, _ = task_data(specs[0]["task"], specs[0]["points"])
+    results = [result(s, outcome(m["curve"], m["diverged"], rule), float(np.var(y)))
+               for s, m in zip(specs, members, strict=True)]  # fmt: skip
+    seconds = (time.perf_counter() - start) / len(specs)  # (a stack's time, shared)
+    return [{**r, "seconds": seconds} for r in results]
+
+
+run_one.stacked = run_stack  # type: ignore[attr-defined]
+run_one.stack_key = stack_key  # type: ignore[attr-defined]
 
 
 def grid(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per cell and seed, the plain run (κ = 0) and the κ run."""
+    """Per cell and seed, the plain run (κ = 0) and the rule's run: κ, or with ``memory`` > 0
+    orthogonalization over time (`OrthogonalizationOverTime(memory, eps)`, κ = 0)."""
     keys = ("activation", "width", "depth", "variant", "points", "tol", "window", "min_epochs",
             "max_epochs", "fixed_epochs")  # fmt: skip
     specs = []
     for cell in cfg["cells"]:
         task, eta = parse_cell(cell)
         for s in cfg["seed_list"]:
-            for kappa in (0.0, cfg["kappa"]):
+            for rule in (False, True):
+                kappa = cfg["kappa"] if rule and not cfg["memory"] else 0.0
                 specs.append({"task": task, "eta": eta, "kappa": kappa, "seed": cfg["seed"],
                               "seed_index": s, **{k: cfg[k] for k in keys}})  # fmt: skip
+                if rule and cfg["memory"]:
+                    specs[-1].update(memory=cfg["memory"], eps=cfg["eps"])
     return specs
 
 
@@ -125,15 +211,15 @@ def summarise(cfg: dict[str, Any], runs: list[dict[str, Any]]) -> list[dict[str,
     for cell in cfg["cells"]:
         task, eta = parse_cell(cell)
         mine = [r for r in runs if r["spec"]["task"] == task and r["spec"]["eta"] == eta]
-        by = {(r["spec"]["kappa"], r["spec"]["seed_index"]): r for r in mine}
+        by = {(treated(r["spec"]), r["spec"]["seed_index"]): r for r in mine}
         seeds = sorted({r["spec"]["seed_index"] for r in mine})
-        plain = [by[(0.0, s)] for s in seeds]
-        comp = [by[(cfg["kappa"], s)] for s in seeds]
+        plain = [by[(False, s)] for s in seeds]
+        comp = [by[(True, s)] for s in seeds]
         floor = cfg["floor"] * plain[0]["var_y"]
         row: dict[str, Any] = {"task": task, "eta": eta, "seeds": len(seeds)}
         for name, key in (("converged", "error"), ("fixed", "fixed")):
             row[name] = paired_comparison([r[key] for r in comp], [r[key] for r in plain], floor)
-        for who, rs in (("plain", plain), ("kappa", comp)):
+        for who, rs in (("plain", plain), ("rule", comp)):
             row[f"{who}_converged"] = sum(r["converged"] for r in rs)
             row[f"{who}_epochs_median"] = float(np.median([r["epochs"] for r in rs]))
             changes = [r["change"] for r in rs if not r["diverged"]]
@@ -142,8 +228,35 @@ def summarise(cfg: dict[str, Any], runs: list[dict[str, Any]]) -> list[dict[str,
     return rows
 
 
+def at_best_eta(cfg: dict[str, Any], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per task, plain and the rule each at its own best η (`best_eta` by the median error at
+    the stop, among the cells' η at which no seed diverged), compared per seed (the same
+    weights and data order; `paired_comparison`)."""
+    rows = []
+    for task in dict.fromkeys(parse_cell(c)[0] for c in cfg["cells"]):
+        etas = {parse_cell(c)[1] for c in cfg["cells"] if parse_cell(c)[0] == task}
+        mine = [r for r in runs if r["spec"]["task"] == task and r["spec"]["eta"] in etas]
+        best, errors = {}, {}
+        for who in (False, True):
+            rs = [r for r in mine if treated(r["spec"]) == who]
+            flat = [{"eta": r["spec"]["eta"], "tail": r["error"], "diverged": r["diverged"]}
+                    for r in rs]  # fmt: skip
+            best[who] = best_eta(flat, np.median)
+            at = sorted((r for r in rs if r["spec"]["eta"] == best[who]),
+                        key=lambda r: r["spec"]["seed_index"])  # fmt: skip
+            errors[who] = [r["error"] for r in at]
+        floor = cfg["floor"] * mine[0]["var_y"]
+        rows.append({"task": task, "plain_eta": best[False], "rule_eta": best[True],
+                     **paired_comparison(errors[True], errors[False], floor)})  # fmt: skip
+    return rows
+
+
 def _g(v: float) -> str:
     return "–" if not math.isfinite(v) else f"{v:.3g}"
+
+
+def _pct(v: float) -> str:
+    return "–" if not math.isfinite(v) else f"{v:.1%}"
 
 
 def _cmp(c: dict[str, Any]) -> str:
@@ -153,18 +266,27 @@ def _cmp(c: dict[str, Any]) -> str:
     return f"{_g(c['median_ratio'])} [{_g(lo)}, {_g(hi)}]"
 
 
-def report(cfg: dict[str, Any], rows: list[dict[str, Any]], wall: float, cpu: float) -> str:
+def report(
+    cfg: dict[str, Any],
+    rows: list[dict[str, Any]],
+    best: list[dict[str, Any]],
+    wall: float,
+    cpu: float,
+) -> str:
     """results.md (``cpu``: the runs' training seconds, summed; ``wall``: this invocation's)."""
-    k = cfg["kappa"]
+    k, what = "κ", f"Compensation κ = {cfg['kappa']}"
+    if cfg["memory"]:
+        k, what = "OT", f"Orthogonalization over time (OT) M = {cfg['memory']}, ε = {cfg['eps']:g},"
     lines = [
-        f"# Compensation κ = {k} against plain backprop, trained to a stated convergence "
+        f"# {what} against plain backprop, trained to a stated convergence "
         f"criterion or {cfg['max_epochs']} epochs, {len(cfg['seed_list'])} seeds per cell",
         "",
         "Where the criterion is not met (column *converged*), a run's error is its error at "
         f"{cfg['max_epochs']} epochs: a fixed-budget error, reported as such.",
         "",
         f"{cfg['activation']} 1-{'-'.join([str(cfg['width'])] * cfg['depth'])}-1, "
-        f"per-sample SGD on {cfg['points']} points, exact ΔO (`{cfg['command']}`; "
+        f"per-sample SGD on {cfg['points']} points{'' if cfg['memory'] else ', exact ΔO'} "
+        f"(`{cfg['command']}`; "
         f"{cpu / 60:.0f} minutes of training summed over the runs; this invocation "
         f"{wall / 60:.1f} min wall, the sweep runner reusing the runs its runs.jsonl held).",
         "",
@@ -176,28 +298,44 @@ def report(cfg: dict[str, Any], rows: list[dict[str, Any]], wall: float, cpu: fl
         f"window. *Fixed budget*: the same runs' mean MSE over the last tenth of "
         f"{cfg['fixed_epochs']} epochs (the committed study's measure).",
         "",
-        f"**Comparison**: per seed, ratio = κ's error / its plain twin's (same weights and data "
+        f"**Comparison**: per seed, ratio = {k}'s error / its plain twin's (same weights and data "
         f"order), both floored at {cfg['floor']:g}·var(y) (below: interpolation, a tie). Median "
         f"ratio with a 95 % percentile-bootstrap interval (10 000 resamples of the seeds, "
-        f"generator seed 0); wins / losses / ties of κ per seed (a diverged run loses to a "
-        f"finite one); diverged runs are counted, not averaged. Ratio < 1: κ is better.",
+        f"generator seed 0); wins / losses / ties of {k} per seed (a diverged run loses to a "
+        f"finite one); diverged runs are counted, not averaged. Ratio < 1: {k} is better.",
         "",
-        "| task | η | seeds | converged plain / κ | median epochs plain / κ | median last "
-        "change per window plain / κ | diverged plain / κ "
-        "| median error plain / κ | **median ratio κ/plain at the stop [95 % CI]** | ratio of medians "
-        "| κ wins / losses / ties | fixed budget: median ratio [95 % CI] | fixed: wins / losses |",
+        f"| task | η | seeds | converged plain / {k} | median epochs plain / {k} | median last "
+        f"change per window plain / {k} | diverged plain / {k} | median error plain / {k} | "
+        f"**median ratio {k}/plain at the stop [95 % CI]** | ratio of medians | {k} wins / "
+        "losses / ties | fixed budget: median ratio [95 % CI] | fixed: wins / losses |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         c, f = r["converged"], r["fixed"]
         lines.append(
             f"| {r['task']} | {r['eta']:g} | {r['seeds']} | {r['plain_converged']} / "
-            f"{r['kappa_converged']} of {r['seeds']} | {r['plain_epochs_median']:.0f} / "
-            f"{r['kappa_epochs_median']:.0f} | {r['plain_change_median']:.1%} / "
-            f"{r['kappa_change_median']:.1%} | {c['twin_diverged']} / {c['diverged']} | "
+            f"{r['rule_converged']} of {r['seeds']} | {r['plain_epochs_median']:.0f} / "
+            f"{r['rule_epochs_median']:.0f} | {_pct(r['plain_change_median'])} / "
+            f"{_pct(r['rule_change_median'])} | {c['twin_diverged']} / {c['diverged']} | "
             f"{_g(c['twin_median'])} / {_g(c['median'])} | **{_cmp(c)}** | "
             f"{_g(c['ratio_of_medians'])} | {c['wins']} / {c['losses']} / {c['ties']} | "
             f"{_cmp(f)} | {f['wins']} / {f['losses']} |"
+        )
+    lines += [
+        "",
+        f"**Each at its own best η** (the η of the cells above with the lowest median error at "
+        f"the stop, among those at which no seed diverged; per seed, {k}'s error at its η over "
+        "plain's at its η, the same weights and data order):",
+        "",
+        f"| task | best η plain / {k} | median error plain / {k} | diverged plain / {k} | "
+        f"**median ratio {k}/plain [95 % CI]** | ratio of medians | {k} wins / losses / ties |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for b in best:
+        lines.append(
+            f"| {b['task']} | {b['plain_eta']:g} / {b['rule_eta']:g} | {_g(b['twin_median'])} / "
+            f"{_g(b['median'])} | {b['twin_diverged']} / {b['diverged']} | **{_cmp(b)}** | "
+            f"{_g(b['ratio_of_medians'])} | {b['wins']} / {b['losses']} / {b['ties']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -205,12 +343,24 @@ def report(cfg: dict[str, Any], rows: list[dict[str, Any]], wall: float, cpu: fl
 def parser() -> Any:
     p = study_parser("compensation-converged", __doc__.split("\n\n")[0],
                      out="runs/compensation-converged", quick="a tiny grid (seconds)")  # fmt: skip
-    p.add_argument("--cells", nargs="+", help=f"TASK:ETA cells (default {DEFAULT['cells']})")
+    p.add_argument(
+        "--cells",
+        nargs="+",
+        help="TASK:ETA cells (default: the committed grid, sin runge sincos at η "
+        f"{' '.join(map(str, GRID_ETAS))}, and sin:0.005)",
+    )
+    p.add_argument("--activation", choices=ACTIVATIONS, help="of the hidden layers (tanh)")
     p.add_argument("--kappa", type=positive_float, help="κ of the compensated runs (0.2)")
     for name in ("width", "depth", "points", "window", "min_epochs", "max_epochs",
                  "fixed_epochs"):  # fmt: skip
         p.add_argument(f"--{name.replace('_', '-')}", type=positive_int,
                        help=f"default {DEFAULT[name]}")  # fmt: skip
+    p.add_argument(
+        "--memory",
+        type=positive_int,
+        help="compare OrthogonalizationOverTime(memory, --eps) with plain in place of κ",
+    )
+    p.add_argument("--eps", type=positive_float, help="ε of --memory (1e-3)")
     p.add_argument("--tol", type=positive_float, help="relative change per window (0.01)")
     p.add_argument("--floor", type=nonnegative_float, help="error floor / var(y) (1e-6)")
     add_sweep_flags(p, seeds="0-19")
@@ -225,7 +375,7 @@ def config(args: Any) -> dict[str, Any]:
     for name in cfg:
         if name != "seeds" and getattr(args, name, None) is not None:
             cfg[name] = getattr(args, name)
-        if name not in ("seeds", "activation", "variant"):
+        if name not in ("seeds", "variant"):
             setattr(args, name, cfg[name])
     if args.seeds is None:
         from .common import seed_list
@@ -233,7 +383,7 @@ def config(args: Any) -> dict[str, Any]:
         args.seeds = seed_list(cfg["seeds"])
     for cell in cfg["cells"]:
         parse_cell(cell)
-    Criterion(cfg["tol"], cfg["window"], cfg["min_epochs"], cfg["max_epochs"])
+    criterion(cfg)
     return {**cfg, "seeds": seeds_name(args.seeds), "seed_list": list(args.seeds),
             "seed": args.seed}  # fmt: skip
 
@@ -255,10 +405,10 @@ def main(argv: list[str] | None = None) -> int:
         runs,
     ):
         wall = time.perf_counter() - start
-        rows = summarise(cfg, runs)
-        write_json(out / "results.json", {"config": cfg, "cells": rows})
+        rows, best = summarise(cfg, runs), at_best_eta(cfg, runs)
+        write_json(out / "results.json", {"config": cfg, "cells": rows, "best_eta": best})
         cpu = sum(r["seconds"] for r in runs)
-        atomic_write(out / "results.md", report(cfg, rows, wall, cpu))
+        atomic_write(out / "results.md", report(cfg, rows, best, wall, cpu))
     print((args.out / "results.md").read_text())
     return 0
 
