@@ -162,6 +162,7 @@ def test_the_reference_road_stays_within_its_line_budget():
     stops them from growing back. The issue's target was about 2,300; second order (the vjp
     table written to run on Tensors too) added some 300 lines to these files, the member axis
     (a stack's checks and member losses) some 250, the checks of issue 19 (devices, depth,
-    argument checks) some 200."""
+    argument checks) some 200. Raised from 3,460 to 3,467 for vcat on a stack (the features'
+    axis, and an input shared by the members joined to each member's: `ops.broadcast_to`)."""
     total = sum(len((PACKAGE / path).read_text().splitlines()) for path in CORE)
-    assert total <= 3460, total
+    assert total <= 3467, total

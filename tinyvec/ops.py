@@ -10,6 +10,7 @@ engine's ``reduce_sum`` and ``absolute`` under their NumPy names.
 from .engine.ops import (
     absolute,
     add,
+    broadcast_to,
     concat,
     div,
     exp,
@@ -45,6 +46,7 @@ __all__ = [
     "abs",
     "absolute",
     "add",
+    "broadcast_to",
     "concat",
     "div",
     "exp",

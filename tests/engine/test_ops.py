@@ -113,6 +113,11 @@ def getitem_inputs(draw):
     return x, index
 
 
+def two_members(y):
+    """A stack's (2, features, batch) values made of y: y and 2y."""
+    return ops.concat([ops.reshape(y, (1, *y.shape)), ops.reshape(2 * y, (1, *y.shape))])
+
+
 # --- the table ------------------------------------------------------------------------------
 @dataclass
 class Case:
@@ -152,6 +157,8 @@ CASES = [
     Case("concat_axis1", lambda x, y: ops.concat([x, y], axis=1), concat_inputs(2, 1)),
     Case("concat_last_axis", lambda x, y: ops.concat([x, y], axis=-1), concat_inputs(2, -1)),
     Case("vcat", ops.vcat, concat_inputs(3, 0)),
+    Case("vcat_stack_shared", lambda x, y: ops.vcat(two_members(y), x), concat_inputs(2, 0)),
+    Case("broadcast_to", lambda x: ops.broadcast_to(x, (3, *x.shape)), unary()),
     Case("sum", ops.sum, unary()),
     Case("sum_axis0", lambda x: ops.sum(x, axis=0), unary(min_dims=1)),
     Case("sum_last_axis_keepdims", lambda x: ops.sum(x, axis=-1, keepdims=True), unary(min_dims=1)),

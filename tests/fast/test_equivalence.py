@@ -112,12 +112,11 @@ def cases(draw):
 def make_model(case):
     """The drawn network: a body of random blocks (σ of the drawn kind where a block takes
     one), an optional custom or shared layer, then a head Dense(f, h) → Dense(h, 2) that the
-    edits act on. (A stack's members: vcat joins a stack's values on the member axis, which
-    the layers refuse, so its blocks join with + instead.)"""
+    edits act on (a stack's members too: vcat joins each member's features, and a shared
+    input with them)."""
     g = np.random.default_rng(case["seed"])
     sigma = SIGMAS[case["sigma"]]
-    blocks = _no_vcat(case["blocks"]) if case.get("members") else case["blocks"]
-    body, f = build(blocks, 3, g, sigmas=SIGMAS)
+    body, f = build(case["blocks"], 3, g, sigmas=SIGMAS)
     layers = [body]
     if case["extra"] == "custom-layer":
         layers.append(Scale(f, case["seed"]))
@@ -127,14 +126,6 @@ def make_model(case):
     layers += [tv.Dense(f, 3, sigma, rng=case["seed"] + 1), tv.Dense(3, 2, rng=case["seed"] + 2)]
     model = tv.Chain(*layers)
     return tv.f32(model) if case["dtype"] == "float32" else model
-
-
-def _no_vcat(blocks):
-    swap = {"skipvcat": "skip+", "parvcat": "par+"}
-    return [
-        (swap.get(kind, kind), sigma, bias, width, inner and _no_vcat(inner))
-        for kind, sigma, bias, width, inner in blocks
-    ]
 
 
 # the hyperparameters a stack's member e scales by 1 - e/8 (its own values: still valid ones)

@@ -107,6 +107,10 @@ OPS = {
     "getitem": lambda x: x[1:4] * x[0:3],
     "getitem newaxis": lambda x: tv.ops.reshape(x * x, (2, 3))[:, None, :],
     "concat": lambda x: tv.ops.concat([x * x, x[0:2]]) * 3.0,
+    "vcat of a stack": lambda x: (
+        tv.ops.vcat(tv.ops.reshape(x * x, (2, 1, 3)), tv.ops.reshape(x[0:3], (1, 3))) * 3.0
+    ),
+    "broadcast_to": lambda x: tv.ops.broadcast_to(x * x, (2, 6)) * x,
     "sum axis": lambda x: tv.ops.sum(tv.ops.reshape(x * x * x, (2, 3)), axis=0),
     "mean keepdims": lambda x: tv.ops.mean(
         tv.ops.reshape(x * x * x, (2, 3)), axis=1, keepdims=True

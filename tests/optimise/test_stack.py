@@ -251,6 +251,31 @@ def test_the_hessian_vector_product_of_a_stack_is_each_members_own(shared):
             assert hv[path][e, ...].tobytes() == hv_e[path].tobytes(), path
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["own-inputs", "shared-input"])
+def test_vcat_joins_each_members_features_in_a_stack(shared, xp):
+    """vcat joins the features (axis −2) of a stack's (E, features, batch) values, and an input
+    shared by the members joins each member's: every member's output and gradient equal its
+    own model's, bit for bit on NumPy (vcat used to join along the members' axis and fail)."""
+    E = 3
+
+    def model(seed):
+        skip = tv.SkipConnection(tv.Dense(2, 3, tv.tanh, rng=seed), tv.vcat)
+        branches = tv.Parallel(tv.vcat, tv.Dense(5, 2, rng=seed), tv.Dense(5, 1, tv.relu, rng=seed))
+        return tv.to(xp, tv.Chain(skip, branches, tv.Dense(3, 1, rng=seed)))
+
+    stack = tv.stack([model(seed) for seed in range(E)])
+    rng = np.random.default_rng(0)
+    x = xp.asarray(rng.standard_normal((2, 4) if shared else (E, 2, 4)))
+    y = xp.zeros((E, 1, 4), dtype=x.dtype)
+    loss, g = tv.withgradient(lambda m: tv.mse(m(x), y, members=True), stack)
+    for e in range(E):
+        single, x_e = model(e), x if shared else x[e, ...]
+        loss_e, g_e = tv.withgradient(lambda m: tv.mse(m(x_e), y[e, ...]), single)
+        assert to_numpy(loss)[e] == to_numpy(loss_e)
+        for path, _, _ in tv.trainables(single):
+            assert to_numpy(g[path][e, ...]).tobytes() == to_numpy(g_e[path]).tobytes(), path
+
+
 def test_per_member_hyperparameters_step_a_stack_on_its_own_device(xp):
     """`per_member` puts its vector where the parameter is (on main it made it on the default
     device, and array-api-strict's second device refused the step)."""

@@ -229,14 +229,28 @@ def concat(xs: Any, axis: int = 0) -> Any:
     return _concat_op(*xs, axis=axis)
 
 
+def _broadcast_to(x: Any, shape: tuple[int, ...]) -> Any:
+    """x as an array of ``shape`` (the array API's). vjp: g summed back to x's shape."""
+    return namespace(x).broadcast_to(x, shape)
+
+
+broadcast_to = primitive(
+    _broadcast_to, lambda g, out, x, shape: (unbroadcast(g, x), None), "broadcast_to"
+)
+
+
 def vcat(*xs: Any) -> Any:
-    """Stack feature blocks (axis 0), as Julia's ``vcat``: a connection for SkipConnection.
+    """Join feature blocks, as Julia's ``vcat`` (a connection for SkipConnection, Parallel):
+    the features are the rows (axis −2) of (features, batch) and of a stack's (E, features,
+    batch) values, where a block shared by the members joins each member's (axis 0 of a vector).
 
     >>> import numpy as np
-    >>> vcat(np.zeros((1, 2)), np.ones((1, 2))).shape
-    (2, 2)
+    >>> vcat(np.zeros((3, 1, 2)), np.ones((1, 2))).shape  # a stack of 3, a shared block
+    (3, 2, 2)
     """
-    return _concat_op(*xs, axis=0)
+    E = [x.shape[0] for x in xs if x.ndim == 3]  # a stack's members
+    xs = tuple(broadcast_to(x, (E[0], *x.shape)) if E and x.ndim == 2 else x for x in xs)
+    return _concat_op(*xs, axis=0 if xs[0].ndim == 1 else -2)
 
 
 # --- reductions -----------------------------------------------------------------------------
@@ -484,6 +498,7 @@ __all__ = [
     "Tensor",
     "absolute",
     "add",
+    "broadcast_to",
     "concat",
     "div",
     "exp",

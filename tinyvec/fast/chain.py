@@ -29,7 +29,7 @@ A model it cannot write (a custom layer, a shared layer, a connection other than
 a value used by more than two layers, parameters of another dtype than the input) simply
 runs layer by layer; so does any call it is not sure of (an input of another kind or shape,
 a parameter of another shape, a δ-rule's sweep, which replaces Dense's forward pass; for a
-stack, ∂L/∂x of a shared input, and vcat, which would join the members).
+stack, ∂L/∂x of a shared input, and vcat).
 """
 
 from __future__ import annotations
@@ -223,7 +223,7 @@ class _Writer:
             self.use(y)
         tracked = any(self.tracked[y] for y in ys)
         if symbol == "vcat" and self.members is not None:
-            raise Fallback(f"{node.path}: vcat of a stack's values (axis 0 is the members)")
+            raise Fallback(f"{node.path}: vcat of a stack's values is not written")
         if symbol == "+":
             if len({self.rows[y] for y in ys}) != 1:
                 raise Fallback(f"{node.path}: + of values of different sizes would broadcast")
