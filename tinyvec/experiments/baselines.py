@@ -96,41 +96,17 @@ def torch_step(spec, x, y, dtype: str) -> Callable[[], Any] | None:
 
 
 def jax_step(spec, x, y, dtype: str) -> Callable[[], Any] | None:
-    found = _jax(dtype)
+    found = _jax(spec, dtype)
     if found is None:
         return None
-    jax, jnp, acts = found
+    jax, jnp, sgd = found
     key = jax.random.PRNGKey(0)
     params = []
     for i, o, _, _ in spec:
         key, sub = jax.random.split(key)
         s = (6 / (i + o)) ** 0.5
         params.append((jax.random.uniform(sub, (o, i), dtype, -s, s), jnp.zeros((o, 1), dtype)))
-
-    def loss(params, x, y):
-        o = x
-        for (W, b), (_, _, act, skip) in zip(params, spec, strict=True):
-            out = acts[act](W @ o + b)
-            o = out + o if skip else out
-        return jnp.mean((o - y) ** 2)
-
-    @jax.jit
-    def update(params, x, y):
-        grads = jax.grad(loss)(params, x, y)
-        return jax.tree_util.tree_map(lambda p, g: p - LR * g, params, grads)
-
-    jx, jy = jnp.asarray(x), jnp.asarray(y)
-    box = [params]
-
-    def step() -> None:
-        box[0] = update(box[0], jx, jy)
-        jax.block_until_ready(box[0])
-
-    def reset() -> None:  # JAX arrays are immutable: the first ones are still there
-        box[0] = params
-
-    step.reset = reset  # type: ignore[attr-defined]
-    return step
+    return _jax_runner(jax, jax.jit(sgd), params, jnp.asarray(x), jnp.asarray(y))
 
 
 def numpy_stack_step(spec, x, y, dtype: str) -> Callable[[], Any]:
@@ -178,16 +154,30 @@ def numpy_stack_step(spec, x, y, dtype: str) -> Callable[[], Any]:
 
 def jax_vmap_step(spec, x, y, dtype: str) -> Callable[[], Any] | None:
     """JAX: ``jit(vmap(one step))`` over the E members (None when JAX is not installed)."""
-    found = _jax(dtype)
+    found = _jax(spec, dtype)
     if found is None:
         return None
-    jax, jnp, acts = found
+    jax, jnp, sgd = found
     E = x.shape[0]
     params = []
     for i, o, _, _ in spec:
         s = (6 / (i + o)) ** 0.5
         W = jax.random.uniform(jax.random.PRNGKey(i * 1000 + o), (o, i), dtype, -s, s)
         params.append((jnp.stack([W] * E), jnp.zeros((E, o, 1), dtype)))
+    return _jax_runner(jax, jax.jit(jax.vmap(sgd)), params, jnp.asarray(x), jnp.asarray(y))
+
+
+def _jax(spec, dtype: str) -> tuple[Any, Any, Callable[..., Any]] | None:
+    """(jax, jax.numpy, one plain SGD step of the network ``spec`` in JAX, params ↦ params −
+    η ∇L(params; x, y)) set for ``dtype``, or None without JAX."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    acts = {"atan": jnp.arctan, "relu": jax.nn.relu, "identity": lambda a: a}
 
     def loss(params, x, y):
         o = x
@@ -196,16 +186,20 @@ def jax_vmap_step(spec, x, y, dtype: str) -> Callable[[], Any] | None:
             o = out + o if skip else out
         return jnp.mean((o - y) ** 2)
 
-    def one(params, x, y):
+    def sgd(params, x, y):
         grads = jax.grad(loss)(params, x, y)
         return jax.tree_util.tree_map(lambda p, g: p - LR * g, params, grads)
 
-    update = jax.jit(jax.vmap(one))
-    jx, jy = jnp.asarray(x), jnp.asarray(y)
+    return jax, jnp, sgd
+
+
+def _jax_runner(jax, update, params, x, y) -> Callable[[], Any]:
+    """``step()``: the compiled ``update`` of the parameters once, waited for; ``step.reset()``
+    goes back to ``params`` (JAX arrays are immutable: the first ones are still there)."""
     box = [params]
 
     def step() -> None:
-        box[0] = update(box[0], jx, jy)
+        box[0] = update(box[0], x, y)
         jax.block_until_ready(box[0])
 
     def reset() -> None:
@@ -213,15 +207,3 @@ def jax_vmap_step(spec, x, y, dtype: str) -> Callable[[], Any] | None:
 
     step.reset = reset  # type: ignore[attr-defined]
     return step
-
-
-def _jax(dtype: str) -> tuple[Any, Any, dict[str, Any]] | None:
-    """(jax, jax.numpy, the activations by name) set for ``dtype``, or None without JAX."""
-    try:
-        import jax
-        import jax.numpy as jnp
-    except ImportError:
-        return None
-    if dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-    return jax, jnp, {"atan": jnp.arctan, "relu": jax.nn.relu, "identity": lambda a: a}
