@@ -50,11 +50,11 @@ def best_eta(
         by_eta.setdefault(r["eta"], []).append(r)
     stable = {e: rs for e, rs in by_eta.items() if not any(r["diverged"] for r in rs)} or by_eta
 
-    def mean(rs: list[dict[str, Any]]) -> float:
+    def score(rs: list[dict[str, Any]]) -> float:
         ok = [r["tail"] for r in rs if not r["diverged"]]
         return float(statistic(ok)) if ok else math.inf
 
-    return min(stable, key=lambda e: (mean(stable[e]), e))
+    return min(stable, key=lambda e: (score(stable[e]), e))
 
 
 def ratio_of_means(pairs: Sequence[tuple[float, float]]) -> float:

@@ -48,7 +48,7 @@ from ..layers.containers import Chain, Parallel, SkipConnection, add
 from ..layers.dense import Dense, overridden
 from ..layers.stack import stack_members
 from .plan import Plan, plan_of
-from .update_program import _new_buffer
+from .update_program import new_buffer
 
 __all__ = ["Fallback", "Program", "chain_call", "forget", "program_for", "write_program"]
 
@@ -487,11 +487,15 @@ def stack_backward(
     entries again; the plan keeps weak references to tell. A ∂L/∂(output) of another dtype or
     shape than the output's (a float64 target): the plain backward pass."""
     layout, into = program.layout, program.backward_into
-    if layout is None or into is None or type(g) is not np.ndarray or g.dtype != layout[0]:
+    if (
+        layout is None
+        or into is None
+        or type(g) is not np.ndarray
+        or g.dtype != layout[0]
+        or g.shape != shape
+    ):
         return program.backward(g, saved)
-    if g.shape != shape:
-        return program.backward(g, saved)
-    G, views = _new_buffer(*layout)
+    G, views = new_buffer(*layout)
     gx = into(g, saved, views)
     plan.gradients = (layout, weakref.ref(G), [weakref.ref(v) for v in views])
     return (gx, *views)

@@ -81,12 +81,7 @@ class Plan:
     def __getstate__(self) -> tuple[None, dict[str, Any]]:
         # a copied or pickled plan leaves its programs behind (they are written again)
         state = {name: getattr(self, name) for name in self.__slots__}
-        state["programs"], state["_tree"], state["_check"], state["gradients"] = (
-            {},
-            None,
-            None,
-            None,
-        )
+        state.update(programs={}, _tree=None, _check=None, gradients=None)
         return None, state
 
     def valid(self, model: Any) -> bool:

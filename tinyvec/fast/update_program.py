@@ -35,7 +35,7 @@ from ..optimise.training import Leaf, descend, finite, refuse_non_finite
 from ..seam import CACHE
 from .plan import Plan
 
-__all__ = ["UpdateProgram", "written"]
+__all__ = ["UpdateProgram", "new_buffer", "written"]
 
 # the flat step of an elementwise rule (`UpdateProgram._flat`) for models of at most this many
 # parameter entries: it saves NumPy calls, which matters for small arrays, and costs a copy of
@@ -101,7 +101,7 @@ class UpdateProgram:
         if self.layout is None:
             return None
         if self.buffer is None or self._holders() != self.buffer[2]:
-            self.buffer = (*_new_buffer(*self.layout), 0)
+            self.buffer = (*new_buffer(*self.layout), 0)
             held = self._holders()  # (the references of this program and of the views)
             self.buffer = (self.buffer[0], self.buffer[1], held)
         return self.buffer[0], self.buffer[1]
@@ -255,19 +255,19 @@ class UpdateProgram:
         `tinyvec.layers.base.match` does, refusing (None) any other shape: a non-dict node, a
         missing entry, a tuple of layers of another length or type."""
         if trees == ("G", "S"):
-            lines = [
+            head = [
                 "def gather(grads, tree):",
                 '    """(the gradients, the Leafs) in the order of the parameters; None: the trees',
                 '    do not have the model\'s shape."""',
-                "    G0, S0 = grads, tree",
             ]
+            lines = ["    G0, S0 = grads, tree"]
         else:
-            lines = [
+            head = [
                 "def leaves(tree):",
                 '    """The Leafs in the order of the parameters; None: the tree does not have the',
                 '    model\'s shape."""',
-                "    S0 = tree",
             ]
+            lines = ["    S0 = tree"]
 
         def each(template: str, sep: str) -> str:  # the template for every tree, joined
             return sep.join(template.format(T=T) for T in trees)
@@ -301,8 +301,7 @@ class UpdateProgram:
         lists = ", ".join("[" + ", ".join(entries[T]) + "]" for T in trees)
         # (subscripts, not .get: a Tree's .get is the slower call; a missing entry is a tree
         # of another shape too)
-        head, body = lines[:4], [*lines[4:], f"    return {lists}"]
-        body = [f"    {line}" for line in body]
+        body = [f"    {line}" for line in [*lines, f"    return {lists}"]]
         return [*head, "    try:", *body, "    except LookupError:", "        return None"]
 
 
@@ -361,7 +360,7 @@ def _commit(layers: dict, extra: tuple[str, ...] = ()) -> list[str]:
     return [*lines, *(f"        {w}" for w in writes), "        raise", "    return True"]
 
 
-def _new_buffer(
+def new_buffer(
     dtype: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...]
 ) -> tuple[Any, list[Any]]:
     """A flat array for the parameters of ``shapes`` and each parameter's view of it (a stack's,
@@ -431,7 +430,6 @@ class _Set:
         self.steps = _views(self.step, shapes, lead) if copied else ()
         self.arrays = (self.theta, *self.params, *self.steps)
         self.arrays += (self.step,) if copied else ()
-        self.held = 0
         self.held = self.references()  # (this set's own: its attributes, each view's base)
 
     def references(self) -> int:
