@@ -41,30 +41,18 @@ def same_namespace(*arrays: Any, what: str) -> ModuleType:
     """The one namespace of ``arrays``; arrays of two libraries are refused with a TypeError
     naming both (converting silently would hide a copy across devices, or fail deep inside
     the other library)."""
-    spaces = [namespace(a) for a in arrays]
-    for a, xp in zip(arrays, spaces, strict=True):
-        if xp is not spaces[0]:
+    xp = namespace(arrays[0])
+    for a in arrays[1:]:
+        if namespace(a) is not xp:
             raise TypeError(
                 f"{what}: mixes {library(arrays[0])} and {library(a)} arrays; "
                 f"move one side with tv.to(namespace, x) (e.g. tv.cpu(x) for NumPy)"
             )
-    return spaces[0]
+    return xp
 
 
 def is_array(x: Any) -> bool:
     return type(x) in _NAMESPACES or array_api_compat.is_array_api_obj(x)
-
-
-def numpy_floats_alike(a: Any, b: Any) -> bool:
-    """Whether ``a`` and ``b`` are NumPy arrays of floating point numbers of one shape with at
-    least one element: arrays that every check of a loss's arguments lets through (the usual
-    case, asked at every step, answered in one line)."""
-    return (
-        type(a) is type(b) is np.ndarray
-        and a.dtype.kind == b.dtype.kind == "f"
-        and a.shape == b.shape
-        and a.size > 0
-    )
 
 
 def is_real(x: Any) -> bool:

@@ -424,7 +424,7 @@ def finite(a: Any) -> bool:
     into Σ a² (one dot product), so only a sum that is not finite (or that overflowed) needs
     the elementwise look."""
     xp = namespace(a)
-    flat = a if a.ndim == 1 else xp.reshape(a, (-1,))
+    flat = xp.reshape(a, (-1,))
     if math.isfinite(float(xp.vecdot(flat, flat))):
         return True
     return bool(xp.all(xp.isfinite(a)))
