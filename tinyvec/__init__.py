@@ -11,7 +11,7 @@ The reference road, the definition of every number:
 - `optimise`: optimiser rules, gradient / setup / update (the atomic commit) / train, and
   the Hessian-vector product `hvp` (gradients of gradients);
   `stack` / `unstack` (E models trained as one, a member axis);
-  `batches`, `schedules`, `adjust` / `freeze` / `thaw`;
+  `batches` / `stack_batches`, `schedules`, `adjust` / `freeze` / `thaw`;
 
 The fast road, `fast` (the same numbers, sooner; ``with tv.fast.off():`` turns it off), which
 the reference road knows only through `seam`. On top of both:
@@ -91,6 +91,7 @@ from .optimise import (
     schedules,
     setup,
     stack,
+    stack_batches,
     thaw,
     train,
     unstack,
@@ -187,6 +188,7 @@ __all__ = [
     "sigmoid",
     "softplus",
     "stack",
+    "stack_batches",
     "tanh",
     "thaw",
     "to",

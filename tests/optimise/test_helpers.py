@@ -77,6 +77,44 @@ def test_train_takes_batches_for_several_epochs():
     assert len(history) == 9
 
 
+def test_stacked_batches_give_each_member_its_loaders_batches_every_pass():
+    """`tv.stack_batches`: step j of member e is batch j of loader e, pass after pass (each
+    loader reshuffles with its own stream), and a stack trained on them takes each member's
+    steps alone, bit for bit."""
+    datas = [data(10, seed=e) for e in range(3)]
+    loaders = lambda: [tv.batches(x, y, 4, shuffle=True, rng=e)  # noqa: E731
+                       for e, (x, y) in enumerate(datas)]  # fmt: skip
+    stacked = tv.stack_batches(loaders())
+    assert len(stacked) == 3
+    alone = [[list(loader) for _ in range(2)] for loader in loaders()]  # two passes each
+    for p, passed in enumerate([list(stacked), list(stacked)]):
+        assert [xb.shape for xb, _ in passed] == [(3, 3, 4), (3, 3, 4), (3, 3, 2)]
+        for j, (xb, yb) in enumerate(passed):
+            for e in range(3):
+                assert np.array_equal(xb[e], alone[e][p][j][0])
+                assert np.array_equal(yb[e], alone[e][p][j][1])
+    models = [net(seed=e) for e in range(3)]
+    stack = tv.stack(models)
+    state = tv.setup(tv.Momentum(0.05), stack)
+    history = tv.train(lambda m, x, y: tv.mse(m(x), y, members=True), stack,
+                       tv.stack_batches(loaders()), state, epochs=2, progress=False)  # fmt: skip
+    for e, (model, loader) in enumerate(zip(models, loaders(), strict=True)):
+        own = tv.train(tv.mse, model, loader, tv.setup(tv.Momentum(0.05), model), epochs=2,
+                       progress=False)  # fmt: skip
+        assert [h[e] for h in history] == own
+        member = tv.unstack(stack)[e]
+        for a, b in zip(tv.trainables(member), tv.trainables(model), strict=True):
+            assert np.array_equal(getattr(a[1], a[2]), getattr(b[1], b[2]))
+
+
+def test_stacked_batches_of_one_array_and_of_one_shot_loaders():
+    xs = [np.full((2, 6), float(e)) for e in range(2)]
+    stacked = tv.stack_batches([tv.batches(x, size=4) for x in xs])
+    assert [b.shape for b in stacked] == [(2, 2, 4), (2, 2, 2)]
+    once = tv.stack_batches([iter([(x, x)]) for x in xs])  # generators: one pass, like them
+    assert iter(once) is once and [b[0].shape for b in once] == [(2, 2, 6)] and list(once) == []
+
+
 # --- schedules --------------------------------------------------------------------------------
 def test_the_schedules_formulas():
     assert tv.schedules.Constant(0.1)(100) == 0.1

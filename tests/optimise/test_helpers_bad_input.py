@@ -69,6 +69,35 @@ def test_batches_refuses_a_shuffle_that_is_not_a_bool():
         tv.batches(X, Y, 4, shuffle="yes")
 
 
+
+def test_stack_batches_refuses_what_is_not_a_list_of_loaders():
+    with pytest.raises(TypeError, match="non-empty list of loaders"):
+        tv.stack_batches(tv.batches(X, Y, 4))
+    with pytest.raises(TypeError, match="non-empty list of loaders"):
+        tv.stack_batches([])
+    with pytest.raises(TypeError, match="loader 1 is ndarray, not a loader"):
+        tv.stack_batches([tv.batches(X, Y, 4), X])
+
+
+def test_stack_batches_refuses_loaders_of_other_lengths_naming_them():
+    with pytest.raises(ValueError, match=r"give \[3, 2\] batches per pass"):
+        tv.stack_batches([tv.batches(X, Y, 4), tv.batches(X, Y, 5)])
+    ends = tv.stack_batches([iter([(X, Y)] * 2), iter([(X, Y)])])  # one-shot: found as it goes
+    with pytest.raises(ValueError, match="loader 1 ended after 1 batches while loader 0 gave"):
+        list(ends)
+
+
+def test_stack_batches_refuses_batches_that_cannot_be_stacked_naming_the_loader():
+    other = np.zeros((3, 12)), np.zeros((1, 12))
+    # the same number of batches, but batch 2 has 2 samples in one and 4 in the other
+    with pytest.raises(ValueError, match=r"at batch 2, array 0 of loader 1 is \(3, 4\) float64"):
+        list(tv.stack_batches([tv.batches(X, Y, 4), tv.batches(*other, 4)]))
+    with pytest.raises(ValueError, match=r"loader 1 .* \(3, 4\) float32 .* one shape and dtype"):
+        list(tv.stack_batches([tv.batches(X, Y, 4), tv.batches(X.astype(np.float32), Y, 4)]))
+    with pytest.raises(ValueError, match=r"loader 1 gives array and loader 0 \(array, array\)"):
+        list(tv.stack_batches([tv.batches(X, Y, 4), tv.batches(X, size=4)]))
+
+
 # --- schedules --------------------------------------------------------------------------------
 @pytest.mark.parametrize("eta", [-0.1, math.nan, math.inf])
 def test_a_schedule_refuses_a_negative_or_non_finite_rate(eta):

@@ -6,7 +6,7 @@ adjusting, freezing and thawing a state's rules (`adjust`). `tv.compile` is the 
 
 from . import schedules
 from .adjust import Frozen, adjust, freeze, thaw
-from .batches import Batches, batches
+from .batches import Batches, StackedBatches, batches, stack_batches
 from .curvature import hvp
 from .loop import train
 from .rules import (
@@ -58,6 +58,7 @@ __all__ = [
     "schedules",
     "setup",
     "stack",
+    "stack_batches",
     "thaw",
     "train",
     "unstack",
