@@ -69,7 +69,6 @@ def test_batches_refuses_a_shuffle_that_is_not_a_bool():
         tv.batches(X, Y, 4, shuffle="yes")
 
 
-
 def test_stack_batches_refuses_what_is_not_a_list_of_loaders():
     with pytest.raises(TypeError, match="non-empty list of loaders"):
         tv.stack_batches(tv.batches(X, Y, 4))
