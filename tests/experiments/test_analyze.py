@@ -1,6 +1,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib")
@@ -53,3 +54,58 @@ def test_config_keys_are_the_flags_and_seeds_use_the_runner(tmp_path):
     one = analyze.seed_run({**runs[0]["spec"]})
     assert runs[0]["test_loss"] == one["test_loss"] and len(runs) == 2
     assert "| 1 |" in (tmp_path / "s" / "summary.md").read_text()
+
+
+def _same(a, b):
+    """Equal bit for bit: numbers (NaN equals NaN), arrays, and dicts, lists, tuples of them."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, np.ndarray | float | np.floating):
+        return np.array_equal(a, b, equal_nan=True)
+    return a == b
+
+
+@pytest.mark.parametrize("batch", [None, 16], ids=["full-batch", "minibatches"])
+def test_stacked_runs_record_and_monitor_each_seed_as_alone(batch):
+    """`analyze.runs` of three seeds trains them as one stack; each run's recorder rows,
+    completion checks, training and test losses and θ drift equal those of the seed alone,
+    bit for bit (full batch, and mini-batches each shuffled by its own seed's stream)."""
+    kw = {"steps": 25, "n": 48, "width": 8, "depth": 2, "batch": batch, "window": 8}
+    together = analyze.runs([0, 1, 2], **kw)
+    for seed, run in zip([0, 1, 2], together, strict=True):
+        alone = analyze.run(seed=seed, **kw)
+        assert run["config"] == alone["config"] and len(run["history"]) == 25
+        assert _same(run["recorder"].rows, alone["recorder"].rows)
+        assert _same(run["monitor"].history, alone["monitor"].history)
+        for key in ("history", "test_loss", "theta_drift", "lookback"):
+            assert _same(run[key], alone[key]), key
+    assert not _same(together[0]["history"], together[1]["history"])  # (the seeds do differ)
+
+
+def test_stacked_seeds_write_the_files_of_the_seeds_alone_and_resume(tmp_path, monkeypatch):
+    """``--seeds 0-3`` stacked (a spy sees one stack) writes what ``--stack 1`` writes; a
+    sweep cut short resumes with the seeds left, stacked, to the same files."""
+    argv = ["--steps", "12", "--n", "32", "--width", "8", "--depth", "2", "--quiet",
+            "--no-plots", "--seeds", "0-3", "--jobs", "1"]  # fmt: skip
+    assert analyze.main([*argv, "--stack", "1", "--out", str(tmp_path / "alone")]) == 0
+    sizes = []
+
+    def spy(specs):
+        sizes.append([s["seed"] for s in specs])
+        return analyze.seed_runs(specs)
+
+    monkeypatch.setattr(analyze.seed_run, "stacked", spy)
+    assert analyze.main([*argv, "--out", str(tmp_path / "stacked")]) == 0
+    assert sizes == [[0, 1, 2, 3]]
+    runs = tmp_path / "stacked" / "runs.jsonl"
+    alone = (tmp_path / "alone" / "runs.jsonl").read_text()
+    assert runs.read_text() == alone  # (the lines hold no run times)
+    summary = (tmp_path / "alone" / "summary.md").read_text()
+    assert (tmp_path / "stacked" / "summary.md").read_text() == summary
+    runs.write_text("".join(alone.splitlines(keepends=True)[:1]))  # one seed done
+    assert analyze.main([*argv, "--out", str(tmp_path / "stacked")]) == 0
+    assert sizes[1:] == [[1, 2, 3]]
+    assert runs.read_text() == alone
+    assert (tmp_path / "stacked" / "summary.md").read_text() == summary

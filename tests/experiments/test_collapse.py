@@ -71,3 +71,76 @@ def test_weight_decay_only_on_the_last_layers_changes_the_run():
     runs = [collapse.train_run("mse", data, decay_layers=k, **kw) for k in (0, 1, 3)]
     nc1 = [r[-1]["NC1"] for r in runs]
     assert len(set(nc1)) == 3  # every choice of decayed layers gives a different run
+
+
+def _runs(folder):
+    """runs.jsonl by spec, each run's times left out (a stack's time is shared)."""
+    runs = {}
+    for line in (folder / "runs.jsonl").read_text().splitlines():
+        run = json.loads(line)
+        run.pop("seconds")
+        runs[json.dumps(run.pop("spec"), sort_keys=True)] = run
+    return runs
+
+
+def test_stacked_seeds_write_the_files_of_the_seeds_alone_and_resume(tmp_path, monkeypatch):
+    """``--seeds 0-3`` with the default ``--stack`` trains the seeds of each loss as one stack
+    (a spy sees it) and writes what ``--stack 1`` writes: runs.jsonl (every number of every
+    epoch table, bit for bit) and summary.md. A sweep cut short resumes with the seeds left,
+    stacked, to the same files."""
+    args = ["--epochs", "3", "--width", "8", "--depth", "1", "--batch", "512", "--quiet",
+            "--seeds", "0-3", "--jobs", "1", "--no-plots"]  # fmt: skip
+    assert collapse.main([*args, "--stack", "1", "--out", str(tmp_path / "alone")]) == 0
+    sizes = []
+
+    def spy(specs):
+        sizes.append([s["seed"] for s in specs])
+        return collapse.seed_runs(specs)
+
+    monkeypatch.setattr(collapse.seed_run, "stacked", spy)
+    assert collapse.main([*args, "--out", str(tmp_path / "stacked")]) == 0
+    assert sizes == [[0, 1, 2, 3]]
+    alone, stacked = _runs(tmp_path / "alone"), _runs(tmp_path / "stacked")
+    assert json.dumps(alone, sort_keys=True) == json.dumps(stacked, sort_keys=True)
+    assert len(alone) == 4 and all(len(r["tables"]["mse"]) == 4 for r in alone.values())
+    summary = (tmp_path / "alone" / "summary.md").read_text()
+    assert (tmp_path / "stacked" / "summary.md").read_text() == summary
+    runs = tmp_path / "stacked" / "runs.jsonl"  # two seeds done, the others not yet
+    runs.write_text("".join(runs.read_text().splitlines(keepends=True)[:2]))
+    (tmp_path / "stacked" / "summary.md").unlink()
+    assert collapse.main([*args, "--out", str(tmp_path / "stacked")]) == 0
+    assert sizes[1:] == [[2, 3]]
+    assert json.dumps(_runs(tmp_path / "stacked"), sort_keys=True) == json.dumps(
+        alone, sort_keys=True
+    )
+    assert (tmp_path / "stacked" / "summary.md").read_text() == summary
+
+
+def test_seeds_whose_training_sets_differ_in_size_train_as_separate_stacks(monkeypatch):
+    """Balanced splits may keep another number of samples for some seed: its batches could
+    not be stacked with the others', so it trains in a stack of its own; every result is
+    still that of its seed alone."""
+    load = collapse.load_digits_split
+
+    def split(seed, **kw):  # seed 1 keeps 20 samples fewer (a different n_min)
+        Xtr, ytr, Xte, yte = load(seed, **kw)
+        return (Xtr[:, :-20], ytr[:-20], Xte, yte) if seed == 1 else (Xtr, ytr, Xte, yte)
+
+    monkeypatch.setattr(collapse, "load_digits_split", split)
+    trained = []
+    train_runs = collapse.train_runs
+
+    def spy(loss, datas, *, seeds, **kw):
+        trained.append((loss, list(seeds)))
+        return train_runs(loss, datas, seeds=seeds, **kw)
+
+    monkeypatch.setattr(collapse, "train_runs", spy)
+    spec = {"epochs": 2, "width": 8, "batch": 256, "standardize": False, "balanced": True,
+            "losses": {"mse": collapse.settings(collapse.parser().parse_args([]), "mse")}}  # fmt: skip
+    specs = [{**spec, "seed": s} for s in range(3)]
+    together = collapse.seed_runs(specs)
+    assert trained == [("mse", [0, 2]), ("mse", [1])]
+    for s, result in zip(specs, together, strict=True):
+        alone = collapse.seed_run(s)
+        assert result["n_train"] == alone["n_train"] == (1290 if s["seed"] == 1 else 1310)
+        assert json.dumps(result["tables"]) == json.dumps(alone["tables"])  # (NaN at epoch 0)

@@ -195,6 +195,35 @@ def test_a_stack_trains_with_train_and_prints_its_members():
     assert history[0][1] == history[-1][1]  # η = 0: member 1 does not move
 
 
+def test_unstack_into_earlier_members_equals_a_fresh_unstack_and_keeps_their_layers():
+    """``tv.unstack(stack, into=members)`` after each step gives the members of a fresh
+    ``tv.unstack(stack)``: parameters, records and steps, bit for bit, in the same objects
+    (so a recorder or monitor per member sees what its run alone shows); a member's forward
+    pass in between leaves nothing stale."""
+    models = [build([2, 3, 1], True, True, s, np) for s in range(3)]
+    model = tv.stack(models)
+    state = tv.setup(tv.Momentum([0.1, 0.05, 0.2], 0.9), model)
+    alone = tv.unstack(model)
+    layers = [tv.dense_layers(m) for m in alone]
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x, y = rng.standard_normal((3, 2, 4)), rng.standard_normal((3, 1, 4))
+        tv.update(state, model, tv.gradient(lambda m: tv.mse(m(x), y, members=True), model))
+        assert tv.unstack(model, into=alone) == alone
+        for member, fresh, kept in zip(alone, tv.unstack(model), layers, strict=True):
+            assert tv.dense_layers(member) == kept  # the same layer objects
+            for a, b in zip(tv.dense_layers(member), tv.dense_layers(fresh), strict=True):
+                for name in ("weight", "bias", "input", "preact", "output", "delta", "dW", "db"):
+                    assert np.array_equal(getattr(a, name), getattr(b, name)), name
+            member(np.ones((2, 5)))  # a pass of its own: the next unstack replaces its records
+    with pytest.raises(ValueError, match="2 models for 3 members"):
+        tv.unstack(model, into=alone[:2])
+    with pytest.raises(ValueError, match="not an ordinary model of the stack's architecture"):
+        tv.unstack(model, into=[build([2, 4, 1], True, True, 0, np)] * 3)
+    with pytest.raises(ValueError, match="not an ordinary model of the stack's architecture"):
+        tv.unstack(model, into=[model] * 3)
+
+
 def test_bad_input_is_refused_clearly():
     model = tv.stack([build([2, 3], False, True, s, np) for s in range(2)])
     with pytest.raises(ValueError, match="must be the 2 member losses"):

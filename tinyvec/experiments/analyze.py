@@ -17,6 +17,7 @@ import csv
 import itertools
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,30 +56,91 @@ def build(seed: int, width: int = 32, depth: int = 3) -> Any:
     return tv.Chain(*hidden, tv.Dense(width, 1, rng=rng))
 
 
-def mse_loss(m: Any, x: Any, y: Any) -> Any:
-    return tv.mse(m(x), y)
+def run(*, seed: int = 0, **settings: Any) -> dict[str, Any]:
+    """Train, record and monitor; returns what the summary reports (`runs` of one seed)."""
+    return runs([seed], **settings)[0]
 
 
-def run(
-    *, seed: int = 0, steps: int = 3000, lr: float = 0.1, n: int = 128,
-    width: int = 32, depth: int = 3, batch: int | None = None, eps: float = 1e-3,
-    patience: int = 20, window: int = 200, progress: bool = False,
-) -> dict[str, Any]:  # fmt: skip
-    """Train, record and monitor; returns what the summary reports (``progress``: a progress
-    bar over the steps).
+def runs(
+    seeds: Sequence[int], *, steps: int = 3000, lr: float = 0.1, n: int = 128, width: int = 32,
+    depth: int = 3, batch: int | None = None, eps: float = 1e-3, patience: int = 20,
+    window: int = 200, progress: bool = False,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Train, record and monitor one run per seed (its own data, weights and shuffles);
+    returns per run what the summary reports (``progress``: a progress bar over the steps).
+    Several runs train as one stack of models (`tv.stack`), each reading its own batches
+    (`tv.stack_batches`) and taking exactly the steps of its run alone; its recorder, monitor,
+    test loss and θ drift see it alone (`tv.unstack`) after every step.
 
     The monitor watches ``ln`` of the MSE on the probe (the test set) as its observable, so
     that under SGD it can tell a noise floor from a drift (science.md §6, issue 24), and
     tests the training loss for a trend before it calls a limit cycle; both over the last
     ``window`` checks. On a log scale the trend test's tolerance ``ε·(1 + |ln L|)`` is
     relative: with ε = 10⁻³ and L ≈ 4·10⁻³, a change of about 0.65 % over the window."""
+    batch = n if batch is None else batch
+    lookback = min(1000, steps - 1)  # θ then, for the drift over the last `lookback` steps
+    stacked = len(seeds) > 1
+    members = [_member(seed, steps, lr, n, width, depth, batch, eps, patience, window, lookback)
+               for seed in seeds]  # fmt: skip
+    models = [member.pop("model") for member in members]
+    model = tv.stack(models) if stacked else models[0]
+    state = tv.setup(tv.Descent(lr), model)
+    loaders = [member.pop("loader") for member in members]
+    loader = tv.stack_batches(loaders) if stacked else loaders[0]
+    epochs = math.ceil(steps / len(loader))  # type: ignore[arg-type]  # (tv.batches: a length)
+
+    alone = tv.unstack(model) if stacked else [model]  # each run's model, as it is after a step
+
+    def each(step: int, m: Any, loss: Any) -> None:
+        """The recorder and the callbacks of every run, on it alone, in `tv.train`'s order."""
+        if stacked:
+            tv.unstack(m, into=alone)
+        for member, model_e, value in zip(members, alone, loss if stacked else [loss],
+                                          strict=True):  # fmt: skip
+            member["recorder"].record(model_e, step, value)
+            for callback in member["callbacks"]:
+                callback(step, model_e, value)
+
+    start = time.perf_counter()
+    try:
+        history: list[Any] = tv.train(
+            lambda m, x, y: tv.mse(m(x), y, members=stacked), model, loader, state,
+            epochs=epochs, steps=steps, progress=progress, callbacks=[each],
+        )  # fmt: skip
+    finally:
+        for member in members:
+            member["recorder"].close()
+    seconds = (time.perf_counter() - start) / len(seeds)  # (a stack's time, shared)
+    results = []
+    for e, member in enumerate(members):
+        theta = member.pop("theta")
+        drift = (float(np.linalg.norm(theta["now"] - theta["then"])
+                       / np.linalg.norm(theta["then"]))
+                 if "then" in theta else math.nan)  # fmt: skip
+        del member["callbacks"]
+        results.append({
+            "lookback": lookback, "theta_drift": drift, **member,
+            "history": [h[e] for h in history] if stacked else history,
+            "seconds": seconds, "config": {
+                "seed": seeds[e], "steps": steps, "lr": lr, "n": n, "width": width,
+                "depth": depth, "batch": batch, "eps": eps, "patience": patience,
+                "window": window,
+            },
+        })  # fmt: skip
+    return results
+
+
+def _member(
+    seed: int, steps: int, lr: float, n: int, width: int, depth: int, batch: int, eps: float,
+    patience: int, window: int, lookback: int,
+) -> dict[str, Any]:  # fmt: skip
+    """One run of `runs` before training: its data and model, its loader (a fresh shuffle
+    per epoch; none for one full batch), its recorder, monitor and test loss, and the
+    callback that keeps θ at ``steps − lookback`` and at the end."""
     rng = np.random.default_rng(seed)
     X, Xt = rng.uniform(-1, 1, size=(2, n)), rng.uniform(-1, 1, size=(2, 256))
     Y, Yt = target(X), target(Xt)
     model = build(seed, width, depth)
-    state = tv.setup(tv.Descent(lr), model)
-    batch = n if batch is None else batch
-    recorder = VectorRecorder()
     monitor = CompletionMonitor(
         Xt,
         eps=eps,
@@ -88,8 +150,6 @@ def run(
         observe=lambda m: [math.log(float(tv.mse(m(Xt), Yt)))],
     )
     test_loss: list[tuple[int, float]] = []
-
-    lookback = min(1000, steps - 1)  # θ then, for the drift over the last `lookback` steps
     theta: dict[str, Any] = {}
 
     def flat(m: Any) -> np.ndarray:
@@ -108,22 +168,9 @@ def run(
     # a fresh shuffle per epoch (none for one full batch); one tv.train call of `steps`
     # steps numbers them 1..steps for the recorder and the monitor
     loader = tv.batches(X, Y, batch, shuffle=True, rng=rng) if batch < n else tv.batches(X, Y, n)
-    epochs = math.ceil(steps / len(loader))
-    start = time.perf_counter()
-    history = tv.train(mse_loss, model, loader, state, epochs=epochs, steps=steps,
-                       progress=progress, recorder=recorder,
-                       callbacks=[monitor, evaluate])  # fmt: skip
-    seconds = time.perf_counter() - start
-    drift = (float(np.linalg.norm(theta["now"] - theta["then"]) / np.linalg.norm(theta["then"]))
-             if "then" in theta else math.nan)  # fmt: skip
-    return {
-        "lookback": lookback, "theta_drift": drift,
-        "recorder": recorder, "monitor": monitor, "history": history, "test_loss": test_loss,
-        "seconds": seconds, "config": {
-            "seed": seed, "steps": steps, "lr": lr, "n": n, "width": width, "depth": depth,
-            "batch": batch, "eps": eps, "patience": patience, "window": window,
-        },
-    }  # fmt: skip
+    return {"model": model, "loader": loader, "recorder": VectorRecorder(), "monitor": monitor,
+            "test_loss": test_loss, "theta": theta,
+            "callbacks": [monitor, evaluate]}  # fmt: skip
 
 
 SERIES = ("ratio", "cos_own_inherited", "cos_total_delta", "cos_own_delta", "grad_norm_mean",
@@ -286,7 +333,27 @@ def _kwargs(args: Any) -> dict[str, Any]:
 def seed_run(spec: dict[str, Any]) -> dict[str, Any]:
     """One seed of a ``--seeds`` sweep (a `tinyvec.experiments.sweep` function): the
     summary of the run, as JSON."""
-    result = run(**spec)
+    return seed_runs([spec])[0]
+
+
+def seed_runs(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`seed_run` of every spec (one `stack_key`: they differ only in the seed), trained as
+    one stack of models (`runs`); the results are `seed_run`'s."""
+    shared = stack_key(specs[0])
+    return [_summary(result) for result in runs([s["seed"] for s in specs], **shared)]
+
+
+def stack_key(spec: dict[str, Any]) -> dict[str, Any]:
+    """What the runs of one stack share: everything but the seed."""
+    return {k: v for k, v in spec.items() if k != "seed"}
+
+
+seed_run.stacked = seed_runs  # type: ignore[attr-defined]
+seed_run.stack_key = stack_key  # type: ignore[attr-defined]
+
+
+def _summary(result: dict[str, Any]) -> dict[str, Any]:
+    """What a ``--seeds`` sweep keeps of a `run`."""
     s, rec = result["monitor"].status(), result["recorder"]
     layers = sorted({r["layer"] for r in rec.rows})
     return {

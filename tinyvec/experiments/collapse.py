@@ -59,13 +59,10 @@ from .common import (
 from .tables import atomic_write, write_json
 
 METRICS = ("NC1", "NC2_equinorm", "NC2_equiangular", "NC3", "NC4")
-LOSSES = {
-    "crossentropy": lambda m, x, y: tv.crossentropy(m(x), y),
-    "mse": lambda m, x, y: tv.mse(m(x), y),
-}
+LOSSES = {"crossentropy": tv.crossentropy, "mse": tv.mse}  # of (ŷ, y)
 # per loss: hidden layers, step size, weight decay and how many of the last Dense layers it
 # applies to (tuned on seed 0, see the module docstring)
-DEFAULTS = {
+DEFAULTS: dict[str, dict[str, Any]] = {
     "crossentropy": {"depth": 8, "lr": 0.1, "wd": 5e-3, "decay_layers": 2},
     "mse": {"depth": 5, "lr": 0.5, "wd": 1e-2, "decay_layers": 1},
 }
@@ -125,15 +122,26 @@ def measure(model: Any, Xtr: Any, ytr: Any, Xte: Any, yte: Any) -> dict[str, flo
 
 
 def train_run(
-    loss: str, data: Sequence[np.ndarray], *, seed: int = 0, epochs: int = 600, width: int = 128,
-    depth: int | None = None, batch: int = 64, lr: float | None = None, wd: float | None = None,
-    decay_layers: int | None = None, momentum: float = 0.9, progress: bool = False,
-) -> list[dict[str, Any]]:  # fmt: skip
+    loss: str, data: Sequence[np.ndarray], *, seed: int = 0, **settings: Any
+) -> list[dict[str, Any]]:
     """Train one model with ``loss`` ("crossentropy" or "mse"); one row per epoch (0: at
-    initialisation) with the loss, the NC metrics and the errors. Weight decay ``wd`` applies
+    initialisation) with the loss, the NC metrics and the errors (`train_runs` of one run)."""
+    return train_runs(loss, [data], seeds=[seed], **settings)[0]
+
+
+def train_runs(
+    loss: str, datas: Sequence[Sequence[np.ndarray]], *, seeds: Sequence[int], epochs: int = 600,
+    width: int = 128, depth: int | None = None, batch: int = 64, lr: float | None = None,
+    wd: float | None = None, decay_layers: int | None = None, momentum: float = 0.9,
+    progress: bool = False,
+) -> list[list[dict[str, Any]]]:  # fmt: skip
+    """Train one model per seed with ``loss`` ("crossentropy" or "mse"), seed ``seeds[e]`` on
+    data ``datas[e]``; per run one row per epoch (0: at initialisation) with the loss, the NC
+    metrics and the errors. Several runs train as one stack of models (`tv.stack`), each
+    reading its own batches (`tv.stack_batches`) and taking exactly the steps of its run
+    alone; its rows are measured on it alone (`tv.unstack`). Weight decay ``wd`` applies
     to the last ``decay_layers`` Dense layers only (1: the classifier W, b). ``progress``:
     a progress bar over the steps."""
-    Xtr, ytr, _Xte, _yte = data
     depth = DEFAULTS[loss]["depth"] if depth is None else depth
     lr = DEFAULTS[loss]["lr"] if lr is None else lr
     wd = DEFAULTS[loss]["wd"] if wd is None else wd
@@ -141,10 +149,13 @@ def train_run(
     if not 0 <= decay_layers <= depth + 1:
         raise ValueError(f"decay_layers must be in 0..{depth + 1} (the Dense layers), got "
                          f"{decay_layers}")  # fmt: skip
-    model = build(seed, width, depth)
+    stacked = len(seeds) > 1
+    models = [build(seed, width, depth) for seed in seeds]
+    model = tv.stack(models) if stacked else models[0]
     descent = tv.Momentum(lr, momentum)  # shared: one step size for every layer
     # clipping each gradient array to norm 1 keeps the first steps of cross-entropy at step size
     # 0.1 from diverging (seeds 1 and 2 did without it); the MSE gradients never reach it
+    # (on a stack, ClipNorm clips each member's array alone)
     clip = tv.ClipNorm(1.0)
     plain, decayed = (
         tv.OptimiserChain(clip, descent),
@@ -154,26 +165,36 @@ def train_run(
     rules = {"model": plain, **{f"model.layers[{k}]": decayed
                                 for k in range(last - decay_layers, last)}}  # fmt: skip
     state = tv.setup(rules, model)
-    loader = tv.batches(Xtr, tv.onehot(ytr, 10), batch, shuffle=True, rng=seed + 1)
-    per_epoch = len(loader)
+    loaders = [tv.batches(Xtr, tv.onehot(ytr, 10), batch, shuffle=True, rng=seed + 1)
+               for (Xtr, ytr, *_), seed in zip(datas, seeds, strict=True)]  # fmt: skip
+    loader = tv.stack_batches(loaders) if stacked else loaders[0]
+    per_epoch = len(loader)  # type: ignore[arg-type]  # (tv.batches have a length)
     # step decay: the step size / 10 after half, / 100 after three quarters of the epochs;
     # epoch e (from 1) is past E/2 from e = ⌊E/2⌋ + 1 on, whose first step is t = ⌊E/2⌋·batches
     schedule = tv.schedules.Step(
         lr, boundaries=((epochs // 2) * per_epoch, (3 * epochs // 4) * per_epoch), factor=0.1
     )
-    rows = [{"epoch": 0, "loss": float("nan"), "lr": 0.0, **measure(model, *data)}]
-    losses: list[float] = []  # of the epoch so far
 
-    def after_step(step: int, m: Any, value: float) -> None:
-        losses.append(value)
+    alone = tv.unstack(model) if stacked else [model]  # each run's model, as it is after a step
+    runs = [[{"epoch": 0, "loss": float("nan"), "lr": 0.0, **measure(m, *data)}]
+            for m, data in zip(alone, datas, strict=True)]  # fmt: skip
+    losses: list[tuple[float, ...]] = []  # of the epoch so far, one per run
+
+    def after_step(step: int, m: Any, value: Any) -> None:
+        losses.append(value if stacked else (value,))
         if step % per_epoch == 0:  # the epoch's last step: its row
-            rows.append({"epoch": step // per_epoch, "loss": float(np.mean(losses)),
-                         "lr": descent.eta, **measure(m, *data)})  # fmt: skip
+            if stacked:
+                tv.unstack(m, into=alone)
+            for e, (rows, member, data) in enumerate(zip(runs, alone, datas, strict=True)):
+                rows.append({"epoch": step // per_epoch,
+                             "loss": float(np.mean([v[e] for v in losses])),
+                             "lr": descent.eta, **measure(member, *data)})  # fmt: skip
             losses.clear()
 
-    tv.train(LOSSES[loss], model, loader, state, epochs=epochs, schedule=schedule,
-             progress=progress, callbacks=[after_step])  # fmt: skip
-    return rows
+    tv.train(lambda m, x, y: LOSSES[loss](m(x), y, members=stacked), model, loader, state,
+             epochs=epochs, schedule=schedule, progress=progress,
+             callbacks=[after_step])  # fmt: skip
+    return runs
 
 
 def acceptance(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[float, float, float]]:
@@ -273,17 +294,42 @@ def settings(args: Any, loss: str) -> dict[str, Any]:
 def seed_run(spec: dict[str, Any]) -> dict[str, Any]:
     """One seed of a ``--seeds`` sweep (a `tinyvec.experiments.sweep` function): the epoch
     tables of every loss."""
-    data = load_digits_split(spec["seed"], standardize=spec["standardize"],
-                             balanced=spec["balanced"])  # fmt: skip
-    tables, seconds = {}, {}
-    for loss, c in spec["losses"].items():
-        start = time.perf_counter()
-        tables[loss] = train_run(loss, data, seed=spec["seed"], epochs=spec["epochs"],
-                                 width=spec["width"], batch=spec["batch"],
-                                 progress=spec.get("progress", False), **c)  # fmt: skip
-        seconds[loss] = time.perf_counter() - start
-    return {"tables": tables, "seconds": seconds,
-            "n_train": data[0].shape[1], "n_test": data[2].shape[1]}  # fmt: skip
+    return seed_runs([spec])[0]
+
+
+def seed_runs(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`seed_run` of every spec (one `stack_key`: they differ only in the seed), each loss's
+    runs trained as one stack of models (`train_runs`); the results are `seed_run`'s. Seeds
+    whose balanced training sets differ in size (their batches could not be stacked) train
+    as separate stacks."""
+    first = specs[0]
+    datas = [load_digits_split(s["seed"], standardize=first["standardize"],
+                               balanced=first["balanced"]) for s in specs]  # fmt: skip
+    groups: dict[int, list[int]] = {}  # training set size → the specs with it
+    for i, data in enumerate(datas):
+        groups.setdefault(data[0].shape[1], []).append(i)
+    results: list[dict[str, Any]] = [{"tables": {}, "seconds": {}, "n_train": data[0].shape[1],
+                                      "n_test": data[2].shape[1]} for data in datas]  # fmt: skip
+    for group in groups.values():
+        for loss, c in first["losses"].items():
+            start = time.perf_counter()
+            tables = train_runs(loss, [datas[i] for i in group],
+                                seeds=[specs[i]["seed"] for i in group], epochs=first["epochs"],
+                                width=first["width"], batch=first["batch"],
+                                progress=first.get("progress", False), **c)  # fmt: skip
+            seconds = (time.perf_counter() - start) / len(group)  # (a stack's time, shared)
+            for i, table in zip(group, tables, strict=True):
+                results[i]["tables"][loss], results[i]["seconds"][loss] = table, seconds
+    return results
+
+
+def stack_key(spec: dict[str, Any]) -> dict[str, Any]:
+    """What the runs of one stack share: everything but the seed."""
+    return {k: v for k, v in spec.items() if k != "seed"}
+
+
+seed_run.stacked = seed_runs  # type: ignore[attr-defined]
+seed_run.stack_key = stack_key  # type: ignore[attr-defined]
 
 
 def parser() -> Any:

@@ -101,16 +101,40 @@ def take(value: Any, e: int) -> Any:
     return value[e, ...] if is_array(value) and value.ndim == 3 else value
 
 
-def unstack_model(stack: Any, e: int) -> Any:
+def _shapes(walked: list[Node], skip: int) -> list[Any]:
+    """Each layer's path, type and parameter shapes (less the first ``skip`` axes: a member
+    axis), to tell whether two models are of one architecture."""
+    return [(n.path, type(n.layer), [tuple(data(getattr(n.layer, name)).shape)[skip:]
+                                     for name in n.present]) for n in walked]  # fmt: skip
+
+
+def unstack_model(stack: Any, e: int, into: Any = None) -> Any:
     """Member ``e`` of ``stack`` as an ordinary model, with its parameters, the records of the
-    last pass (``records``) and the steps of the last update (``step``)."""
+    last pass (``records``) and the steps of the last update (``step``). ``into``: an
+    ordinary model of the stack's architecture (member e of an earlier unstack) made to hold
+    them in place of a new one, its records cleared first; its layers stay, and so does
+    what the fast road keeps for them (a model it has seen runs without being planned
+    again)."""
     E = members(stack)
     if E is None:
         raise ValueError(f"tv.unstack takes a stack of models (tv.stack), got {stack!r}")
-    member = fmap(lambda a: a[e, ...], stack)
-    for a, b in zip(nodes(stack), nodes(member), strict=True):
+    member = fmap(lambda a: a[e, ...], stack) if into is None else into
+    walked = nodes(stack), nodes(member)
+    if into is not None and (
+        members(into) is not None or _shapes(walked[0], 1) != _shapes(walked[1], 0)
+    ):
+        raise ValueError(
+            f"tv.unstack(stack, into=…): {into!r} is not an ordinary model of the stack's "
+            "architecture; give the members of an earlier tv.unstack(stack)"
+        )
+    for a, b in zip(*walked, strict=True):
         if not a.first:
             continue
+        if into is not None:
+            if hasattr(b.layer, "forget"):
+                b.layer.forget()
+            for name in a.present:
+                setattr(b.layer, name, data(getattr(a.layer, name))[e, ...])
         for name in getattr(a.layer, "records", ()):
             if hasattr(a.layer, name):
                 setattr(b.layer, name, take(getattr(a.layer, name), e))

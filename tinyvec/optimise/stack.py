@@ -121,18 +121,35 @@ def _fill(state: OptState, model: Any, parts: Sequence[OptState], combine: Any) 
         state.transform.memory = combine([p.transform.memory for p in parts], "memory")
 
 
-def unstack(model: Any, state: OptState | None = None) -> list[Any]:
+def unstack(model: Any, state: OptState | None = None, *, into: Sequence[Any] = ()) -> list[Any]:
     """``tv.unstack(stack)``: the E members of a stack (`tv.stack`) as ordinary models, with
     their parameters, the records of the last pass and the steps of the last update.
     ``tv.unstack(stack, state)``: E pairs (model, optimiser state), each state as `tv.setup`
     would make it for that member alone (its own hyperparameters), holding its part of the
-    stack's state."""
+    stack's state.
+
+    ``into``: the E members of an earlier ``tv.unstack(stack)``, made to hold the stack's
+    parameters, records and steps now, in place, rather than E new models: for looking at
+    each member after every step (a recorder, a monitor), as its run alone would be looked
+    at, without building and planning E models per step.
+
+    >>> import numpy as np, tinyvec as tv
+    >>> model = tv.stack([tv.Dense(2, 1, rng=s) for s in range(3)])
+    >>> alone = tv.unstack(model)
+    >>> model.weight = model.weight * 2  # (as a step would)
+    >>> [m is a for m, a in zip(tv.unstack(model, into=alone), alone)]
+    [True, True, True]
+    >>> np.array_equal(alone[1].weight, model.weight[1])
+    True
+    """
     E = members(model)
     if E is None:
         raise ValueError(f"tv.unstack takes a stack of models (tv.stack), got {model!r}")
+    if into and len(into) != E:
+        raise ValueError(f"tv.unstack(stack, into=…): {len(into)} models for {E} members")
     out = []
     for e in range(E):
-        member = unstack_model(model, e)
+        member = unstack_model(model, e, into[e] if into else None)
         if state is None:
             out.append(member)
             continue
