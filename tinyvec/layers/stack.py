@@ -108,26 +108,27 @@ def _shapes(walked: list[Node], skip: int) -> list[Any]:
                                      for name in n.present]) for n in walked]  # fmt: skip
 
 
-def unstack_model(stack: Any, e: int, into: Any = None) -> Any:
+def unstack_model(stack: Any, e: int, into: Any = None, walked: list[Node] | None = None) -> Any:
     """Member ``e`` of ``stack`` as an ordinary model, with its parameters, the records of the
     last pass (``records``) and the steps of the last update (``step``). ``into``: an
     ordinary model of the stack's architecture (member e of an earlier unstack) made to hold
     them in place of a new one, its records cleared first; its layers stay, and so does
     what the fast road keeps for them (a model it has seen runs without being planned
-    again)."""
-    E = members(stack)
-    if E is None:
+    again). ``walked``: ``nodes(stack)``, when the caller has it (one walk for E members)."""
+    walked = nodes(stack) if walked is None else walked
+    if stack_members(trainables(stack, walked)) is None:
         raise ValueError(f"tv.unstack takes a stack of models (tv.stack), got {stack!r}")
     member = fmap(lambda a: a[e, ...], stack) if into is None else into
-    walked = nodes(stack), nodes(member)
+    theirs = nodes(member)
     if into is not None and (
-        members(into) is not None or _shapes(walked[0], 1) != _shapes(walked[1], 0)
+        stack_members(trainables(into, theirs)) is not None
+        or _shapes(walked, 1) != _shapes(theirs, 0)
     ):
         raise ValueError(
             f"tv.unstack(stack, into=…): {into!r} is not an ordinary model of the stack's "
             "architecture; give the members of an earlier tv.unstack(stack)"
         )
-    for a, b in zip(*walked, strict=True):
+    for a, b in zip(walked, theirs, strict=True):
         if not a.first:
             continue
         if into is not None:

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from ..backend import is_array, namespace
-from ..layers.base import trainables
-from ..layers.stack import members, stack_models, unstack_model
+from ..layers.base import nodes, trainables
+from ..layers.stack import stack_members, stack_models, unstack_model
 from .rules import Rule, member_of
 from .training import OptState, setup
 
@@ -142,14 +142,15 @@ def unstack(model: Any, state: OptState | None = None, *, into: Sequence[Any] = 
     >>> np.array_equal(alone[1].weight, model.weight[1])
     True
     """
-    E = members(model)
+    walked = nodes(model)
+    E = stack_members(trainables(model, walked))
     if E is None:
         raise ValueError(f"tv.unstack takes a stack of models (tv.stack), got {model!r}")
     if into and len(into) != E:
         raise ValueError(f"tv.unstack(stack, into=…): {len(into)} models for {E} members")
     out = []
     for e in range(E):
-        member = unstack_model(model, e, into[e] if into else None)
+        member = unstack_model(model, e, into[e] if into else None, walked)
         if state is None:
             out.append(member)
             continue
