@@ -231,7 +231,9 @@ def degrees_before(e: Experiment, step: int) -> tuple[np.ndarray, np.ndarray] | 
             np.atleast_2d(apply_operator(e.model, e.A, e.B, e.sym_probe)))  # fmt: skip
 
 
-def after_update(e: Experiment, step: int, rec: Records, before: tuple | None) -> None:
+def after_update(
+    e: Experiment, step: int, rec: Records, before: tuple[np.ndarray, np.ndarray] | None
+) -> None:
     """What follows the update of ``step`` (``e.model`` updated): the degrees.csv row of the
     step's gains, when due, and the completion monitor."""
     if before is not None and e.design is not None:

@@ -8,13 +8,14 @@ that the targets ``y = N(Ax) + N(Bx)`` are each member's own, `apply_operator`),
 batch stream, and its loss is ``−R²`` of its own outputs (`tv.r2` per member). Everything
 measured (the completion monitor, the probes, the tail, the summary, the figures) runs per
 member with the functions of `eigen_run`, on the member's parameters as an ordinary model
-(`member`).
+(`members_of`).
 
-What the members share (`stack_key`): the config but the seed, with K resolved: the network
-is K's, and the steps and the rate's decay follow K when left to their defaults, so that the
-members of one stack take the same number of steps at the same rates. K > 1 runs alone (a
-stack of one): subspace ascent re-whitens the last layer of one model
-(`tinyvec.analysis.ritz.ascent_gradient`).
+What the members share (`stack_key`): the config but the seed. With K = 1 the steps and the
+final rate that `resolve` fills in are the same for every seed, so the members take the
+same number of steps at the same rates and end together. K ≠ 1 (given, or auto's K ≥ 3) runs
+alone, a stack of one: subspace ascent re-whitens the last layer of one model
+(`tinyvec.analysis.ritz.ascent_gradient`), and auto's K, and with it the network, the steps
+and the rate, is each seed's own.
 
 A member whose step fails (a loss that is not finite, an update refused as not finite, R² not
 finite) leaves the stack and the others go on; its run is then done again alone, so that it
@@ -35,12 +36,19 @@ from typing import Any
 import numpy as np
 
 import tinyvec as tv
-from tinyvec.analysis.eigen_operator import Spectrum, apply_operator, make_operators, unit_vectors
-from tinyvec.layers.stack import members
+from tinyvec.analysis.eigen_operator import apply_operator, unit_vectors
 
-from .eigen_config import Config, resolve_k
-from .eigen_run import Experiment, Records, after_update, batch_row, degrees_before, finish
-from .eigen_run import record, start
+from .eigen_config import Config
+from .eigen_run import (
+    Experiment,
+    Records,
+    after_update,
+    batch_row,
+    degrees_before,
+    finish,
+    record,
+    start,
+)
 from .tables import json_ready
 
 FIGURES = ("out", "plots", "format", "dpi")  # a spec's entries that are not the Config's
@@ -52,12 +60,10 @@ def config_of(spec: dict[str, Any]) -> Config:
 
 
 def stack_key(spec: dict[str, Any]) -> dict[str, Any]:
-    """What the seeds of one stack share: the spec but its seed and folder, with K resolved
-    (``--k auto`` is each seed's own K). K > 1 is keyed by its seed: a stack of one."""
-    c = config_of(spec)
-    k = c.k or resolve_k(c, Spectrum.of(*make_operators(c.h, c.t, c.seed)))
+    """What the seeds of one stack share: the spec but its seed and folder; K ≠ 1 keeps its
+    seed, a stack of one (see the module doc)."""
     shared = {name: v for name, v in spec.items() if name not in ("seed", "out")}
-    return {**shared, "k": k, "seed": None if k == 1 else c.seed}
+    return {**shared, "seed": None if spec["k"] == 1 else spec["seed"]}
 
 
 def seed_result(summary: dict[str, Any]) -> dict[str, Any]:
@@ -86,15 +92,12 @@ class Member:
 
 
 def members_of(model: Any) -> tuple[list[Any], list[tuple[Any, Any, str, int]]]:
-    """The members of the stack ``model`` as ordinary models, their parameters views of the
-    stack's, and the bindings that `refresh` follows: (member's layer, stack's layer, name,
-    member). They are made once per stack, not at every step: the fast road writes a
-    program for each model it meets."""
+    """The members of the stack ``model`` as ordinary models (`tv.unstack`) and the bindings
+    that `refresh` follows: (member's layer, stack's layer, name, member). They are made once
+    per stack, not at every step: the fast road writes a program for each model it meets."""
     stacked = tv.trainables(model)
-    views, bindings = [], []
-    for i in range(members(model) or 0):
-        view = tv.fmap(lambda a, i=i: a[i, ...], model)
-        views.append(view)
+    views, bindings = tv.unstack(model), []
+    for i, view in enumerate(views):
         for (_, layer, name), (_, owner, _) in zip(tv.trainables(view), stacked, strict=True):
             bindings.append((layer, owner, name, i))
     return views, bindings
@@ -117,23 +120,20 @@ def run_stack(specs: list[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
     """`tinyvec.experiments.eigen.seed_run` of every spec (one `stack_key`), the seeds trained
     as one stack of models: the results are seed_run's, a failing seed's error in its place
     (see the module doc)."""
-    if len(specs) == 1 or stack_key(specs[0])["k"] != 1:
+    if len(specs) == 1 or specs[0]["k"] != 1:
         return [run_alone(spec) for spec in specs]
     first = specs[0]
     out = [Path(s["out"]) for s in specs]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a split pair is in the table ("split" column)
-        members = []
-        for i, spec in enumerate(specs):
-            e, rec = start(config_of(spec), out[i])
-            members.append(Member(i, e, rec))
-        failed = train_stack(members)
+        seeds = [Member(i, *start(config_of(spec), out[i])) for i, spec in enumerate(specs)]
+        failed = train_stack(seeds)
         results: list[dict[str, Any] | Exception] = []
         for i, spec in enumerate(specs):
             if i in failed:
                 results.append(run_alone(spec))
                 continue
-            m = members[i]
+            m = seeds[i]
             fig = {"fmt": first.get("format", "png"), "dpi": first.get("dpi", 100)}
             results.append(seed_result(finish(m.e, m.rec, out[i], first["plots"], **fig)))
     return results
@@ -144,9 +144,17 @@ def train_stack(members: list[Member]) -> set[int]:
     steps of their config, recording each as `eigen_run.run` does; returns the indices of
     the members that failed and left the stack."""
     model, state = tv.stack([m.e.model for m in members], [m.e.state for m in members])
-    alive, failed = list(members), set()
+    alive, failed = list(members), set[int]()
     c, schedule = members[0].e.c, members[0].e.schedule
     assert c.steps is not None  # `resolve` fills it in
+    bindings: list[tuple[Any, Any, str, int]] = []
+
+    def bind() -> None:
+        """Each member's ``e.model``: its parameters in the stack (`members_of`)."""
+        nonlocal bindings
+        views, bindings = members_of(model)
+        for m, view in zip(alive, views, strict=True):
+            m.e.model = view
 
     def leave(gone: list[int]) -> None:
         """Take the members at positions ``gone`` of ``alive`` out of the stack."""
@@ -159,14 +167,6 @@ def train_stack(members: list[Member]) -> set[int]:
             model, state = tv.stack([pairs[i][0] for i in keep], [pairs[i][1] for i in keep])
             bind()
 
-    def bind() -> None:
-        """Each member's ``e.model``: its parameters in the stack (`members_of`)."""
-        nonlocal bindings
-        views, bindings = members_of(model)
-        for m, view in zip(alive, views, strict=True):
-            m.e.model = view
-
-    bindings: list[tuple[Any, Any, str, int]] = []
     bind()
 
     for step in range(1, c.steps + 1):
@@ -198,7 +198,10 @@ def train_stack(members: list[Member]) -> set[int]:
         for i, m in enumerate(alive):
             after_update(m.e, step, m.rec, before[i])
             rows.append(batch_row(m.e, step, f[i], y[i], r2_b[i]))
-        share_t, share_c = (time.perf_counter() - t0) / len(alive), (time.process_time() - c0) / len(alive)
+        share_t, share_c = (
+            (time.perf_counter() - t0) / len(alive),
+            (time.process_time() - c0) / len(alive),
+        )
         for m, row in zip(alive, rows, strict=True):
             m.rec.train_time += share_t  # (the stack's time, shared)
             m.rec.cpu_time += share_c
