@@ -148,13 +148,16 @@ def train_stack(members: list[Member]) -> set[int]:
     c, schedule = members[0].e.c, members[0].e.schedule
     assert c.steps is not None  # `resolve` fills it in
     bindings: list[tuple[Any, Any, str, int]] = []
+    A = B = np.empty(0)
 
     def bind() -> None:
-        """Each member's ``e.model``: its parameters in the stack (`members_of`)."""
-        nonlocal bindings
+        """Each member's ``e.model``, its parameters in the stack (`members_of`), and the
+        members' operators, stacked."""
+        nonlocal bindings, A, B
         views, bindings = members_of(model)
         for m, view in zip(alive, views, strict=True):
             m.e.model = view
+        A, B = np.stack([m.e.A for m in alive]), np.stack([m.e.B for m in alive])
 
     def leave(gone: list[int]) -> None:
         """Take the members at positions ``gone`` of ``alive`` out of the stack."""
@@ -174,7 +177,6 @@ def train_stack(members: list[Member]) -> set[int]:
         x = np.stack([unit_vectors(c.h, c.r, m.e.data_rng) for m in alive])
         while alive:
             tv.adjust(state, eta=schedule(step - 1))
-            A, B = np.stack([m.e.A for m in alive]), np.stack([m.e.B for m in alive])
             y = apply_operator(model, A, B, x)
             loss, grads = tv.withgradient(lambda m, x=x, y=y: member_losses(m(x), y), model)
             r2_b = [-v for v in loss.tolist()]
