@@ -16,7 +16,7 @@ values, subspace ascent, and which eigenvalues each step finds), `tinyvec.analys
 from __future__ import annotations
 
 import argparse
-import warnings
+import math
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
@@ -35,22 +35,17 @@ from .common import (
     sweep_folder,
 )
 from .eigen_config import OPTIMISERS, QUICK, Config
-from .eigen_run import fmt_complex, run
-from .eigen_stack import run_stack, seed_result, stack_key
+from .eigen_run import fmt_complex, run, run_spec
+from .eigen_stack import run_stack, stack_key
 from .sweep import executor_for, run_sweep
 from .tables import markdown_table, write_csv
 
 
 def seed_run(spec: dict[str, Any]) -> dict[str, Any]:
     """One run of a sweep (`tinyvec.experiments.sweep`): the spec is a Config as JSON plus
-    ``out`` (the run's folder) and the figure options; returns the summary as plain JSON."""
-    spec = dict(spec)
-    out, plots = Path(spec.pop("out")), spec.pop("plots")
-    fmt, dpi = spec.pop("format", "png"), spec.pop("dpi", 100)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a split pair is in the table ("split" column)
-        summary = run(Config(**spec), out, progress=False, plots=plots, fmt=fmt, dpi=dpi)
-    return seed_result(summary)
+    ``out`` (the run's folder) and the figure options; returns the summary as plain JSON
+    (`eigen_run.run_spec`). ``seed_run.stacked``: several seeds as one stack of models."""
+    return run_spec(spec)
 
 
 seed_run.stacked = run_stack  # type: ignore[attr-defined]
@@ -114,11 +109,14 @@ def run_seeds(c: Config, seeds: list[int], out: Path, jobs: int = 1, plots: bool
               dask: str | None = None, progress: bool = True, fmt: str = "png",
               dpi: int = 100, stack: int = 1) -> list[dict]:  # fmt: skip
     """Run ``seeds`` through the sweep runner (``jobs`` processes, or a Dask cluster; up to
-    ``stack`` seeds of one `eigen_stack.stack_key` trained as one stack of models),
+    ``stack`` seeds of one `eigen_stack.stack_key` trained as one stack of models, and on
+    ``jobs`` processes no more than leaves each of them a stack),
     resuming from ``out/runs.jsonl``; then write summary.md, summary.csv and the grid figure
     into ``out``. Returns the summaries, in the order of ``seeds``."""
     specs = [{**asdict(replace(c, seed=s)), "out": str(out / f"seed-{s}"), "plots": plots,
               "format": fmt, "dpi": dpi} for s in seeds]  # fmt: skip
+    if dask is None:  # a stack per worker at least: a stack runs in one process
+        stack = min(stack, math.ceil(len(seeds) / jobs))
     with executor_for(jobs, dask) as ex:
         runs = run_sweep(seed_run, specs, out, executor=ex, progress=progress, desc="seeds",
                          stack=stack)  # fmt: skip

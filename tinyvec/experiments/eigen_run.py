@@ -78,7 +78,7 @@ from tinyvec.analysis.ritz import (
 from tinyvec.analysis.weights import weight_stats
 
 from .eigen_config import OPTIMISERS, Config, build_network, resolve, skip_weights, trunk_layers
-from .tables import write_csv, write_json
+from .tables import json_ready, write_csv, write_json
 
 
 def probe_metrics(model: Any, A, B, xp: np.ndarray) -> tuple[float, float, np.ndarray]:
@@ -375,6 +375,29 @@ def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: st
     for step in tqdm(steps, desc=f"eigen seed {e.c.seed}") if progress else steps:
         record(e, step, rec, train_step(e, step, rec))
     return finish(e, rec, out, plots, fmt, dpi)
+
+
+FIGURES = ("out", "plots", "format", "dpi")  # a sweep spec's entries that are not the Config's
+
+
+def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """`run` of a sweep's spec (`tinyvec.experiments.eigen.seed_run`): a Config as JSON plus
+    ``out`` (the run's folder) and the figure options; returns the summary as plain JSON."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a split pair is in the table ("split" column)
+        summary = run(config_of(spec), Path(spec["out"]), progress=False, plots=spec["plots"],
+                      fmt=spec.get("format", "png"), dpi=spec.get("dpi", 100))  # fmt: skip
+    return seed_result(summary)
+
+
+def config_of(spec: dict[str, Any]) -> Config:
+    """The Config of a sweep's spec (`run_spec`)."""
+    return Config(**{k: v for k, v in spec.items() if k not in FIGURES})
+
+
+def seed_result(summary: dict[str, Any]) -> dict[str, Any]:
+    """The sweep's result of one seed: its summary as plain JSON."""
+    return {"summary": json_ready(summary)}
 
 
 def start(c: Config, out: Path) -> tuple[Experiment, Records]:

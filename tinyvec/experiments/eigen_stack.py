@@ -38,25 +38,19 @@ import numpy as np
 import tinyvec as tv
 from tinyvec.analysis.eigen_operator import apply_operator, unit_vectors
 
-from .eigen_config import Config
 from .eigen_run import (
     Experiment,
     Records,
     after_update,
     batch_row,
+    config_of,
     degrees_before,
     finish,
     record,
+    run_spec,
+    seed_result,
     start,
 )
-from .tables import json_ready
-
-FIGURES = ("out", "plots", "format", "dpi")  # a spec's entries that are not the Config's
-
-
-def config_of(spec: dict[str, Any]) -> Config:
-    """The Config of a sweep's spec (`tinyvec.experiments.eigen.seed_run`)."""
-    return Config(**{k: v for k, v in spec.items() if k not in FIGURES})
 
 
 def stack_key(spec: dict[str, Any]) -> dict[str, Any]:
@@ -66,17 +60,10 @@ def stack_key(spec: dict[str, Any]) -> dict[str, Any]:
     return {**shared, "seed": None if spec["k"] == 1 else spec["seed"]}
 
 
-def seed_result(summary: dict[str, Any]) -> dict[str, Any]:
-    """The sweep's result of one seed: its summary as plain JSON."""
-    return {"summary": json_ready(summary)}
-
-
 def run_alone(spec: dict[str, Any]) -> dict[str, Any] | Exception:
-    """`tinyvec.experiments.eigen.seed_run` of one spec; its error in place of a result."""
-    from .eigen import seed_run  # (eigen imports this module for seed_run.stacked)
-
+    """The seed of ``spec`` alone (`eigen_run.run_spec`); its error in place of a result."""
     try:
-        return seed_run(spec)
+        return run_spec(spec)
     except (ArithmeticError, np.linalg.LinAlgError) as err:
         return err
 
@@ -125,7 +112,7 @@ def run_stack(specs: list[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
     first = specs[0]
     out = [Path(s["out"]) for s in specs]
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a split pair is in the table ("split" column)
+        warnings.simplefilter("ignore")  # as in run_spec: a split pair is in the table
         seeds = [Member(i, *start(config_of(spec), out[i])) for i, spec in enumerate(specs)]
         failed = train_stack(seeds)
         results: list[dict[str, Any] | Exception] = []

@@ -459,16 +459,13 @@ def run_sweep(
             else:
                 batches = _imap(executor, task, groups)
             for runs in batches:
-                for run in runs:
-                    if isinstance(run, Exception):
-                        continue
+                for run in (r for r in runs if not isinstance(r, Exception)):
                     line = json.dumps(run, default=_plain)
                     _write_line(f, (line + "\n").encode())
                     done[key(run["spec"])] = json.loads(line)  # (as a resume reads it back)
                     bar.update()
-                for run in runs:
-                    if isinstance(run, Exception):
-                        raise run
+                for error in (r for r in runs if isinstance(r, Exception)):
+                    raise error  # (after the others' lines: the run stops the sweep as alone)
     return [done[k] for k in keys]
 
 
