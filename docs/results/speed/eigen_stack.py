@@ -1,6 +1,6 @@
 """``tinyvec eigen --seeds`` one by one (``--stack 1``) against stacked (``--stack E``): the
-wall and CPU time of each command, run alternately in fresh processes (one BLAS thread,
-``--jobs 1``), and whether the stacked sweep wrote the one-by-one sweep's files (every byte,
+wall and CPU time of each command (its workers' included), run alternately in fresh
+processes (one BLAS thread, ``--jobs 1`` unless given), and whether the stacked sweep wrote the one-by-one sweep's files (every byte,
 or for the files that hold run times, every value but those).
 
     python docs/results/speed/eigen_stack.py --rounds 3 -- --quick --seeds 0-7 --no-plots
@@ -77,7 +77,8 @@ def main() -> int:
     p.add_argument("--stack", type=int, default=32, help="E of the stacked sweep (32)")
     p.add_argument("eigen", nargs=argparse.REMAINDER, help="-- then tinyvec eigen's flags")
     args = p.parse_args()
-    flags = [a for a in args.eigen if a != "--"] + ["--jobs", "1", "--quiet"]
+    flags = [a for a in args.eigen if a != "--"] + ["--quiet"]
+    flags += [] if "--jobs" in flags else ["--jobs", "1"]
     times: dict[str, list[tuple[float, float]]] = {"alone": [], "stacked": []}
     with tempfile.TemporaryDirectory() as d:
         for r in range(args.rounds):
