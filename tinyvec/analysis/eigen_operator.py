@@ -104,6 +104,10 @@ def apply_operator(f: Any, A: np.ndarray, B: np.ndarray, x: np.ndarray) -> np.nd
     >>> v = np.array([[1.0, 0.0, -2.0, 0.5]])
     >>> bool(np.allclose(apply_operator(lambda z: v @ z, A, B, x), v @ (A + B) @ x))
     True
+    >>> A2, B2 = make_operators(4, t=0.3, seed=2)  # a stack of two: each its own operators
+    >>> Y = apply_operator(lambda z: v @ z, np.stack([A, A2]), np.stack([B, B2]), np.stack([x, x]))
+    >>> Y.shape, bool(np.allclose(Y[1], v @ (A2 + B2) @ x))
+    ((2, 1, 5), True)
     """
     n = x.shape[-1]  # (the samples are the last axis, of one model's or of a stack's x)
     Z = f(np.concatenate([A @ x, B @ x], axis=-1))
