@@ -78,6 +78,39 @@ def test_bad_sweeps(tmp_path):
         LocalProcesses(0)
 
 
+def halve(spec):
+    """A run that fails for an odd x, as it fails alone."""
+    if spec["x"] % 2:
+        raise FloatingPointError(f"x = {spec['x']} is odd")
+    return {"y": spec["x"] // 2}
+
+
+def halve_stacked(specs):
+    """`halve` of a stack: a failed run's exception in place of its result."""
+    results = []
+    for spec in specs:
+        try:
+            results.append(halve(spec))
+        except FloatingPointError as error:
+            results.append(error)
+    return results
+
+
+halve.stacked, halve.stack_key = halve_stacked, lambda spec: "one stack"
+
+
+def test_a_failed_run_of_a_stack_stops_the_sweep_after_the_lines_of_the_others(tmp_path):
+    """One by one the sweep stops at the failing run; in a stack the others are done too,
+    and are written before the sweep stops with the run's error; a resume does what is left."""
+    specs = [{"x": x} for x in (0, 1, 2, 4)]
+    with pytest.raises(FloatingPointError, match="x = 1 is odd"):
+        run_sweep(halve, specs, tmp_path, progress=False, stack=4)
+    assert [r["spec"]["x"] for r in read_runs(tmp_path / "runs.jsonl")] == [0, 2, 4]
+    with pytest.raises(FloatingPointError, match="x = 1 is odd"):
+        run_sweep(halve, specs, tmp_path, progress=False, stack=4)
+    assert [r["y"] for r in read_runs(tmp_path / "runs.jsonl")] == [0, 1, 2]
+
+
 def test_every_executor_gives_the_same_numbers(tmp_path):
     specs = SPECS[:6]
     here = run_sweep(compensation.run_one, specs, tmp_path / "here", progress=False)

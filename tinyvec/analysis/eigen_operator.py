@@ -96,16 +96,22 @@ def apply_operator(f: Any, A: np.ndarray, B: np.ndarray, x: np.ndarray) -> np.nd
     """``(T f)(x) = f(Ax) + f(Bx)`` on the columns of x, for f a model (or any function of
     features × samples arrays) with outputs K × n: one call on ``[Ax, Bx]``. Called on plain
     arrays, a tinyvec model builds no graph, so no gradient flows through these targets.
+    For a stack of E models (`tv.stack`), A and B are (E, h, h), x is (E, h, n) and
+    ``(T f)(x)`` (E, K, n): each member's own operators on its own vectors.
 
     >>> A, B = make_operators(4, t=0.3, seed=1)
     >>> x = unit_vectors(4, 5, np.random.default_rng(0))
     >>> v = np.array([[1.0, 0.0, -2.0, 0.5]])
     >>> bool(np.allclose(apply_operator(lambda z: v @ z, A, B, x), v @ (A + B) @ x))
     True
+    >>> A2, B2 = make_operators(4, t=0.3, seed=2)  # a stack of two: each its own operators
+    >>> Y = apply_operator(lambda z: v @ z, np.stack([A, A2]), np.stack([B, B2]), np.stack([x, x]))
+    >>> Y.shape, bool(np.allclose(Y[1], v @ (A2 + B2) @ x))
+    ((2, 1, 5), True)
     """
-    n = x.shape[1]
-    Z = f(np.concatenate([A @ x, B @ x], axis=1))
-    return Z[:, :n] + Z[:, n:]
+    n = x.shape[-1]  # (the samples are the last axis, of one model's or of a stack's x)
+    Z = f(np.concatenate([A @ x, B @ x], axis=-1))
+    return Z[..., :n] + Z[..., n:]
 
 
 def degree1_spectrum(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ values, subspace ascent, and which eigenvalues each step finds), `tinyvec.analys
 from __future__ import annotations
 
 import argparse
-import warnings
+import math
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
@@ -35,21 +35,21 @@ from .common import (
     sweep_folder,
 )
 from .eigen_config import OPTIMISERS, QUICK, Config
-from .eigen_run import fmt_complex, run
+from .eigen_run import fmt_complex, run, run_spec
+from .eigen_stack import run_stack, stack_key
 from .sweep import executor_for, run_sweep
-from .tables import json_ready, markdown_table, write_csv
+from .tables import markdown_table, write_csv
 
 
 def seed_run(spec: dict[str, Any]) -> dict[str, Any]:
     """One run of a sweep (`tinyvec.experiments.sweep`): the spec is a Config as JSON plus
-    ``out`` (the run's folder) and the figure options; returns the summary as plain JSON."""
-    spec = dict(spec)
-    out, plots = Path(spec.pop("out")), spec.pop("plots")
-    fmt, dpi = spec.pop("format", "png"), spec.pop("dpi", 100)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a split pair is in the table ("split" column)
-        summary = run(Config(**spec), out, progress=False, plots=plots, fmt=fmt, dpi=dpi)
-    return {"summary": json_ready(summary)}
+    ``out`` (the run's folder) and the figure options; returns the summary as plain JSON
+    (`eigen_run.run_spec`). ``seed_run.stacked``: several seeds as one stack of models."""
+    return run_spec(spec)
+
+
+seed_run.stacked = run_stack  # type: ignore[attr-defined]
+seed_run.stack_key = stack_key  # type: ignore[attr-defined]
 
 
 def table_row(s: dict[str, Any]) -> dict[str, Any]:
@@ -107,14 +107,19 @@ def write_table(summaries: list[dict[str, Any]], out: Path) -> list[dict[str, An
 
 def run_seeds(c: Config, seeds: list[int], out: Path, jobs: int = 1, plots: bool = True, *,
               dask: str | None = None, progress: bool = True, fmt: str = "png",
-              dpi: int = 100) -> list[dict]:  # fmt: skip
-    """Run ``seeds`` through the sweep runner (``jobs`` processes, or a Dask cluster),
+              dpi: int = 100, stack: int = 1) -> list[dict]:  # fmt: skip
+    """Run ``seeds`` through the sweep runner (``jobs`` processes, or a Dask cluster; up to
+    ``stack`` seeds of one `eigen_stack.stack_key` trained as one stack of models, and on
+    ``jobs`` processes no more than leaves each of them a stack),
     resuming from ``out/runs.jsonl``; then write summary.md, summary.csv and the grid figure
     into ``out``. Returns the summaries, in the order of ``seeds``."""
     specs = [{**asdict(replace(c, seed=s)), "out": str(out / f"seed-{s}"), "plots": plots,
               "format": fmt, "dpi": dpi} for s in seeds]  # fmt: skip
+    if dask is None:  # a stack per worker at least: a stack runs in one process
+        stack = min(stack, math.ceil(len(seeds) / jobs))
     with executor_for(jobs, dask) as ex:
-        runs = run_sweep(seed_run, specs, out, executor=ex, progress=progress, desc="seeds")
+        runs = run_sweep(seed_run, specs, out, executor=ex, progress=progress, desc="seeds",
+                         stack=stack)  # fmt: skip
     summaries = [r["summary"] for r in runs]
     write_table(summaries, out)
     if plots:
@@ -207,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds:
         with sweep_folder(p.prog, args.out, config_of(args)) as out:
             run_seeds(c, args.seeds, out, args.jobs, not args.no_plots, dask=args.dask,
-                      progress=not args.quiet, **fig)  # fmt: skip
+                      progress=not args.quiet, stack=args.stack, **fig)  # fmt: skip
         print((args.out / "summary.md").read_text() + f"→ {args.out}")
         return 0
     with run_folder(args.out) as stage:

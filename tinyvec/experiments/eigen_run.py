@@ -78,7 +78,7 @@ from tinyvec.analysis.ritz import (
 from tinyvec.analysis.weights import weight_stats
 
 from .eigen_config import OPTIMISERS, Config, build_network, resolve, skip_weights, trunk_layers
-from .tables import write_csv, write_json
+from .tables import json_ready, write_csv, write_json
 
 
 def probe_metrics(model: Any, A, B, xp: np.ndarray) -> tuple[float, float, np.ndarray]:
@@ -207,28 +207,50 @@ def train_step(e: Experiment, step: int, rec: Records) -> dict[str, Any]:
     t0, c0 = time.perf_counter(), time.process_time()
     tv.adjust(e.state, eta=e.schedule(step - 1))
     x = unit_vectors(c.h, c.r, e.data_rng)
+    r2_b = None
     if c.k == 1:
         y = apply_operator(model, e.A, e.B, x)
         loss, grads = tv.withgradient(lambda m, x=x, y=y: -tv.r2(m(x), y), model)
+        r2_b = -float(loss)
     else:
         y, grads = ascent_gradient(model, e.A, e.B, x)
     f = model[-1].output  # N(x) of this forward pass, before the update
-    before = None
-    if e.design is not None and (step - 1) % c.degree_every == 0:
-        before = (np.atleast_2d(model(e.sym_probe)),
-                  np.atleast_2d(apply_operator(model, e.A, e.B, e.sym_probe)))  # fmt: skip
+    before = degrees_before(e, step)
     tv.update(e.state, model, grads)
+    after_update(e, step, rec, before)
+    rec.train_time += time.perf_counter() - t0
+    rec.cpu_time += time.process_time() - c0
+    return batch_row(e, step, f, y, r2_b)
+
+
+def degrees_before(e: Experiment, step: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """N and T N on the ±probe before the update of ``step``, when a degrees.csv row is due."""
+    if e.design is None or (step - 1) % e.c.degree_every != 0:
+        return None
+    return (np.atleast_2d(e.model(e.sym_probe)),
+            np.atleast_2d(apply_operator(e.model, e.A, e.B, e.sym_probe)))  # fmt: skip
+
+
+def after_update(
+    e: Experiment, step: int, rec: Records, before: tuple[np.ndarray, np.ndarray] | None
+) -> None:
+    """What follows the update of ``step`` (``e.model`` updated): the degrees.csv row of the
+    step's gains, when due, and the completion monitor."""
     if before is not None and e.design is not None:
-        after = np.atleast_2d(model(e.sym_probe))
+        after = np.atleast_2d(e.model(e.sym_probe))
         rec.degrees.append({"step": step - 1,
                             **degree_gains(*before, after, e.design, e.mode2)})  # fmt: skip
     # no loss for the monitor: each step's loss is on a fresh batch, so its change measures
     # sampling noise (≈1e-3 in R² at convergence), not training; the probe residuals remain
-    e.monitor(step, model, math.nan)
-    rec.train_time += time.perf_counter() - t0
-    rec.cpu_time += time.process_time() - c0
-    if c.k == 1:
-        lam_b, r2_b = lambda_hat(f, y), -float(loss)
+    e.monitor(step, e.model, math.nan)
+
+
+def batch_row(e: Experiment, step: int, f: np.ndarray, y: np.ndarray,
+              r2_b: float | None) -> dict[str, Any]:  # fmt: skip
+    """The steps.csv row of ``step``: λ̂ and R² of the batch outputs f and targets y (K = 1:
+    ``r2_b``, the loss's R²; K > 1: the Ritz fit's)."""
+    if r2_b is not None:
+        lam_b = lambda_hat(f, y)
     else:
         _, values_b, r2_b = ritz(f, y)
         lam_b = float(values_b[0].real)
@@ -346,40 +368,82 @@ def write(out: Path, e: Experiment, rec: Records, summary: dict[str, Any]) -> No
 def run(c: Config, out: Path, progress: bool = True, plots: bool = True, fmt: str = "png",
         dpi: int = 100) -> dict[str, Any]:  # fmt: skip
     """One seed: train, measure, write every output file into ``out``; returns the summary."""
+    e, rec = start(c, out)
+    assert e.c.steps is not None  # `resolve` fills it in
+    # no tqdm object at all without a bar: in a spawned worker it would leave a semaphore behind
+    steps = range(1, e.c.steps + 1)
+    for step in tqdm(steps, desc=f"eigen seed {e.c.seed}") if progress else steps:
+        record(e, step, rec, train_step(e, step, rec))
+    return finish(e, rec, out, plots, fmt, dpi)
+
+
+FIGURES = ("out", "plots", "format", "dpi")  # a sweep spec's entries that are not the Config's
+
+
+def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """`run` of a sweep's spec (`tinyvec.experiments.eigen.seed_run`): a Config as JSON plus
+    ``out`` (the run's folder) and the figure options; returns the summary as plain JSON."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a split pair is in the table ("split" column)
+        summary = run(config_of(spec), Path(spec["out"]), progress=False, plots=spec["plots"],
+                      fmt=spec.get("format", "png"), dpi=spec.get("dpi", 100))  # fmt: skip
+    return seed_result(summary)
+
+
+def config_of(spec: dict[str, Any]) -> Config:
+    """The Config of a sweep's spec (`run_spec`)."""
+    return Config(**{k: v for k, v in spec.items() if k not in FIGURES})
+
+
+def seed_result(summary: dict[str, Any]) -> dict[str, Any]:
+    """The sweep's result of one seed: its summary as plain JSON."""
+    return {"summary": json_ready(summary)}
+
+
+def start(c: Config, out: Path) -> tuple[Experiment, Records]:
+    """A seed before its first step: built (`build`), config.json and operators.npz written
+    into ``out``, and the records with the measurement at step 0."""
     c.check()
     e = build(c)
     c = e.c  # config.json holds the K, steps and rate that ran
-    assert c.steps is not None  # `resolve` fills it in
     if e.split:
         warnings.warn(
             f"seed {c.seed}: --k {c.k} splits the complex pair {fmt_complex(e.leading[-1].real, abs(e.leading[-1].imag))}"
             f" (one real {c.k}-dimensional subspace cannot hold half of it); --k {c.k + 1}"
             " keeps it whole",
-            stacklevel=2,
+            stacklevel=3,
         )
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", asdict(c), indent=2)
     np.savez(out / "operators.npz", A=e.A, B=e.B)
-
     rec = Records()
     rec.add_measurement(*measure(e, 0, math.nan, math.nan))
-    # no tqdm object at all without a bar: in a spawned worker it would leave a semaphore behind
-    steps = range(1, c.steps + 1)
-    for step in tqdm(steps, desc=f"eigen seed {c.seed}") if progress else steps:
-        row = train_step(e, step, rec)
-        rec.steps.append(row)
-        if step > c.steps - c.tail:
-            rec.tail.append(measure_tail(e, step, rec.tail[-1] if rec.tail else None))
-        if step % c.record_every == 0 or step == c.steps:
-            rec.add_measurement(*measure(e, step, row["lambda_batch"], row["r2_batch"]))
+    return e, rec
 
+
+def record(e: Experiment, step: int, rec: Records, row: dict[str, Any]) -> None:
+    """The records of ``step`` after its update: its steps.csv ``row``, a tail row over the
+    last ``tail`` steps, and a metrics row every ``record_every`` steps and at the end."""
+    c = e.c
+    assert c.steps is not None  # `resolve` fills it in
+    rec.steps.append(row)
+    if step > c.steps - c.tail:
+        rec.tail.append(measure_tail(e, step, rec.tail[-1] if rec.tail else None))
+    if step % c.record_every == 0 or step == c.steps:
+        rec.add_measurement(*measure(e, step, row["lambda_batch"], row["r2_batch"]))
+
+
+def finish(e: Experiment, rec: Records, out: Path, plots: bool = True, fmt: str = "png",
+           dpi: int = 100) -> dict[str, Any]:  # fmt: skip
+    """A seed after its last step: the summary, every file and the figures written into
+    ``out``; returns the summary."""
     summary = summarise(e, rec)
     write(out, e, rec, summary)
     if plots:
         from tinyvec.plots import eigen as eplots
 
         eplots.all_plots(out, rec.metrics, rec.steps, np.stack(rec.frames), e.spectrum,
-                         summary, c.frames, fmt=fmt, dpi=dpi)  # fmt: skip
+                         summary, e.c.frames, fmt=fmt, dpi=dpi)  # fmt: skip
     return summary
 
 

@@ -375,14 +375,18 @@ def _run(fn: Callable[[Spec], dict[str, Any]], spec: Spec) -> Run:
     return {"spec": spec, **result}
 
 
-def _run_stack(fn: Any, specs: list[Spec]) -> list[Run]:
+def _run_stack(fn: Any, specs: list[Spec]) -> list[Run | Exception]:
     """Runs of one stack (``fn.stacked(specs)``: a list of results in their order), as
-    `_run` does one."""
+    `_run` does one. A run that failed as it fails alone has its exception in place of its
+    result: `run_sweep` writes the others, then raises it."""
     with threadpool_limits(limits=1):
         results = fn.stacked([dict(s) for s in specs])
-    if len(results) != len(specs) or any("spec" in r for r in results):
+    if len(results) != len(specs) or any(
+        not isinstance(r, Exception) and "spec" in r for r in results
+    ):
         raise ValueError(f"{fn.__name__}.stacked must return one result per spec, no 'spec'")
-    return [{"spec": spec, **result} for spec, result in zip(specs, results, strict=True)]
+    return [r if isinstance(r, Exception) else {"spec": spec, **r}
+            for spec, r in zip(specs, results, strict=True)]  # fmt: skip
 
 
 def stacks(fn: Any, specs: list[Spec], size: int) -> list[list[Spec]]:
@@ -425,7 +429,9 @@ def run_sweep(
 
     ``stack``: run up to this many specs as one stack of models when ``fn`` can
     (``fn.stacked``, ``fn.stack_key``: see `stacks`); each still gives its own line, with
-    the numbers of its run alone."""
+    the numbers of its run alone. A run of a stack that fails (``fn.stacked`` returns its
+    exception in place of its result) stops the sweep as it would alone, with its error,
+    after the lines of the others."""
     specs = exact_specs(specs)
     keys = [key(s) for s in specs]
     first: dict[str, int] = {}
@@ -453,11 +459,13 @@ def run_sweep(
             else:
                 batches = _imap(executor, task, groups)
             for runs in batches:
-                for run in runs:
+                for run in (r for r in runs if not isinstance(r, Exception)):
                     line = json.dumps(run, default=_plain)
                     _write_line(f, (line + "\n").encode())
                     done[key(run["spec"])] = json.loads(line)  # (as a resume reads it back)
                     bar.update()
+                for error in (r for r in runs if isinstance(r, Exception)):
+                    raise error  # (after the others' lines: the run stops the sweep as alone)
     return [done[k] for k in keys]
 
 
