@@ -109,3 +109,33 @@ def test_stacked_seeds_write_the_files_of_the_seeds_alone_and_resume(tmp_path, m
     assert sizes[1:] == [[1, 2, 3]]
     assert runs.read_text() == alone
     assert (tmp_path / "stacked" / "summary.md").read_text() == summary
+
+
+def test_a_seed_that_fails_in_a_stack_stops_the_sweep_with_its_own_error_after_the_others(
+    tmp_path, monkeypatch
+):
+    """Seed 2's weights hold a NaN: alone its first loss is not finite (tv.NonFiniteLoss).
+    In a stack it stops the stack; the seeds are run again one by one, the others' lines
+    are written as alone, and the sweep raises seed 2's own error."""
+    import tinyvec as tv
+
+    argv = ["--steps", "6", "--n", "16", "--width", "4", "--depth", "1", "--quiet",
+            "--no-plots", "--seeds", "0-3", "--jobs", "1"]  # fmt: skip
+    assert analyze.main([*argv, "--stack", "1", "--out", str(tmp_path / "clean")]) == 0
+    build = analyze.build
+
+    def broken(seed, *shape):
+        model = build(seed, *shape)
+        if seed == 2:
+            model.layers[0].weight[0, 0] = np.nan
+        return model
+
+    monkeypatch.setattr(analyze, "build", broken)
+    with pytest.raises(tv.NonFiniteLoss) as alone:
+        analyze.run(seed=2, steps=6, n=16, width=4, depth=1)
+    with pytest.raises(tv.NonFiniteLoss) as stacked:
+        analyze.main([*argv, "--out", str(tmp_path / "stacked")])
+    assert str(stacked.value) == str(alone.value)
+    clean = (tmp_path / "clean" / "runs.jsonl").read_text().splitlines()
+    written = (tmp_path / "stacked" / "runs.jsonl").read_text().splitlines()
+    assert written == [clean[0], clean[1], clean[3]]

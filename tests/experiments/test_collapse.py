@@ -144,3 +144,44 @@ def test_seeds_whose_training_sets_differ_in_size_train_as_separate_stacks(monke
         alone = collapse.seed_run(s)
         assert result["n_train"] == alone["n_train"] == (1290 if s["seed"] == 1 else 1310)
         assert json.dumps(result["tables"]) == json.dumps(alone["tables"])  # (NaN at epoch 0)
+
+
+def test_a_seed_that_fails_in_a_stack_stops_the_sweep_with_its_own_error_after_the_others(
+    tmp_path, monkeypatch
+):
+    """Seed 2's weights hold a NaN: alone it fails (its features' SVD does not converge). In
+    a stack it stops the stack; the seeds are run again one by one, the others' lines are
+    written as alone, and the sweep raises seed 2's own error; the same command resumes."""
+    args = ["--epochs", "2", "--width", "8", "--depth", "1", "--batch", "512", "--quiet",
+            "--losses", "mse", "--seeds", "0-3", "--jobs", "1", "--no-plots"]  # fmt: skip
+    assert collapse.main([*args, "--stack", "1", "--out", str(tmp_path / "clean")]) == 0
+    build = collapse.build
+
+    def broken(seed, *shape):
+        model = build(seed, *shape)
+        if seed == 2:
+            model.layers[0].weight[0, 0] = np.nan
+        return model
+
+    monkeypatch.setattr(collapse, "build", broken)
+    with pytest.raises(np.linalg.LinAlgError) as alone:
+        collapse.seed_run(json.loads(json.dumps(_spec(tmp_path / "clean", 2))))
+    with pytest.raises(np.linalg.LinAlgError) as stacked:
+        collapse.main([*args, "--out", str(tmp_path / "stacked")])
+    assert str(stacked.value) == str(alone.value)
+    clean, written = _runs(tmp_path / "clean"), _runs(tmp_path / "stacked")
+    assert sorted(json.loads(k)["seed"] for k in written) == [0, 1, 3]
+    assert all(json.dumps(written[k]) == json.dumps(clean[k]) for k in written)
+    monkeypatch.setattr(collapse, "build", build)  # (mended) the same command resumes
+    assert collapse.main([*args, "--out", str(tmp_path / "stacked")]) == 0
+    assert json.dumps(_runs(tmp_path / "stacked"), sort_keys=True) == json.dumps(
+        clean, sort_keys=True
+    )
+
+
+def _spec(folder, seed):
+    """The spec of ``seed`` in the sweep of ``folder``."""
+    for line in (folder / "runs.jsonl").read_text().splitlines():
+        if json.loads(line)["spec"]["seed"] == seed:
+            return json.loads(line)["spec"]
+    raise KeyError(seed)

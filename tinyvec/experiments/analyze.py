@@ -41,6 +41,7 @@ from .common import (
     study_parser,
     study_sweep,
 )
+from .sweep import stacked_or_alone
 from .tables import atomic_write, write_json
 
 
@@ -333,14 +334,21 @@ def _kwargs(args: Any) -> dict[str, Any]:
 def seed_run(spec: dict[str, Any]) -> dict[str, Any]:
     """One seed of a ``--seeds`` sweep (a `tinyvec.experiments.sweep` function): the
     summary of the run, as JSON."""
-    return seed_runs([spec])[0]
+    return _summary(run(**spec))
 
 
-def seed_runs(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def seed_runs(specs: list[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
     """`seed_run` of every spec (one `stack_key`: they differ only in the seed), trained as
-    one stack of models (`runs`); the results are `seed_run`'s."""
-    shared = stack_key(specs[0])
-    return [_summary(result) for result in runs([s["seed"] for s in specs], **shared)]
+    one stack of models (`runs`); the results are `seed_run`'s. When a seed's loss or step is
+    not finite, the stack stops and its seeds are run again one by one: each gives its result
+    or, in its place, the error it gives alone, which the sweep raises after writing the
+    others."""
+
+    def train(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        shared = stack_key(specs[0])
+        return [_summary(result) for result in runs([s["seed"] for s in specs], **shared)]
+
+    return stacked_or_alone(train, specs)
 
 
 def stack_key(spec: dict[str, Any]) -> dict[str, Any]:

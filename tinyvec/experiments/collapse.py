@@ -56,6 +56,7 @@ from .common import (
     study_parser,
     study_sweep,
 )
+from .sweep import stacked_or_alone
 from .tables import atomic_write, write_json
 
 METRICS = ("NC1", "NC2_equinorm", "NC2_equiangular", "NC3", "NC4")
@@ -294,14 +295,21 @@ def settings(args: Any, loss: str) -> dict[str, Any]:
 def seed_run(spec: dict[str, Any]) -> dict[str, Any]:
     """One seed of a ``--seeds`` sweep (a `tinyvec.experiments.sweep` function): the epoch
     tables of every loss."""
-    return seed_runs([spec])[0]
+    return _train_seeds([spec])[0]
 
 
-def seed_runs(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def seed_runs(specs: list[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
     """`seed_run` of every spec (one `stack_key`: they differ only in the seed), each loss's
     runs trained as one stack of models (`train_runs`); the results are `seed_run`'s. Seeds
     whose balanced training sets differ in size (their batches could not be stacked) train
-    as separate stacks."""
+    as separate stacks. When a seed's loss or step is not finite (or its metrics fail), the
+    stack stops and its seeds are run again one by one: each gives its result or, in its
+    place, the error it gives alone, which the sweep raises after writing the others."""
+    return stacked_or_alone(_train_seeds, specs)
+
+
+def _train_seeds(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`seed_runs`, raising the stack's error."""
     first = specs[0]
     datas = [load_digits_split(s["seed"], standardize=first["standardize"],
                                balanced=first["balanced"]) for s in specs]  # fmt: skip

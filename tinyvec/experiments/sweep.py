@@ -389,6 +389,31 @@ def _run_stack(fn: Any, specs: list[Spec]) -> list[Run | Exception]:
             for spec, r in zip(specs, results, strict=True)]  # fmt: skip
 
 
+def stacked_or_alone(
+    train: Callable[[list[Spec]], list[dict[str, Any]]],
+    specs: list[Spec],
+    errors: tuple[type[Exception], ...] = (ArithmeticError, np.linalg.LinAlgError),
+) -> list[dict[str, Any] | Exception]:
+    """``train(specs)``: the results of the runs of ``specs`` trained as one stack, as a
+    study's ``fn.stacked`` returns them. When the stack raises one of ``errors`` (a run whose
+    loss or step is not finite, `tv.NonFiniteLoss`, stops the whole stack), every spec is
+    run again alone, ``train([spec])``, and gives its result or, in its place, the error it
+    gives alone: `run_sweep` writes the others' lines, then raises it, as the runs one by one
+    would. A stack of one raises its error."""
+    try:
+        return list(train(specs))
+    except errors:
+        if len(specs) == 1:
+            raise
+    results: list[dict[str, Any] | Exception] = []
+    for spec in specs:
+        try:
+            results += train([spec])
+        except errors as error:
+            results.append(error)
+    return results
+
+
 def stacks(fn: Any, specs: list[Spec], size: int) -> list[list[Spec]]:
     """``specs`` in groups of at most ``size`` that ``fn`` runs as one stack of models
     (`tv.stack`): the specs of one ``fn.stack_key(spec)`` (what they must share: they may
