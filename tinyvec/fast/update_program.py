@@ -343,18 +343,19 @@ def _commit(layers: dict, extra: tuple[str, ...] = ()) -> list[str]:
 
 def gradient_memory(plan: Plan, layout: Any) -> tuple[Any, ...]:
     """(G, each parameter's view of it): memory for one backward pass's gradients of ``plan``'s
-    model, laid out (``layout``: dtype, shapes, ``()``) as the flat update's θ, so that the
-    update steps G as it is instead of concatenating the gradients at every step. The plan
-    keeps two such buffers and hands out one that nothing else holds (no reference to it or
-    to any of its views: a gradient tree kept from the step before, a rule that kept the
-    gradient in its state, a parameter's Tensor whose ``.grad`` it is); a held one is left to
-    its holders and a new one made. ``plan.memory`` says which was written last
-    (`last_gradients`)."""
+    model, laid out (``layout``: dtype, shapes, and ``()``, or a stack's ``(E,)``) as the flat
+    update's θ, so that the update steps G as it is instead of concatenating the gradients at
+    every step. It hands out a buffer that nothing else holds (no reference to it or to any
+    of its views: a gradient tree kept from the step before, a rule that kept the gradient in
+    its state, a parameter's Tensor whose ``.grad`` it is); a held one is left to its holders
+    and a new one made. A model's plan keeps two, used in turn (so that a loop which holds
+    one step's gradients while it computes the next needs no new memory); a stack's plan one
+    (E times larger). ``plan.memory`` says which was written last (`last_gradients`)."""
     kept = plan.memory
     if kept is None or kept[0] != layout:  # (the first time, or parameters of a new shape)
         kept = (layout, _Buffers(layout[0], layout[1], layout[2], copied=False), None)
     last = kept[2]
-    into = kept[1].spare(None if last is None else last.theta)
+    into = kept[1].spare(None if last is None or layout[2] else last.theta)
     plan.memory = (layout, kept[1], into)
     return into.theta, into.params
 
