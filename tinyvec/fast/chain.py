@@ -423,7 +423,9 @@ def write_program(plan: Plan, x: Any, input_grad: bool = False) -> Program:
     # (one model's buffer is kept by its plan: only for a model small enough for a flat update)
     small = sum(math.prod(shape) for shape in shapes) <= FLAT
     if program.backward_into is not None and (writer.members is not None or small):
-        program.layout = (x.dtype, shapes, () if writer.members is None else (writer.members,))
+        program.layout = plan.layout(
+            x.dtype, shapes, () if writer.members is None else (writer.members,)
+        )
     return program
 
 

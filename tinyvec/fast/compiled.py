@@ -187,7 +187,7 @@ class CompiledStep:
             or backward_into is None
             or update_program is None
             or layout is None
-            or layout != update_program.layout
+            or layout is not update_program.layout  # (`Plan.layout`: one object if equal)
         ):
             return L, plan, program.backward(g, saved)[1:], trusted
         # the gradients straight into the flat buffer the update steps: no concatenation

@@ -43,6 +43,7 @@ class Plan:
         "_tree",
         "checks",
         "gradients",
+        "layouts",
         "memory",
         "model",
         "nodes",
@@ -63,6 +64,7 @@ class Plan:
         # one model's gradient buffers (`tinyvec.fast.update_program.gradient_memory`): their
         # layout, the two of them, and the one written last
         self.memory: tuple[Any, Any, Any] | None = None
+        self.layouts: list[Any] = []  # (`layout`)
         self._tree: Callable[[list[Any]], Tree] | None = None  # `tree`, once written
         self._check: Callable[[], bool] | None = None  # `valid`'s checks, once written
         # (layer, attribute, kind, what `valid` compares): a parameter ("present": whether it
@@ -87,6 +89,17 @@ class Plan:
         state = {name: getattr(self, name) for name in self.__slots__}
         state.update(programs={}, _tree=None, _check=None, gradients=None, memory=None)
         return None, state
+
+    def layout(self, dtype: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...]) -> Any:
+        """(dtype, shapes, lead), the layout of a flat buffer of the parameters, as one object
+        for equal layouts: the programs written for this plan compare theirs by identity at
+        every step."""
+        new = (dtype, shapes, lead)
+        for known in self.layouts:
+            if known == new:
+                return known
+        self.layouts.append(new)
+        return new
 
     def valid(self, model: Any) -> bool:
         """Whether ``model`` still has the structure this plan was made from (cheap: one

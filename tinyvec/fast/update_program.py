@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
+from operator import is_
 from typing import Any
 
 import numpy as np
@@ -81,7 +82,9 @@ class UpdateProgram:
         body = self._flat(plan, scope, rule, values, lead) if flat else self._each(plan, scope)
         # the flat step's θ: its dtype, parameter shapes and (E,) of a stack (the layout of a
         # gradient buffer it steps as it is, `gradient_memory`)
-        self.layout = (values[0].dtype, [x.shape for x in values], lead) if flat else None
+        self.layout = (
+            plan.layout(values[0].dtype, [x.shape for x in values], lead) if flat else None
+        )
         # the flat step's memory for θ_new and the step (`_Buffers`)
         self.memory: _Buffers | None = scope.get("BUFFERS")
         gather, leaves = self._gather(plan, ("G", "S")), self._gather(plan, ("S",))
@@ -352,7 +355,7 @@ def gradient_memory(plan: Plan, layout: Any) -> tuple[Any, ...]:
     one step's gradients while it computes the next needs no new memory); a stack's plan one
     (E times larger). ``plan.memory`` says which was written last (`last_gradients`)."""
     kept = plan.memory
-    if kept is None or kept[0] != layout:  # (the first time, or parameters of a new shape)
+    if kept is None or kept[0] is not layout:  # (the first time, or another layout)
         kept = (layout, _Buffers(layout[0], layout[1], layout[2], copied=False), None)
     last = kept[2]
     into = kept[1].spare(None if last is None or layout[2] else last.theta)
@@ -362,16 +365,14 @@ def gradient_memory(plan: Plan, layout: Any) -> tuple[Any, ...]:
 
 def last_gradients(plan: Plan, layout: Any, grads: list[Any]) -> Any:
     """G when ``grads`` are the very views of the buffer `gradient_memory` gave last, laid out
-    as ``layout`` (an update's θ), else None."""
+    as ``layout`` (an update's θ; layouts are `Plan.layout`'s, one object for equal ones),
+    else None."""
     kept = plan.memory
-    if kept is None or kept[2] is None or kept[0] != layout:
+    if kept is None or kept[2] is None or kept[0] is not layout:
         return None
     views = kept[2].params
-    if len(grads) != len(views):
+    if len(grads) != len(views) or not all(map(is_, grads, views)):
         return None
-    for g, view in zip(grads, views, strict=True):
-        if g is not view:
-            return None
     return kept[2].theta
 
 
