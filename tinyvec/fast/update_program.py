@@ -446,13 +446,11 @@ class _Set:
         self.steps = _views(self.step, shapes, lead) if copied else ()
         self.arrays = (self.theta, *self.params, *self.steps)
         self.arrays += (self.step,) if copied else ()
-        self.held = self.references()  # (this set's own: its attributes, each view's base)
+        # the references this set makes itself (its attributes, each view's base)
+        self.held = sum(map(sys.getrefcount, self.arrays))
 
-    def references(self) -> int:
-        return sum(map(sys.getrefcount, self.arrays))
-
-    def free(self) -> bool:
-        return self.references() == self.held
+    def free(self) -> bool:  # (what __init__ counted: no one else's)
+        return sum(map(sys.getrefcount, self.arrays)) == self.held
 
 
 def _lay_end_to_end(
