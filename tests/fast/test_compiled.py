@@ -458,9 +458,10 @@ def test_the_flat_step_reuses_its_gradient_buffer_unless_someone_holds_it():
 
 @pytest.mark.parametrize("road", ["default", "compiled", "compiled-fn"])
 def test_the_gradient_buffers_are_reused_from_step_to_step(road):
-    """A small model's backward pass writes its gradients into one of two buffers its plan
-    keeps (the other may still be held: the gradient tree of the step before), and the update
-    steps that buffer as it is: the gradients of a step are views of one array."""
+    """A small model's backward pass writes its gradients into a buffer its plan keeps, the
+    same one at every step while nothing else holds it, and the update steps that buffer as it
+    is: the gradients of a step are views of one array. A loop that keeps the last step's
+    gradient tree while it computes the next uses two buffers in turn."""
     from tinyvec.fast.plan import plan_of
 
     m = two_layers()
@@ -474,10 +475,13 @@ def test_the_gradient_buffers_are_reused_from_step_to_step(road):
     for _ in range(4):
         step(x, y) if road != "default" else step()
         seen.add(id(plan_of(m).memory[2].theta))  # (an id: a reference would hold it)
+    assert len(seen) == 1
+    for _ in range(4):
+        grads = tv.gradient(lambda m: tv.mse(m(x), y), m)  # (held while the next is made)
+        seen.add(id(plan_of(m).memory[2].theta))
+        G = plan_of(m).memory[2].theta
+        assert all(np.shares_memory(grads[path], G) for path, _, _ in tv.trainables(m))
     assert len(seen) == 2
-    grads = tv.gradient(lambda m: tv.mse(m(x), y), m)
-    G = plan_of(m).memory[2].theta
-    assert all(np.shares_memory(grads[path], G) for path, _, _ in tv.trainables(m))
 
 
 def test_gradients_kept_from_earlier_steps_keep_their_values():
