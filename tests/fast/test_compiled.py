@@ -456,19 +456,75 @@ def test_the_flat_step_reuses_its_gradient_buffer_unless_someone_holds_it():
     assert records(m) == records(twin)
 
 
-def test_the_gradient_buffer_is_reused_from_step_to_step():
+@pytest.mark.parametrize("road", ["default", "compiled", "compiled-fn"])
+def test_the_gradient_buffers_are_reused_from_step_to_step(road):
+    """A small model's backward pass writes its gradients into a buffer its plan keeps, the
+    same one at every step while nothing else holds it, and the update steps that buffer as it
+    is: the gradients of a step are views of one array. A loop that keeps the last step's
+    gradient tree while it computes the next uses two buffers in turn."""
     from tinyvec.fast.plan import plan_of
-    from tinyvec.fast.update_program import written
 
     m = two_layers()
     state = tv.setup(tv.Momentum(0.1), m)
-    step = tv.compile(tv.mse, m, state)
     x, y = np.ones((3, 5)), np.zeros((2, 5))
-    step(x, y)
-    first = id(written(state, plan_of(m)).buffer[0])  # (an id: a reference would hold it)
+    if road == "default":
+        step = lambda: tv.update(state, m, tv.gradient(lambda m: tv.mse(m(x), y), m))  # noqa: E731
+    else:
+        step = tv.compile(tv.mse if road == "compiled" else loss, m, state)
+    seen = set()
+    for _ in range(4):
+        step(x, y) if road != "default" else step()
+        seen.add(id(plan_of(m).memory[2].theta))  # (an id: a reference would hold it)
+    assert len(seen) == 1
+    for _ in range(4):
+        grads = tv.gradient(lambda m: tv.mse(m(x), y), m)  # (held while the next is made)
+        seen.add(id(plan_of(m).memory[2].theta))
+        G = plan_of(m).memory[2].theta
+        assert all(np.shares_memory(grads[path], G) for path, _, _ in tv.trainables(m))
+    assert len(seen) == 2
+
+
+def test_gradients_kept_from_earlier_steps_keep_their_values():
+    """Gradient trees kept from step to step (as a loop's ``grads = tv.gradient(...)`` keeps
+    the last one while the next is computed) are never written into again."""
+    m, twin = two_layers(), two_layers()
+    state, twin_state = tv.setup(tv.Descent(0.1), m), tv.setup(tv.Descent(0.1), twin)
+    x, y = np.linspace(-1, 1, 15).reshape(3, 5), np.zeros((2, 5))
+    kept, expected = [], []
+    for _ in range(4):
+        kept.append(tv.gradient(lambda m: tv.mse(m(x), y), m))
+        tv.update(state, m, kept[-1])
+        with tv.fast.off():
+            expected.append(tv.gradient(lambda m: tv.mse(m(x), y), twin))
+            tv.update(twin_state, twin, expected[-1])
+    paths = [path for path, _, _ in tv.trainables(m)]
+    for grads, want in zip(kept, expected, strict=True):
+        assert [grads[p].tobytes() for p in paths] == [want[p].tobytes() for p in paths]
+    assert records(m) == records(twin)
+
+
+def test_a_parameter_tensor_kept_by_the_loss_keeps_its_gradient():
+    """A loss that keeps a parameter's Tensor keeps its ``.grad``, the gradient of that step
+    (the buffer it is a view of is not written again while it is held)."""
+    tensors, twin_tensors = [], []
+
+    def keeping(into):
+        def lossfn(m, x, y):
+            into.append(m[0].weight)
+            return tv.mse(m(x), y)
+
+        return lossfn
+
+    m, twin = two_layers(), two_layers()
+    x, y = np.linspace(-1, 1, 15).reshape(3, 5), np.zeros((2, 5))
+    step = tv.compile(keeping(tensors), m, tv.setup(tv.Descent(0.1), m))
+    twin_state, twin_loss = tv.setup(tv.Descent(0.1), twin), keeping(twin_tensors)
     for _ in range(3):
         step(x, y)
-    assert id(written(state, plan_of(m)).buffer[0]) == first
+        with tv.fast.off():
+            tv.update(twin_state, twin, tv.gradient(lambda m: twin_loss(m, x, y), twin))
+    assert [t.grad.tobytes() for t in tensors] == [t.grad.tobytes() for t in twin_tensors]
+    assert len({t.grad.tobytes() for t in tensors}) == 3
 
 
 def default_step(model, state, x, y):

@@ -24,16 +24,16 @@ from .tensor import Tensor, data, primitive
 
 def _check_pair(loss: str, yhat: Any, y: Any) -> None:
     """Arrays of one library, same shape, at least one element: otherwise one clear error."""
-    call = f"tv.{loss}(ŷ, y)"
-    for name, a in (("ŷ", yhat), ("y", y)):
-        if not is_array(data(a)):
+    call, pair = f"tv.{loss}(ŷ, y)", (data(yhat), data(y))  # (the arrays, of Tensors too)
+    for name, given, a in (("ŷ", yhat, pair[0]), ("y", y, pair[1])):
+        if not is_array(a):
             raise TypeError(
                 f"{call}: {name} must be an array (features × batch), got "
-                f"{type(a).__name__}; wrap a constant target as an array of ŷ's shape"
+                f"{type(given).__name__}; wrap a constant target as an array of ŷ's shape"
             )
-        _check_real(call, name, data(a))
-    same_namespace(data(yhat), data(y), what=call)
-    a, b = tuple(yhat.shape), tuple(y.shape)
+        _check_real(call, name, a)
+    same_namespace(*pair, what=call)
+    a, b = tuple(pair[0].shape), tuple(pair[1].shape)
     if a != b:
         raise DimensionMismatch(
             f"{call} needs ŷ and y of the same shape, got ŷ {a} and y {b} "

@@ -34,6 +34,7 @@ stack, ∂L/∂x of a shared input, and vcat).
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Callable, Generator
 from typing import Any
@@ -48,9 +49,17 @@ from ..layers.containers import Chain, Parallel, SkipConnection, add
 from ..layers.dense import Dense, overridden
 from ..layers.stack import stack_members
 from .plan import Plan, plan_of
-from .update_program import new_buffer
+from .update_program import FLAT, gradient_memory, new_buffer
 
-__all__ = ["Fallback", "Program", "chain_call", "forget", "program_for", "write_program"]
+__all__ = [
+    "Fallback",
+    "Program",
+    "chain_call",
+    "flat_backward",
+    "forget",
+    "program_for",
+    "write_program",
+]
 
 
 class Fallback(Exception):
@@ -71,8 +80,9 @@ class Program:
     - ``exact_grads``: whether ∂L/∂(output) of the output's dtype and shape gives every
       parameter a gradient of its own dtype and shape, by construction (every parameter is
       reached, and every activation's derivative is a built-in formula, not a function);
-    - ``layout``: a stack's (with ``backward_into``): its gradients' buffer, laid out as the
-      written update's θ (`stack_backward`); None otherwise.
+    - ``layout``: with ``backward_into``, its gradients' buffer, laid out as the written
+      update's θ: (dtype, shapes, ``()``, or a stack's ``(E,)``) (`flat_backward`,
+      `stack_backward`); None otherwise.
     """
 
     __slots__ = (
@@ -98,8 +108,8 @@ class Program:
         self.backward: Callable[[Any, Any], tuple[Any, ...]] = scope["backward"]
         # NumPy, every parameter reached: the backward pass into a flat gradient buffer
         self.backward_into: Callable[[Any, Any, list[Any]], Any] | None = scope.get("backward_into")
-        # a stack's (with `backward_into`): the gradient buffer's (dtype, shapes, (E,)), whose
-        # views its backward pass writes (`stack_backward`)
+        # with `backward_into`: the gradient buffer's (dtype, shapes, () or a stack's (E,)),
+        # whose views its backward pass writes (`flat_backward`, `stack_backward`)
         self.layout: tuple[Any, list[tuple[int, ...]], tuple[int, ...]] | None = None
 
 
@@ -409,9 +419,13 @@ def write_program(plan: Plan, x: Any, input_grad: bool = False) -> Program:
     writer = _Writer(plan, x, input_grad)
     lines, scope, paths = writer.write()
     program = Program("\n".join(lines) + "\n", scope, paths, writer.exact_grads)
-    if writer.members is not None and program.backward_into is not None:
-        shapes = [tuple(data(p).shape) for p in program.params()]
-        program.layout = (x.dtype, shapes, (writer.members,))
+    shapes = [tuple(data(p).shape) for p in program.params()]
+    # (one model's buffer is kept by its plan: only for a model small enough for a flat update)
+    small = sum(math.prod(shape) for shape in shapes) <= FLAT
+    if program.backward_into is not None and (writer.members is not None or small):
+        program.layout = plan.layout(
+            x.dtype, shapes, () if writer.members is None else (writer.members,)
+        )
     return program
 
 
@@ -470,12 +484,34 @@ def chain_call(chain: Any, x: Any) -> Any:
         return out
     if not grad_enabled():
         return Tensor(out, op="Chain")
-    if program.layout is not None:
-        shape = out.shape
-        vjp = lambda g: stack_backward(plan, program, g, saved, shape)  # noqa: E731
+    if program.layout is not None:  # the gradients into one buffer, which the update steps
+        shape, into = out.shape, stack_backward if program.layout[2] else flat_backward
+        vjp = lambda g: into(plan, program, g, saved, shape)  # noqa: E731
         return Tensor(out, (x, *params), vjp, "Chain")
     backward = program.backward
     return Tensor(out, (x, *params), lambda g: backward(g, saved), "Chain")
+
+
+def flat_backward(
+    plan: Plan, program: Program, g: Any, saved: Any, shape: tuple[int, ...]
+) -> tuple[Any, ...]:
+    """The backward pass of one model's program with every gradient written into a view of
+    one buffer laid out as the written update's θ (`backward_into`), memory the plan reuses
+    while no one else holds it (`tinyvec.fast.update_program.gradient_memory`): the update
+    then steps the buffer as it is, where it would concatenate the gradients (`last_gradients`
+    tells). A ∂L/∂(output) of another dtype or shape than the output's: the plain backward
+    pass."""
+    layout, into = program.layout, program.backward_into
+    if (
+        layout is None
+        or into is None
+        or type(g) is not np.ndarray
+        or g.dtype != layout[0]
+        or g.shape != shape
+    ):
+        return program.backward(g, saved)
+    _, views = gradient_memory(plan, layout)
+    return (into(g, saved, views), *views)
 
 
 def stack_backward(

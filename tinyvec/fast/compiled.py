@@ -38,7 +38,7 @@ from ..layers.containers import Chain
 from ..optimise.training import OptState, differentiate, gradients_of, interrupts_deferred, update
 from .chain import Fallback, Program, forget, program_for
 from .plan import Plan, plan_of
-from .update_program import written
+from .update_program import gradient_memory, last_gradients, written
 
 __all__ = ["CompiledStep", "compile_step"]
 
@@ -130,7 +130,13 @@ class CompiledStep:
             program = written(state, plan) if state.transform is None else None
             if program is not None:
                 leaves = program.leaves(state.tree)
-                if leaves is not None and program.update(grads, leaves, (), trusted):
+                # (the gradients a Chain's backward pass wrote into one buffer: stepped as it is)
+                G = None if trusted else last_gradients(plan, program.layout, grads)
+                if leaves is not None and (
+                    program.update(grads, leaves, (), trusted)
+                    if G is None
+                    else program.update(grads, leaves, (), True, G)
+                ):
                     return value
             # δ-rules, or anything unusual: `update`, which also says what is wrong
             update(state, model, plan.tree(grads))
@@ -175,14 +181,17 @@ class CompiledStep:
             and g.shape == out.shape
         )
         update_program = written(self.state, plan) if self.state.transform is None else None
-        backward_into = program.backward_into
-        buffer = None
-        if trusted and backward_into is not None and update_program is not None:
-            buffer = update_program.gradient_buffer()
-        if buffer is None or backward_into is None or update_program is None:
+        layout, backward_into = program.layout, program.backward_into
+        if (
+            not trusted
+            or backward_into is None
+            or update_program is None
+            or layout is None
+            or layout is not update_program.layout  # (`Plan.layout`: one object if equal)
+        ):
             return L, plan, program.backward(g, saved)[1:], trusted
         # the gradients straight into the flat buffer the update steps: no concatenation
-        G, views = buffer
+        G, views = gradient_memory(plan, layout)
         backward_into(g, saved, views)
         leaves = update_program.leaves(self.state.tree)
         if leaves is not None and update_program.update(views, leaves, (), True, G):

@@ -43,6 +43,8 @@ class Plan:
         "_tree",
         "checks",
         "gradients",
+        "layouts",
+        "memory",
         "model",
         "nodes",
         "programs",
@@ -59,6 +61,10 @@ class Plan:
         # a stack's last gradients, views of one buffer (`tinyvec.fast.chain.stack_backward`):
         # its layout, weak references to it and to each view (`tinyvec.fast.update` steps it)
         self.gradients: tuple[Any, Any, list[Any]] | None = None
+        # one model's gradient buffers (`tinyvec.fast.update_program.gradient_memory`): their
+        # layout, the two of them, and the one written last
+        self.memory: tuple[Any, Any, Any] | None = None
+        self.layouts: list[Any] = []  # (`layout`)
         self._tree: Callable[[list[Any]], Tree] | None = None  # `tree`, once written
         self._check: Callable[[], bool] | None = None  # `valid`'s checks, once written
         # (layer, attribute, kind, what `valid` compares): a parameter ("present": whether it
@@ -81,8 +87,19 @@ class Plan:
     def __getstate__(self) -> tuple[None, dict[str, Any]]:
         # a copied or pickled plan leaves its programs behind (they are written again)
         state = {name: getattr(self, name) for name in self.__slots__}
-        state.update(programs={}, _tree=None, _check=None, gradients=None)
+        state.update(programs={}, _tree=None, _check=None, gradients=None, memory=None)
         return None, state
+
+    def layout(self, dtype: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...]) -> Any:
+        """(dtype, shapes, lead), the layout of a flat buffer of the parameters, as one object
+        for equal layouts: the programs written for this plan compare theirs by identity at
+        every step."""
+        new = (dtype, shapes, lead)
+        for known in self.layouts:
+            if known == new:
+                return known
+        self.layouts.append(new)
+        return new
 
     def valid(self, model: Any) -> bool:
         """Whether ``model`` still has the structure this plan was made from (cheap: one

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
+from operator import is_
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ from ..optimise.training import Leaf, descend, finite, refuse_non_finite
 from ..seam import CACHE
 from .plan import Plan
 
-__all__ = ["UpdateProgram", "new_buffer", "written"]
+__all__ = ["UpdateProgram", "gradient_memory", "last_gradients", "new_buffer", "written"]
 
 # the flat step of an elementwise rule (`UpdateProgram._flat`) for models of at most this many
 # parameter entries: it saves NumPy calls, which matters for small arrays, and costs a copy of
@@ -56,7 +57,7 @@ class UpdateProgram:
     NumPy arrays of one dtype, the step runs on all of them laid end to end as one vector θ
     (`_flat`)."""
 
-    __slots__ = ("buffer", "gather", "layout", "leaves", "memory", "source", "update")
+    __slots__ = ("gather", "layout", "leaves", "memory", "source", "update")
 
     def __init__(self, plan: Plan, rule: Any = None) -> None:
         scope: dict[str, Any] = {
@@ -79,9 +80,11 @@ class UpdateProgram:
             and sum(x.size for x in values) <= FLAT * (members or 1)  # (per member)
         )
         body = self._flat(plan, scope, rule, values, lead) if flat else self._each(plan, scope)
-        # the flat step's gradient buffer (`gradient_buffer`): its dtype and parameter shapes
-        self.layout = (values[0].dtype, [x.shape for x in values], lead) if flat else None
-        self.buffer: tuple[Any, list[Any], int] | None = None
+        # the flat step's θ: its dtype, parameter shapes and (E,) of a stack (the layout of a
+        # gradient buffer it steps as it is, `gradient_memory`)
+        self.layout = (
+            plan.layout(values[0].dtype, [x.shape for x in values], lead) if flat else None
+        )
         # the flat step's memory for θ_new and the step (`_Buffers`)
         self.memory: _Buffers | None = scope.get("BUFFERS")
         gather, leaves = self._gather(plan, ("G", "S")), self._gather(plan, ("S",))
@@ -90,25 +93,6 @@ class UpdateProgram:
         self.update: Callable[..., bool] = scope["update"]
         self.gather: Callable[[Any, Any], Any] = scope["gather"]
         self.leaves: Callable[[Any], Any] = scope["leaves"]
-
-    def gradient_buffer(self) -> tuple[Any, list[Any]] | None:
-        """(G, its views for each parameter) for a flat step: a gradient buffer the model's
-        backward pass writes into (`tinyvec.fast.chain`, ``backward_into``) and ``update``
-        then steps as it is, instead of concatenating the gradients at every step. It is
-        reused while nothing but this program holds it or a view of it (a rule of one's own
-        that kept the gradient in its state gets a new buffer at the next step); None when
-        the step is not flat."""
-        if self.layout is None:
-            return None
-        if self.buffer is None or self._holders() != self.buffer[2]:
-            self.buffer = (*new_buffer(*self.layout), 0)
-            held = self._holders()  # (the references of this program and of the views)
-            self.buffer = (self.buffer[0], self.buffer[1], held)
-        return self.buffer[0], self.buffer[1]
-
-    def _holders(self) -> int:
-        """How many references there are to the gradient buffer (its views hold it too)."""
-        return sys.getrefcount(self.buffer[0]) if self.buffer is not None else 0
 
     @staticmethod
     def _each(plan: Plan, scope: dict[str, Any]) -> list[str]:
@@ -183,7 +167,7 @@ class UpdateProgram:
             "    laid end to end: computed and checked (finite) before one commit writes it (and",
             "    the writes, (object, attribute, value)). False: nothing written (something",
             "    unusual: the general update handles it). ``grad``: the gradients laid end to",
-            '    end already (`gradient_buffer`), the parameters\' views of it in ``grads``."""',
+            '    end already (`gradient_memory`), the parameters\' views of it in ``grads``."""',
             *_unpack(names),
         ]
         lines.append("    if grad is None and not trusted:")
@@ -360,6 +344,42 @@ def _commit(layers: dict, extra: tuple[str, ...] = ()) -> list[str]:
     return [*lines, *(f"        {w}" for w in writes), "        raise", "    return True"]
 
 
+def gradient_memory(plan: Plan, layout: Any) -> tuple[Any, ...]:
+    """(G, each parameter's view of it): memory for one backward pass's gradients of ``plan``'s
+    model, laid out (``layout``: dtype, shapes, and ``()``, or a stack's ``(E,)``) as the flat
+    update's θ, so that the update steps G as it is instead of concatenating the gradients at
+    every step. It hands out a buffer that nothing else holds (no reference to it or to any
+    of its views: a gradient tree kept from the step before, a rule that kept the gradient in
+    its state, a parameter's Tensor whose ``.grad`` it is); a held one is left to its holders
+    and a new one made. The one written last is written again while it is free; a model's
+    plan keeps a second one for a loop that holds one step's gradients while it computes the
+    next, a stack's plan none (E times larger). ``plan.memory`` says which was written last
+    (`last_gradients`)."""
+    kept = plan.memory
+    if kept is None or kept[0] is not layout:  # (the first time, or another layout)
+        kept = (layout, _Buffers(layout[0], layout[1], layout[2], copied=False), None)
+    last = kept[2]
+    if last is not None and last.free():  # (the usual case: the same memory, warm in cache)
+        into = last
+    else:  # a model's other buffer (a stack's: a new one)
+        into = kept[1].spare(None if last is None or layout[2] else last.theta)
+    plan.memory = (layout, kept[1], into)
+    return into.theta, into.params
+
+
+def last_gradients(plan: Plan, layout: Any, grads: list[Any]) -> Any:
+    """G when ``grads`` are the very views of the buffer `gradient_memory` gave last, laid out
+    as ``layout`` (an update's θ; layouts are `Plan.layout`'s, one object for equal ones),
+    else None."""
+    kept = plan.memory
+    if kept is None or kept[2] is None or kept[0] is not layout:
+        return None
+    views = kept[2].params
+    if len(grads) != len(views) or not all(map(is_, grads, views)):
+        return None
+    return kept[2].theta
+
+
 def new_buffer(
     dtype: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...]
 ) -> tuple[Any, list[Any]]:
@@ -430,13 +450,11 @@ class _Set:
         self.steps = _views(self.step, shapes, lead) if copied else ()
         self.arrays = (self.theta, *self.params, *self.steps)
         self.arrays += (self.step,) if copied else ()
-        self.held = self.references()  # (this set's own: its attributes, each view's base)
+        # the references this set makes itself (its attributes, each view's base)
+        self.held = sum(map(sys.getrefcount, self.arrays))
 
-    def references(self) -> int:
-        return sum(map(sys.getrefcount, self.arrays))
-
-    def free(self) -> bool:
-        return self.references() == self.held
+    def free(self) -> bool:  # (what __init__ counted: no one else's)
+        return sum(map(sys.getrefcount, self.arrays)) == self.held
 
 
 def _lay_end_to_end(
