@@ -694,3 +694,34 @@ def test_a_large_stacks_step_is_sliced_not_copied_and_is_the_default_step(monkey
     memory = update_program.written(sa, plan_of(a)).memory
     assert memory is not None and not memory.copied
     assert all(s.step is None for s in memory.sets)
+
+
+def test_a_stacks_compiled_loss_function_steps_its_gradient_buffer():
+    """tv.compile(loss, stack, state) with a loss function of one's own runs the graph, whose
+    Chain node writes the gradients into the stack's (E, P) buffer; the written update steps
+    that buffer as it is, as the default step does (on main it concatenated them again).
+    Bit for bit the reference road."""
+    from tinyvec.fast.plan import plan_of
+    from tinyvec.fast.update_program import written
+
+    E = 3
+    make = lambda: tv.stack([model_from([("skip+", 1, True, 3, None)], e) for e in range(E)])  # noqa: E731
+    a, b = make(), make()
+    rule = lambda: tv.Momentum([0.01, 0.02, 0.03])  # noqa: E731
+    sa, sb = tv.setup(rule(), a), tv.setup(rule(), b)
+    loss = lambda m, x, y: tv.mse(m(x), y, members=True)  # noqa: E731
+    step = tv.compile(loss, a, sa)
+    g = np.random.default_rng(2)
+    for n in range(4):
+        x, y = g.standard_normal((E, 3, 4)), g.standard_normal((E, 2, 4))
+        program = written(sa, plan_of(a)) if n else None
+        if program is not None:  # (calling it would raise)
+            program.update.__globals__["concatenate"] = None
+        value = step(x, y)
+        if program is not None:
+            program.update.__globals__["concatenate"] = np.concatenate
+        with tv.fast.off():
+            twin, grads = tv.withgradient(lambda m: loss(m, x, y), b)
+            tv.update(sb, b, grads)
+        assert value.shape == (E,) and value.tobytes() == twin.tobytes()
+        assert records(a) == records(b) and state_bytes(sa, a) == state_bytes(sb, b)

@@ -282,3 +282,51 @@ def test_a_stacks_gradients_are_views_of_the_buffer_its_update_steps(change):
             program.update.__globals__["concatenate"] = np.concatenate
         general_update(sb, b, gb)
         assert records(a) == records(b) and state_bytes(sa, a) == state_bytes(sb, b)
+
+
+def test_a_stacks_gradient_buffer_is_reused_only_when_no_one_holds_it():
+    """The default step's backward pass writes a stack's gradients into a buffer its plan
+    keeps, again at every step, but never into one that something still holds: a loop's
+    ``grads`` of the last step (rebound only after the next backward pass), or gradients a
+    user kept. What is kept keeps its values; bit for bit the reference road."""
+    a, b = stack_of(3), stack_of(3)
+    sa, sb = tv.setup(tv.Momentum([0.1, 0.2, 0.3]), a), tv.setup(tv.Momentum([0.1, 0.2, 0.3]), b)
+    kept, bases, grads = [], [], None
+    for step in range(8):
+        grads = stack_grads(a, step)  # (the last step's grads are held meanwhile)
+        bases.append(weakref.ref(grads.layers[0].weight.base))
+        if step in (2, 3):  # a user keeps these
+            kept.append((grads, grads.layers[1].weight.copy(), grads.layers[0].bias.copy()))
+        tv.update(sa, a, grads)
+        general_update(sb, b, stack_grads(b, step))
+        assert records(a) == records(b) and state_bytes(sa, a) == state_bytes(sb, b)
+        for g, weight, bias in kept:
+            assert g.layers[1].weight.tobytes() == weight.tobytes()
+            assert g.layers[0].bias.tobytes() == bias.tobytes()
+    buffers = [base() for base in bases]  # (all alive: those of steps 2 and 3 are kept)
+    assert buffers[0] is buffers[2] and buffers[1] is buffers[3]  # two buffers take turns,
+    assert buffers[4] is buffers[6] and buffers[5] is buffers[7]  # then two others: the first
+    assert len({id(G) for G in buffers}) == 4  # two are kept by the user, never written again
+
+
+def test_a_rule_that_keeps_a_stacks_gradient_gets_a_new_buffer():
+    """A rule of one's own that keeps the gradient it was given (the (E, P) buffer itself,
+    stepped as it is) holds that buffer: the next backward pass writes another one, and what
+    the rule kept keeps its values."""
+    kept = []
+
+    class Keeping(tv.Descent):
+        elementwise = True
+
+        def apply(self, state, x, dx):
+            kept.append((dx, dx.copy()))  # (a reference to the gradient, outliving the step)
+            return state, self.eta * dx
+
+    a, b = stack_of(3), stack_of(3)
+    sa, sb = tv.setup(Keeping(0.1), a), tv.setup(tv.Descent(0.1), b)
+    for step in range(4):
+        tv.update(sa, a, stack_grads(a, step))
+        general_update(sb, b, stack_grads(b, step))
+        assert records(a) == records(b)
+    assert len({id(dx) for dx, _ in kept}) == 4 and kept[0][0].shape == (3, 3 * 4 + 4 + 4 * 2 + 2)
+    assert all(dx.tobytes() == copy.tobytes() for dx, copy in kept)

@@ -44,7 +44,7 @@ from ..optimise.training import (
 )
 from .chain import chain_call
 from .compiled import CompiledStep, compile_step
-from .plan import Plan, plan_of
+from .plan import plan_of
 from .update_program import last_gradients, written
 
 __all__ = ["CompiledStep", "chain_call", "compile_step", "differentiate", "off", "update"]
@@ -81,7 +81,7 @@ def update(state: OptState, model: Any, grads: Any) -> bool:
     if gathered is None:
         return False
     if state.transform is None:
-        G = _laid_out(plan, program, gathered[0])  # (the gradients in one buffer)
+        G = last_gradients(plan, program.layout, gathered[0])  # (the gradients in one buffer)
         with interrupts_deferred():
             return program.update(*gathered) if G is None else program.update(*gathered, grad=G)
     if any(g is None for g in gathered[0]):
@@ -94,21 +94,6 @@ def update(state: OptState, model: Any, grads: Any) -> bool:
         if commit.new or not program.update(new_grads, gathered[1], writes):
             commit.finish(entries, new_grads, writes)  # (a sweep took steps already)
     return True
-
-
-def _laid_out(plan: Plan, program: Any, grads: list[Any]) -> Any:
-    """The buffer of the gradients when ``grads`` are its very views, laid out as the update's
-    θ (`tinyvec.fast.chain.flat_backward`, `~tinyvec.fast.chain.stack_backward`), else None
-    (they are concatenated)."""
-    if program.layout is not None and not program.layout[2]:
-        return last_gradients(plan, program.layout, grads)
-    kept = plan.gradients
-    if kept is None or program.layout is None or kept[0] != program.layout:
-        return None
-    G = kept[1]()
-    if G is None or len(grads) != len(kept[2]):
-        return None
-    return G if all(g is view() for g, view in zip(grads, kept[2], strict=True)) else None
 
 
 def compile(loss: Callable[..., Any], model: Any, state: OptState) -> CompiledStep:  # noqa: A001

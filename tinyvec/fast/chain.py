@@ -35,7 +35,6 @@ stack, ∂L/∂x of a shared input, and vcat).
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -49,7 +48,7 @@ from ..layers.containers import Chain, Parallel, SkipConnection, add
 from ..layers.dense import Dense, overridden
 from ..layers.stack import stack_members
 from .plan import Plan, plan_of
-from .update_program import FLAT, gradient_memory, new_buffer
+from .update_program import FLAT, gradient_memory
 
 __all__ = [
     "Fallback",
@@ -81,8 +80,8 @@ class Program:
       parameter a gradient of its own dtype and shape, by construction (every parameter is
       reached, and every activation's derivative is a built-in formula, not a function);
     - ``layout``: with ``backward_into``, its gradients' buffer, laid out as the written
-      update's θ: (dtype, shapes, ``()``, or a stack's ``(E,)``) (`flat_backward`,
-      `stack_backward`); None otherwise.
+      update's θ: (dtype, shapes, ``()``, or a stack's ``(E,)``) (`flat_backward`); None
+      otherwise.
     """
 
     __slots__ = (
@@ -109,7 +108,7 @@ class Program:
         # NumPy, every parameter reached: the backward pass into a flat gradient buffer
         self.backward_into: Callable[[Any, Any, list[Any]], Any] | None = scope.get("backward_into")
         # with `backward_into`: the gradient buffer's (dtype, shapes, () or a stack's (E,)),
-        # whose views its backward pass writes (`flat_backward`, `stack_backward`)
+        # whose views its backward pass writes (`flat_backward`)
         self.layout: tuple[Any, list[tuple[int, ...]], tuple[int, ...]] | None = None
 
 
@@ -485,8 +484,8 @@ def chain_call(chain: Any, x: Any) -> Any:
     if not grad_enabled():
         return Tensor(out, op="Chain")
     if program.layout is not None:  # the gradients into one buffer, which the update steps
-        shape, into = out.shape, stack_backward if program.layout[2] else flat_backward
-        vjp = lambda g: into(plan, program, g, saved, shape)  # noqa: E731
+        shape = out.shape
+        vjp = lambda g: flat_backward(plan, program, g, saved, shape)  # noqa: E731
         return Tensor(out, (x, *params), vjp, "Chain")
     backward = program.backward
     return Tensor(out, (x, *params), lambda g: backward(g, saved), "Chain")
@@ -495,8 +494,9 @@ def chain_call(chain: Any, x: Any) -> Any:
 def flat_backward(
     plan: Plan, program: Program, g: Any, saved: Any, shape: tuple[int, ...]
 ) -> tuple[Any, ...]:
-    """The backward pass of one model's program with every gradient written into a view of
-    one buffer laid out as the written update's θ (`backward_into`), memory the plan reuses
+    """The backward pass of a model's program (or a stack's) with every gradient written into
+    a view of one buffer laid out as the written update's θ (`backward_into`; a stack's:
+    (E, P), each member's gradients one row), memory the plan reuses
     while no one else holds it (`tinyvec.fast.update_program.gradient_memory`): the update
     then steps the buffer as it is, where it would concatenate the gradients (`last_gradients`
     tells). A ∂L/∂(output) of another dtype or shape than the output's: the plain backward
@@ -512,26 +512,3 @@ def flat_backward(
         return program.backward(g, saved)
     _, views = gradient_memory(plan, layout)
     return (into(g, saved, views), *views)
-
-
-def stack_backward(
-    plan: Plan, program: Program, g: Any, saved: Any, shape: tuple[int, ...]
-) -> tuple[Any, ...]:
-    """The backward pass of a stack's program with every gradient written into a view of one
-    new (E, P) buffer laid out as the written update's θ (`backward_into`): the update then
-    steps the buffer as it is (`tinyvec.fast.update`), where it would concatenate E × P
-    entries again; the plan keeps weak references to tell. A ∂L/∂(output) of another dtype or
-    shape than the output's (a float64 target): the plain backward pass."""
-    layout, into = program.layout, program.backward_into
-    if (
-        layout is None
-        or into is None
-        or type(g) is not np.ndarray
-        or g.dtype != layout[0]
-        or g.shape != shape
-    ):
-        return program.backward(g, saved)
-    G, views = new_buffer(*layout)
-    gx = into(g, saved, views)
-    plan.gradients = (layout, weakref.ref(G), [weakref.ref(v) for v in views])
-    return (gx, *views)

@@ -42,7 +42,6 @@ class Plan:
         "_check",
         "_tree",
         "checks",
-        "gradients",
         "layouts",
         "memory",
         "model",
@@ -58,11 +57,8 @@ class Plan:
         # the written programs by kind of input (`tinyvec.fast.chain`): they belong to this
         # structure, so a new plan starts without them
         self.programs: dict[Any, Any] = {}
-        # a stack's last gradients, views of one buffer (`tinyvec.fast.chain.stack_backward`):
-        # its layout, weak references to it and to each view (`tinyvec.fast.update` steps it)
-        self.gradients: tuple[Any, Any, list[Any]] | None = None
-        # one model's gradient buffers (`tinyvec.fast.update_program.gradient_memory`): their
-        # layout, the two of them, and the one written last
+        # the gradient buffers of the model or stack (`tinyvec.fast.update_program.
+        # gradient_memory`): their layout, the two of them, and the one written last
         self.memory: tuple[Any, Any, Any] | None = None
         self.layouts: list[Any] = []  # (`layout`)
         self._tree: Callable[[list[Any]], Tree] | None = None  # `tree`, once written
@@ -87,7 +83,7 @@ class Plan:
     def __getstate__(self) -> tuple[None, dict[str, Any]]:
         # a copied or pickled plan leaves its programs behind (they are written again)
         state = {name: getattr(self, name) for name in self.__slots__}
-        state.update(programs={}, _tree=None, _check=None, gradients=None, memory=None)
+        state.update(programs={}, _tree=None, _check=None, memory=None)
         return None, state
 
     def layout(self, dtype: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...]) -> Any:

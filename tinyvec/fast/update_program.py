@@ -351,18 +351,18 @@ def gradient_memory(plan: Plan, layout: Any) -> tuple[Any, ...]:
     every step. It hands out a buffer that nothing else holds (no reference to it or to any
     of its views: a gradient tree kept from the step before, a rule that kept the gradient in
     its state, a parameter's Tensor whose ``.grad`` it is); a held one is left to its holders
-    and a new one made. The one written last is written again while it is free; a model's
-    plan keeps a second one for a loop that holds one step's gradients while it computes the
-    next, a stack's plan none (E times larger). ``plan.memory`` says which was written last
-    (`last_gradients`)."""
+    and a new one made. The one written last is written again while it is free; the plan
+    keeps a second one for a loop that holds one step's gradients while it computes the next
+    (``_, grads = tv.withgradient(...)`` rebinds ``grads`` only afterwards), so the two take
+    turns. ``plan.memory`` says which was written last (`last_gradients`)."""
     kept = plan.memory
     if kept is None or kept[0] is not layout:  # (the first time, or another layout)
         kept = (layout, _Buffers(layout[0], layout[1], layout[2], copied=False), None)
     last = kept[2]
     if last is not None and last.free():  # (the usual case: the same memory, warm in cache)
         into = last
-    else:  # a model's other buffer (a stack's: a new one)
-        into = kept[1].spare(None if last is None or layout[2] else last.theta)
+    else:  # the other buffer
+        into = kept[1].spare(None if last is None else last.theta)
     plan.memory = (layout, kept[1], into)
     return into.theta, into.params
 

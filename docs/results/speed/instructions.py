@@ -7,7 +7,9 @@ versions of tinyvec (or a step with hand-written NumPy) when wall-clock timings 
 
 Second order (issue 22): ``gradient`` (the default ``tv.gradient``), ``gradient-reference``
 (the same in ``tv.fast.off()``) and ``hvp`` (one ``tv.hvp``) of the seed network's mse, as in
-``tinyvec bench``'s second-order rows.
+``tinyvec bench``'s second-order rows. Stacks (issue 21): ``stack-numpy``, ``stack``,
+``stack-compiled`` and ``stack-compiled-fn``, 32 seed networks at batch 1 as in ``tinyvec
+bench --stacks``.
 
 Each count is (count of N steps − count of 0 steps) / N, after 50 warm-up steps, in a fresh
 process under ``valgrind --tool=callgrind`` (about a minute per implementation).
@@ -19,8 +21,13 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import Any
 
 STEPS = 100
+# a stack of 32 seed networks at batch 1, as in ``tinyvec bench --stacks``: by hand, the
+# default step, compiled with tv.mse and compiled with a loss function of one's own
+STACKS = ("stack-numpy", "stack", "stack-compiled", "stack-compiled-fn")
 SECOND_ORDER = {
     "gradient": "gradient",
     "gradient-reference": "gradient, reference road",
@@ -39,6 +46,8 @@ def run(impl: str, n: int) -> None:
         step = bench.numpy_step(spec, x, y, "float64")
     elif impl in SECOND_ORDER:
         step = bench.curvature_steps(spec, 20)[SECOND_ORDER[impl]]
+    elif impl in STACKS:
+        step = stack_step(impl)
     else:
         model = bench.tinyvec_model(spec, "float64")
         state = tv.setup(tv.Descent(1e-6), model)  # a small step: the numbers stay finite
@@ -56,6 +65,25 @@ def run(impl: str, n: int) -> None:
 
     for _ in range(50 + n):
         step()
+
+
+def stack_step(impl: str) -> Callable[[], Any]:
+    import tinyvec as tv
+    from tinyvec.experiments import bench
+    from tinyvec.experiments.baselines import numpy_stack_step
+
+    spec = bench.seed_spec()
+    x, y = bench.stack_data(spec, 32, 1, "float64")
+    if impl == "stack-numpy":
+        return numpy_stack_step(spec, x, y, "float64")
+    if impl == "stack":
+        return bench.tinyvec_stack_step(spec, x, y, "float64")
+    if impl == "stack-compiled":
+        return bench.tinyvec_stack_compiled_step(spec, x, y, "float64")
+    model = tv.stack([bench.tinyvec_model(spec, "float64") for _ in range(32)])
+    state = tv.setup(tv.Descent([bench.LR] * 32), model)
+    compiled = tv.compile(lambda m, x, y: tv.mse(m(x), y, members=True), model, state)
+    return lambda: compiled(x, y)
 
 
 def count(impl: str, n: int) -> int:
