@@ -371,7 +371,7 @@ def grid(cfg: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # --- command line -----------------------------------------------------------------------------
-LISTS = dict(
+LISTS: dict[str, Callable[[str], Any]] = dict(
     tasks=str, activations=str, widths=positive_int, depths=positive_int,
     kappas=nonnegative_float, variants=str, modes=str, etas_sample=positive_float,
     etas_batch=positive_float, ortho_kappas=nonnegative_float, eps=positive_float,
@@ -419,7 +419,7 @@ def parser() -> Any:
 def config(args: Any) -> dict[str, Any]:
     """The grid of ``args``: the preset (--quick, --full or the default) with every flag given
     overriding it. The flags are set to the values used, so config.json states all of them."""
-    cfg = dict(QUICK if args.quick else FULL if args.full else DEFAULT)
+    cfg: dict[str, Any] = dict(QUICK if args.quick else FULL if args.full else DEFAULT)
     cfg["seeds"] = list(range(cfg["seeds"]))
     cfg["ortho"] = next(k for k, v in ORTHO.items() if v == cfg["ortho"])
     for name in cfg:

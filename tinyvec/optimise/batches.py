@@ -238,7 +238,7 @@ def stack_batches(loaders: Sequence[Iterable[Any]]) -> StackedBatches | Iterator
     stacked = StackedBatches(loaders)
     if any(iter(loader) is loader or not isinstance(loader, Sized) for loader in loaders):
         return iter(stacked)  # one pass, as a one-shot loader gives
-    lengths = [len(loader) for loader in loaders]  # type: ignore[arg-type]
+    lengths = [len(loader) for loader in loaders]  # (all Sized: checked above)
     if len(set(lengths)) > 1:
         raise ValueError(
             f"stack_batches: the loaders give {lengths} batches per pass; every member needs "
