@@ -94,11 +94,13 @@ def update(state: OptState, model: Any, grads: Any) -> bool:
         new_grads, writes = rewritten(state, entries, model, commit, plan.nodes)
         # the written update even after a sweep, which proposed some steps already (it takes
         # them again, the same numbers): its one check and commit of θ cost less than the
-        # reference's check of each parameter. A refused step is refused by the reference,
-        # which names the first parameter in the order it proposed them.
+        # reference's check of each parameter. A step refused after a sweep is refused by the
+        # reference, which names the first parameter in the order the sweep proposed them.
         try:
             done = program.update(new_grads, gathered[1], writes)
         except NonFiniteStep:
+            if not commit.new:
+                raise
             done = False
         if not done:
             commit.finish(entries, new_grads, writes)
