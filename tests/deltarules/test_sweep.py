@@ -1,6 +1,8 @@
 """The update with δ-rules: checks, what it leaves on the layers, train() and the Recorder,
 custom and frozen layers."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -185,10 +187,10 @@ def test_the_sweep_follows_a_model_changed_under_its_state():
 def test_the_rewritten_gradients_are_stepped_and_committed_with_the_records(
     delta, written, monkeypatch
 ):
-    """The δ-rules rewrite the gradients and the step takes them: without a sweep through
-    `update`'s written program, which commits δ̃^k and the memories with the parameters (the
-    sweep takes some steps early, and the general code completes them). A non-finite step is
-    refused with all of it."""
+    """The δ-rules rewrite the gradients and the step takes them through `update`'s written
+    program, which commits δ̃^k and the memories with the parameters (after a sweep too, which
+    takes some steps early: a step refused then is refused by the general code, which names
+    the parameter in the sweep's order). A non-finite step is refused with all of it."""
     from tinyvec.optimise import training
 
     model, (x, y) = small(), data()
@@ -207,3 +209,22 @@ def test_the_rewritten_gradients_are_stepped_and_committed_with_the_records(
     after = [x for d in tv.dense_layers(model) for x in (d.weight, d.delta_used)]
     assert all(a is b for a, b in zip(records, after, strict=True))
     assert getattr(state.transform, "memory", None) is memory
+
+
+def test_a_step_refused_after_a_sweep_names_the_parameter_the_reference_names():
+    """After Compensation's sweep the written update takes the step; a step it refuses is
+    refused as on the reference road, naming the first parameter the sweep proposed: the
+    parameter outside the Dense layers (proposed before the sweep), not the model's first."""
+    x, y = data()
+    messages = []
+    for road in (tv.fast.off, contextlib.nullcontext):
+        model = tv.Chain(tv.Dense(3, 5, tv.tanh, rng=0), Scale(5), tv.Dense(5, 1, rng=1))
+        state = tv.setup(tv.Descent(0.1), model, delta=Compensation(0.2))
+        grads = tv.gradient(lambda m: tv.mse(m(x), y), model)
+        grads.layers[0]["weight"] = np.full((5, 3), np.inf)
+        grads.layers[1]["s"] = np.full(5, np.inf)
+        with road(), np.errstate(all="ignore"), pytest.raises(tv.NonFiniteStep) as refused:
+            tv.update(state, model, grads)  # (the sweep runs the model with the inf scale)
+        messages.append(str(refused.value))
+    assert "layers[1].s" in messages[0]
+    assert messages[1] == messages[0]

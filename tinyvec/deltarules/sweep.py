@@ -250,15 +250,19 @@ class _Rewriting:
 def _alpha(entries: list[Entry]) -> float:
     """α of a Dense layer's step, from the rules of its parameters as they are now (after any
     `tv.adjust`); its weight and bias must share it, since ΔW = -α δ̃ Oᵀ and Δb = -α Σ δ̃."""
-    each = [step_size(leaf.rule) for _, _, _, leaf, _ in entries]  # (E of them in a stack)
-    alphas = {tuple(a.tolist()) if isinstance(a, np.ndarray) else a for a in each}
-    if len(alphas) > 1:
-        path = entries[0][1].rsplit(".", 1)[0]
-        raise ValueError(
-            f"δ-rules need one step size α per Dense layer, but the parameters of {path} "
-            f"have rules with α = {sorted(alphas)}: give the layer one rule"
-        )
-    return each[0]
+    rule = entries[0][3].rule
+    alpha = step_size(rule)  # (E of them in a stack)
+    for _, path, _, leaf, _ in entries[1:]:  # (the weight and bias share one rule unless given two)
+        if leaf.rule is not rule:
+            each = (alpha, step_size(leaf.rule))
+            alphas = {tuple(a.tolist()) if isinstance(a, np.ndarray) else a for a in each}
+            if len(alphas) > 1:
+                raise ValueError(
+                    f"δ-rules need one step size α per Dense layer, but the parameters of "
+                    f"{path.rsplit('.', 1)[0]} have rules with α = {sorted(alphas)}: give the "
+                    "layer one rule"
+                )
+    return alpha
 
 
 def _containers(walked: list[Node]) -> list[Any]:

@@ -36,6 +36,7 @@ from ..backend import is_array
 from ..engine.tensor import setting
 from ..optimise.training import (
     Commit,
+    NonFiniteStep,
     OptState,
     check_entries,
     gradients_of,
@@ -91,8 +92,18 @@ def update(state: OptState, model: Any, grads: Any) -> bool:
     with interrupts_deferred():
         commit = Commit()
         new_grads, writes = rewritten(state, entries, model, commit, plan.nodes)
-        if commit.new or not program.update(new_grads, gathered[1], writes):
-            commit.finish(entries, new_grads, writes)  # (a sweep took steps already)
+        # the written update even after a sweep, which proposed some steps already (it takes
+        # them again, the same numbers): its one check and commit of θ cost less than the
+        # reference's check of each parameter. A step refused after a sweep is refused by the
+        # reference, which names the first parameter in the order the sweep proposed them.
+        try:
+            done = program.update(new_grads, gathered[1], writes)
+        except NonFiniteStep:
+            if not commit.new:
+                raise
+            done = False
+        if not done:
+            commit.finish(entries, new_grads, writes)
     return True
 
 
