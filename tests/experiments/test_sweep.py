@@ -311,3 +311,31 @@ def test_the_command_line_says_in_one_line_which_process_holds_the_folder(tmp_pa
                                 f"(process {holder.pid} on {socket.gethostname()}, since ")  # fmt: skip
     assert errors[0].endswith("wait until it ends, or give another --out")
     assert not (out / "runs.jsonl").exists()
+
+
+def test_on_several_processes_each_gets_a_stack(tmp_path):
+    """A stack runs in one process: on ``jobs`` processes the runs left are cut into stacks of
+    at most ⌈runs / jobs⌉ (8 specs, ``stack=32`` on 2 processes: two stacks of 4), else one
+    stack would keep the other processes idle."""
+    sizes = []
+
+    class TwoProcesses:  # (in this process, for the spy: the runner reads only `jobs`)
+        jobs = 2
+
+        def imap_unordered(self, fn, items):
+            return map(fn, items)
+
+    def double(spec):
+        return {"y": 2 * spec["x"]}
+
+    def stacked(specs):
+        sizes.append(len(specs))
+        return [double(spec) for spec in specs]
+
+    double.stacked, double.stack_key = stacked, lambda spec: "one stack"
+    specs = [{"x": x} for x in range(8)]
+    runs = run_sweep(double, specs, tmp_path / "two", executor=TwoProcesses(), progress=False,
+                     stack=32)  # fmt: skip
+    assert sizes == [4, 4] and [r["y"] for r in runs] == [2 * x for x in range(8)]
+    run_sweep(double, specs, tmp_path / "here", progress=False, stack=32)
+    assert sizes[2:] == [8]  # (in this process: one stack)

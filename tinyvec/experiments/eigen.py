@@ -16,7 +16,6 @@ values, subspace ascent, and which eigenvalues each step finds), `tinyvec.analys
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
@@ -109,14 +108,11 @@ def run_seeds(c: Config, seeds: list[int], out: Path, jobs: int = 1, plots: bool
               dask: str | None = None, progress: bool = True, fmt: str = "png",
               dpi: int = 100, stack: int = 1) -> list[dict]:  # fmt: skip
     """Run ``seeds`` through the sweep runner (``jobs`` processes, or a Dask cluster; up to
-    ``stack`` seeds of one `eigen_stack.stack_key` trained as one stack of models, and on
-    ``jobs`` processes no more than leaves each of them a stack),
+    ``stack`` seeds of one `eigen_stack.stack_key` trained as one stack of models),
     resuming from ``out/runs.jsonl``; then write summary.md, summary.csv and the grid figure
     into ``out``. Returns the summaries, in the order of ``seeds``."""
     specs = [{**asdict(replace(c, seed=s)), "out": str(out / f"seed-{s}"), "plots": plots,
               "format": fmt, "dpi": dpi} for s in seeds]  # fmt: skip
-    if dask is None:  # a stack per worker at least: a stack runs in one process
-        stack = min(stack, math.ceil(len(seeds) / jobs))
     with executor_for(jobs, dask) as ex:
         runs = run_sweep(seed_run, specs, out, executor=ex, progress=progress, desc="seeds",
                          stack=stack)  # fmt: skip

@@ -454,7 +454,9 @@ def run_sweep(
 
     ``stack``: run up to this many specs as one stack of models when ``fn`` can
     (``fn.stacked``, ``fn.stack_key``: see `stacks`); each still gives its own line, with
-    the numbers of its run alone. A run of a stack that fails (``fn.stacked`` returns its
+    the numbers of its run alone. On ``jobs`` local processes (`LocalProcesses`) a stack is
+    at most ⌈runs left / jobs⌉, so that each process gets one (a stack runs in one process).
+    A run of a stack that fails (``fn.stacked`` returns its
     exception in place of its result) stops the sweep as it would alone, with its error,
     after the lines of the others."""
     specs = exact_specs(specs)
@@ -470,7 +472,8 @@ def run_sweep(
     with writer_lock(out):
         done = _resume(path)
         todo = [s for s, k in zip(specs, keys, strict=True) if k not in done]
-        groups = stacks(fn, todo, stack)
+        width = getattr(executor, "jobs", 1)  # (a Dask cluster's is not known here)
+        groups = stacks(fn, todo, min(stack, max(1, math.ceil(len(todo) / width))))
         task = functools.partial(_run_stack, fn) if len(groups) < len(todo) else None
         with (
             open(path, "ab", buffering=0) as f,
