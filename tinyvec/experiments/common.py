@@ -27,6 +27,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import tinyvec as tv
+
 from .errors import UsageError
 from .sweep import cpu_count, executor_for, run_sweep
 from .tables import write_json
@@ -392,3 +394,15 @@ def study_sweep(
         runs = run_sweep(fn, specs, out, executor=ex, progress=not args.quiet, desc=desc,
                          stack=stack)  # fmt: skip
         yield out, runs
+
+
+def without(model: Any, state: Any, gone: Sequence[int]) -> tuple[list[Any], list[int], Any, Any]:
+    """The stack of models ``model`` (`tv.stack`) and its optimiser state ``state`` less the
+    members at positions ``gone`` (a run that diverged, failed or is done, while the others
+    go on): (every member alone as a (model, state) pair (`tv.unstack`), the positions kept,
+    the stack of those and its state; None, None when none is kept)."""
+    pairs = tv.unstack(model, state)
+    keep = [i for i in range(len(pairs)) if i not in gone]
+    if not keep:
+        return pairs, keep, None, None
+    return pairs, keep, *tv.stack([pairs[i][0] for i in keep], [pairs[i][1] for i in keep])

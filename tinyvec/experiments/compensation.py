@@ -70,6 +70,7 @@ from .common import (
     positive_int,
     study_parser,
     study_sweep,
+    without,
 )
 from .compensation_report import MODES, write_outputs
 
@@ -259,13 +260,10 @@ def train_stack(
     def leave(gone: list[int], diverged: bool) -> None:
         """Take the members at positions ``gone`` of ``alive`` out of the stack."""
         nonlocal model, state, alive
-        pairs = tv.unstack(model, state)
+        pairs, keep, model, state = without(model, state, gone)
         for i in gone:
             members[alive[i]].update(diverged=diverged, model=None if diverged else pairs[i][0])
-        keep = [i for i in range(len(alive)) if i not in gone]
         alive = [alive[i] for i in keep]
-        if alive:
-            model, state = tv.stack([pairs[i][0] for i in keep], [pairs[i][1] for i in keep])
 
     with np.errstate(all="ignore"):
         for _ in range(epochs):

@@ -38,6 +38,7 @@ import numpy as np
 import tinyvec as tv
 from tinyvec.analysis.eigen_operator import apply_operator, unit_vectors
 
+from .common import without
 from .eigen_run import (
     Experiment,
     Records,
@@ -149,12 +150,10 @@ def train_stack(members: list[Member]) -> set[int]:
     def leave(gone: list[int]) -> None:
         """Take the members at positions ``gone`` of ``alive`` out of the stack."""
         nonlocal model, state, alive
-        pairs = tv.unstack(model, state)
+        _, keep, model, state = without(model, state, gone)
         failed.update(alive[i].index for i in gone)
-        keep = [i for i in range(len(alive)) if i not in gone]
         alive = [alive[i] for i in keep]
         if alive:
-            model, state = tv.stack([pairs[i][0] for i in keep], [pairs[i][1] for i in keep])
             bind()
 
     bind()
