@@ -36,7 +36,7 @@ from ..optimise.training import Leaf, descend, finite, refuse_non_finite
 from ..seam import CACHE
 from .plan import Plan
 
-__all__ = ["UpdateProgram", "gradient_memory", "last_gradients", "new_buffer", "written"]
+__all__ = ["UpdateProgram", "gradient_memory", "last_gradients", "written"]
 
 # the flat step of an elementwise rule (`UpdateProgram._flat`) for models of at most this many
 # parameter entries: it saves NumPy calls, which matters for small arrays, and costs a copy of
@@ -378,15 +378,6 @@ def last_gradients(plan: Plan, layout: Any, grads: list[Any]) -> Any:
     if len(grads) != len(views) or not all(map(is_, grads, views)):
         return None
     return kept[2].theta
-
-
-def new_buffer(
-    dtype: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...]
-) -> tuple[Any, list[Any]]:
-    """A flat array for the parameters of ``shapes`` and each parameter's view of it (a stack's,
-    ``lead`` = (E,): an (E, P) array, each parameter a slice of its rows)."""
-    G = _flat_array(dtype, shapes, lead)
-    return G, list(_views(G, shapes, lead))
 
 
 def _flat_array(dtype: Any, shapes: list[tuple[int, ...]], lead: tuple[int, ...]) -> Any:
