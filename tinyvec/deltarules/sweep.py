@@ -279,9 +279,13 @@ def _containers(walked: list[Node]) -> list[Any]:
 
 def _members_of(O: Any, delta: Any) -> Any:
     """O^{k-1} as the δ-rules read it: in a stack (`tv.stack`), an input (in, B) shared by the
-    members broadcast to (E, in, B) (a view), so that every rule sees each member's own."""
+    members stacked to (E, in, B), each member's own copy laid out as an input given per
+    member, so that every rule sees each member's own and its products are the BLAS calls of
+    the run alone. (A broadcast view, whose member axis has stride 0, led NumPy's concat to
+    another layout, and the matmuls on it to another order of summation: a member's step
+    then differed from its run alone in the last bit.)"""
     if O.ndim < delta.ndim:
-        return namespace(O).broadcast_to(O, (delta.shape[0], *O.shape))
+        return namespace(O).stack([O] * delta.shape[0])
     return O
 
 
