@@ -174,3 +174,37 @@ def test_a_layer_given_its_own_forward_pass_runs_layer_by_layer():
     with tv.fast.off():
         expected = m(x)
     assert m(x).tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("E", [None, 3], ids=["one-model", "stack"])
+def test_at_batch_1_the_written_weight_gradient_keeps_the_sign_of_zero(E, dtype):
+    """At batch 1 the written backward pass forms δ Oᵀ as a product plus 0, not a matmul
+    (`_Writer.backward`): NumPy's matmul of a column by a row sums 0 + δ_i O_j, which turns
+    a product −0 (δ_i < 0, O_j = 0: every ReLU unit that is off) into +0. Here many are:
+    the written step and the reference road's must agree on every byte of dW and θ."""
+
+    def make(seed):
+        cast = tv.f32 if dtype == "float32" else tv.f64
+        return cast(tv.Chain(tv.Dense(4, 6, tv.relu, rng=seed),
+                             tv.Dense(6, 5, tv.relu, rng=seed + 1), tv.Dense(5, 2, rng=seed + 2)))  # fmt: skip
+
+    models = [[make(s) for s in range(E or 1)] for _ in "ab"]
+    a, b = (tv.stack(m) if E else m[0] for m in models)
+    sa, sb = tv.setup(tv.Descent(0.1), a), tv.setup(tv.Descent(0.1), b)
+    step = tv.compile(tv.mse, a, sa)
+    g = np.random.default_rng(0)
+    minus_zeros = 0
+    for _ in range(4):
+        x = g.standard_normal((E, 4, 1) if E else (4, 1)).astype(dtype)
+        y = g.standard_normal((E, 2, 1) if E else (2, 1)).astype(dtype)
+        step(x, y)
+        with tv.fast.off():
+            _, grads = tv.withgradient(lambda m: tv.mse(m(x), y, members=bool(E)), b)
+            tv.update(sb, b, grads)
+        for la, lb in zip(a.layers, b.layers, strict=True):
+            assert la.dW.tobytes() == lb.dW.tobytes()
+            assert la.weight.tobytes() == lb.weight.tobytes()
+            product = la.delta * np.swapaxes(la.input, -1, -2)  # δ_i O_j, unsummed
+            minus_zeros += int(np.sum((product == 0) & np.signbit(product)))
+    assert minus_zeros > 0  # (δ < 0 met O = 0: the case is there)

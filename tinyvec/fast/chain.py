@@ -139,6 +139,7 @@ class _Writer:
         self.args: list[str] = []  # the forward pass's parameter arguments: W1, b1, …
         self.shapes: list[str] = []  # their shapes, checked at every call
         self.first_param: dict[int, int] = {}  # Dense layer k → the position of W^k in args
+        self.entries: dict[int, int] = {}  # Dense layer k → the entries of W^k (of a member)
         self.paths: list[str] = []
         self.reads: list[str] = []  # what `params()` reads: dense1.weight, …
         self.saved: list[str] = []  # what the backward pass needs from the forward pass
@@ -269,6 +270,7 @@ class _Writer:
         bp = None if sigma is identity else self.const(f"backprop{k}", sigma.backprop)
         out = self.value(W.shape[-2], True)
         self.first_param[k] = len(self.args)
+        self.entries[k] = W.shape[-2] * W.shape[-1]
         self.args.append(f"W{k}")
         self.shapes.append(f"W{k}.shape != {tuple(W.shape)}")
         self.reads.append(f"{L}.weight")
@@ -295,7 +297,11 @@ class _Writer:
         """(the program's lines, the names they use, the parameters' paths in order)."""
         self.scope["xp"] = namespace(self.x)
         self.scope["add_reduce"] = np.add.reduce  # (NumPy's sum without its Python wrapper)
-        self.scope["matmul"] = np.matmul
+        self.scope["matmul"], self.scope["multiply"], self.scope["add"] = (
+            np.matmul,
+            np.multiply,
+            np.add,
+        )
         self.scope["ARRAY"], self.scope["DT"], self.scope["IN"] = (
             type(self.x),
             self.x.dtype,
@@ -348,6 +354,11 @@ class _Writer:
                 '    """∂L/∂(model output) → [∂L/∂v0, ∂L/∂(each parameter)], recording δ^k."""',
             ]
         lines.append(f"    {', '.join(saved)}, = saved")
+        if into:  # at batch 1, δ Oᵀ is a column times a row: NumPy's matmul runs it as a
+            # loop without BLAS, each entry 0 + δ_i O_j, which the product and + 0 give
+            # exactly in two thirds of the time (the product made whole, then added into
+            # G: a view of a stack's buffer, into which NumPy writes a product slowly)
+            lines.append(f"    column = g_{out}.shape[-1] == 1")
         has: set[str] = {out}
         grads: dict[int, list[str]] = {}
 
@@ -392,7 +403,14 @@ class _Writer:
                 lines.append(f"    {L}.delta, {L}.delta_used = {d}, None")
                 give(v, f"W{k}.mT @ {d}  # ∂L/∂O^{k - 1} = W^{k}ᵀ δ^{k}")
                 i = self.first_param[k]  # (the position of W^k among the parameters)
-                if into:
+                if into and self.entries[k] > 1:
+                    lines += [
+                        "    if column:  # (as NumPy's matmul sums, 0 + δ_i O_j: −0 becomes +0)",
+                        f"        add(0.0, multiply({d}, {v}.mT), out=G[{i}])  # ∂L/∂W^{k} = δ^{k} O^{k - 1}ᵀ",
+                        "    else:",
+                        f"        matmul({d}, {v}.mT, out=G[{i}])  # ∂L/∂W^{k} = δ^{k} O^{k - 1}ᵀ",
+                    ]
+                elif into:
                     lines.append(
                         f"    matmul({d}, {v}.mT, out=G[{i}])  # ∂L/∂W^{k} = δ^{k} O^{k - 1}ᵀ"
                     )
