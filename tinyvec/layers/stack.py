@@ -114,16 +114,16 @@ def unstack_model(stack: Any, e: int, into: Any = None, walked: list[Node] | Non
     ordinary model of the stack's architecture (member e of an earlier unstack) made to hold
     them in place of a new one, its records cleared first; its layers stay, and so does
     what the fast road keeps for them (a model it has seen runs without being planned
-    again). ``walked``: ``nodes(stack)``, when the caller has it (one walk for E members)."""
-    walked = nodes(stack) if walked is None else walked
-    if stack_members(trainables(stack, walked)) is None:
-        raise ValueError(f"tv.unstack takes a stack of models (tv.stack), got {stack!r}")
+    again). ``walked``: ``nodes(stack)`` of a stack, when the caller has it and has checked
+    it (one walk and one check for E members)."""
+    if walked is None:
+        walked = nodes(stack)
+        if stack_members(trainables(stack, walked)) is None:
+            raise ValueError(f"tv.unstack takes a stack of models (tv.stack), got {stack!r}")
     member = fmap(lambda a: a[e, ...], stack) if into is None else into
     theirs = nodes(member)
-    if into is not None and (
-        stack_members(trainables(into, theirs)) is not None
-        or _shapes(walked, 1) != _shapes(theirs, 0)
-    ):
+    # (a stack given as ``into`` has an axis more in every parameter: not these shapes)
+    if into is not None and _shapes(walked, 1) != _shapes(theirs, 0):
         raise ValueError(
             f"tv.unstack(stack, into=…): {into!r} is not an ordinary model of the stack's "
             "architecture; give the members of an earlier tv.unstack(stack)"
