@@ -83,22 +83,27 @@ def model_html(printed: str, arrays: Iterable[tuple[str, Any]]) -> str:
 _BRANCH = object()  # a heading in a tree: the entries below it are indented
 
 
-def _leaves(tree: Any, path: str, depth: int) -> Iterable[tuple[int, str, Any]]:
-    """(depth, label, value) in order: a dict's entries, a tuple's items, the arrays at the end."""
+def _leaves(tree: Any, depth: int) -> Iterable[tuple[int, str, Any]]:
+    """(depth, label, value) in order: a dict's entries, a tuple's items, the arrays at the end;
+    a non-empty dict, tuple or list is a branch (value `_BRANCH`), its entries follow it one
+    level deeper. With a stack of its own: a Tree is as deep as its model, any depth."""
+    todo = [(depth, label, value) for label, value in reversed(_items(tree))]
+    while todo:
+        depth, label, value = todo.pop()
+        if isinstance(value, dict | tuple | list) and value:
+            yield depth, label, _BRANCH
+            todo.extend((depth + 1, sub, v) for sub, v in reversed(_items(value)))
+        else:
+            yield depth, label, value
+
+
+def _items(tree: Any) -> list[tuple[str, Any]]:
+    """(label, value) of each entry of a dict, tuple or list (none of anything else)."""
     if isinstance(tree, dict):
-        for key, value in tree.items():
-            yield from _leaf_or_branch(value, f"{path}.{key}", str(key), depth)
-    elif isinstance(tree, tuple | list):
-        for i, value in enumerate(tree):
-            yield from _leaf_or_branch(value, f"{path}[{i}]", f"[{i}]", depth)
-
-
-def _leaf_or_branch(value: Any, path: str, label: str, depth: int) -> Iterable:
-    if isinstance(value, dict | tuple | list) and value:
-        yield depth, label, _BRANCH
-        yield from _leaves(value, path, depth + 1)
-    else:
-        yield depth, label, value
+        return [(str(key), value) for key, value in tree.items()]
+    if isinstance(tree, tuple | list):
+        return [(f"[{i}]", value) for i, value in enumerate(tree)]
+    return []
 
 
 def _describe(value: Any) -> tuple[str, str]:
@@ -115,7 +120,7 @@ def _describe(value: Any) -> tuple[str, str]:
 def tree_text(tree: dict) -> str:
     """A Tree of arrays as indented lines: each array's shape, dtype and norm, flagged."""
     lines = [f"{type(tree).__name__}:"]
-    for depth, label, value in _leaves(tree, "", 1):
+    for depth, label, value in _leaves(tree, 1):
         indent = "  " * depth
         if value is _BRANCH:
             lines.append(f"{indent}{label}")
@@ -128,7 +133,7 @@ def tree_text(tree: dict) -> str:
 def tree_html(tree: dict) -> str:
     """The same as `tree_text`, as a table with the non-finite arrays flagged in red."""
     rows, bad = [], 0
-    for depth, label, value in _leaves(tree, "", 0):
+    for depth, label, value in _leaves(tree, 0):
         pad = f'style="padding-left:{0.3 + 1.2 * depth:.1f}em;text-align:left"'
         if value is _BRANCH:
             rows.append(f"<tr><td {pad}><b>{html.escape(label)}</b></td><td></td><td></td></tr>")

@@ -28,6 +28,7 @@ from .. import display
 from ..backend import is_array, namespace
 from ..engine.errors import DimensionMismatch
 from ..engine.tensor import data
+from ..nested import Nested
 from ..seam import CACHE
 
 __all__ = [
@@ -386,7 +387,7 @@ def trainables(model: Any, walked: list[Node] | None = None) -> list[tuple[str, 
 _STEP = re.compile(r"\.(\w+)|\[(\d+)\]")
 
 
-class Tree(dict):
+class Tree(Nested):  # (a dict: printed, pickled and copied at any depth)
     """A dict whose entries can also be read as attributes: ``tree.layers[0].weight``. Gradients
     and optimiser state are Trees mirroring the model; a path of `tv.trainables` indexes them
     too: ``grads["model.layers[0].weight"]``.
