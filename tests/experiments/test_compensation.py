@@ -13,7 +13,7 @@ import pytest
 
 from tinyvec.experiments import compensation as study
 from tinyvec.experiments import compensation_converged as converged
-from tinyvec.experiments.sweep import read_runs
+from tinyvec.experiments.runfile import read_runs
 
 
 def test_quick_run_writes_everything_and_is_reproducible(tmp_path):

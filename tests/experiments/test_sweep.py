@@ -19,7 +19,8 @@ import pytest
 
 from tinyvec import cli
 from tinyvec.experiments import common, compensation
-from tinyvec.experiments.sweep import LocalProcesses, read_runs, run_sweep, square
+from tinyvec.experiments.runfile import read_runs
+from tinyvec.experiments.sweep import LocalProcesses, run_sweep, square
 
 SPECS = compensation.grid(compensation.config(compensation.parser().parse_args(["--quick"])))
 
@@ -282,7 +283,7 @@ def test_two_sweeps_started_together_into_one_folder_one_runs_the_other_is_refus
 HOLD = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from tinyvec.experiments.sweep import writer_lock
+    from tinyvec.experiments.runfile import writer_lock
 
     with writer_lock(Path(sys.argv[1])):
         print("holding", flush=True)

@@ -34,13 +34,11 @@ from .common import (
     config_of,
     figure_kw,
     parse,
-    positive_float,
-    positive_int,
     run_folder,
-    seeds_name,
     study_parser,
     study_sweep,
 )
+from .flags import positive_float, positive_int, seeds_name
 from .sweep import stacked_or_alone
 from .tables import atomic_write, write_json
 

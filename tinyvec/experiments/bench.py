@@ -46,7 +46,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .baselines import LR, jax_step, jax_vmap_step, numpy_stack_step, numpy_step, torch_step
-from .common import StudyParser, positive_float, positive_int
+from .common import StudyParser
+from .flags import positive_float, positive_int
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 MAX_BLOCK_STEPS = 1000  # steps of one block: the trajectory every block times, from the start

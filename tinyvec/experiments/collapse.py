@@ -46,16 +46,12 @@ from .common import (
     add_sweep_flags,
     config_of,
     figure_kw,
-    nonnegative_float,
-    nonnegative_int,
     parse,
-    positive_float,
-    positive_int,
     run_folder,
-    seeds_name,
     study_parser,
     study_sweep,
 )
+from .flags import nonnegative_float, nonnegative_int, positive_float, positive_int, seeds_name
 from .sweep import stacked_or_alone
 from .tables import atomic_write, write_json
 

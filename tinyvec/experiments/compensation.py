@@ -61,17 +61,8 @@ import tinyvec as tv
 from tinyvec.analysis.convergence import stagnated
 from tinyvec.deltarules import Compensation, Orthogonalization
 
-from .common import (
-    add_sweep_flags,
-    figure_kw,
-    nonnegative_float,
-    parse,
-    positive_float,
-    positive_int,
-    study_parser,
-    study_sweep,
-    without,
-)
+from .common import add_sweep_flags, figure_kw, parse, study_parser, study_sweep, without
+from .flags import nonnegative_float, positive_float, positive_int
 from .compensation_report import MODES, write_outputs
 
 TASKS = ("sin", "runge", "sincos")

@@ -57,16 +57,8 @@ from tinyvec.analysis.convergence import (
 )
 from tinyvec.deltarules import OrthogonalizationOverTime
 
-from .common import (
-    add_sweep_flags,
-    nonnegative_float,
-    parse,
-    positive_float,
-    positive_int,
-    seeds_name,
-    study_parser,
-    study_sweep,
-)
+from .common import add_sweep_flags, parse, study_parser, study_sweep
+from .flags import nonnegative_float, positive_float, positive_int, seeds_name
 from .compensation import (
     ACTIVATIONS,
     DIVERGED,
@@ -378,7 +370,7 @@ def config(args: Any) -> dict[str, Any]:
         if name not in ("seeds", "variant"):
             setattr(args, name, cfg[name])
     if args.seeds is None:
-        from .common import seed_list
+        from .flags import seed_list
 
         args.seeds = seed_list(cfg["seeds"])
     for cell in cfg["cells"]:

@@ -24,15 +24,12 @@ from .common import (
     StudyParser,
     add_sweep_flags,
     config_of,
-    nonnegative_float,
-    nonnegative_int,
     parse,
-    positive_float,
-    positive_int,
     run_folder,
     study_parser,
     sweep_folder,
 )
+from .flags import nonnegative_float, nonnegative_int, positive_float, positive_int
 from .eigen_config import OPTIMISERS, QUICK, Config
 from .eigen_run import fmt_complex, run, run_spec
 from .eigen_stack import run_stack, stack_key

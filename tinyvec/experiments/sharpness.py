@@ -40,16 +40,8 @@ import tinyvec as tv
 from ..analysis import CompletionMonitor
 from ..analysis.hessian import hessian_eigs
 from ..analysis.sharpness import SharpnessMonitor
-from .common import (
-    add_sweep_flags,
-    figure_kw,
-    parse,
-    positive_float,
-    positive_int,
-    seeds_name,
-    study_parser,
-    study_sweep,
-)
+from .common import add_sweep_flags, figure_kw, parse, study_parser, study_sweep
+from .flags import positive_float, positive_int, seeds_name
 from .tables import atomic_write
 
 GD_TASKS = ("analyze", "digits")
