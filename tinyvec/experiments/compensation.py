@@ -62,8 +62,8 @@ from tinyvec.analysis.convergence import stagnated
 from tinyvec.deltarules import Compensation, Orthogonalization
 
 from .common import add_sweep_flags, figure_kw, parse, study_parser, study_sweep, without
-from .flags import nonnegative_float, positive_float, positive_int
 from .compensation_report import MODES, write_outputs
+from .flags import nonnegative_float, positive_float, positive_int
 
 TASKS = ("sin", "runge", "sincos")
 ACTIVATIONS = ("tanh", "relu")

@@ -58,7 +58,6 @@ from tinyvec.analysis.convergence import (
 from tinyvec.deltarules import OrthogonalizationOverTime
 
 from .common import add_sweep_flags, parse, study_parser, study_sweep
-from .flags import nonnegative_float, positive_float, positive_int, seeds_name
 from .compensation import (
     ACTIVATIONS,
     DIVERGED,
@@ -69,6 +68,7 @@ from .compensation import (
     task_data,
     train_stack,
 )
+from .flags import nonnegative_float, positive_float, positive_int, seeds_name
 from .tables import atomic_write, write_json
 
 # the committed compensation grid (docs/results/compensation/config.json: three tasks, five η)

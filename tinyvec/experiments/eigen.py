@@ -29,10 +29,10 @@ from .common import (
     study_parser,
     sweep_folder,
 )
-from .flags import nonnegative_float, nonnegative_int, positive_float, positive_int
 from .eigen_config import OPTIMISERS, QUICK, Config
 from .eigen_run import fmt_complex, run, run_spec
 from .eigen_stack import run_stack, stack_key
+from .flags import nonnegative_float, nonnegative_int, positive_float, positive_int
 from .sweep import executor_for, run_sweep
 from .tables import markdown_table, write_csv
 

@@ -61,6 +61,7 @@ class RunFileWarning(UserWarning):
     """A ``runs.jsonl`` the runner could resume from, with something to say: a torn last
     line set aside, or runs repeated."""
 
+
 def key(spec: Spec) -> str:
     """What identifies a spec: its JSON with sorted keys."""
     return json.dumps(spec, sort_keys=True)

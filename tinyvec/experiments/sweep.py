@@ -52,7 +52,6 @@ def square(spec: Spec) -> dict[str, Any]:
     return {"y": spec["x"] ** 2}
 
 
-
 def _run(fn: Callable[[Spec], dict[str, Any]], spec: Spec) -> Run:
     """One run, as a worker does it: one BLAS thread, and the spec kept with the result."""
     with threadpool_limits(limits=1):
