@@ -22,7 +22,9 @@ def test_collapse_writes_its_folder_and_repeats_with_the_seed(tmp_path):
         assert (tmp_path / "a" / name).stat().st_size > 0
     rows = read(tmp_path / "a" / "collapse_mse.csv")
     assert [r["epoch"] for r in rows] == ["0", "1", "2"]
-    assert set(collapse_report.METRICS) <= set(rows[0]) and {"train_error", "test_error"} <= set(rows[0])
+    assert set(collapse_report.METRICS) <= set(rows[0]) and {"train_error", "test_error"} <= set(
+        rows[0]
+    )
     again = collapse.train_run("mse", collapse.load_digits_split(0), epochs=2, width=8, depth=1,
                                batch=512)  # fmt: skip
     assert [float(r["NC1"]) for r in rows] == [r["NC1"] for r in again]

@@ -128,7 +128,7 @@ def gd_run(spec: dict[str, Any]) -> dict[str, Any]:
 def sgd_run(spec: dict[str, Any]) -> dict[str, Any]:
     """One per-sample SGD run on a compensation task: λ_max of the full-batch loss every
     ``every_epochs`` epochs, the loss, and the mean step length over the last epoch."""
-    from .compensation import delta_rules, mlp, task_data
+    from .compensation_runs import delta_rules, mlp, task_data
 
     start = time.perf_counter()
     x, y, _, _ = task_data(spec["task"], spec["points"])
