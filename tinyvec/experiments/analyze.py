@@ -38,7 +38,7 @@ from .common import (
     study_sweep,
 )
 from .flags import positive_float, positive_int
-from .sweep import stacked_or_alone
+from .sweep import all_but_seed, stackable, stacked_or_alone
 from .tables import write_json
 
 
@@ -201,26 +201,20 @@ def seed_run(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def seed_runs(specs: list[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
-    """`seed_run` of every spec (one `stack_key`: they differ only in the seed), trained as
+    """`seed_run` of every spec (they differ only in the seed), trained as
     one stack of models (`runs`); the results are `seed_run`'s. When a seed's loss or step is
     not finite, the stack stops and its seeds are run again one by one: each gives its result
     or, in its place, the error it gives alone, which the sweep raises after writing the
     others."""
 
     def train(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        shared = stack_key(specs[0])
+        shared = all_but_seed(specs[0])
         return [_summary(result) for result in runs([s["seed"] for s in specs], **shared)]
 
     return stacked_or_alone(train, specs)
 
 
-def stack_key(spec: dict[str, Any]) -> dict[str, Any]:
-    """What the runs of one stack share: everything but the seed."""
-    return {k: v for k, v in spec.items() if k != "seed"}
-
-
-seed_run.stacked = seed_runs  # type: ignore[attr-defined]
-seed_run.stack_key = stack_key  # type: ignore[attr-defined]
+stackable(seed_run, seed_runs, all_but_seed)  # the runs of one stack differ in the seed
 
 
 def _summary(result: dict[str, Any]) -> dict[str, Any]:

@@ -51,7 +51,7 @@ from .common import (
     study_sweep,
 )
 from .flags import nonnegative_float, nonnegative_int, positive_float, positive_int
-from .sweep import stacked_or_alone
+from .sweep import all_but_seed, stackable, stacked_or_alone
 from .tables import write_json
 
 LOSSES = {"crossentropy": tv.crossentropy, "mse": tv.mse}  # of (ŷ, y)
@@ -205,7 +205,7 @@ def seed_run(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def seed_runs(specs: list[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
-    """`seed_run` of every spec (one `stack_key`: they differ only in the seed), each loss's
+    """`seed_run` of every spec (they differ only in the seed), each loss's
     runs trained as one stack of models (`train_runs`); the results are `seed_run`'s. Seeds
     whose balanced training sets differ in size (their batches could not be stacked) train
     as separate stacks. When a seed's loss or step is not finite (or its metrics fail), the
@@ -237,13 +237,7 @@ def _train_seeds(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return results
 
 
-def stack_key(spec: dict[str, Any]) -> dict[str, Any]:
-    """What the runs of one stack share: everything but the seed."""
-    return {k: v for k, v in spec.items() if k != "seed"}
-
-
-seed_run.stacked = seed_runs  # type: ignore[attr-defined]
-seed_run.stack_key = stack_key  # type: ignore[attr-defined]
+stackable(seed_run, seed_runs, all_but_seed)  # the runs of one stack differ in the seed
 
 
 def parser() -> Any:

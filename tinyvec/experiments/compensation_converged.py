@@ -68,6 +68,7 @@ from .compensation_runs import (
     train_stack,
 )
 from .flags import nonnegative_float, positive_float, positive_int, seeds_name
+from .sweep import stackable
 from .tables import atomic_write, write_json
 
 # the committed compensation grid (docs/results/compensation/config.json: three tasks, five η)
@@ -157,8 +158,7 @@ def run_stack(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, "seconds": seconds} for r in results]
 
 
-run_one.stacked = run_stack  # type: ignore[attr-defined]
-run_one.stack_key = stack_key  # type: ignore[attr-defined]
+stackable(run_one, run_stack, stack_key)
 
 
 def grid(cfg: dict[str, Any]) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from tinyvec.analysis.convergence import stagnated
 from tinyvec.deltarules import Compensation, Orthogonalization
 
 from .common import without
+from .sweep import stackable
 
 TASKS = ("sin", "runge", "sincos")
 ACTIVATIONS = ("tanh", "relu")
@@ -209,5 +210,4 @@ def run_stack(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, "seconds": seconds} for r in results]
 
 
-run_one.stacked = run_stack  # type: ignore[attr-defined]
-run_one.stack_key = stack_key  # type: ignore[attr-defined]
+stackable(run_one, run_stack, stack_key)

@@ -7,7 +7,21 @@ list of seeds is written back (in config.json and folder names).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def _number(text: str, kind: Callable[[str], Any], ok: Callable[[Any], bool], what: str) -> Any:
+    """``kind(text)`` when the text is such a number and ``ok`` holds for it; else an
+    ArgumentTypeError: "must be ``what``"."""
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not ok(value):  # (NaN fails every comparison: refused)
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -19,46 +33,22 @@ def positive_int(text: str) -> int:
     Traceback (most recent call last):
     argparse.ArgumentTypeError: must be an integer ≥ 1, got '0'
     """
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer ≥ 1, got {text!r}")
-    return value
+    return _number(text, int, lambda v: v >= 1, "an integer ≥ 1")
 
 
 def nonnegative_int(text: str) -> int:
     """An integer ≥ 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0, got {text!r}")
-    return value
+    return _number(text, int, lambda v: v >= 0, "an integer ≥ 0")
 
 
 def positive_float(text: str) -> float:
     """A finite number > 0 (step sizes, ε)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return value
+    return _number(text, float, lambda v: 0 < v < math.inf, "a finite number > 0")
 
 
 def nonnegative_float(text: str) -> float:
     """A finite number ≥ 0 (κ, weight decay)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text!r}")
-    return value
+    return _number(text, float, lambda v: 0 <= v < math.inf, "a finite number ≥ 0")
 
 
 def seed_list(text: str) -> list[int]:

@@ -100,6 +100,23 @@ def stacked_or_alone(
     return results
 
 
+def stackable(
+    fn: Callable[[Spec], dict[str, Any]],
+    stacked: Callable[[list[Spec]], list[Any]],
+    stack_key: Callable[[Spec], Any],
+) -> None:
+    """Let the sweep function ``fn`` run many specs as one stack of models: ``stacked(specs)``
+    gives the results of ``fn`` of every spec (or, in a failed run's place, its error:
+    `stacked_or_alone`), for specs that share ``stack_key(spec)``; `stacks` groups them."""
+    fn.stacked = stacked  # type: ignore[attr-defined]
+    fn.stack_key = stack_key  # type: ignore[attr-defined]
+
+
+def all_but_seed(spec: Spec) -> Spec:
+    """The `stack_key` of runs that differ only in their seed: the spec without it."""
+    return {k: v for k, v in spec.items() if k != "seed"}
+
+
 def stacks(fn: Any, specs: list[Spec], size: int) -> list[list[Spec]]:
     """``specs`` in groups of at most ``size`` that ``fn`` runs as one stack of models
     (`tv.stack`): the specs of one ``fn.stack_key(spec)`` (what they must share: they may
