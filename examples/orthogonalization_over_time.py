@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 import tinyvec as tv
 from tinyvec.deltarules import Orthogonalization, OrthogonalizationOverTime
-from tinyvec.experiments.compensation import DIVERGED, mlp, task_data
+from tinyvec.experiments.compensation_runs import DIVERGED, mlp, task_data
 
 DEFAULT = dict(
     tasks=["sin"],

@@ -166,3 +166,20 @@ def test_the_reference_road_stays_within_its_line_budget():
     axis, and an input shared by the members joined to each member's: `ops.broadcast_to`)."""
     total = sum(len((PACKAGE / path).read_text().splitlines()) for path in CORE)
     assert total <= 3467, total
+
+
+STUDY_LINES = 400
+
+
+def test_every_study_module_stays_within_400_lines():
+    """Issue 18, item 6: a study keeps what is specific to it. Library maths (metrics,
+    spectra, fits, statistics) lives in `tinyvec.analysis`, plumbing two studies write alike
+    in `tinyvec.experiments.common`, `sweep` and `runfile`, and a module that does two jobs
+    (a study's runs and its report) is two modules."""
+    lines = {
+        path.name: len(path.read_text().splitlines())
+        for path in sorted((PACKAGE / "experiments").glob("*.py"))
+    }
+    assert lines, "no modules in tinyvec/experiments"
+    over = {name: n for name, n in lines.items() if n > STUDY_LINES}
+    assert not over, f"over {STUDY_LINES} lines: {over}"

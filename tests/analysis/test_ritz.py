@@ -1,5 +1,6 @@
 """Ritz values and subspace ascent: the Ritz values of an invariant plane, whitening, the
-gradient of the ascent loss, and which eigenvalues each step finds (a linear model)."""
+gradient of the ascent loss, which eigenvalues each step finds (a linear model), and the
+measurements of a network on a probe."""
 
 import numpy as np
 import pytest
@@ -19,7 +20,9 @@ from tinyvec.analysis.ritz import (
     ascent_loss,
     leading_by_real_part,
     leading_errors,
+    probe_metrics,
     ritz,
+    ritz_observables,
     whiten_last_layer,
 )
 
@@ -129,3 +132,37 @@ def test_leading_errors_match_one_to_one():
     r = leading_errors(np.array([1.0, 1.1]), np.array([1.0, 2.0]), np.array([1, 1]), False)
     errors = [x["relative_error"] for x in r["eigenvalues"]]
     assert errors == pytest.approx([0.0, 0.45]) and r["met"] is False
+
+
+def test_probe_metrics_on_an_exact_linear_eigenfunction():
+    """A linear model N(x) = v·x with v a real eigenvector of (A+B)ᵀ is an eigenfunction:
+    the experiment's λ̂ is its eigenvalue and R² = 1."""
+    A, B = make_operators(20, 1.0, seed=1)
+    mu, V = degree1_spectrum(A, B)
+    k = int(np.flatnonzero(np.abs(mu.imag) < 1e-9)[0])
+    model = tv.Dense.from_weights(V[:, k].real[None, :], np.array([0.7]))
+    lam, r2, f = probe_metrics(model, A, B, unit_vectors(20, 300, np.random.default_rng(2)))
+    assert lam == pytest.approx(mu[k].real, abs=1e-9)
+    assert r2 == pytest.approx(1.0, abs=1e-12)
+    assert f.shape == (300,)
+
+
+def test_probe_metrics_of_k_outputs_is_the_leading_ritz_value():
+    """Two outputs spanning the invariant plane of a complex degree-1 pair μ: λ̂ is Re μ."""
+    A, B = make_operators(20, 1.0, seed=3)
+    mu, V = degree1_spectrum(A, B)
+    k = int(np.flatnonzero(mu.imag > 1e-6)[0])
+    W = np.stack([V[:, k].real + V[:, k].imag, 3 * V[:, k].imag])
+    model = tv.Chain(tv.Dense.from_weights(W, np.array([0.5, -1.0])))
+    lam, _r2, F = probe_metrics(model, A, B, unit_vectors(20, 500, np.random.default_rng(0)))
+    assert lam == pytest.approx(mu[k].real) and F.shape == (2, 500)
+
+
+def test_the_observables_of_an_exact_eigenfunction_are_r2_one_and_its_eigenvalue():
+    A, B = make_operators(20, 1.0, seed=1)
+    mu, V = degree1_spectrum(A, B)
+    k = int(np.flatnonzero(np.abs(mu.imag) < 1e-9)[0])
+    model = tv.Dense.from_weights(V[:, k].real[None, :], np.array([0.7]))
+    observed = ritz_observables(model, A, B, unit_vectors(20, 300, np.random.default_rng(2)))
+    assert observed.shape == (3,)
+    assert observed == pytest.approx([1.0, mu[k].real, 0.0], abs=1e-9)

@@ -4,19 +4,25 @@ compute the same training trajectory, and the timing helpers return one row per 
 import numpy as np
 import pytest
 
-from tinyvec.experiments import bench
+from tinyvec.experiments import baselines, bench, bench_steps
 from tinyvec.layers.base import match, nodes
 
 
 @pytest.mark.parametrize(
     ("spec", "batch", "dtype", "rtol"),
-    [(bench.seed_spec(), 20, "float64", 1e-12), (bench.wide_spec(), 16, "float32", 1e-4)],
+    [
+        (bench_steps.seed_spec(), 20, "float64", 1e-12),
+        (bench_steps.wide_spec(), 16, "float32", 1e-4),
+    ],
     ids=["seed network", "wide relu"],
 )
 def test_numpy_baseline_and_tinyvec_take_the_same_steps(spec, batch, dtype, rtol):
-    x, y = bench.make_data(spec, batch, dtype)
-    by_hand, ours = bench.numpy_step(spec, x, y, dtype), bench.tinyvec_step(spec, x, y, dtype)
-    compiled = bench.compiled_step(spec, x, y, dtype)
+    x, y = bench_steps.make_data(spec, batch, dtype)
+    by_hand, ours = (
+        baselines.numpy_step(spec, x, y, dtype),
+        bench_steps.tinyvec_step(spec, x, y, dtype),
+    )
+    compiled = bench_steps.compiled_step(spec, x, y, dtype)
     for _ in range(3):
         by_hand()
         ours()
@@ -31,17 +37,17 @@ def test_numpy_baseline_and_tinyvec_take_the_same_steps(spec, batch, dtype, rtol
 
 
 def test_timing_rows():
-    rows = bench.benchmark(bench.seed_spec(), 4, "float64", rounds=1, block_s=0.001)
+    rows = bench.benchmark(bench_steps.seed_spec(), 4, "float64", rounds=1, block_s=0.001)
     names = [name for name, _, _ in rows]
     assert names[:3] == ["numpy (by hand)", "tinyvec", "tinyvec compiled"]
     assert rows[0][2] == 1.0 and all(t > 0 for _, t, _ in rows)
-    delta_rows = bench.deltarule_benchmark(bench.seed_spec(), 4, rounds=1, block_s=0.001)
+    delta_rows = bench.deltarule_benchmark(bench_steps.seed_spec(), 4, rounds=1, block_s=0.001)
     assert delta_rows[0][0] == "plain" and len(delta_rows) == 10
     assert delta_rows[5][0] == "plain, compiled"
 
 
 def test_curvature_rows_time_a_gradient_and_a_hessian_vector_product():
-    rows = bench.curvature_benchmark(bench.seed_spec(), 4, rounds=1, block_s=0.001)
+    rows = bench.curvature_benchmark(bench_steps.seed_spec(), 4, rounds=1, block_s=0.001)
     assert [name for name, _, _ in rows] == ["gradient", "gradient, reference road", "hvp"]
     assert rows[0][2] == 1.0 and all(t > 0 for _, t, _ in rows)
 
@@ -89,12 +95,12 @@ def _watched(steps):
 def test_every_block_starts_from_the_initial_weights():
     # without it, a block trains on from where the last one stopped: after thousands of steps
     # on one batch the compensated step diverged and the bench died (NonFiniteStep)
-    spec = bench.seed_spec()
-    x, y = bench.make_data(spec, 4, "float64")
-    all_steps = bench.deltarule_steps(spec, 4)
+    spec = bench_steps.seed_spec()
+    x, y = bench_steps.make_data(spec, 4, "float64")
+    all_steps = bench_steps.deltarule_steps(spec, 4)
     steps = {
-        "numpy": bench.numpy_step(spec, x, y, "float64"),
-        "tinyvec": bench.tinyvec_step(spec, x, y, "float64"),
+        "numpy": baselines.numpy_step(spec, x, y, "float64"),
+        "tinyvec": bench_steps.tinyvec_step(spec, x, y, "float64"),
         "Compensation": all_steps["Compensation(0.2)"],
         "both, compiled": all_steps["Compensation + Orthogonalization, compiled"],
     }
@@ -126,7 +132,7 @@ def test_a_block_takes_at_most_max_steps_however_fast_the_step():
 def test_a_full_block_of_the_compensated_step_stays_finite():
     # the step that diverged first (compiled Compensation on the seed network) for a whole
     # block from its initial weights, as the bench runs it
-    step = bench.deltarule_steps(bench.seed_spec(), 20)["Compensation(0.2), compiled"]
+    step = bench_steps.deltarule_steps(bench_steps.seed_spec(), 20)["Compensation(0.2), compiled"]
     step.reset()
     for _ in range(bench.MAX_BLOCK_STEPS + 1):
         step()
@@ -137,11 +143,11 @@ def test_a_full_block_of_the_compensated_step_stays_finite():
 def test_restorer_puts_back_weights_optimiser_state_and_delta_rule_memory():
     import tinyvec as tv
 
-    spec = bench.seed_spec()
-    x, y = bench.make_data(spec, 4, "float64")
-    model = bench.tinyvec_model(spec, "float64")
+    spec = bench_steps.seed_spec()
+    x, y = bench_steps.make_data(spec, 4, "float64")
+    model = bench_steps.tinyvec_model(spec, "float64")
     state = tv.setup(tv.Momentum(0.01, 0.9), model, delta=tv.OrthogonalizationOverTime(3))
-    reset = bench.restorer(model, state)
+    reset = bench_steps.restorer(model, state)
 
     def block():
         for _ in range(3):

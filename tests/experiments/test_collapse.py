@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
-from tinyvec.experiments import collapse
+from tinyvec.experiments import collapse, collapse_report
 
 
 def read(path):
@@ -22,7 +22,9 @@ def test_collapse_writes_its_folder_and_repeats_with_the_seed(tmp_path):
         assert (tmp_path / "a" / name).stat().st_size > 0
     rows = read(tmp_path / "a" / "collapse_mse.csv")
     assert [r["epoch"] for r in rows] == ["0", "1", "2"]
-    assert set(collapse.METRICS) <= set(rows[0]) and {"train_error", "test_error"} <= set(rows[0])
+    assert set(collapse_report.METRICS) <= set(rows[0]) and {"train_error", "test_error"} <= set(
+        rows[0]
+    )
     again = collapse.train_run("mse", collapse.load_digits_split(0), epochs=2, width=8, depth=1,
                                batch=512)  # fmt: skip
     assert [float(r["NC1"]) for r in rows] == [r["NC1"] for r in again]
@@ -50,7 +52,7 @@ def test_training_reduces_the_error_and_acceptance_is_first_over_last():
     assert collapse.load_digits_split(0, balanced=False)[0].shape == (64, 1347)
     rows = collapse.train_run("crossentropy", data, epochs=4, width=32, depth=1, batch=128)
     assert rows[-1]["train_error"] < rows[0]["train_error"] / 3
-    fall = collapse.acceptance(rows)
+    fall = collapse_report.acceptance(rows)
     assert fall["NC1"] == (rows[1]["NC1"], rows[-1]["NC1"], rows[1]["NC1"] / rows[-1]["NC1"])
     assert np.isnan(rows[0]["loss"]) and rows[1]["lr"] == collapse.DEFAULTS["crossentropy"]["lr"]
 

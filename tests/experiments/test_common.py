@@ -8,27 +8,27 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinyvec.experiments import common
+from tinyvec.experiments import common, flags
 
 
 @given(st.lists(st.integers(0, 50), min_size=2, max_size=6, unique=True))
 def test_seed_lists_round_trip_through_their_names(seeds):
-    assert common.seed_list(common.seeds_name(seeds)) == seeds
+    assert flags.seed_list(flags.seeds_name(seeds)) == seeds
 
 
 @pytest.mark.parametrize("text", ["3", "", "a-b", "2-1", "1,1", "-1"])
 def test_bad_seed_lists(text):
     with pytest.raises(argparse.ArgumentTypeError):
-        common.seed_list(text)
+        flags.seed_list(text)
 
 
 @pytest.mark.parametrize(
     ("kind", "bad"),
     [
-        (common.positive_int, ["0", "-1", "x", "1.5"]),
-        (common.nonnegative_int, ["-1", "x"]),
-        (common.positive_float, ["0", "-1", "nan", "inf", "x"]),
-        (common.nonnegative_float, ["-0.1", "nan", "x"]),
+        (flags.positive_int, ["0", "-1", "x", "1.5"]),
+        (flags.nonnegative_int, ["-1", "x"]),
+        (flags.positive_float, ["0", "-1", "nan", "inf", "x"]),
+        (flags.nonnegative_float, ["-0.1", "nan", "x"]),
     ],
 )
 def test_number_types_refuse_bad_values(kind, bad):
@@ -39,7 +39,7 @@ def test_number_types_refuse_bad_values(kind, bad):
 
 def test_config_json_holds_the_flags_and_reads_back(tmp_path):
     p = common.study_parser("x", None, out="runs/x", quick="q")
-    p.add_argument("--sizes", type=common.positive_int, nargs="+", default=[1])
+    p.add_argument("--sizes", type=flags.positive_int, nargs="+", default=[1])
     p.add_argument("--name", default="a")
     common.add_sweep_flags(p)
     args = common.parse(p, ["--sizes", "3", "4", "--quick", "--seeds", "0-2", "--no-plots",

@@ -13,7 +13,8 @@ import pytest
 
 from tinyvec.experiments import compensation as study
 from tinyvec.experiments import compensation_converged as converged
-from tinyvec.experiments.sweep import read_runs
+from tinyvec.experiments import compensation_runs
+from tinyvec.experiments.runfile import read_runs
 
 
 def test_quick_run_writes_everything_and_is_reproducible(tmp_path):
@@ -84,7 +85,7 @@ def test_bad_options(capsys):
         study.main(["--quick", "--tasks", "cos"])
     assert "invalid choice: 'cos'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown task"):
-        study.task_data("cos", 10)
+        compensation_runs.task_data("cos", 10)
 
 
 def test_stacked_runs_give_the_numbers_of_the_runs_alone(tmp_path):

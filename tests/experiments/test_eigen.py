@@ -11,7 +11,8 @@ import pytest
 
 import tinyvec as tv
 from tinyvec.analysis.eigen_operator import unit_vectors
-from tinyvec.experiments import eigen, eigen_config, eigen_run
+from tinyvec.analysis.ritz import probe_metrics
+from tinyvec.experiments import eigen, eigen_config, eigen_seed
 
 
 def test_bad_options_are_refused(capsys):
@@ -53,7 +54,7 @@ def test_rotating_seed_measures_the_turn_over_the_tail(tmp_path):
     """Seed 3's u_top is complex: every tail step has an angle in its plane, the rotation
     uses one gain per pair of consecutive tail steps, and tail.csv keeps its three columns."""
     c = replace(eigen.Config(), seed=3, **SHORT)
-    e = eigen_run.build(c)
+    e = eigen_seed.build(c)
     assert e.rotating and e.c.steps == SHORT["steps"]
     with pytest.warns(UserWarning, match="splits the complex pair"):  # K = 1 holds half of it
         s = eigen.run(c, tmp_path, progress=False, plots=False)
@@ -103,7 +104,7 @@ def test_quick_run_writes_every_output(tmp_path):
     # the saved model reproduces the final λ̂ on the probe set
     A, B = ops["A"], ops["B"]
     probe = unit_vectors(20, config["probe"], np.random.default_rng([1, 3]))
-    assert eigen_run.probe_metrics(model, A, B, probe)[0] == pytest.approx(summary["lambda"])
+    assert probe_metrics(model, A, B, probe)[0] == pytest.approx(summary["lambda"])
     # config.json is enough to rerun: the same numbers
     again = tmp_path / "again"
     assert (

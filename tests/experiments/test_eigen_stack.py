@@ -12,7 +12,7 @@ import pytest
 
 import tinyvec as tv
 from tinyvec.experiments import eigen, eigen_run, eigen_stack
-from tinyvec.experiments.sweep import RUN_TIME_FIELDS
+from tinyvec.experiments.runfile import RUN_TIME_FIELDS
 
 # short runs that still reach every record: the tail, metrics rows, monitor checks
 SHORT = ["--steps", "40", "--probe", "50", "--record-every", "10", "--tail", "10",

@@ -8,7 +8,7 @@ pytest.importorskip("sklearn")
 
 import tinyvec as tv
 from tinyvec.analysis.hessian import hessian_matrix
-from tinyvec.experiments import sharpness
+from tinyvec.experiments import sharpness, sharpness_report
 
 
 def test_quick_run_writes_results_figures_and_a_rerunnable_config(tmp_path):
@@ -42,13 +42,6 @@ def test_the_measured_sharpness_is_the_top_eigenvalue_of_the_dense_hessian():
     assert run["sharpness"][0] == pytest.approx(np.linalg.eigvalsh(H)[-1], rel=1e-6)
 
 
-def test_summary_finds_where_the_threshold_is_reached():
-    run = {"steps": [0, 10, 20, 30], "sharpness": [5.0, 15.0, 21.0, 19.0]}
-    s = sharpness.summary(run, eta=0.1)
-    assert s["reached"] == 20 and s["start"] == pytest.approx(0.25)
-    assert s["peak"] == pytest.approx(1.05) and s["hover"] == pytest.approx(1.0)
-
-
 def test_the_verdict_says_when_the_parameters_come_back_while_the_loss_falls():
     # analyze's ReLU net at η = 0.1 reaches 2/η by step 400; by step 2000 it returns every second
     # step while the loss still falls: "moving" by issue 24's loss-trend rule, which the
@@ -58,8 +51,8 @@ def test_the_verdict_says_when_the_parameters_come_back_while_the_loss_falls():
     run = sharpness.gd_run(spec)
     assert run["completion"] == "moving" and run["returns"] == 2
     assert run["eos"]["alignment"] > 0.99
-    assert sharpness.verdict(run) == f"moving, back every 2 ({run['eos']['alignment']:.2f})"
+    assert sharpness_report.verdict(run) == f"moving, back every 2 ({run['eos']['alignment']:.2f})"
     fixed = {"diverged": False, "completion": "fixed_point", "period": 1, "returns": None,
              "eos": None}  # fmt: skip
-    assert sharpness.verdict(fixed) == "fixed_point 1"
-    assert sharpness.verdict({**fixed, "diverged": True}) == "diverged"
+    assert sharpness_report.verdict(fixed) == "fixed_point 1"
+    assert sharpness_report.verdict({**fixed, "diverged": True}) == "diverged"

@@ -18,8 +18,9 @@ import warnings
 import pytest
 
 from tinyvec import cli
-from tinyvec.experiments import common, compensation
-from tinyvec.experiments.sweep import LocalProcesses, read_runs, run_sweep, square
+from tinyvec.experiments import common, compensation, compensation_runs
+from tinyvec.experiments.runfile import read_runs
+from tinyvec.experiments.sweep import LocalProcesses, run_sweep, square
 
 SPECS = compensation.grid(compensation.config(compensation.parser().parse_args(["--quick"])))
 
@@ -33,19 +34,19 @@ class Interrupted(Exception):
 
 
 def test_interrupt_and_resume_gives_every_spec_once_and_the_same_numbers(tmp_path):
-    whole = run_sweep(compensation.run_one, SPECS, tmp_path / "whole", progress=False)
+    whole = run_sweep(compensation_runs.run_one, SPECS, tmp_path / "whole", progress=False)
     calls = []
 
     def stops_after_five(spec):
         if len(calls) == 5:
             raise Interrupted  # as Ctrl-C would, in the middle of the sweep
         calls.append(spec)
-        return compensation.run_one(spec)
+        return compensation_runs.run_one(spec)
 
     with pytest.raises(Interrupted):
         run_sweep(stops_after_five, SPECS, tmp_path / "cut", progress=False)
     assert len(read_runs(tmp_path / "cut" / "runs.jsonl")) == 5
-    resumed = run_sweep(compensation.run_one, SPECS, tmp_path / "cut", progress=False)
+    resumed = run_sweep(compensation_runs.run_one, SPECS, tmp_path / "cut", progress=False)
     lines = read_runs(tmp_path / "cut" / "runs.jsonl")
     assert sorted(json.dumps(r["spec"], sort_keys=True) for r in lines) == sorted(
         json.dumps(s, sort_keys=True) for s in SPECS
@@ -113,14 +114,14 @@ def test_a_failed_run_of_a_stack_stops_the_sweep_after_the_lines_of_the_others(t
 
 def test_every_executor_gives_the_same_numbers(tmp_path):
     specs = SPECS[:6]
-    here = run_sweep(compensation.run_one, specs, tmp_path / "here", progress=False)
+    here = run_sweep(compensation_runs.run_one, specs, tmp_path / "here", progress=False)
     with LocalProcesses(2) as ex:
-        pool = run_sweep(compensation.run_one, specs, tmp_path / "pool", executor=ex,
+        pool = run_sweep(compensation_runs.run_one, specs, tmp_path / "pool", executor=ex,
                          progress=False)  # fmt: skip
     # a concurrent.futures executor (processes: tinyvec's no_grad switch is per process)
     spawn = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(2, mp_context=spawn) as ex:
-        futures = run_sweep(compensation.run_one, specs, tmp_path / "futures", executor=ex,
+        futures = run_sweep(compensation_runs.run_one, specs, tmp_path / "futures", executor=ex,
                             progress=False)  # fmt: skip
     assert numbers(here) == numbers(pool) == numbers(futures)
 
@@ -131,11 +132,11 @@ def test_a_dask_cluster_gives_the_same_numbers(tmp_path):
     from tinyvec.experiments.sweep import DaskCluster
 
     specs = SPECS[:6]
-    here = run_sweep(compensation.run_one, specs, tmp_path / "here", progress=False)
+    here = run_sweep(compensation_runs.run_one, specs, tmp_path / "here", progress=False)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:  # fmt: skip
         with DaskCluster(cluster.scheduler_address) as ex:
-            dask = run_sweep(compensation.run_one, specs, tmp_path / "dask", executor=ex,
+            dask = run_sweep(compensation_runs.run_one, specs, tmp_path / "dask", executor=ex,
                              progress=False)  # fmt: skip
     assert numbers(here) == numbers(dask)
 
@@ -282,7 +283,7 @@ def test_two_sweeps_started_together_into_one_folder_one_runs_the_other_is_refus
 HOLD = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from tinyvec.experiments.sweep import writer_lock
+    from tinyvec.experiments.runfile import writer_lock
 
     with writer_lock(Path(sys.argv[1])):
         print("holding", flush=True)

@@ -9,7 +9,8 @@ import warnings
 import numpy as np
 import pytest
 
-from tinyvec.experiments.sweep import read_runs, run_sweep, square
+from tinyvec.experiments.runfile import read_runs
+from tinyvec.experiments.sweep import run_sweep, square
 
 SPECS = [{"x": x} for x in range(4)]
 

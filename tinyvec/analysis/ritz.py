@@ -37,7 +37,8 @@ M becomes singular: before each step the last (linear) layer is **re-whitened**
 (`whiten_last_layer`; the span, hence the Ritz values, is unchanged).
 
 `nearest_eigenvalues` and `leading_errors` compare learned Ritz values with the exact
-spectrum.
+spectrum; `probe_metrics` and `ritz_observables` measure a network against T on a fixed
+probe set.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ import numpy as np
 from ..engine.ops import reduce_sum
 from ..engine.tensor import Tensor
 from ..optimise import gradient
-from .eigen_operator import Spectrum
+from .eigen_operator import Spectrum, apply_operator, lambda_hat, r_squared
 
 
 def ritz(F: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -209,3 +210,26 @@ def _least_matching(cost: np.ndarray) -> tuple[int, ...]:
 
     rows, cols = linear_sum_assignment(cost)
     return tuple(int(c) for _, c in sorted(zip(rows, cols, strict=True)))
+
+
+def probe_metrics(model: Any, A, B, xp: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """λ̂ and R² of the network ``model`` against T (``T f(x) = f(Ax) + f(Bx)``) on the probe
+    set ``xp`` (h × n unit vectors), and N on it: with one output f = N(xp) and y = T f,
+    λ̂ = cov(f, y)/var(f) and R² their squared correlation, f flat; with K outputs the real
+    part of the leading Ritz value of `ritz`, the multi-output R², and F = N(xp) as K × n."""
+    F, Y = model(xp), apply_operator(model, A, B, xp)
+    if F.shape[0] > 1:
+        _, values, r2 = ritz(F, Y)
+        return float(values[0].real), r2, F
+    f, y = np.ravel(F), np.ravel(Y)
+    return lambda_hat(f, y), r_squared(f, y), f
+
+
+def ritz_observables(model: Any, A, B, xp: np.ndarray) -> np.ndarray:
+    """[R², Re μ_1 … Re μ_K, |Im μ_1| … |Im μ_K|]: the multi-output R² and the Ritz values μ
+    of the network ``model`` against T on the probe set ``xp`` (`ritz`), as observables for
+    a trend test (a completion monitor's): none depends on a batch, nor on the basis of the K
+    outputs, and |Im μ| keeps a conjugate pair from swapping places."""
+    F, Y = np.atleast_2d(model(xp)), np.atleast_2d(apply_operator(model, A, B, xp))
+    _, values, r2 = ritz(F, Y)
+    return np.concatenate([[r2], values.real, np.abs(values.imag)])

@@ -21,7 +21,7 @@ from ..engine.tensor import data
 from ..layers.base import trainables
 from .hessian import hessian_eigs
 
-__all__ = ["SharpnessMonitor"]
+__all__ = ["SharpnessMonitor", "threshold_summary"]
 
 
 class SharpnessMonitor:
@@ -115,3 +115,33 @@ class SharpnessMonitor:
     def series(self, name: str) -> np.ndarray:
         """One quantity over all measurements, e.g. ``series("ratio")``."""
         return np.array([h[name] for h in self.history])
+
+
+def threshold_summary(steps: Any, sharpness: Any, lr: float) -> dict[str, Any]:
+    """λ_max along training (``sharpness`` measured at ``steps``, as in a `SharpnessMonitor`'s
+    history) against the stability threshold 2/η of descent with step size η = ``lr``, in the
+    ratio r_t = λ_max(t) η / 2 (≥ 1: beyond the threshold):
+
+    - ``start``, ``peak``, ``end``: r at the first measurement, its maximum, its last value;
+    - ``reached``: the first measured step with r ≥ 1 (None when r stays below 1);
+    - ``hover``: the median of r from that measurement on (NaN when it is never reached): at
+      the edge of stability r hovers about 1;
+    - ``sharpening``: peak / start, the progressive sharpening (NaN when start is 0).
+
+    >>> s = threshold_summary([0, 10, 20, 30], [5.0, 15.0, 21.0, 19.0], lr=0.1)
+    >>> s["reached"], round(s["start"], 3), round(s["peak"], 3), round(s["hover"], 3)
+    (20, 0.25, 1.05, 1.0)
+    """
+    ratio = np.array(sharpness) * lr / 2
+    at = np.array(steps)
+    reached = np.flatnonzero(ratio >= 1.0)
+    first = int(at[reached[0]]) if reached.size else None
+    after = ratio[reached[0] :] if reached.size else ratio[-1:]
+    return {
+        "start": float(ratio[0]),
+        "peak": float(ratio.max()),
+        "end": float(ratio[-1]),
+        "reached": first,
+        "hover": float(np.median(after)) if reached.size else math.nan,
+        "sharpening": float(ratio.max() / ratio[0]) if ratio[0] > 0 else math.nan,
+    }

@@ -19,7 +19,9 @@ fresh process each.
 
 "tinyvec compiled" is ``tv.compile(tv.mse, model, state)``, whose step writes the loss in;
 "tinyvec compiled, any loss" is ``tv.compile(lambda m, x, y: tv.mse(m(x), y), …)``, whose
-step runs the loss function on the model (the same numbers).
+step runs the loss function on the model (the same numbers). The networks and tinyvec's steps
+are in `tinyvec.experiments.bench_steps`, the steps written by hand in
+`tinyvec.experiments.baselines`.
 
 Networks (loss: mse, plain gradient descent):
   (a) the seed network: Chain(Dense(20,40,atan), SkipConnection(Dense(40,40,atan),+)×3,
@@ -45,8 +47,21 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .baselines import LR, jax_step, jax_vmap_step, numpy_stack_step, numpy_step, torch_step
-from .common import StudyParser, positive_float, positive_int
+from .baselines import jax_step, jax_vmap_step, numpy_stack_step, numpy_step, torch_step
+from .bench_steps import (
+    compiled_step,
+    curvature_steps,
+    deltarule_steps,
+    make_data,
+    seed_spec,
+    stack_data,
+    tinyvec_stack_compiled_step,
+    tinyvec_stack_step,
+    tinyvec_step,
+    wide_spec,
+)
+from .common import StudyParser
+from .flags import positive_float, positive_int
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 MAX_BLOCK_STEPS = 1000  # steps of one block: the trajectory every block times, from the start
@@ -77,155 +92,6 @@ def pin_one_cpu() -> str:
     cpu = min(cpus)
     os.sched_setaffinity(0, {cpu})
     return f"pinned to CPU {cpu} of {len(cpus)}"
-
-
-# --- the networks, as layer specs: (in, out, activation name, skip?) ----------------------
-def seed_spec() -> list[tuple[int, int, str, bool]]:
-    return (
-        [(20, 40, "atan", False)]
-        + [(40, 40, "atan", True)] * 3
-        + [
-            (40, 3, "atan", False),
-            (3, 1, "identity", False),
-        ]
-    )
-
-
-def wide_spec() -> list[tuple[int, int, str, bool]]:
-    sizes = [256, 512, 512, 512, 512]
-    return [(a, b, "relu", False) for a, b in itertools.pairwise(sizes)] + [
-        (512, 10, "identity", False)
-    ]
-
-
-def make_data(spec, batch: int, dtype: str, seed: int = 0):
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((spec[0][0], batch)).astype(dtype)
-    y = rng.standard_normal((spec[-1][1], batch)).astype(dtype)
-    return x, y
-
-
-# --- implementations: each returns a function doing one training step ---------------------
-def tinyvec_model(spec, dtype: str) -> Any:
-    import tinyvec as tv
-
-    layers = []
-    for k, (i, o, act, skip) in enumerate(spec):
-        d = tv.Dense(i, o, act, rng=k)
-        layers.append(tv.SkipConnection(d, tv.add) if skip else d)
-    model = tv.Chain(*layers)
-    return tv.f32(model) if dtype == "float32" else model
-
-
-def tinyvec_step(spec, x, y, dtype: str, delta: Any = None, lr: float = LR) -> Callable[[], Any]:
-    """The default step: ``withgradient`` then ``update``."""
-    import tinyvec as tv
-
-    model = tinyvec_model(spec, dtype)
-    state = tv.setup(tv.Descent(lr), model, delta=delta)
-
-    def step() -> None:
-        _, grads = tv.withgradient(lambda m: tv.mse(m(x), y), model)
-        tv.update(state, model, grads)
-
-    step.weights = lambda: [d.weight for d in tv.dense_layers(model)]  # type: ignore[attr-defined]
-    step.reset = restorer(model, state)  # type: ignore[attr-defined]
-    return step
-
-
-def compiled_step(
-    spec, x, y, dtype: str, delta: Any = None, lr: float = LR, any_loss: bool = False
-) -> Callable[[], Any]:
-    """The same step through `tv.compile` (bit-identical to `tinyvec_step`): of ``tv.mse``,
-    which the step writes in, or (``any_loss``) of a loss function, which it runs."""
-    import tinyvec as tv
-
-    model = tinyvec_model(spec, dtype)
-    state = tv.setup(tv.Descent(lr), model, delta=delta)
-    loss = (lambda m, x, y: tv.mse(m(x), y)) if any_loss else tv.mse
-    compiled = tv.compile(loss, model, state)
-
-    def step() -> None:
-        compiled(x, y)
-
-    step.weights = lambda: [d.weight for d in tv.dense_layers(model)]  # type: ignore[attr-defined]
-    step.reset = restorer(model, state)  # type: ignore[attr-defined]
-    step.compiled = compiled  # type: ignore[attr-defined]
-    return step
-
-
-def restorer(model: Any, state: Any) -> Callable[[], None]:
-    """A function that puts ``model``'s parameters and the optimiser ``state`` (each
-    parameter's, and the δ-rules' memory) back to what they are now: copies made here, copied
-    again at each call so that no step can change them. The parameters are replaced, not
-    written into, as `tv.update` does, so the model's plan (and a compiled step) stays valid."""
-    import copy
-
-    import tinyvec as tv
-
-    saved = [
-        (layer, name, copy.deepcopy(getattr(layer, name)), leaf, copy.deepcopy(leaf.state))
-        for path, layer, name in tv.trainables(model)
-        for leaf in (state.tree[path],)
-    ]
-    transform = state.transform
-    memory = copy.deepcopy(getattr(transform, "memory", None))
-
-    def reset() -> None:
-        for layer, name, value, leaf, leaf_state in saved:
-            setattr(layer, name, copy.deepcopy(value))
-            leaf.state = copy.deepcopy(leaf_state)
-        if memory is not None:
-            transform.memory = copy.deepcopy(memory)
-
-    return reset
-
-
-# --- stacks: E runs as one (tv.stack), per run ------------------------------------------------
-def stack_data(spec, E: int, batch: int, dtype: str):
-    """Each member's own batch: x (E, in, B), y (E, out, B)."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((E, spec[0][0], batch)).astype(dtype)
-    y = rng.standard_normal((E, spec[-1][1], batch)).astype(dtype)
-    return x, y
-
-
-def tinyvec_stack_step(spec, x, y, dtype: str) -> Callable[[], Any]:
-    """E seed networks as one stack (`tv.stack`): ``withgradient`` of the E member losses, then
-    ``update`` (η per member)."""
-    import tinyvec as tv
-
-    E = x.shape[0]
-    model = tv.stack([tinyvec_model(spec, dtype) for _ in range(E)])
-    state = tv.setup(tv.Descent([LR] * E), model)
-
-    def step() -> None:
-        _, grads = tv.withgradient(lambda m: tv.mse(m(x), y, members=True), model)
-        tv.update(state, model, grads)
-
-    step.reset = restorer(model, state)  # type: ignore[attr-defined]
-    return step
-
-
-def tinyvec_stack_compiled_step(spec, x, y, dtype: str) -> Callable[[], Any]:
-    """The same stack and rule, its step ``tv.compile(tv.mse, stack, state)``: no graph, the
-    gradients written straight into the (E, P) buffer that the written update steps."""
-    import tinyvec as tv
-
-    E = x.shape[0]
-    model = tv.stack([tinyvec_model(spec, dtype) for _ in range(E)])
-    state = tv.setup(tv.Descent([LR] * E), model)
-    compiled = tv.compile(tv.mse, model, state)
-
-    def step() -> None:
-        compiled(x, y)
-
-    step.reset = restorer(model, state)  # type: ignore[attr-defined]
-    return step
 
 
 STACK_IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {
@@ -308,30 +174,6 @@ def benchmark(
     return [(name, t, t / base) for name, t in times.items()]
 
 
-def deltarule_steps(spec, batch: int) -> dict[str, Callable[[], Any]]:
-    """The tinyvec step with each δ-rule (and plain), default and compiled, float64."""
-    import tinyvec as tv
-
-    rules = {
-        "plain": None,
-        "Compensation(0.2)": tv.Compensation(0.2),
-        "Compensation(0.2, first_order)": tv.Compensation(0.2, "first_order"),
-        "Orthogonalization(1e-3)": tv.Orthogonalization(1e-3),
-        "Compensation + Orthogonalization": [tv.Compensation(0.2), tv.Orthogonalization(1e-3)],
-    }
-    x, y = make_data(spec, batch, "float64")
-    # a small step, and blocks restarted from the initial weights (`time_steps`): compensated
-    # steps on one batch diverge after thousands of them
-    steps = {n: tinyvec_step(spec, x, y, "float64", d, lr=1e-4) for n, d in rules.items()}
-    steps.update(
-        {
-            f"{n}, compiled": compiled_step(spec, x, y, "float64", d, lr=1e-4)
-            for n, d in rules.items()
-        }
-    )
-    return steps
-
-
 def deltarule_benchmark(
     spec, batch: int, rounds: int, block_s: float
 ) -> list[tuple[str, float, float]]:
@@ -339,39 +181,6 @@ def deltarule_benchmark(
     compensation ≤ 1.6×, orthogonalization ≤ 2×)."""
     times = time_steps(deltarule_steps(spec, batch), rounds, block_s)
     return [(name, t, t / times["plain"]) for name, t in times.items()]
-
-
-def curvature_steps(spec, batch: int) -> dict[str, Callable[[], Any]]:
-    """A gradient (default and on the reference road) and a Hessian-vector product of the mse
-    at the initial weights of network ``spec``, float64 (nothing changes: no reset needed)."""
-    import tinyvec as tv
-
-    x, y = make_data(spec, batch, "float64")
-    model = tinyvec_model(spec, "float64")
-
-    def loss(m: Any) -> Any:
-        return tv.mse(m(x), y)
-
-    v = tv.gradient(loss, model)
-
-    def gradient() -> None:
-        tv.gradient(loss, model)
-
-    def reference() -> None:
-        with tv.fast.off():
-            tv.gradient(loss, model)
-
-    def hvp() -> None:
-        tv.hvp(loss, model, v)
-
-    steps: dict[str, Callable[[], Any]] = {
-        "gradient": gradient,
-        "gradient, reference road": reference,
-        "hvp": hvp,
-    }
-    for step in steps.values():
-        step.reset = lambda: None  # type: ignore[attr-defined]
-    return steps
 
 
 def curvature_benchmark(
@@ -393,9 +202,9 @@ def peak_rss(name: str, steps: int = 20) -> float:
     # parent's, which has PyTorch and JAX loaded, through fork and exec on Linux)
     code = (
         "import json, resource, sys\n"
-        "from tinyvec.experiments import bench\n"
-        "spec = bench.wide_spec()\n"
-        "x, y = bench.make_data(spec, 256, 'float32')\n"
+        "from tinyvec.experiments import bench, bench_steps\n"
+        "spec = bench_steps.wide_spec()\n"
+        "x, y = bench_steps.make_data(spec, 256, 'float32')\n"
         f"step = bench.IMPLEMENTATIONS[{name!r}](spec, x, y, 'float32')\n"
         "if step is None: print('null'); sys.exit()\n"
         f"for _ in range({steps}): step()\n"

@@ -3,7 +3,8 @@ and the one-line errors.
 
 Every study takes ``--seed``, ``--quick``, ``--out DIR``, ``--no-plots``, ``--config FILE``,
 ``--quiet``, ``--format png|pdf|svg`` and ``--dpi``. Arguments are checked before any work:
-a bad one ends the command with one line, ``tinyvec CMD: error: …``, and exit status 2.
+a bad one ends the command with one line, ``tinyvec CMD: error: …``, and exit status 2
+(the values of the flags are checked by their types, `tinyvec.experiments.flags`).
 
 ``--config FILE`` reads a JSON object whose keys are the flags (``epochs``, ``no_plots``, …);
 options given on the command line override it. Every study writes such a ``config.json``, so
@@ -30,6 +31,7 @@ from typing import Any, NoReturn
 import tinyvec as tv
 
 from .errors import UsageError
+from .flags import dask_address, nonnegative_int, positive_int, seed_list, seeds_name
 from .sweep import cpu_count, executor_for, run_sweep
 from .tables import write_json
 
@@ -58,114 +60,6 @@ class StudyParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         fail(self.prog, f"{message} (see {self.prog} --help)")
-
-
-# --- argument types: each refuses a bad value with a message that says what to give ---------
-def positive_int(text: str) -> int:
-    """An integer ≥ 1 (``--epochs``, ``--rounds``, ``--points``).
-
-    >>> positive_int("3")
-    3
-    >>> positive_int("0")
-    Traceback (most recent call last):
-    argparse.ArgumentTypeError: must be an integer ≥ 1, got '0'
-    """
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer ≥ 1, got {text!r}")
-    return value
-
-
-def nonnegative_int(text: str) -> int:
-    """An integer ≥ 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """A finite number > 0 (step sizes, ε)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    """A finite number ≥ 0 (κ, weight decay)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text!r}")
-    return value
-
-
-def seed_list(text: str) -> list[int]:
-    """``--seeds``: a range ``0-4`` or a list ``1,4,9``. A lone number is refused: ``3`` could
-    mean three seeds or seed 3.
-
-    >>> seed_list("0-2"), seed_list("1,4,9"), seed_list("2-3,7")
-    ([0, 1, 2], [1, 4, 9], [2, 3, 7])
-    """
-    seeds: list[int] = []
-    try:
-        for part in str(text).split(","):
-            a, dash, b = part.strip().partition("-")
-            seeds.extend(range(int(a), int(b) + 1) if dash else [int(a)])
-    except ValueError:
-        seeds = []
-    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(
-            f"takes distinct seeds ≥ 0 as a range 0-4 or a list 1,4,9, got {text!r}"
-        )
-    if "," not in str(text) and "-" not in str(text):
-        n = seeds[0]
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is ambiguous: write 0-{max(n - 1, 0)} for {n} seeds, or use "
-            f"--seed {n} for seed {n} alone"
-        )
-    return seeds
-
-
-def dask_address(text: str) -> str:
-    """``--dask``: a scheduler address ``tcp://HOST:PORT`` (what ``dask scheduler`` prints).
-
-    >>> dask_address("tcp://10.0.0.5:8786")
-    'tcp://10.0.0.5:8786'
-    """
-    scheme, sep, rest = text.partition("://")
-    host, colon, port = (rest if sep else text).rpartition(":")
-    if not (colon and host and port.isdigit()) or (
-        sep and scheme not in ("tcp", "tls", "ws", "wss")
-    ):
-        raise argparse.ArgumentTypeError(
-            f"takes a scheduler address such as tcp://HOST:8786, got {text!r}"
-        )
-    return text
-
-
-def seeds_name(seeds: Sequence[int]) -> str:
-    """How a folder names a list of seeds: ``0-4`` for a range, ``1,4,9`` otherwise.
-
-    >>> seeds_name([0, 1, 2]), seeds_name([1, 4, 9])
-    ('0-2', '1,4,9')
-    """
-    s = list(seeds)
-    if len(s) > 1 and s == list(range(s[0], s[-1] + 1)):
-        return f"{s[0]}-{s[-1]}"
-    return ",".join(map(str, s))
 
 
 # --- the parser -------------------------------------------------------------------------------

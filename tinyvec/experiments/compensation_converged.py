@@ -50,24 +50,14 @@ import numpy as np
 import tinyvec as tv
 from tinyvec.analysis.convergence import (
     Criterion,
-    best_eta,
     outcome,
-    paired_comparison,
     train_to_convergence,
 )
 from tinyvec.deltarules import OrthogonalizationOverTime
 
-from .common import (
-    add_sweep_flags,
-    nonnegative_float,
-    parse,
-    positive_float,
-    positive_int,
-    seeds_name,
-    study_parser,
-    study_sweep,
-)
-from .compensation import (
+from .common import add_sweep_flags, parse, study_parser, study_sweep
+from .compensation_converged_report import at_best_eta, parse_cell, report, summarise
+from .compensation_runs import (
     ACTIVATIONS,
     DIVERGED,
     TASKS,
@@ -77,6 +67,8 @@ from .compensation import (
     task_data,
     train_stack,
 )
+from .flags import nonnegative_float, positive_float, positive_int, seeds_name
+from .sweep import stackable
 from .tables import atomic_write, write_json
 
 # the committed compensation grid (docs/results/compensation/config.json: three tasks, five η)
@@ -92,17 +84,6 @@ QUICK: dict[str, Any] = dict(
     DEFAULT, cells=["sin:0.05"], width=16, points=16, window=10, min_epochs=40, max_epochs=80,
     fixed_epochs=40, seeds="0-2",
 )  # fmt: skip
-
-
-def parse_cell(text: str) -> tuple[str, float]:
-    """``"sin:0.01"`` → ("sin", 0.01)."""
-    task, _, eta = text.partition(":")
-    if task not in TASKS or not eta:
-        raise ValueError(f"a cell is TASK:ETA with TASK one of {', '.join(TASKS)}, got {text!r}")
-    value = float(eta)
-    if not value > 0:
-        raise ValueError(f"η must be > 0, got {text!r}")
-    return task, value
 
 
 def criterion(spec: dict[str, Any]) -> Criterion:
@@ -149,11 +130,6 @@ def result(spec: dict[str, Any], r: dict[str, Any], var_y: float) -> dict[str, A
     return {**r, "fixed": fixed, "var_y": var_y, "curve10": curve[::10]}
 
 
-def treated(spec: dict[str, Any]) -> bool:
-    """Whether a run is the rule's (κ > 0, or orthogonalization over time), not plain."""
-    return spec["kappa"] > 0 or "memory" in spec
-
-
 def over_time(specs: list[dict[str, Any]]) -> list[Any]:
     """``[OrthogonalizationOverTime(M, ε)]`` for runs whose spec names a ``memory`` M (one
     ε per member for a stack of several), else none."""
@@ -169,7 +145,7 @@ SAMPLE_RUN = {"mode": "sample", "batch": 1, "ortho": False, "eps": 0.0}
 
 def run_stack(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """`run_one` of every spec (one `stack_key`), trained as one stack of models
-    (`tinyvec.experiments.compensation.train_stack`): a member that meets the criterion or
+    (`tinyvec.experiments.compensation_runs.train_stack`): a member that meets the criterion or
     diverges leaves the stack, and every result is `run_one`'s."""
     start = time.perf_counter()
     rule = criterion(specs[0])
@@ -182,8 +158,7 @@ def run_stack(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, "seconds": seconds} for r in results]
 
 
-run_one.stacked = run_stack  # type: ignore[attr-defined]
-run_one.stack_key = stack_key  # type: ignore[attr-defined]
+stackable(run_one, run_stack, stack_key)
 
 
 def grid(cfg: dict[str, Any]) -> list[dict[str, Any]]:
@@ -202,142 +177,6 @@ def grid(cfg: dict[str, Any]) -> list[dict[str, Any]]:
                 if rule and cfg["memory"]:
                     specs[-1].update(memory=cfg["memory"], eps=cfg["eps"])
     return specs
-
-
-def summarise(cfg: dict[str, Any], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per cell: the paired comparison at convergence and at the fixed budget, and
-    the converged fractions."""
-    rows = []
-    for cell in cfg["cells"]:
-        task, eta = parse_cell(cell)
-        mine = [r for r in runs if r["spec"]["task"] == task and r["spec"]["eta"] == eta]
-        by = {(treated(r["spec"]), r["spec"]["seed_index"]): r for r in mine}
-        seeds = sorted({r["spec"]["seed_index"] for r in mine})
-        plain = [by[(False, s)] for s in seeds]
-        comp = [by[(True, s)] for s in seeds]
-        floor = cfg["floor"] * plain[0]["var_y"]
-        row: dict[str, Any] = {"task": task, "eta": eta, "seeds": len(seeds)}
-        for name, key in (("converged", "error"), ("fixed", "fixed")):
-            row[name] = paired_comparison([r[key] for r in comp], [r[key] for r in plain], floor)
-        for who, rs in (("plain", plain), ("rule", comp)):
-            row[f"{who}_converged"] = sum(r["converged"] for r in rs)
-            row[f"{who}_epochs_median"] = float(np.median([r["epochs"] for r in rs]))
-            changes = [r["change"] for r in rs if not r["diverged"]]
-            row[f"{who}_change_median"] = float(np.median(changes)) if changes else math.nan
-        rows.append(row)
-    return rows
-
-
-def at_best_eta(cfg: dict[str, Any], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per task, plain and the rule each at its own best η (`best_eta` by the median error at
-    the stop, among the cells' η at which no seed diverged), compared per seed (the same
-    weights and data order; `paired_comparison`)."""
-    rows = []
-    for task in dict.fromkeys(parse_cell(c)[0] for c in cfg["cells"]):
-        etas = {parse_cell(c)[1] for c in cfg["cells"] if parse_cell(c)[0] == task}
-        mine = [r for r in runs if r["spec"]["task"] == task and r["spec"]["eta"] in etas]
-        best, errors = {}, {}
-        for who in (False, True):
-            rs = [r for r in mine if treated(r["spec"]) == who]
-            flat = [{"eta": r["spec"]["eta"], "tail": r["error"], "diverged": r["diverged"]}
-                    for r in rs]  # fmt: skip
-            best[who] = best_eta(flat, np.median)
-            at = sorted((r for r in rs if r["spec"]["eta"] == best[who]),
-                        key=lambda r: r["spec"]["seed_index"])  # fmt: skip
-            errors[who] = [r["error"] for r in at]
-        floor = cfg["floor"] * mine[0]["var_y"]
-        rows.append({"task": task, "plain_eta": best[False], "rule_eta": best[True],
-                     **paired_comparison(errors[True], errors[False], floor)})  # fmt: skip
-    return rows
-
-
-def _g(v: float) -> str:
-    return "–" if not math.isfinite(v) else f"{v:.3g}"
-
-
-def _pct(v: float) -> str:
-    return "–" if not math.isfinite(v) else f"{v:.1%}"
-
-
-def _cmp(c: dict[str, Any]) -> str:
-    if c["both_interpolate"]:
-        return "both interpolate"
-    lo, hi = c["ci"]
-    return f"{_g(c['median_ratio'])} [{_g(lo)}, {_g(hi)}]"
-
-
-def report(
-    cfg: dict[str, Any],
-    rows: list[dict[str, Any]],
-    best: list[dict[str, Any]],
-    wall: float,
-    cpu: float,
-) -> str:
-    """results.md (``cpu``: the runs' training seconds, summed; ``wall``: this invocation's)."""
-    k, what = "κ", f"Compensation κ = {cfg['kappa']}"
-    if cfg["memory"]:
-        k, what = "OT", f"Orthogonalization over time (OT) M = {cfg['memory']}, ε = {cfg['eps']:g},"
-    lines = [
-        f"# {what} against plain backprop, trained to a stated convergence "
-        f"criterion or {cfg['max_epochs']} epochs, {len(cfg['seed_list'])} seeds per cell",
-        "",
-        "Where the criterion is not met (column *converged*), a run's error is its error at "
-        f"{cfg['max_epochs']} epochs: a fixed-budget error, reported as such.",
-        "",
-        f"{cfg['activation']} 1-{'-'.join([str(cfg['width'])] * cfg['depth'])}-1, "
-        f"per-sample SGD on {cfg['points']} points{'' if cfg['memory'] else ', exact ΔO'} "
-        f"(`{cfg['command']}`; "
-        f"{cpu / 60:.0f} minutes of training summed over the runs; this invocation "
-        f"{wall / 60:.1f} min wall, the sweep runner reusing the runs its runs.jsonl held).",
-        "",
-        f"**Convergence criterion** (`tinyvec.analysis.convergence.Criterion`): train at least "
-        f"{cfg['min_epochs']} epochs, then every {cfg['window']} epochs compare the mean "
-        f"training MSE of the last {cfg['window']} epochs with that of the {cfg['window']} "
-        f"before; **converged** when the relative change is below {cfg['tol']:g}; **not "
-        f"converged** at {cfg['max_epochs']} epochs. Error: the mean training MSE over the last "
-        f"window. *Fixed budget*: the same runs' mean MSE over the last tenth of "
-        f"{cfg['fixed_epochs']} epochs (the committed study's measure).",
-        "",
-        f"**Comparison**: per seed, ratio = {k}'s error / its plain twin's (same weights and data "
-        f"order), both floored at {cfg['floor']:g}·var(y) (below: interpolation, a tie). Median "
-        f"ratio with a 95 % percentile-bootstrap interval (10 000 resamples of the seeds, "
-        f"generator seed 0); wins / losses / ties of {k} per seed (a diverged run loses to a "
-        f"finite one); diverged runs are counted, not averaged. Ratio < 1: {k} is better.",
-        "",
-        f"| task | η | seeds | converged plain / {k} | median epochs plain / {k} | median last "
-        f"change per window plain / {k} | diverged plain / {k} | median error plain / {k} | "
-        f"**median ratio {k}/plain at the stop [95 % CI]** | ratio of medians | {k} wins / "
-        "losses / ties | fixed budget: median ratio [95 % CI] | fixed: wins / losses |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        c, f = r["converged"], r["fixed"]
-        lines.append(
-            f"| {r['task']} | {r['eta']:g} | {r['seeds']} | {r['plain_converged']} / "
-            f"{r['rule_converged']} of {r['seeds']} | {r['plain_epochs_median']:.0f} / "
-            f"{r['rule_epochs_median']:.0f} | {_pct(r['plain_change_median'])} / "
-            f"{_pct(r['rule_change_median'])} | {c['twin_diverged']} / {c['diverged']} | "
-            f"{_g(c['twin_median'])} / {_g(c['median'])} | **{_cmp(c)}** | "
-            f"{_g(c['ratio_of_medians'])} | {c['wins']} / {c['losses']} / {c['ties']} | "
-            f"{_cmp(f)} | {f['wins']} / {f['losses']} |"
-        )
-    lines += [
-        "",
-        f"**Each at its own best η** (the η of the cells above with the lowest median error at "
-        f"the stop, among those at which no seed diverged; per seed, {k}'s error at its η over "
-        "plain's at its η, the same weights and data order):",
-        "",
-        f"| task | best η plain / {k} | median error plain / {k} | diverged plain / {k} | "
-        f"**median ratio {k}/plain [95 % CI]** | ratio of medians | {k} wins / losses / ties |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for b in best:
-        lines.append(
-            f"| {b['task']} | {b['plain_eta']:g} / {b['rule_eta']:g} | {_g(b['twin_median'])} / "
-            f"{_g(b['median'])} | {b['twin_diverged']} / {b['diverged']} | **{_cmp(b)}** | "
-            f"{_g(b['ratio_of_medians'])} | {b['wins']} / {b['losses']} / {b['ties']} |"
-        )
-    return "\n".join(lines) + "\n"
 
 
 def parser() -> Any:
@@ -378,7 +217,7 @@ def config(args: Any) -> dict[str, Any]:
         if name not in ("seeds", "variant"):
             setattr(args, name, cfg[name])
     if args.seeds is None:
-        from .common import seed_list
+        from .flags import seed_list
 
         args.seeds = seed_list(cfg["seeds"])
     for cell in cfg["cells"]:

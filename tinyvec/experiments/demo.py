@@ -13,14 +13,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import tinyvec as tv
-from tinyvec.experiments.common import (
-    config_of,
-    parse,
-    positive_float,
-    positive_int,
-    run_folder,
-    study_parser,
-)
+from tinyvec.experiments.common import config_of, parse, run_folder, study_parser
+from tinyvec.experiments.flags import positive_float, positive_int
 from tinyvec.experiments.tables import write_json
 
 

@@ -24,11 +24,7 @@ from .common import (
     StudyParser,
     add_sweep_flags,
     config_of,
-    nonnegative_float,
-    nonnegative_int,
     parse,
-    positive_float,
-    positive_int,
     run_folder,
     study_parser,
     sweep_folder,
@@ -36,7 +32,8 @@ from .common import (
 from .eigen_config import OPTIMISERS, QUICK, Config
 from .eigen_run import fmt_complex, run, run_spec
 from .eigen_stack import run_stack, stack_key
-from .sweep import executor_for, run_sweep
+from .flags import nonnegative_float, nonnegative_int, positive_float, positive_int
+from .sweep import executor_for, run_sweep, stackable
 from .tables import markdown_table, write_csv
 
 
@@ -47,8 +44,7 @@ def seed_run(spec: dict[str, Any]) -> dict[str, Any]:
     return run_spec(spec)
 
 
-seed_run.stacked = run_stack  # type: ignore[attr-defined]
-seed_run.stack_key = stack_key  # type: ignore[attr-defined]
+stackable(seed_run, run_stack, stack_key)
 
 
 def table_row(s: dict[str, Any]) -> dict[str, Any]:

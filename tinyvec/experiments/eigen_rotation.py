@@ -33,9 +33,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .common import figure_kw, parse, positive_float, seed_list, study_parser
+from .common import figure_kw, parse, study_parser
 from .eigen_config import QUICK, Config
 from .eigen_run import run
+from .flags import positive_float, seed_list
 from .tables import atomic_write, json_ready, write_json
 
 

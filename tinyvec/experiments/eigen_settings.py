@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import parse, positive_int, study_parser
+from .common import parse, study_parser
+from .flags import positive_int
 from .tables import atomic_write, write_json
 
 SETTINGS: dict[str, list[str]] = {

@@ -40,8 +40,6 @@ from tinyvec.analysis.eigen_operator import apply_operator, unit_vectors
 
 from .common import without
 from .eigen_run import (
-    Experiment,
-    Records,
     after_update,
     batch_row,
     config_of,
@@ -52,6 +50,7 @@ from .eigen_run import (
     seed_result,
     start,
 )
+from .eigen_seed import Experiment, Records
 
 
 def stack_key(spec: dict[str, Any]) -> dict[str, Any]:

@@ -11,14 +11,14 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from tinyvec.experiments import analyze, collapse, compensation
+from tinyvec.experiments import analyze, collapse, compensation, compensation_runs
 from tinyvec.experiments.sweep import LocalProcesses, run_sweep
 
 
 def run_two_threads(spec: dict) -> dict:
     """A compensation run with BLAS at 2 threads (the runner sets 1 around each run)."""
     with threadpool_limits(limits=2):
-        return compensation.run_one(spec)
+        return compensation_runs.run_one(spec)
 
 
 def timed(f) -> float:
@@ -40,7 +40,7 @@ def main() -> None:
                 seconds.setdefault(f"collapse, {n} thread(s)", []).append(t)
                 t = timed(lambda: analyze.run(steps=300))
                 seconds.setdefault(f"analyze, {n} thread(s)", []).append(t)
-            fn = run_two_threads if n == 2 else compensation.run_one
+            fn = run_two_threads if n == 2 else compensation_runs.run_one
             with tempfile.TemporaryDirectory() as d, LocalProcesses(2) as ex:
                 t = timed(lambda: run_sweep(fn, specs, Path(d), executor=ex, progress=False))
                 seconds.setdefault(f"compensation sweep, {n} thread(s)", []).append(t)

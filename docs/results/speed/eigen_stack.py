@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tinyvec.experiments.sweep import RUN_TIME_FIELDS
+from tinyvec.experiments.runfile import RUN_TIME_FIELDS
 
 TIMED = ("summary.json", "summary.csv", "summary.md", "runs.jsonl", "config.json")
 

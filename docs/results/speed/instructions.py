@@ -38,18 +38,18 @@ SECOND_ORDER = {
 def run(impl: str, n: int) -> None:
     """The measured process: 50 warm-up steps, then ``n`` steps of ``impl``."""
     import tinyvec as tv
-    from tinyvec.experiments import bench
+    from tinyvec.experiments import baselines, bench_steps
 
-    spec = bench.seed_spec()
-    x, y = bench.make_data(spec, 20, "float64")
+    spec = bench_steps.seed_spec()
+    x, y = bench_steps.make_data(spec, 20, "float64")
     if impl == "numpy":
-        step = bench.numpy_step(spec, x, y, "float64")
+        step = baselines.numpy_step(spec, x, y, "float64")
     elif impl in SECOND_ORDER:
-        step = bench.curvature_steps(spec, 20)[SECOND_ORDER[impl]]
+        step = bench_steps.curvature_steps(spec, 20)[SECOND_ORDER[impl]]
     elif impl in STACKS:
         step = stack_step(impl)
     else:
-        model = bench.tinyvec_model(spec, "float64")
+        model = bench_steps.tinyvec_model(spec, "float64")
         state = tv.setup(tv.Descent(1e-6), model)  # a small step: the numbers stay finite
         if impl == "default":
 
@@ -69,19 +69,19 @@ def run(impl: str, n: int) -> None:
 
 def stack_step(impl: str) -> Callable[[], Any]:
     import tinyvec as tv
-    from tinyvec.experiments import bench
-    from tinyvec.experiments.baselines import numpy_stack_step
+    from tinyvec.experiments import bench_steps
+    from tinyvec.experiments.baselines import LR, numpy_stack_step
 
-    spec = bench.seed_spec()
-    x, y = bench.stack_data(spec, 32, 1, "float64")
+    spec = bench_steps.seed_spec()
+    x, y = bench_steps.stack_data(spec, 32, 1, "float64")
     if impl == "stack-numpy":
         return numpy_stack_step(spec, x, y, "float64")
     if impl == "stack":
-        return bench.tinyvec_stack_step(spec, x, y, "float64")
+        return bench_steps.tinyvec_stack_step(spec, x, y, "float64")
     if impl == "stack-compiled":
-        return bench.tinyvec_stack_compiled_step(spec, x, y, "float64")
-    model = tv.stack([bench.tinyvec_model(spec, "float64") for _ in range(32)])
-    state = tv.setup(tv.Descent([bench.LR] * 32), model)
+        return bench_steps.tinyvec_stack_compiled_step(spec, x, y, "float64")
+    model = tv.stack([bench_steps.tinyvec_model(spec, "float64") for _ in range(32)])
+    state = tv.setup(tv.Descent([LR] * 32), model)
     compiled = tv.compile(lambda m, x, y: tv.mse(m(x), y, members=True), model, state)
     return lambda: compiled(x, y)
 

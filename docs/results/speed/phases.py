@@ -55,15 +55,15 @@ def main() -> int:
     import tinyvec as tv
     from tinyvec.engine.losses import parts
     from tinyvec.engine.tensor import Tensor, seed
-    from tinyvec.experiments import bench
+    from tinyvec.experiments import baselines, bench, bench_steps
     from tinyvec.fast.plan import plan_of
     from tinyvec.fast.update_program import written as written_update
     from tinyvec.optimise.training import gradients_of
 
     bench.pin_one_cpu()
-    spec = bench.seed_spec()
-    x, y = bench.make_data(spec, 20, "float64")
-    model = bench.tinyvec_model(spec, "float64")
+    spec = bench_steps.seed_spec()
+    x, y = bench_steps.make_data(spec, 20, "float64")
+    model = bench_steps.tinyvec_model(spec, "float64")
     state = tv.setup(tv.Descent(1e-6), model)  # a small step: thousands of steps stay finite
 
     def loss(m):
@@ -79,8 +79,8 @@ def main() -> int:
     _, grads = gradients_of(loss, [model], plan.trainables)
     leaves = update.leaves(state.tree)
     tree = plan.tree(grads)
-    numpy_step = bench.numpy_step(spec, x, y, "float64")
-    twin = bench.tinyvec_model(spec, "float64")
+    numpy_step = baselines.numpy_step(spec, x, y, "float64")
+    twin = bench_steps.tinyvec_model(spec, "float64")
     twin_state = tv.setup(tv.Descent(1e-6), twin)
     written = tv.compile(tv.mse, twin, twin_state)
     written(x, y)
