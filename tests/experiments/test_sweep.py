@@ -20,7 +20,7 @@ import pytest
 from tinyvec import cli
 from tinyvec.experiments import common, compensation, compensation_runs
 from tinyvec.experiments.runfile import read_runs
-from tinyvec.experiments.sweep import LocalProcesses, run_sweep, square
+from tinyvec.experiments.sweep import LocalProcesses, run_sweep, square, stackable
 
 SPECS = compensation.grid(compensation.config(compensation.parser().parse_args(["--quick"])))
 
@@ -139,6 +139,40 @@ def test_a_dask_cluster_gives_the_same_numbers(tmp_path):
             dask = run_sweep(compensation_runs.run_one, specs, tmp_path / "dask", executor=ex,
                              progress=False)  # fmt: skip
     assert numbers(here) == numbers(dask)
+
+
+@pytest.mark.slow
+def test_on_a_dask_cluster_each_worker_thread_gets_a_stack(tmp_path):
+    """A cluster of 2 workers of 2 threads runs 4 stacks at once: 8 specs with ``stack=32``
+    are cut into stacks of 2 (one stack of 8 kept 3 threads idle), with the numbers of the
+    runs alone."""
+    distributed = pytest.importorskip("distributed")
+    from tinyvec.experiments.sweep import DaskCluster
+
+    specs = [{"x": x} for x in range(8)]
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:  # fmt: skip
+        with DaskCluster(cluster.scheduler_address) as ex:
+            assert ex.jobs == 4
+            runs = run_sweep(stacked_double, specs, tmp_path / "dask", executor=ex,
+                             progress=False, stack=32)  # fmt: skip
+    assert [r["y"] for r in runs] == [2 * x for x in range(8)]
+    assert sorted(r["stack"] for r in runs) == [2] * 8
+
+
+def stacked_double(spec):  # (module level: Dask pickles it by name)
+    return {"y": 2 * spec["x"], "stack": 1}
+
+
+def _stacked_doubles(specs):
+    return [{"y": 2 * spec["x"], "stack": len(specs)} for spec in specs]
+
+
+def _one_stack(spec):
+    return "one stack"
+
+
+stackable(stacked_double, _stacked_doubles, _one_stack)
 
 
 # --- kills and a second sweep: a real sweep in a child process ---------------------------------

@@ -158,7 +158,8 @@ def run_sweep(
     ``stack``: run up to this many specs as one stack of models when ``fn`` can
     (``fn.stacked``, ``fn.stack_key``: see `stacks`); each still gives its own line, with
     the numbers of its run alone. On ``jobs`` local processes (`LocalProcesses`) a stack is
-    at most ⌈runs left / jobs⌉, so that each process gets one (a stack runs in one process).
+    at most ⌈runs left / jobs⌉, so that each process gets one (a stack runs in one process);
+    on a Dask cluster (`DaskCluster`) ``jobs`` is its workers' threads when the sweep starts.
     A run of a stack that fails (``fn.stacked`` returns its
     exception in place of its result) stops the sweep as it would alone, with its error,
     after the lines of the others."""
@@ -175,7 +176,7 @@ def run_sweep(
     with writer_lock(out):
         done = resume(path)
         todo = [s for s, k in zip(specs, keys, strict=True) if k not in done]
-        width = getattr(executor, "jobs", 1)  # (a Dask cluster's is not known here)
+        width = getattr(executor, "jobs", 1)
         groups = stacks(fn, todo, min(stack, max(1, math.ceil(len(todo) / width))))
         task = functools.partial(_run_stack, fn) if len(groups) < len(todo) else None
         with (
@@ -260,11 +261,15 @@ class DaskCluster:
     def __init__(self, address: str) -> None:
         self.address = address
         self.client: Any = None
+        self.jobs = 1  # (what the cluster runs at once: known once connected)
 
     def __enter__(self) -> DaskCluster:
         from distributed import Client
 
         self.client = Client(self.address, timeout="20s")
+        # its workers' threads, each a run (or a stack) at a time: `run_sweep` cuts stacks
+        # so that every thread gets one
+        self.jobs = max(1, sum(self.client.nthreads().values()))
         return self
 
     def __exit__(self, *exc: object) -> None:
