@@ -96,6 +96,20 @@ def test_out_is_a_folder_everywhere(capsys, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "mine"]
 
 
+def test_out_where_nothing_can_be_written_is_refused_before_any_work(capsys, tmp_path):
+    """Found by the audit: --out under a file, or in /proc, ran the study and then ended in
+    "[Errno 20] Not a directory: 'file/run.incomplete'" with exit status 1."""
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file" / "run", tmp_path / "file" / "a" / "b"):
+        assert main(["demo", "--out", str(out)]) == 2
+        assert "cannot write into" in one_error_line(capsys, "demo")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+    assert (
+        main(["demo", "--quick", "--no-plots", "--quiet", "--out", str(tmp_path / "a" / "b")]) == 0
+    )
+    assert (tmp_path / "a" / "b" / "config.json").is_file()  # missing folders above are made
+
+
 @pytest.mark.parametrize("content", ["[1, 2]", "{not json", '{"epochs": 0}', '{"nope": 1}'])
 def test_bad_config_files(content, capsys, tmp_path):
     path = tmp_path / "config.json"

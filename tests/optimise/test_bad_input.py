@@ -108,3 +108,41 @@ def test_bad_train_arguments_are_refused_before_any_step(kw, match):
         )
     after = [getattr(la, n) for _, la, n in tv.trainables(m)]
     assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"callbacks": [print, 3]}, "callbacks must be functions cb"),
+        ({"recorder": "run.npz"}, r"recorder must be a tv\.Recorder\(\)"),
+    ],
+    ids=["callbacks", "recorder"],
+)
+def test_callbacks_and_recorder_that_cannot_be_called_are_refused_before_any_step(kw, match):
+    """Found by the audit: both failed after the first update, in an error of Python's."""
+    m = model()
+    before = [getattr(la, n).copy() for _, la, n in tv.trainables(m)]
+    with pytest.raises(TypeError, match=match):
+        tv.train(tv.mse, m, [(X, Y)], tv.setup(tv.Descent(0.1), m), progress=False, **kw)
+    after = [getattr(la, n) for _, la, n in tv.trainables(m)]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_callbacks_from_a_generator_or_one_function_run_after_every_step():
+    """Found by the audit: a generator of callbacks was used up by the first step, and the
+    later steps silently ran no callback."""
+    for callbacks in [
+        (cb for cb in [lambda step, m, loss: seen.append(step)]),
+        lambda step, m, loss: seen.append(step),
+    ]:
+        seen: list[int] = []
+        m = model()
+        tv.train(
+            tv.mse,
+            m,
+            [(X, Y)] * 3,
+            tv.setup(tv.Descent(0.1), m),
+            progress=False,
+            callbacks=callbacks,
+        )
+        assert seen == [1, 2, 3]

@@ -24,6 +24,7 @@ import importlib.util
 import json
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -193,6 +194,14 @@ def check_out(prog: str, out: Path) -> None:
     if out.is_dir() and any(out.iterdir()) and not is_run_folder(out):
         fail(prog, f"--out {str(out)!r} is a folder that holds no tinyvec run (no config.json); "
                    "give a new or empty folder")  # fmt: skip
+    # the run writes OUT.incomplete beside OUT, making the folders above: try that here, at
+    # the nearest folder that exists, so a place nobody can write to fails before any work
+    above = next(p for p in out.absolute().parents if p.exists())
+    try:
+        tempfile.TemporaryDirectory(dir=above).cleanup()
+    except OSError as e:
+        fail(prog, f"--out {str(out)!r}: cannot write into {str(above)!r} ({e.strerror}); "
+                   "give a folder you can write to")  # fmt: skip
 
 
 def is_run_folder(path: Path) -> bool:

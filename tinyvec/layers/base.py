@@ -25,11 +25,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .. import display
-from ..backend import is_array, namespace
+from ..backend import namespace
 from ..engine.errors import DimensionMismatch
 from ..engine.tensor import data
 from ..nested import Nested
 from ..seam import CACHE
+from .checks import refuse_misnamed
 
 __all__ = [
     "DimensionMismatch",
@@ -291,27 +292,11 @@ class Node:
 
     def __init__(self, path: str, layer: Any, first: bool) -> None:
         self.path, self.layer, self.first = path, layer, first
+        refuse_misnamed(layer)  # (what training would silently get wrong: .checks)
         self.names = tuple(getattr(layer, "params", ()))
         self.present = tuple(n for n in self.names if getattr(layer, n) is not None)
         self.slots: list[tuple[str, list[int], bool]] = []
         self.empty: list[str] = []
-        _refuse_stray_arrays(layer)
-
-
-def _refuse_stray_arrays(layer: Any) -> None:
-    """A floating-point array on a layer that names it nowhere (not a parameter, child, record
-    or constant) is a parameter someone forgot to list: training would never move it."""
-    kinds = ("params", "children", "structure", "records", "constants")
-    named = {name for kind in kinds for name in getattr(layer, kind, ())}
-    for attr, value in getattr(layer, "__dict__", {}).items():
-        if attr in named or attr.startswith("_") or not is_array(value):
-            continue  # (a private attribute, such as the array behind a property, is its own)
-        if namespace(value).isdtype(value.dtype, "real floating"):
-            raise TypeError(
-                f"{type(layer).__name__}.{attr} holds a floating-point array that the layer "
-                f"does not name: add {attr!r} to its `params` to train it, or to its "
-                "`constants` to keep it fixed (training would silently never move it)"
-            )
 
 
 def nodes(model: Any) -> list[Node]:

@@ -260,10 +260,10 @@ class Dense(Layer):
         return ops.reshape(y, (data(y).shape[0],))
 
     def _convert(self, O: Any, dtype: Any) -> Any:
-        if not is_real(O):
-            raise TypeError(
-                f"layer {self!r} takes real numbers, got an input of {O.dtype} values: "
-                "convert the data to floats first"
+        if not is_real(O) or not namespace(O).isdtype(dtype, "real floating"):
+            raise TypeError(  # (into integer parameters, the input's fractions would be lost)
+                f"layer {self!r} takes real numbers into floating-point parameters, got an "
+                f"input of {O.dtype} values and {dtype} parameters: convert them to floats first"
             )
         key = (str(O.dtype), str(dtype))
         warned = self.__dict__.get("_warned", frozenset())  # once per layer and dtype pair

@@ -76,6 +76,14 @@ def train(
             f"train takes the optimiser state, got {type(state).__name__}: call "
             "tv.setup(rule, model) first and pass what it returns"
         )
+    callbacks = [callbacks] if callable(callbacks) else list(callbacks)  # (a generator, once)
+    if not all(callable(cb) for cb in callbacks):
+        raise TypeError(
+            f"train: callbacks must be functions cb(step, model, loss), got {callbacks!r}"
+        )
+    if recorder is not None and not callable(getattr(recorder, "record", None)):
+        raise TypeError(f"train: recorder must be a tv.Recorder() (an object with .record(model, "
+                        f"step, loss)), got {recorder!r}")  # fmt: skip
     if recorder is not None and getattr(recorder, "started", False):
         raise ValueError(
             "train: this recorder has recorded a run already (a Recorder records one run: its "
