@@ -1,5 +1,7 @@
 """Bad input to gradient / update / train: one clear error, and nothing changes."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -146,3 +148,31 @@ def test_callbacks_from_a_generator_or_one_function_run_after_every_step():
             callbacks=callbacks,
         )
         assert seen == [1, 2, 3]
+
+
+@pytest.mark.parametrize("road", ["fast", "reference"])
+@pytest.mark.parametrize("features", [(1, 3), (3, 1)], ids=["grown", "shrunk"])
+def test_a_parameter_reshaped_since_setup_is_refused_on_both_roads(features, road):
+    """Found by the audit: after Dense(1, 4)'s weight became (4, 3), Adam broadcast the old
+    column's moments onto the three new ones, silently; after (4, 3) became (4, 1), the step
+    (broadcast to (4, 3)) turned the weight back into (4, 3), and the next forward pass
+    blamed the input. Now the step is refused, and nothing changes; a rule without state
+    (plain descent) keeps working."""
+    before, after = features
+    x, y = np.ones((after, 4)), np.zeros((1, 4))
+    m = tv.Chain(tv.Dense(before, 4, tv.tanh, rng=0), tv.Dense(4, 1, rng=1))
+    state = tv.setup(tv.Adam(0.1), m)
+    tv.update(state, m, tv.gradient(lambda m: tv.mse(m(np.ones((before, 4))), y), m))
+    m[0].weight = np.ones((4, after))
+    moments = [a.copy() for a in state.tree.layers[0].weight.state if hasattr(a, "shape")]
+    with contextlib.nullcontext() if road == "fast" else tv.fast.off():
+        grads = tv.gradient(lambda m: tv.mse(m(x), y), m)
+        with pytest.raises(ValueError, match=rf"set up for shape \(4, {before}\), it is now"):
+            tv.update(state, m, grads)
+        assert np.array_equal(m[0].weight, np.ones((4, after)))
+        kept = [a for a in state.tree.layers[0].weight.state if hasattr(a, "shape")]
+        assert all(np.array_equal(a, b) for a, b in zip(moments, kept, strict=True))
+        state = tv.setup(tv.Descent(0.1), m)
+        m[0].weight = np.ones((4, before))
+        tv.update(state, m, tv.gradient(lambda m: tv.mse(m(np.ones((before, 4))), y), m))
+        assert m[0].weight.shape == (4, before)
