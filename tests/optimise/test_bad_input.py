@@ -176,3 +176,27 @@ def test_a_parameter_reshaped_since_setup_is_refused_on_both_roads(features, roa
         m[0].weight = np.ones((4, before))
         tv.update(state, m, tv.gradient(lambda m: tv.mse(m(np.ones((before, 4))), y), m))
         assert m[0].weight.shape == (4, before)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda m, s: tv.train(lambda m, x, y: tv.mse(m(x), y), m, [X, Y], s, progress=False),
+         r"batch of 1 value\(s\) \(missing a required argument: 'y'\).*\[\(x, y\)\] for one batch"),
+        (lambda m, s: tv.train(m, tv.mse, [(X, Y)], s, progress=False),
+         "were loss and model swapped"),
+        (lambda m, s: tv.train(tv.mse, m, None, s, progress=False),
+         r"data must be an iterable of batches such as \[\(x, y\)\], got None"),
+    ],
+    ids=["list-of-x-and-y", "loss-and-model-swapped", "no-data"],
+)  # fmt: skip
+def test_a_batch_the_loss_cannot_take_is_refused_before_any_step(call, match):
+    """Found by the audit: data=[x, y] (two batches of one array) ended in Python's
+    "<lambda>() missing 1 required positional argument: 'y'", which blames the loss; a
+    swapped loss and model in "Chain.__call__() takes 2 positional arguments"."""
+    m = model()
+    before = [getattr(la, n).copy() for _, la, n in tv.trainables(m)]
+    with pytest.raises(TypeError, match=match):
+        call(m, tv.setup(tv.Descent(0.1), m))
+    after = [getattr(la, n) for _, la, n in tv.trainables(m)]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))

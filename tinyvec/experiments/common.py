@@ -65,16 +65,13 @@ class StudyParser(argparse.ArgumentParser):
 
 # --- the parser -------------------------------------------------------------------------------
 def study_parser(command: str, doc: str | None, *, out: str, quick: str) -> StudyParser:
-    """The parser of ``tinyvec command`` with the flags every study shares; the study adds
+    """The parser of ``tinyvec command`` (or ``command`` itself, "python -m …", for a study
+    that is no `tinyvec` command) with the flags every study shares; the study adds
     its own. ``out`` is the default folder, ``quick`` says what ``--quick`` does."""
     from .. import science_notes_path
-    from ..cli import COMMANDS
 
-    # a study of docs/results that is no `tinyvec` command runs as python -m: its errors and
-    # its usage line say so, rather than naming a command that does not exist
-    module = f"python -m tinyvec.experiments.{command.replace('-', '_')}"
-    p = StudyParser(
-        prog=f"tinyvec {command}" if command in COMMANDS else module,
+    p = StudyParser(  # (a study of docs/results that is no `tinyvec` command: "python -m …")
+        prog=command if command.startswith("python -m ") else f"tinyvec {command}",
         description=doc,
         # the help cites the formulas as "science.md §N": say where the installed file is
         epilog=f"science.md: {science_notes_path()}" if doc and "science.md" in doc else None,
