@@ -128,3 +128,19 @@ def test_params_written_as_a_string_is_refused_naming_the_tuple():
     """Found by the audit: params = "scale" ended in AttributeError: no attribute 's'."""
     with pytest.raises(TypeError, match=r"Stringly\.params must be a tuple of names: \('scale',\)"):
         tv.setup(tv.Descent(0.1), Stringly())
+
+
+@pytest.mark.parametrize(
+    ("weight", "bias"), [((5, 3), (4,)), ((4, 3), (5,)), ((4, 3), (4, 1))], ids=str
+)
+def test_a_bias_edited_out_of_step_with_its_weight_is_named_on_both_roads(weight, bias):
+    """Found by the audit: a weight widened without its bias ended in NumPy's "operands could
+    not be broadcast together with shapes (5,5) (4,1)", and a bias set to a column (4, 1) in
+    the next layer's complaint about an input of shape (4, 4, 5)."""
+    m = tv.Chain(tv.Dense(3, 4, tv.tanh, rng=0), tv.Dense(4, 1, rng=1))
+    x = np.ones((3, 5))
+    m(x)
+    m[0].weight, m[0].bias = np.zeros(weight), np.zeros(bias)
+    for road in (contextlib.nullcontext(), tv.fast.off()):
+        with road, pytest.raises(tv.DimensionMismatch, match=r"has a bias of shape .* must be"):
+            m(x)

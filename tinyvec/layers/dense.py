@@ -208,6 +208,12 @@ class Dense(Layer):
                 f"layer {self!r} expects size(input, {O.ndim - 2}) == {Wd.shape[-1]}, "
                 f"but got an input of shape {tuple(O.shape)}"
             )
+        if b is not None and tuple(data(b).shape) != tuple(Wd.shape[:-1]):  # (an edited layer)
+            raise DimensionMismatch(
+                f"layer {self!r} has a bias of shape {tuple(data(b).shape)} for its weight of "
+                f"shape {tuple(Wd.shape)}: the bias must be {tuple(Wd.shape[:-1])} (give both "
+                "their new shapes, and a bias as a vector, not a column)"
+            )
         if O.ndim == 3 and O.shape[0] != Wd.shape[0]:
             raise DimensionMismatch(
                 f"layer {self!r} is a stack of {Wd.shape[0]} members: it takes (members, in, "
