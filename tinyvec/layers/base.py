@@ -58,8 +58,9 @@ class Layer:
     - optionally ``structure``: other attributes that decide what the layer computes (Dense's
       ``sigma``); replacing one of them is a new model for the fast road's cached plans;
     - optionally ``records`` (what a pass leaves on the layer, such as Dense's ``input``) and
-      ``constants`` (arrays that training must not change): any other floating-point array
-      on a layer is refused at first use, since training would silently never move it.
+      ``constants`` (arrays or layers that training must not change): any other floating-point
+      array or layer on a layer is refused at first use, since training would silently never
+      move it, and so is a parameter of integers (`tinyvec.layers.checks`).
 
     `tv.gradient`, `tv.setup`/`tv.update`, `tv.save`/`tv.load`, `tv.to`/`tv.f32` and
     ``print(model)`` need nothing else. Inside `tv.gradient` each parameter attribute holds a
