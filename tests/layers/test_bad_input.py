@@ -144,3 +144,14 @@ def test_a_bias_edited_out_of_step_with_its_weight_is_named_on_both_roads(weight
     for road in (contextlib.nullcontext(), tv.fast.off()):
         with road, pytest.raises(tv.DimensionMismatch, match=r"has a bias of shape .* must be"):
             m(x)
+
+
+@pytest.mark.parametrize(
+    "made", [np.zeros((3, 4)), np.zeros(12), 0.5], ids=["in×out", "flat", "number"]
+)
+def test_an_init_that_returns_another_shape_is_refused(made):
+    """Found by the audit: Dense(3, 4, init=lambda shape, rng: np.zeros((3, 4))) (in × out,
+    as some libraries store it) made a layer taking 4 features, and its first input of 3
+    features was refused as if the data were wrong."""
+    with pytest.raises(tv.DimensionMismatch, match=r"init\(shape, rng\) must return .* \(4, 3\)"):
+        tv.Dense(3, 4, init=lambda shape, rng: made)

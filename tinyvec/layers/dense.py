@@ -133,6 +133,12 @@ class Dense(Layer):
             if n < 1:
                 raise ValueError(f"Dense(in, out): {name} must be ≥ 1 feature, got {n}")
         self.weight = init((out_features, in_features), rng)
+        got = tuple(self.weight.shape) if is_array(self.weight) else type(self.weight).__name__
+        if got != (out_features, in_features):  # (a layer of another shape than asked for)
+            raise DimensionMismatch(
+                f"Dense({in_features} => {out_features}): init(shape, rng) must return an "
+                f"array of shape {(out_features, in_features)} (out × in), got {got}"
+            )
         if bias is True:
             xp = namespace(self.weight)
             bias = xp.zeros(out_features, dtype=self.weight.dtype, device=device(self.weight))
