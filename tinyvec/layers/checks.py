@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import is_array, namespace
+from ..backend import has_kind, is_array
 
 
 def refuse_misnamed(layer: Any) -> None:
@@ -14,24 +14,25 @@ def refuse_misnamed(layer: Any) -> None:
     away), and a floating-point array or a layer held by a layer that names it nowhere (not a
     parameter, child, record or constant): one someone forgot to list, never trained."""
     kinds = ("params", "children", "structure", "records", "constants")
+    named: set[str] = set()
     for kind in kinds:
         if isinstance(names := getattr(layer, kind, ()), str):
             raise TypeError(
                 f"{type(layer).__name__}.{kind} must be a tuple of names: ({names!r},), "
                 f"not the string {names!r}"
             )
+        named.update(names)
     for name in getattr(layer, "params", ()):  # (in a gradient, a Tensor: checked before)
         value = getattr(layer, name)
-        if is_array(value) and not namespace(value).isdtype(value.dtype, "real floating"):
+        if is_array(value) and not has_kind(value, ("real floating",)):
             raise TypeError(
                 f"{type(layer).__name__}.{name} holds {value.dtype} values, which a step cannot "
                 "move by a fraction: a parameter must be floating-point (use .astype(float))"
             )
-    named = {name for kind in kinds for name in getattr(layer, kind, ())}
     for attr, value in getattr(layer, "__dict__", {}).items():
         if attr in named or attr.startswith("_"):
             continue  # (a private attribute, such as the array behind a property, is its own)
-        if is_array(value) and namespace(value).isdtype(value.dtype, "real floating"):
+        if is_array(value) and has_kind(value, ("real floating",)):
             what, kind = "a floating-point array", "params"
         elif any(_is_layer(v) for v in (value if isinstance(value, tuple | list) else [value])):
             what, kind = "a layer", "children"
