@@ -27,7 +27,7 @@ def train(
     steps: int | None = None,
     progress: bool = True,
     recorder: Any = None,
-    callbacks: Iterable[Callable[..., Any]] = (),
+    callbacks: Iterable[Callable[..., Any]] | Callable[..., Any] = (),
     schedule: Callable[[int], float] | None = None,
     compile: bool = False,  # noqa: A002, RUF100 - the name of tv.compile, which it turns on
 ) -> list[float]:
