@@ -2,6 +2,7 @@
 status 2 before any work, Ctrl-C is one line with status 130, and a run folder is never a mix
 of two runs."""
 
+import importlib
 import json
 import os
 import signal
@@ -94,6 +95,36 @@ def test_out_is_a_folder_everywhere(capsys, tmp_path, monkeypatch):
     assert main(["analyze", "--out", "mine"]) == 2
     assert "holds no tinyvec run" in one_error_line(capsys, "analyze")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "mine"]
+
+
+def test_out_where_nothing_can_be_written_is_refused_before_any_work(capsys, tmp_path):
+    """Found by the audit: --out under a file, or in /proc, ran the study and then ended in
+    "[Errno 20] Not a directory: 'file/run.incomplete'" with exit status 1."""
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file" / "run", tmp_path / "file" / "a" / "b"):
+        assert main(["demo", "--out", str(out)]) == 2
+        assert "cannot write into" in one_error_line(capsys, "demo")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+    assert (
+        main(["demo", "--quick", "--no-plots", "--quiet", "--out", str(tmp_path / "a" / "b")]) == 0
+    )
+    assert (tmp_path / "a" / "b" / "config.json").is_file()  # missing folders above are made
+
+
+@pytest.mark.parametrize(
+    "module", ["compensation_converged", "eigen_rotation", "eigen_frontier", "eigen_settings"]
+)
+def test_a_study_run_with_python_m_names_that_command_in_its_errors(module, capsys):
+    """Found by the audit: they said "see tinyvec eigen-rotation --help", a command that
+    does not exist (these studies of docs/results run as python -m)."""
+    study = importlib.import_module(f"tinyvec.experiments.{module}")
+    with pytest.raises(SystemExit) as stop:
+        study.main(["--bogus"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    prog = f"python -m tinyvec.experiments.{module}"
+    assert len(err) == 1 and err[0].startswith(f"{prog}: error: "), err
+    assert err[0].endswith(f"(see {prog} --help)")
 
 
 @pytest.mark.parametrize("content", ["[1, 2]", "{not json", '{"epochs": 0}', '{"nope": 1}'])

@@ -344,3 +344,21 @@ def test_threads_saving_the_same_file_leave_one_whole_file(tmp_path):
     assert os.listdir(tmp_path) == ["m.npz"]
     loaded = parameters(tv.load(path, model(20)))
     assert any(all(np.array_equal(loaded[p], a) for p, a in parameters(m).items()) for m in models)
+
+
+@pytest.mark.parametrize(
+    "thing",
+    [lambda m: tv.setup(tv.Adam(0.1), m), lambda m: m[0].weight, lambda m: 3],
+    ids=["optimiser-state", "array", "number"],
+)
+def test_save_and_load_of_something_without_parameters_are_refused(thing, tmp_path):
+    """Found by the audit: tv.save(path, state) wrote a file holding no arrays, and
+    tv.load(path, state) read nothing, both silently: a resumed run started Adam afresh. The
+    same for an array or a number."""
+    m = tv.Chain(tv.Dense(2, 3, rng=0))
+    with pytest.raises(TypeError, match=r"tv\.save takes a model, and \w+ holds no parameters"):
+        tv.save(tmp_path / "x.npz", thing(m))
+    assert not (tmp_path / "x.npz").exists()
+    tv.save(tmp_path / "m.npz", m)
+    with pytest.raises(TypeError, match=r"tv\.load takes a model, and \w+ holds no parameters"):
+        tv.load(tmp_path / "m.npz", thing(m))

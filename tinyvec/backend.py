@@ -9,6 +9,8 @@ engine calls NumPy directly, so the same code runs on the CPU and on a GPU.
 from __future__ import annotations
 
 import functools
+import inspect
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -136,4 +138,19 @@ def has_gpu() -> bool:
         cupy()
     except Exception:
         return False
+    return True
+
+
+def takes_arrays(fn: Callable[..., Any], n: int) -> bool:
+    """Whether ``fn(a_1, …, a_n)`` passes the n arrays as its n inputs: a NumPy ufunc of
+    fewer inputs would take the next array as its ``out=`` and write into it (np.cos(A, O)).
+    Asked of the functions an activation is made of (`tinyvec.engine.activations`)."""
+    if getattr(fn, "nin", n) != n:
+        return False
+    try:
+        inspect.signature(fn).bind(*range(n))
+    except TypeError:
+        return False
+    except ValueError:  # (no signature to read: the call will tell)
+        pass
     return True

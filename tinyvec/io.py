@@ -53,13 +53,26 @@ def save(path: str | os.PathLike[str], model: Any) -> None:
     A model holding NaN or ±inf is refused, since `load` would refuse the file.
     """
     arrays: dict[str, Any] = {}
-    for p, layer, name in trainables(model):
+    for p, layer, name in _parameters(model, "save"):
         a = to_numpy(data(getattr(layer, name)))
         if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
             raise ValueError(f"tv.save: {p} holds NaN or infinite values; nothing written")
         arrays[p] = a
     arrays[_TAG] = np.array(FORMAT)
     atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def _parameters(model: Any, verb: str) -> list[tuple[str, Any, str]]:
+    """The parameters of a model: none is a mistake (an optimiser state, an array, a number),
+    which would write an empty file, or read nothing, and say nothing."""
+    found = trainables(model)
+    if not found:
+        raise TypeError(
+            f"tv.{verb} takes a model, and {type(model).__name__} holds no parameters; an "
+            "optimiser state or any other object pickles (pickle.dump(state, file)), an array "
+            "saves with np.save"
+        )
+    return found
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]) -> None:
@@ -180,7 +193,7 @@ def load(path: str | os.PathLike[str], model: Any) -> Any:
     """Read parameters saved by `save` into ``model`` (in place, keeping its namespace and
     dtype) and return it. Any refusal is a ValueError naming the entry; the model is then
     unchanged."""
-    targets = list(trainables(model))
+    targets = _parameters(model, "load")
     wanted = {p: data(getattr(layer, name)) for p, layer, name in targets}
     try:
         with open(path, "rb") as raw:

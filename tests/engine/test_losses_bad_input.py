@@ -130,3 +130,16 @@ def test_boolean_predictions_are_one_type_error():
     with pytest.raises(TypeError, match="ŷ holds bool values"):
         tv.mse(np.ones((1, 2), bool), np.ones((1, 2), bool))
     assert float(tv.mse(np.ones((1, 2)), np.ones((1, 2), bool))) == 0.0
+
+
+def test_one_target_for_a_stacks_outputs_says_to_give_each_member_its_own():
+    """Found by the audit: the inputs of a stack may be shared, (in, batch), but its targets
+    not, and tv.train(tv.mse, stack, [(x, y)], …) said "features × batch; reshape or
+    transpose one of them", which neither does."""
+    stack = tv.stack([tv.Dense(1, 1, rng=0), tv.Dense(1, 1, rng=1)])
+    x, y = np.ones((1, 4)), np.zeros((1, 4))
+    with pytest.raises(tv.DimensionMismatch, match=r"give each member its targets, np\.stack"):
+        tv.train(tv.mse, stack, [(x, y)], tv.setup(tv.Descent(0.1), stack), progress=False)
+    tv.train(
+        tv.mse, stack, [(x, np.stack([y] * 2))], tv.setup(tv.Descent(0.1), stack), progress=False
+    )

@@ -56,7 +56,7 @@ class PerturbedPreact(tv.Layer):
     """Stands in for Dense layer d: O = σ(W x + b + E), so the loss can be differentiated
     numerically with respect to A = W x + b."""
 
-    constants = ("E",)  # (the perturbation: fixed, not trained)
+    constants = ("E", "d")  # (the perturbation, and the Dense it reads: fixed, not trained)
 
     def __init__(self, d, E):
         self.d, self.E = d, E

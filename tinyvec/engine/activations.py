@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from ..backend import takes_arrays
 from .ops import namespace
 from .tensor import Tensor, data, primitive
 
@@ -52,6 +53,18 @@ class Activation:
                 raise TypeError(f"Activation {name!r}: {what} must be a function, got {fn!r}")
         if derivative is None and backprop is None and name != "identity":
             raise TypeError(f"Activation {name!r}: give its derivative(A, O) or backprop(g, A, O)")
+        for call, fn in (
+            ("f(A)", f),
+            ("derivative(A, O)", derivative),
+            ("backprop(g, A, O)", backprop),
+        ):
+            args = call[call.index("(") + 1 : -1]
+            if fn is not None and not takes_arrays(fn, args.count(",") + 1):
+                out = " (a NumPy ufunc: it would write into the next array)" * hasattr(fn, "nin")
+                raise TypeError(
+                    f"Activation {name!r} calls {call}, which {fn!r}{out} cannot take: give a "
+                    f"function of ({args}), such as lambda {args}: …"
+                )
         self.name, self.f, self.derivative = name, f, derivative
         self._backprop = backprop  # as given: what pickling stores
         self.backprop = backprop or self._times_derivative

@@ -37,8 +37,10 @@ def _check_pair(loss: str, yhat: Any, y: Any) -> None:
     if a != b:
         raise DimensionMismatch(
             f"{call} needs ŷ and y of the same shape, got ŷ {a} and y {b} "
-            "(features × batch; reshape or transpose one of them)"
-        )
+            + ("(a stack's outputs: give each member its targets, np.stack([y] * E))"
+               if len(a) == 3 and a[1:] == b
+               else "(features × batch; reshape or transpose one of them)")
+        )  # fmt: skip
     if math.prod(a) == 0:
         raise ValueError(f"{call}: empty batch (shape {a}), the mean is undefined")
 

@@ -24,6 +24,7 @@ import importlib.util
 import json
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -64,12 +65,13 @@ class StudyParser(argparse.ArgumentParser):
 
 # --- the parser -------------------------------------------------------------------------------
 def study_parser(command: str, doc: str | None, *, out: str, quick: str) -> StudyParser:
-    """The parser of ``tinyvec command`` with the flags every study shares; the study adds
+    """The parser of ``tinyvec command`` (or ``command`` itself, "python -m …", for a study
+    that is no `tinyvec` command) with the flags every study shares; the study adds
     its own. ``out`` is the default folder, ``quick`` says what ``--quick`` does."""
     from .. import science_notes_path
 
-    p = StudyParser(
-        prog=f"tinyvec {command}",
+    p = StudyParser(  # (a study of docs/results that is no `tinyvec` command: "python -m …")
+        prog=command if command.startswith("python -m ") else f"tinyvec {command}",
         description=doc,
         # the help cites the formulas as "science.md §N": say where the installed file is
         epilog=f"science.md: {science_notes_path()}" if doc and "science.md" in doc else None,
@@ -193,6 +195,14 @@ def check_out(prog: str, out: Path) -> None:
     if out.is_dir() and any(out.iterdir()) and not is_run_folder(out):
         fail(prog, f"--out {str(out)!r} is a folder that holds no tinyvec run (no config.json); "
                    "give a new or empty folder")  # fmt: skip
+    # the run writes OUT.incomplete beside OUT, making the folders above: try that here, at
+    # the nearest folder that exists, so a place nobody can write to fails before any work
+    above = next(p for p in out.absolute().parents if p.exists())
+    try:
+        tempfile.TemporaryDirectory(dir=above).cleanup()
+    except OSError as e:
+        fail(prog, f"--out {str(out)!r}: cannot write into {str(above)!r} ({e.strerror}); "
+                   "give a folder you can write to")  # fmt: skip
 
 
 def is_run_folder(path: Path) -> bool:

@@ -180,8 +180,9 @@ def grid(cfg: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def parser() -> Any:
-    p = study_parser("compensation-converged", __doc__.split("\n\n")[0],
-                     out="runs/compensation-converged", quick="a tiny grid (seconds)")  # fmt: skip
+    p = study_parser("python -m tinyvec.experiments.compensation_converged",
+                     __doc__.split("\n\n")[0], out="runs/compensation-converged",
+                     quick="a tiny grid (seconds)")  # fmt: skip
     p.add_argument(
         "--cells",
         nargs="+",

@@ -104,8 +104,8 @@ def table(rows: dict[str, dict[str, Any]], mu2: dict[int, str]) -> list[str]:
 
 
 def parser() -> Any:
-    return study_parser("eigen-frontier", __doc__.split("\n\n")[0], out="runs/eigen-frontier",
-                        quick="one run of 300 steps")  # fmt: skip
+    return study_parser("python -m tinyvec.experiments.eigen_frontier", __doc__.split("\n\n")[0],
+                        out="runs/eigen-frontier", quick="one run of 300 steps")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

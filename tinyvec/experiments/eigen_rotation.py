@@ -68,8 +68,8 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def parser() -> Any:
-    p = study_parser("eigen-rotation", __doc__.split("\n\n")[0], out="runs/eigen-rotation",
-                     quick="300 steps, seed 3, one rate")  # fmt: skip
+    p = study_parser("python -m tinyvec.experiments.eigen_rotation", __doc__.split("\n\n")[0],
+                     out="runs/eigen-rotation", quick="300 steps, seed 3, one rate")  # fmt: skip
     p.add_argument("--seeds", type=seed_list, default=None, help="seeds (default 3,5,6)")
     p.add_argument("--lrs", type=positive_float, nargs="+", help="rates (default 0.05 0.1 0.2)")
     p.add_argument("--no-k2", dest="k2", action="store_false", help="skip the K = 2 run")

@@ -86,7 +86,8 @@ def table(rows: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def parser() -> Any:
-    p = study_parser("eigen-settings", __doc__.split("\n\n")[0], out="runs/eigen-settings",
+    p = study_parser("python -m tinyvec.experiments.eigen_settings", __doc__.split("\n\n")[0],
+                     out="runs/eigen-settings",
                      quick="two settings, two seeds, 300 steps")  # fmt: skip
     p.add_argument("--jobs", type=positive_int, default=2, help="worker processes (2)")
     return p

@@ -25,11 +25,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .. import display
-from ..backend import is_array, namespace
+from ..backend import namespace
 from ..engine.errors import DimensionMismatch
 from ..engine.tensor import data
 from ..nested import Nested
 from ..seam import CACHE
+from .checks import refuse_misnamed
 
 __all__ = [
     "DimensionMismatch",
@@ -57,8 +58,9 @@ class Layer:
     - optionally ``structure``: other attributes that decide what the layer computes (Dense's
       ``sigma``); replacing one of them is a new model for the fast road's cached plans;
     - optionally ``records`` (what a pass leaves on the layer, such as Dense's ``input``) and
-      ``constants`` (arrays that training must not change): any other floating-point array
-      on a layer is refused at first use, since training would silently never move it.
+      ``constants`` (arrays or layers that training must not change): any other floating-point
+      array or layer on a layer is refused at first use, since training would silently never
+      move it, and so is a parameter of integers (`tinyvec.layers.checks`).
 
     `tv.gradient`, `tv.setup`/`tv.update`, `tv.save`/`tv.load`, `tv.to`/`tv.f32` and
     ``print(model)`` need nothing else. Inside `tv.gradient` each parameter attribute holds a
@@ -291,27 +293,11 @@ class Node:
 
     def __init__(self, path: str, layer: Any, first: bool) -> None:
         self.path, self.layer, self.first = path, layer, first
+        refuse_misnamed(layer)  # (what training would silently get wrong: .checks)
         self.names = tuple(getattr(layer, "params", ()))
         self.present = tuple(n for n in self.names if getattr(layer, n) is not None)
         self.slots: list[tuple[str, list[int], bool]] = []
         self.empty: list[str] = []
-        _refuse_stray_arrays(layer)
-
-
-def _refuse_stray_arrays(layer: Any) -> None:
-    """A floating-point array on a layer that names it nowhere (not a parameter, child, record
-    or constant) is a parameter someone forgot to list: training would never move it."""
-    kinds = ("params", "children", "structure", "records", "constants")
-    named = {name for kind in kinds for name in getattr(layer, kind, ())}
-    for attr, value in getattr(layer, "__dict__", {}).items():
-        if attr in named or attr.startswith("_") or not is_array(value):
-            continue  # (a private attribute, such as the array behind a property, is its own)
-        if namespace(value).isdtype(value.dtype, "real floating"):
-            raise TypeError(
-                f"{type(layer).__name__}.{attr} holds a floating-point array that the layer "
-                f"does not name: add {attr!r} to its `params` to train it, or to its "
-                "`constants` to keep it fixed (training would silently never move it)"
-            )
 
 
 def nodes(model: Any) -> list[Node]:

@@ -133,6 +133,12 @@ class Dense(Layer):
             if n < 1:
                 raise ValueError(f"Dense(in, out): {name} must be ≥ 1 feature, got {n}")
         self.weight = init((out_features, in_features), rng)
+        got = tuple(self.weight.shape) if is_array(self.weight) else type(self.weight).__name__
+        if got != (out_features, in_features):  # (a layer of another shape than asked for)
+            raise DimensionMismatch(
+                f"Dense({in_features} => {out_features}): init(shape, rng) must return an "
+                f"array of shape {(out_features, in_features)} (out × in), got {got}"
+            )
         if bias is True:
             xp = namespace(self.weight)
             bias = xp.zeros(out_features, dtype=self.weight.dtype, device=device(self.weight))
@@ -208,6 +214,12 @@ class Dense(Layer):
                 f"layer {self!r} expects size(input, {O.ndim - 2}) == {Wd.shape[-1]}, "
                 f"but got an input of shape {tuple(O.shape)}"
             )
+        if b is not None and tuple(data(b).shape) != tuple(Wd.shape[:-1]):  # (an edited layer)
+            raise DimensionMismatch(
+                f"layer {self!r} has a bias of shape {tuple(data(b).shape)} for its weight of "
+                f"shape {tuple(Wd.shape)}: the bias must be {tuple(Wd.shape[:-1])} (give both "
+                "their new shapes, and a bias as a vector, not a column)"
+            )
         if O.ndim == 3 and O.shape[0] != Wd.shape[0]:
             raise DimensionMismatch(
                 f"layer {self!r} is a stack of {Wd.shape[0]} members: it takes (members, in, "
@@ -260,10 +272,10 @@ class Dense(Layer):
         return ops.reshape(y, (data(y).shape[0],))
 
     def _convert(self, O: Any, dtype: Any) -> Any:
-        if not is_real(O):
-            raise TypeError(
-                f"layer {self!r} takes real numbers, got an input of {O.dtype} values: "
-                "convert the data to floats first"
+        if not is_real(O) or not namespace(O).isdtype(dtype, "real floating"):
+            raise TypeError(  # (into integer parameters, the input's fractions would be lost)
+                f"layer {self!r} takes real numbers into floating-point parameters, got an "
+                f"input of {O.dtype} values and {dtype} parameters: convert them to floats first"
             )
         key = (str(O.dtype), str(dtype))
         warned = self.__dict__.get("_warned", frozenset())  # once per layer and dtype pair

@@ -9,9 +9,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .. import seam
-from ..backend import is_array
 from ..engine.losses import model_loss
 from .adjust import adjust
+from .arguments import refuse_a_batch_the_loss_cannot_take, refuse_bad_arguments
 from .training import NonFiniteLoss, OptState, differentiate, interrupts_deferred, update
 
 __all__ = ["train"]
@@ -27,7 +27,7 @@ def train(
     steps: int | None = None,
     progress: bool = True,
     recorder: Any = None,
-    callbacks: Iterable[Callable[..., Any]] = (),
+    callbacks: Iterable[Callable[..., Any]] | Callable[..., Any] = (),
     schedule: Callable[[int], float] | None = None,
     compile: bool = False,  # noqa: A002, RUF100 - the name of tv.compile, which it turns on
 ) -> list[float]:
@@ -62,35 +62,7 @@ def train(
     >>> state.rule  # η after the last step, t = 2: 0.1 · 0.5²
     Descent(0.025)
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"train: epochs must be an integer ≥ 1, got {epochs!r}")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"train: steps must be an integer ≥ 1 or None, got {steps!r}")
-    if schedule is not None and not callable(schedule):
-        raise TypeError(
-            f"train: schedule must be a callable step ↦ η such as "
-            f"tv.schedules.Exponential(0.1, 0.99), got {schedule!r}"
-        )
-    if not isinstance(state, OptState):
-        raise TypeError(
-            f"train takes the optimiser state, got {type(state).__name__}: call "
-            "tv.setup(rule, model) first and pass what it returns"
-        )
-    if recorder is not None and getattr(recorder, "started", False):
-        raise ValueError(
-            "train: this recorder has recorded a run already (a Recorder records one run: its "
-            "snapshots would mix both); pass a new tv.Recorder()"
-        )
-    if isinstance(data, tuple) and data and all(is_array(d) for d in data):
-        raise TypeError(
-            f"train: data must be an iterable of batches, e.g. [(x, y)] for one batch; got a "
-            f"tuple of {len(data)} arrays, which would be read as {len(data)} batches"
-        )
-    if epochs > 1 and iter(data) is data:
-        raise ValueError(
-            "train: data is a one-shot iterator (a generator?), which the second epoch would "
-            "find empty: pass a list, a re-iterable loader, or epochs=1 with steps="
-        )
+    callbacks = refuse_bad_arguments(data, state, epochs, steps, schedule, callbacks, recorder)
     total = len(data) * epochs if isinstance(data, Sized) else None
     if steps is not None:
         total = steps if total is None else min(total, steps)
@@ -112,6 +84,8 @@ def train(
         for epoch in range(epochs):  # noqa: B007 - `check` reads it
             for batch in data:
                 args = batch if isinstance(batch, tuple) else (batch,)
+                if step == 0:  # (a batch the loss cannot take: one error, before any step)
+                    refuse_a_batch_the_loss_cannot_take(loss, model, args)
                 # a Ctrl-C stops training between two steps (a second one at once): while
                 # the gradient runs, parameters hold Tensors, and the update writes many arrays
                 with interrupts_deferred(second_interrupts=True):

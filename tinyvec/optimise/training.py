@@ -273,12 +273,12 @@ def gradients_of(
 
 # --- optimiser state ------------------------------------------------------------------------
 class Leaf:
-    """A parameter's optimiser rule and its state."""
+    """A parameter's optimiser rule, and its state for a parameter of ``shape``."""
 
-    __slots__ = ("rule", "state")
+    __slots__ = ("rule", "shape", "state")
 
-    def __init__(self, rule: Rule, state: Any) -> None:
-        self.rule, self.state = rule, state
+    def __init__(self, rule: Rule, state: Any, shape: tuple[int, ...] | None = None) -> None:
+        self.rule, self.state, self.shape = rule, state, shape
 
     def __repr__(self) -> str:
         return f"Leaf({self.rule!r})"
@@ -388,8 +388,8 @@ def setup(rule: Rule | Mapping[str, Rule], model: Any, delta: Any = None) -> Opt
             rules = transform.rules
 
     def leaf(layer: Any, name: str) -> Leaf:
-        r = for_members[id(rule_of(layer, name))]
-        return Leaf(r, r.init(getattr(layer, name)))
+        r, x = for_members[id(rule_of(layer, name))], getattr(layer, name)
+        return Leaf(r, r.init(x), tuple(x.shape))
 
     tree = mirror(walked, leaf)
     return OptState(
@@ -503,6 +503,12 @@ def check_entries(entries: list[tuple[Any, ...]]) -> None:
             )
         if not isinstance(leaf, Leaf):
             raise ValueError(f"optimiser state does not match the model at {path}")
+        if getattr(leaf, "shape", None) not in (None, x.shape) and leaf.state is not None:
+            raise ValueError(
+                f"optimiser state does not match the model at {path}: set up for shape "
+                f"{leaf.shape}, it is now {tuple(x.shape)} (the old state would be broadcast "
+                "onto it): call tv.setup(rule, model) again after editing the model"
+            )
 
 
 def update(state: OptState, model: Any, grads: Tree) -> None:
