@@ -191,17 +191,20 @@ def _residuals(
     return out
 
 
-def _member(residuals: Mapping[str, Any], e: int) -> dict[str, Any]:
-    """Member e's part of `_residuals` of a stack, as Python numbers like those of a run alone."""
+def _members(residuals: Mapping[str, Any], E: int) -> list[dict[str, Any]]:
+    """Each member's part of `_residuals` of a stack of E, as Python numbers like those of a
+    run alone."""
 
-    def one(v: Any) -> Any:
-        return v if isinstance(v, float) else v[e].item()
+    def each(v: Any) -> list[Any]:
+        return [v] * E if isinstance(v, float) else v.tolist()
 
-    return {"param_residual": {k: one(v) for k, v in residuals["param_residual"].items()},
-            "cycles": {p: {k: one(v) for k, v in c.items()}
-                       for p, c in residuals["cycles"].items()},
-            "function_residual": one(residuals["function_residual"]),
-            "prediction_change": one(residuals["prediction_change"])}  # fmt: skip
+    layers = {k: each(v) for k, v in residuals["param_residual"].items()}
+    cycles = {p: {k: each(v) for k, v in c.items()} for p, c in residuals["cycles"].items()}
+    function, prediction = (each(residuals[k]) for k in ("function_residual", "prediction_change"))
+    return [{"param_residual": {k: v[e] for k, v in layers.items()},
+             "cycles": {p: {k: v[e] for k, v in c.items()} for p, c in cycles.items()},
+             "function_residual": function[e], "prediction_change": prediction[e]}
+            for e in range(E)]  # fmt: skip
 
 
 def _record(
@@ -320,15 +323,17 @@ def classify(
         return {"kind": "moving", "period": None, "cycle_trend": None}
     if all(_below(r, eps) for r in last):
         return {"kind": "fixed_point", "period": 1, "cycle_trend": None}
-    steps = [r["param_residual_max"] for r in records]
+    # (only the last records are read: a check costs the same at step 10 and at step 10⁵)
     window_ = range(len(records) - patience, len(records))
     tol = eps if trend_tol is None else trend_tol
     for p in sorted(set.intersection(*(set(r["cycle_residual"]) for r in last))):
         if window_.start - p + 1 >= 0 and all(
-            records[j]["cycle_residual"][p] < eps and min(steps[j - p + 1 : j + 1]) >= eps
+            records[j]["cycle_residual"][p] < eps
+            and min(records[i]["param_residual_max"] for i in range(j - p + 1, j + 1)) >= eps
             for j in window_
         ):
-            trend = cycle_trend([r["loss"] for r in records], p, window, blocks, z, tol)
+            losses = [r["loss"] for r in records[-(window + p - 1) :]]  # what cycle_trend reads
+            trend = cycle_trend(losses, p, window, blocks, z, tol)
             if trend is None and any("trend" in r for r in last):
                 # no loss measured: the observables' trend test stands in for it
                 settled = all(r.get("trend") is not None and r["trend"]["settled"] for r in last)
@@ -655,11 +660,12 @@ class MemberMonitors:
             if self.observe is not None:
                 with preserved_forward(stack), no_grad():
                     observed = self.observe(stack)
+        each = [None] * E if residuals is None else _members(residuals, E)
         for e, monitor in enumerate(self.monitors):
             monitor._step(step, {k: [a[e] for a in v] for k, v in params.items()}, losses[e],
                           None if f_new is None else f_new[e],
                           None if observed is None else observed[e],
-                          None if residuals is None else _member(residuals, e))  # fmt: skip
+                          each[e])  # fmt: skip
         return None  # (no monitor stops a stack: see __init__)
 
     def _probe(self, stack: Any) -> Any:
