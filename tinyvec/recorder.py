@@ -41,7 +41,8 @@ from . import display
 from .backend import is_array, namespace, to_numpy
 from .io import atomic_write
 from .layers import dense_layers
-from .layers.stack import members, take
+from .layers.stack import members as count_members
+from .layers.stack import take
 
 
 # ‖a‖_F and cos(a, b) on any array namespace; tinyvec.analysis uses these two as well. With
@@ -74,8 +75,10 @@ def record_members(recorders: Sequence[Recorder], stack: Any, step: int, losses:
     """``recorders[e].record(member e of stack, step, losses[e])`` for every member of a stack
     (`tv.stack`), measured on the stack at once: every member's rows and snapshots are those
     its recorder would keep of it alone (`tv.unstack`), without taking the stack apart."""
-    E = members(stack)
-    if E is None or len(recorders) != E or len(losses) != E:
+    E = count_members(stack)
+    if E is None:
+        raise ValueError(f"record_members takes a stack of models (tv.stack), got {stack!r}")
+    if len(recorders) != E or len(losses) != E:
         raise ValueError(
             f"record_members: one recorder and one loss per member of a stack (tv.stack), got "
             f"{len(recorders)} recorders and {len(losses)} losses for {E} members"

@@ -54,8 +54,10 @@ def test_recorders_of_a_stack_are_those_of_each_member_alone(
     stack = tv.stack([net(seed + e, width, skip, bias) for e in range(E)])
     x = rng.normal(size=(3, batch)) if shared else rng.normal(size=(E, 3, batch))
     y = rng.normal(size=(E, 2, batch))
-    stacked = [VectorRecorder(measure_every=every) for _ in range(E)]
-    alone = [VectorRecorder(measure_every=every) for _ in range(E)]
+    # snapshots every second step (the path is never written: the recorders are not closed)
+    kw = {"measure_every": every, "every": 2, "path": "never-written.npz"}
+    stacked = [VectorRecorder(**kw) for _ in range(E)]
+    alone = [VectorRecorder(**kw) for _ in range(E)]
     members = tv.unstack(stack)
 
     def each(step, m, losses):
@@ -69,6 +71,7 @@ def test_recorders_of_a_stack_are_those_of_each_member_alone(
              callbacks=[each])  # fmt: skip
     for a, b in zip(stacked, alone, strict=True):
         assert a.rows and same(a.rows, b.rows)
+        assert a.snapshots and same(a.snapshots, b.snapshots)
 
 
 @given(E=st.integers(1, 5), features=st.integers(1, 9), batch=st.integers(1, 9),
@@ -151,5 +154,7 @@ def test_member_monitors_refuse_what_they_cannot_do_for_a_stack():
         MemberMonitors([CompletionMonitor(probe, stop=True)] * 2)
     with pytest.raises(ValueError, match="observe"):
         MemberMonitors([CompletionMonitor(probe, observe=lambda m: [0.0])] * 2)
+    with pytest.raises(ValueError, match="takes a stack"):
+        record_members([VectorRecorder()], net(0, 2, False), 1, [0.0])
     with pytest.raises(ValueError, match="one recorder"):
         record_members([VectorRecorder()], tv.stack([net(0, 2, False)] * 2), 1, [0.0, 0.0])
