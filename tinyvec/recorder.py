@@ -31,27 +31,70 @@ import math
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import display
-from .backend import namespace, to_numpy
+from .backend import is_array, namespace, to_numpy
 from .io import atomic_write
 from .layers import dense_layers
+from .layers.stack import members as count_members
+from .layers.stack import take
 
 
-# ‖a‖_F and cos(a, b) on any array namespace; tinyvec.analysis uses these two as well.
-def _norm(a: Any) -> float:
+# ‖a‖_F and cos(a, b) on any array namespace; tinyvec.analysis uses these two as well. With
+# ``members`` (a stack's records, member axis first) they give each member's value, an array:
+# the sum over a member's axes adds its numbers in the order of the sum over that array alone.
+def _norm(a: Any, members: bool = False) -> Any:
     xp = namespace(a)
+    if members:
+        return xp.sqrt(xp.sum(a * a, axis=tuple(range(1, a.ndim))))
     return float(xp.sqrt(xp.sum(a * a)))
 
 
-def _cos(a: Any, b: Any) -> float:
+def _cos(a: Any, b: Any, members: bool = False) -> Any:
     xp = namespace(a)
-    denom = _norm(a) * _norm(b)
+    denom = _norm(a, members) * _norm(b, members)
+    if members:
+        dot = xp.sum(a * b, axis=tuple(range(1, a.ndim)))
+        return xp.where(denom > 0, dot / xp.where(denom > 0, denom, 1.0), math.nan)
     return float(xp.sum(a * b)) / denom if denom > 0 else math.nan
+
+
+def each_member(rows: list[dict[str, Any]], E: int) -> list[list[dict[str, Any]]]:
+    """Rows measured on a stack (a value is an array over the E members, or one value for
+    all) → each member's rows, its values as Python numbers like those of a run alone."""
+    split = [{k: v.tolist() if is_array(v) else [v] * E for k, v in row.items()} for row in rows]
+    return [[{k: v[e] for k, v in row.items()} for row in split] for e in range(E)]
+
+
+def record_members(recorders: Sequence[Recorder], stack: Any, step: int, losses: Any) -> None:
+    """``recorders[e].record(member e of stack, step, losses[e])`` for every member of a stack
+    (`tv.stack`), measured on the stack at once: every member's rows and snapshots are those
+    its recorder would keep of it alone (`tv.unstack`), without taking the stack apart."""
+    E = count_members(stack)
+    if E is None:
+        raise ValueError(f"record_members takes a stack of models (tv.stack), got {stack!r}")
+    if len(recorders) != E or len(losses) != E:
+        raise ValueError(
+            f"record_members: one recorder and one loss per member of a stack (tv.stack), got "
+            f"{len(recorders)} recorders and {len(losses)} losses for {E} members"
+        )
+    kinds = {(type(r), r.every, getattr(r, "measure_every", 1), getattr(r, "mean_loss", True))
+             for r in recorders}  # fmt: skip
+    if len(kinds) > 1:
+        raise ValueError("record_members: the recorders differ in kind or settings; record "
+                         "each member alone (tv.unstack)")  # fmt: skip
+    for r in recorders:
+        r._check_step(step)
+    rows, snapshots = recorders[0]._measure(stack, step, np.asarray(losses, dtype=float), E)
+    for e, (r, mine) in enumerate(zip(recorders, each_member(rows, E), strict=True)):
+        for row in mine:
+            row["loss"] = losses[e]  # as given: the loss of member e's step alone
+        r._keep(step, mine, {k: take(a, e) for k, a in snapshots.items()})
 
 
 class Recorder:
@@ -104,6 +147,10 @@ class Recorder:
         return self.closed or self.last_step is not None
 
     def record(self, model: Any, step: int, loss: float = math.nan) -> None:
+        self._check_step(step)
+        self._keep(step, *self._measure(model, step, loss))
+
+    def _check_step(self, step: int) -> None:
         if self.closed:
             raise ValueError(
                 "Recorder: this Recorder's run is over (it was closed, by tv.train at its end); "
@@ -114,36 +161,48 @@ class Recorder:
                 f"Recorder: step {step} after step {self.last_step}: the steps of one run "
                 "increase (a second run? make a new tv.Recorder() for it)"
             )
-        # a step's rows and snapshots are collected first and kept together, so an
-        # interruption (Ctrl-C) mid-step never leaves a step with only some of its layers
+
+    def _measure(
+        self, model: Any, step: int, loss: Any, E: int | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """A step's rows and snapshots (not kept yet). ``E``: the model is a stack of E
+        members; a value is then an array over the members (`record_members`)."""
+        stacked = E is not None
         rows: list[dict[str, Any]] = []
         snapshots: dict[str, Any] = {}
         for k, d in enumerate(dense_layers(model), start=1):
             if d.delta is None or "weight" not in d.step:
                 continue
-            dW = d.dW
-            dA_own = dW @ d.input
+            dW, O = d.dW, d.input
+            if stacked and O.ndim == 2:  # an input shared by the members: each member's own
+                O = namespace(O).broadcast_to(O, (E, *O.shape))
+            dA_own = dW @ O
             if "bias" in d.step:
-                dA_own = dA_own + d.db[:, None]
+                dA_own = dA_own + d.db[..., None]
             row = {
                 "step": step,
                 "layer": k,
                 "loss": loss,
-                "o_norm": _norm(d.input),
-                "delta_norm": _norm(d.delta),
-                "dW_norm": _norm(dW),
-                "cos_dA_delta": _cos(dA_own, -d.delta),
+                "o_norm": _norm(O, stacked),
+                "delta_norm": _norm(d.delta, stacked),
+                "dW_norm": _norm(dW, stacked),
+                "cos_dA_delta": _cos(dA_own, -d.delta, stacked),
             }
             arrays = [("input", d.input), ("delta", d.delta), ("dW", dW)]
             used = getattr(d, "delta_used", None)
             if used is not None:
-                row["delta_used_norm"] = _norm(used)
-                row["cos_delta_used"] = _cos(used, d.delta)
+                row["delta_used_norm"] = _norm(used, stacked)
+                row["cos_delta_used"] = _cos(used, d.delta, stacked)
                 arrays.append(("delta_used", used))
             rows.append(row)
             if self.every and step % self.every == 0:
                 for name, a in arrays:
                     snapshots[f"step{step}/layer{k}/{name}"] = a
+        return rows, snapshots
+
+    def _keep(self, step: int, rows: list[dict[str, Any]], snapshots: dict[str, Any]) -> None:
+        # a step's rows and snapshots are collected first and kept together, so an
+        # interruption (Ctrl-C) mid-step never leaves a step with only some of its layers
         self.rows.extend(rows)
         self.snapshots.update(snapshots)
         self.last_step = step

@@ -7,8 +7,9 @@ the Ritz values of learned functions and subspace ascent (`ritz`), their polynom
 (`degrees`), slow oscillations (`oscillation`), weight-matrix statistics (`weights`) and
 errors at convergence compared over runs (`convergence`)."""
 
+from ..recorder import record_members
 from .collapse import neural_collapse
-from .completion import CompletionMonitor, classify_trajectory
+from .completion import CompletionMonitor, MemberMonitors, classify_trajectory
 from .eigen_operator import (
     Spectrum,
     alignment,

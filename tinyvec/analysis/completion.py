@@ -94,12 +94,26 @@ def preserved_forward(model: Any) -> Iterator[None]:
                 setattr(layer, k, v)
 
 
-def _sqnorm(a: Any) -> float:
+# ‖a‖² and num / den of a run alone (floats), or with ``members`` of each member of a stack
+# (arrays over the leading member axis; the sum over a member's axes adds its numbers in the
+# order of the sum over its array alone, and √ and / are IEEE's in NumPy as in math).
+def _sqnorm(a: Any, members: bool = False) -> Any:
     xp = namespace(a)
+    if members:
+        return xp.sum(a * a, axis=tuple(range(1, a.ndim)))
     return float(xp.sum(a * a))
 
 
-def _ratio(num: float, den: float) -> float:
+def _sqrt(v: Any) -> Any:
+    return math.sqrt(v) if isinstance(v, int | float) else namespace(v).sqrt(v)
+
+
+def _ratio(num: Any, den: Any) -> Any:
+    if not isinstance(den, float):  # each member's
+        xp = namespace(den)
+        ratio = xp.where(den > 0, num / xp.where(den > 0, den, 1.0),
+                         xp.where(num == 0, 0.0, math.inf))  # fmt: skip
+        return xp.where(xp.isnan(num) | xp.isnan(den), math.nan, ratio)
     if math.isnan(num) or math.isnan(den):
         return math.nan
     if den > 0:
@@ -108,9 +122,11 @@ def _ratio(num: float, den: float) -> float:
 
 
 def parameter_residuals(
-    new: Mapping[str, Sequence[Any]], old: Mapping[str, Sequence[Any]], lr: float = 1.0
-) -> dict[str, float]:
+    new: Mapping[str, Sequence[Any]], old: Mapping[str, Sequence[Any]], lr: float = 1.0,
+    members: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     """``‖θ_new − θ_old‖ / (lr ‖θ_old‖)`` per layer; a layer is a name → list of arrays.
+    ``members``: the arrays of a stack (member axis first), each member's residual (E,).
 
     >>> import numpy as np
     >>> r = parameter_residuals({"w": [np.array([3.0, 4.4])]}, {"w": [np.array([3.0, 4.0])]})
@@ -119,9 +135,9 @@ def parameter_residuals(
     """
     out = {}
     for name, arrays in new.items():
-        diff = sum(_sqnorm(a - b) for a, b in zip(arrays, old[name], strict=True))
-        size = sum(_sqnorm(b) for b in old[name])
-        out[name] = _ratio(math.sqrt(diff), lr * math.sqrt(size))
+        diff = sum(_sqnorm(a - b, members) for a, b in zip(arrays, old[name], strict=True))
+        size = sum(_sqnorm(b, members) for b in old[name])
+        out[name] = _ratio(_sqrt(diff), lr * _sqrt(size))
     return out
 
 
@@ -129,6 +145,7 @@ def prediction_change(f_new: Any, f_old: Any, mode: str = "auto", tol: float = 1
     """Fraction of probe samples (columns) whose prediction changed: the argmax over rows
     (``mode="argmax"``; ``"auto"`` picks it for more than one output row) or, for a
     regression (``"tolerance"``), an output moving by more than ``tol · (1 + |f_old|)``.
+    Outputs of a stack (E, outputs, N) give each member's fraction, an array (E,).
 
     >>> import numpy as np
     >>> prediction_change(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[1.0, 1.0], [0.0, 0.0]]))
@@ -138,15 +155,56 @@ def prediction_change(f_new: Any, f_old: Any, mode: str = "auto", tol: float = 1
     if f_new.ndim == 1:
         f_new, f_old = f_new[None, :], f_old[None, :]
     if mode == "auto":
-        mode = "argmax" if f_new.shape[0] > 1 else "tolerance"
+        mode = "argmax" if f_new.shape[-2] > 1 else "tolerance"
     if mode == "argmax":
-        changed = xp.argmax(f_new, axis=0) != xp.argmax(f_old, axis=0)
+        changed = xp.argmax(f_new, axis=-2) != xp.argmax(f_old, axis=-2)
     elif mode == "tolerance":
         moved = xp.abs(f_new - f_old) > tol * (1 + xp.abs(f_old))
-        changed = xp.any(moved, axis=0)
+        changed = xp.any(moved, axis=-2)
     else:
         raise ValueError(f"prediction mode must be 'auto', 'argmax' or 'tolerance', got {mode!r}")
-    return float(xp.sum(xp.astype(changed, f_new.dtype))) / f_new.shape[1]
+    count = xp.sum(xp.astype(changed, f_new.dtype), axis=-1)
+    return float(count) / f_new.shape[-1] if f_new.ndim == 2 else count / f_new.shape[-1]
+
+
+def _residuals(
+    ring: Sequence[Mapping[str, Sequence[Any]]],
+    lr: float,
+    max_period: int,
+    f_new: Any = None,
+    f_old: Any = None,
+    predictions: str = "auto",
+    tol: float = 1e-3,
+    members: bool = False,
+) -> dict[str, Any]:
+    """The residuals of one check that the parameters and the probe give, from the ring of
+    parameter sets (oldest first); ``members``: of a stack's (arrays over the members)."""
+    out: dict[str, Any] = {"param_residual": parameter_residuals(ring[-1], ring[-2], lr, members)}
+    out["cycles"] = {p: parameter_residuals(ring[-1], ring[-1 - p], lr, members)
+                     for p in range(2, max_period + 1) if p < len(ring)}  # fmt: skip
+    out["function_residual"] = out["prediction_change"] = math.nan
+    if f_new is not None and f_old is not None:
+        out["function_residual"] = _ratio(
+            _sqrt(_sqnorm(f_new - f_old, members)), _sqrt(_sqnorm(f_old, members))
+        )
+        out["prediction_change"] = prediction_change(f_new, f_old, predictions, tol)
+    return out
+
+
+def _members(residuals: Mapping[str, Any], E: int) -> list[dict[str, Any]]:
+    """Each member's part of `_residuals` of a stack of E, as Python numbers like those of a
+    run alone."""
+
+    def each(v: Any) -> list[Any]:
+        return [v] * E if isinstance(v, float) else v.tolist()
+
+    layers = {k: each(v) for k, v in residuals["param_residual"].items()}
+    cycles = {p: {k: each(v) for k, v in c.items()} for p, c in residuals["cycles"].items()}
+    function, prediction = (each(residuals[k]) for k in ("function_residual", "prediction_change"))
+    return [{"param_residual": {k: v[e] for k, v in layers.items()},
+             "cycles": {p: {k: v[e] for k, v in c.items()} for p, c in cycles.items()},
+             "function_residual": function[e], "prediction_change": prediction[e]}
+            for e in range(E)]  # fmt: skip
 
 
 def _record(
@@ -160,22 +218,18 @@ def _record(
     loss_first: float = math.nan,
     predictions: str = "auto",
     tol: float = 1e-3,
+    residuals: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The residuals of one check from the ring of parameter sets (oldest first)."""
-    rec: dict[str, Any] = {"param_residual": parameter_residuals(ring[-1], ring[-2], lr)}
+    """The residuals of one check from the ring of parameter sets (oldest first), or from
+    its `_residuals` when given (measured on a stack)."""
+    if residuals is None:
+        residuals = _residuals(ring, lr, max_period, f_new, f_old, predictions, tol)
+    rec: dict[str, Any] = {"param_residual": residuals["param_residual"]}
     rec["param_residual_max"] = max(rec["param_residual"].values(), default=0.0)
-    rec["cycle_residual"] = {
-        p: max(parameter_residuals(ring[-1], ring[-1 - p], lr).values(), default=0.0)
-        for p in range(2, max_period + 1)
-        if p < len(ring)
-    }
-    if f_new is not None and f_old is not None:
-        rec["function_residual"] = _ratio(
-            math.sqrt(_sqnorm(f_new - f_old)), math.sqrt(_sqnorm(f_old))
-        )
-        rec["prediction_change"] = prediction_change(f_new, f_old, predictions, tol)
-    else:
-        rec["function_residual"] = rec["prediction_change"] = math.nan
+    rec["cycle_residual"] = {p: max(c.values(), default=0.0)
+                             for p, c in residuals["cycles"].items()}  # fmt: skip
+    rec["function_residual"] = residuals["function_residual"]
+    rec["prediction_change"] = residuals["prediction_change"]
     rec["loss"] = loss
     rec["loss_residual"] = _ratio(abs(loss - loss_old), abs(loss_first))
     return rec
@@ -269,15 +323,17 @@ def classify(
         return {"kind": "moving", "period": None, "cycle_trend": None}
     if all(_below(r, eps) for r in last):
         return {"kind": "fixed_point", "period": 1, "cycle_trend": None}
-    steps = [r["param_residual_max"] for r in records]
+    # (only the last records are read: a check costs the same at step 10 and at step 10⁵)
     window_ = range(len(records) - patience, len(records))
     tol = eps if trend_tol is None else trend_tol
     for p in sorted(set.intersection(*(set(r["cycle_residual"]) for r in last))):
         if window_.start - p + 1 >= 0 and all(
-            records[j]["cycle_residual"][p] < eps and min(steps[j - p + 1 : j + 1]) >= eps
+            records[j]["cycle_residual"][p] < eps
+            and min(records[i]["param_residual_max"] for i in range(j - p + 1, j + 1)) >= eps
             for j in window_
         ):
-            trend = cycle_trend([r["loss"] for r in records], p, window, blocks, z, tol)
+            losses = [r["loss"] for r in records[-(window + p - 1) :]]  # what cycle_trend reads
+            trend = cycle_trend(losses, p, window, blocks, z, tol)
             if trend is None and any("trend" in r for r in last):
                 # no loss measured: the observables' trend test stands in for it
                 settled = all(r.get("trend") is not None and r["trend"]["settled"] for r in last)
@@ -392,7 +448,9 @@ class CompletionMonitor:
     ``history`` all of them. ``observe(model)`` → a few scalars (an array) evaluated at each
     check: with it, the trend test of the module doc over the last ``window`` checks
     (``trend_tol`` default eps) tells a run at its noise floor from one still drifting; each
-    check then has ``trend`` (None until ``window`` checks).
+    check then has ``trend`` (None until ``window`` checks). While ``observe`` runs,
+    ``outputs`` holds the probe's outputs f_t(X_p) of that step (an observable of them, such
+    as a loss on the probe, needs no second forward pass).
 
     >>> import numpy as np, tinyvec as tv
     >>> rng = np.random.default_rng(0)
@@ -451,6 +509,9 @@ class CompletionMonitor:
         self.ring: deque[dict[str, list[Any]]] = deque(maxlen=max_period + 1)
         self.history: list[dict[str, Any]] = []
         self._f: tuple[int, Any] | None = None  # (step, f(X_p)) of the last evaluation
+        # f_t(X_p) of the step being checked, for an ``observe`` that is a function of it
+        # (a loss on the probe): it need not run the model on the probe a second time
+        self.outputs: Any = None
         self._loss: tuple[float, float] | None = None  # (first loss, previous loss)
         self._last: dict[str, Any] = {"kind": "moving", "period": None, "cycle_trend": None}
 
@@ -467,28 +528,43 @@ class CompletionMonitor:
         with preserved_forward(model), no_grad():
             return data(model(self.probe))
 
+    def _due(self, step: int) -> tuple[bool, bool]:
+        """(whether step is checked, whether the probe is evaluated at it)."""
+        check = step % self.every == 0 and len(self.ring) >= 1  # (with this step's: ≥ 2)
+        return check, self.probe is not None and (check or (step + 1) % self.every == 0)
+
     def __call__(self, step: int, model: Any, loss: float = math.nan) -> bool | None:
-        self.ring.append(self._params(model))
+        params = self._params(model)
+        check, probe = self._due(step)
+        f_new = self.outputs = self._probe(model) if probe else None
+        observed = None
+        if check and self.observe is not None:
+            with preserved_forward(model), no_grad():
+                observed = self.observe(model)
+        return self._step(step, params, loss, f_new, observed)
+
+    def _step(self, step: int, params: dict[str, list[Any]], loss: float, f_new: Any,
+              observed: Any, residuals: Mapping[str, Any] | None = None) -> bool | None:  # fmt: skip
+        """One step's check from what the model gave (`__call__`, or `check_members` from a
+        stack, which gives its `_residuals` too)."""
+        self.ring.append(params)
         first, previous = self._loss if self._loss is not None else (loss, math.nan)
         self._loss = (first, loss)
-        check = step % self.every == 0 and len(self.ring) >= 2
-        f_old = f_new = None
-        if self.probe is not None and (check or (step + 1) % self.every == 0):
+        f_old = None
+        if f_new is not None:
             f_old = self._f[1] if self._f is not None and self._f[0] == step - 1 else None
-            f_new = self._probe(model)
             self._f = (step, f_new)
-        if not check:
+        if not (step % self.every == 0 and len(self.ring) >= 2):
             return None
         rec = _record(
             list(self.ring), self.lr, self.max_period,
             f_new=None if f_old is None else f_new, f_old=f_old,
             loss=loss, loss_old=previous, loss_first=first,
-            predictions=self.predictions, tol=self.tol,
+            predictions=self.predictions, tol=self.tol, residuals=residuals,
         )  # fmt: skip
         rec["step"] = step
         if self.observe is not None:
-            with preserved_forward(model), no_grad():
-                self.observed.append(np.ravel(np.asarray(self.observe(model), dtype=float)))
+            self.observed.append(np.ravel(np.asarray(observed, dtype=float)))
             rec["trend"] = _trend(list(self.observed), self.window, self.blocks, self.z,
                                   self.trend_tol)  # fmt: skip
         self.history.append(rec)
@@ -525,3 +601,73 @@ class CompletionMonitor:
     def series(self, name: str) -> list[float]:
         """One residual over all checks, e.g. ``series("function_residual")``."""
         return [r[name] for r in self.history]
+
+
+class MemberMonitors:
+    """``MemberMonitors(monitors, observe=None)``: the `CompletionMonitor` of every member of a
+    stack (`tv.stack`), monitor e for member e, as one `train` callback on the stack,
+    ``mm(step, stack, losses)``. Each monitor's checks are those it makes of its member alone
+    (`tv.unstack`), measured on the stack at once: the parameter and cycle residuals of
+    every member from the stack's arrays, the probe outputs from one forward pass of the
+    stack (the members' probes stacked, or one shared), and ``observe(stack)`` → each
+    member's observables (E × q), which monitors with an ``observe`` need in its place (while
+    it runs, ``outputs`` holds the stack's probe outputs of that step, (E, outputs, N)).
+
+    The monitors must agree in what makes a check (``every``, ``max_period``, ``lr``,
+    ``predictions``, ``tol``, a probe or none, an ``observe`` or none) and not ask to stop
+    training (a monitor cannot stop its member alone); a ValueError says so.
+    """
+
+    def __init__(self, monitors: Sequence[CompletionMonitor],
+                 observe: Callable[[Any], Any] | None = None) -> None:  # fmt: skip
+        self.monitors = list(monitors)
+        if not self.monitors or any(m.ring or m.history for m in self.monitors):
+            raise ValueError("MemberMonitors takes new CompletionMonitors, one per member")
+        if len({(m.every, m.max_period, m.lr, m.predictions, m.tol, m.probe is None,
+                 m.observe is None) for m in self.monitors}) > 1:  # fmt: skip
+            raise ValueError("MemberMonitors: the monitors differ in every, max_period, lr, "
+                             "predictions, tol, or in having a probe or an observe")  # fmt: skip
+        if any(m.stop for m in self.monitors):
+            raise ValueError("MemberMonitors: a monitor with stop=True would stop every member "
+                             "of the stack; give stop=False (or run that member alone)")  # fmt: skip
+        if (self.monitors[0].observe is None) != (observe is None):
+            raise ValueError("MemberMonitors: give observe(stack) → E × q exactly when the "
+                             "monitors have an observe")  # fmt: skip
+        self.observe = observe
+        first = self.monitors[0]
+        probes = [m.probe for m in self.monitors]
+        shared = first.probe is None or all(p is first.probe for p in probes)
+        self.probe = first.probe if shared else namespace(first.probe).stack(probes)
+        self.ring: deque[dict[str, list[Any]]] = deque(maxlen=first.max_period + 1)
+        self._f: tuple[int, Any] | None = None  # (step, the stack's outputs on the probe)
+        self.outputs: Any = None  # the stack's outputs on the probe at this step (E, out, N)
+
+    def __call__(self, step: int, stack: Any, losses: Sequence[float]) -> bool | None:
+        first, E = self.monitors[0], len(self.monitors)
+        if len(losses) != E:
+            raise ValueError(f"MemberMonitors: {len(losses)} losses for {E} monitors")
+        params = first._params(stack)
+        self.ring.append(params)
+        check, probe = first._due(step)
+        f_new = f_old = residuals = observed = None
+        if probe:
+            f_new = self.outputs = self._probe(stack)
+            f_old = self._f[1] if self._f is not None and self._f[0] == step - 1 else None
+            self._f = (step, f_new)
+        if check:
+            residuals = _residuals(list(self.ring), first.lr, first.max_period, f_new, f_old,
+                                   first.predictions, first.tol, members=True)  # fmt: skip
+            if self.observe is not None:
+                with preserved_forward(stack), no_grad():
+                    observed = self.observe(stack)
+        each = [None] * E if residuals is None else _members(residuals, E)
+        for e, monitor in enumerate(self.monitors):
+            monitor._step(step, {k: [a[e] for a in v] for k, v in params.items()}, losses[e],
+                          None if f_new is None else f_new[e],
+                          None if observed is None else observed[e],
+                          each[e])  # fmt: skip
+        return None  # (no monitor stops a stack: see __init__)
+
+    def _probe(self, stack: Any) -> Any:
+        with preserved_forward(stack), no_grad():
+            return data(stack(self.probe))

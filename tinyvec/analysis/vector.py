@@ -46,6 +46,7 @@ def per_sample_grad_norms(delta: Any, O: Any, *, bias: bool = True, mean_loss: b
     batch, ``L = 1/B Σ_n ℓ_n`` (tv.mse, tv.crossentropy), the δ of the batch is ``1/B`` of the
     per-sample one, so with ``mean_loss=True`` the result is multiplied by B: it is the
     gradient norm of ℓ_n, the loss of sample n on its own (pass False for a summed loss).
+    A stack's records (E, features, B) give each member's norms, (E, B).
 
     >>> import numpy as np
     >>> delta, O = np.array([[0.5, 0.0], [0.0, 0.25]]), np.array([[1.0, 0.0], [0.0, 3.0]])
@@ -53,51 +54,56 @@ def per_sample_grad_norms(delta: Any, O: Any, *, bias: bool = True, mean_loss: b
     array([1.41421356, 1.58113883])
     """
     xp = namespace(delta)
-    o2 = xp.sum(O * O, axis=0) + (1 if bias else 0)
-    g = xp.sqrt(xp.sum(delta * delta, axis=0) * o2)
-    return g * delta.shape[1] if mean_loss else g
+    o2 = xp.sum(O * O, axis=-2) + (1 if bias else 0)  # (the features: the next to last axis)
+    g = xp.sqrt(xp.sum(delta * delta, axis=-2) * o2)
+    return g * delta.shape[-1] if mean_loss else g
 
 
-def batch_coherence(O: Any) -> float:
+def batch_coherence(O: Any) -> Any:
     """``mean_{i≠j} |cos(o_i, o_j)|`` over the columns (samples) of O: 1 when every sample
     points the same way (up to sign), 0 when they are orthogonal; a zero column counts as
-    orthogonal to all; NaN for fewer than two samples.
+    orthogonal to all; NaN for fewer than two samples. A stack's O (E, features, B) gives
+    each member's, an array (E,).
 
     >>> import numpy as np
     >>> round(batch_coherence(np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])), 12)  # (2/√2)/3
     0.471404520791
     """
     xp = namespace(O)
-    B = O.shape[1]
+    B = O.shape[-1]
     if B < 2:
-        return math.nan
-    norms = xp.linalg.vector_norm(O, axis=0)
+        return math.nan if O.ndim == 2 else xp.full(O.shape[0], math.nan)
+    norms = xp.linalg.vector_norm(O, axis=-2, keepdims=True)
     U = O / xp.where(norms > 0, norms, 1.0)
-    G = xp.abs(U.mT @ U)
-    return float((xp.sum(G) - xp.sum(xp.linalg.diagonal(G))) / (B * (B - 1)))
+    G = U.mT @ U
+    G = xp.abs(G, out=G) if hasattr(G, "__array_ufunc__") else xp.abs(G)  # (NumPy: in place)
+    c = (xp.sum(G, axis=(-2, -1)) - xp.sum(xp.linalg.diagonal(G), axis=-1)) / (B * (B - 1))
+    return float(c) if O.ndim == 2 else c
 
 
-def effective_rank_from_sigma(sigma: Any) -> float:
+def effective_rank_from_sigma(sigma: Any) -> Any:
     """``exp(−Σ_i p_i log p_i)`` with ``p_i = σ_i / Σ_j σ_j``, the exponential of the entropy
     of the normalised singular values σ (Roy & Vetterli, 2007): 1 for one nonzero σ, n for n
-    equal ones; 0 when every σ is 0 (the zero matrix has rank 0).
+    equal ones; 0 when every σ is 0 (the zero matrix has rank 0). σ of E matrices (E, n)
+    gives each one's, an array (E,).
 
     >>> import numpy as np
     >>> [round(effective_rank_from_sigma(np.array(s)), 12) for s in ([2.0, 2.0, 0.0], [0.0])]
     [2.0, 0.0]
     """
     xp = namespace(sigma)
-    total = xp.sum(sigma)
-    if float(total) == 0:
-        return 0.0
-    p = sigma / total
+    total = xp.sum(sigma, axis=-1, keepdims=True)
+    p = sigma / xp.where(total > 0, total, 1.0)  # (all σ = 0: p = 0, the rank 0 below)
     # 0 · log 0 = 0; the inner where keeps log away from 0 (no warning, no NaN).
-    return float(xp.exp(-xp.sum(xp.where(p > 0, p * xp.log(xp.where(p > 0, p, 1.0)), 0.0))))
+    rank = xp.exp(-xp.sum(xp.where(p > 0, p * xp.log(xp.where(p > 0, p, 1.0)), 0.0), axis=-1))
+    rank = xp.where(total[..., 0] > 0, rank, 0.0)
+    return float(rank) if sigma.ndim == 1 else rank
 
 
-def effective_rank(O: Any) -> float:
+def effective_rank(O: Any) -> Any:
     """The effective rank of a matrix: `effective_rank_from_sigma` of its singular values,
-    between 1 (rank one) and min(shape) (all σ_i equal); 0 for O = 0.
+    between 1 (rank one) and min(shape) (all σ_i equal); 0 for O = 0. E matrices (E, m, n)
+    give each one's, an array (E,).
 
     >>> import numpy as np
     >>> [round(effective_rank(O), 12) for O in (np.diag([1.0, 1.0, 1.0, 0.0]), np.ones((3, 5)))]
@@ -113,7 +119,9 @@ def decompose(model: Any, x: Any = None) -> list[dict[str, Any]]:
 
     Returns per layer k (depth order) a dict of arrays: ``dA`` (measured A_after − A_before),
     ``own`` ΔW O (+ Δb), ``inherited`` W ΔO, ``second`` ΔW ΔO, ``delta`` δ^k (or None),
-    ``input`` O^{k-1}, and ``layer`` k, ``bias`` (whether the layer has one)."""
+    ``input`` O^{k-1}, and ``layer`` k, ``bias`` (whether the layer has one). Of a stack
+    (`tv.stack`), every array has the member axis first (an input shared by the members
+    too: each member's own O), and `step_summary` gives every member's figures at once."""
     dense = dense_layers(model)
     if x is None:
         x = getattr(model, "input", None)
@@ -133,10 +141,12 @@ def decompose(model: Any, x: Any = None) -> list[dict[str, Any]]:
         xp = namespace(A)
         dW = d.dW if d.dW is not None else xp.zeros_like(d.weight)
         W = d.weight - dW  # the weights the first pass used
+        if d.members is not None and O.ndim == 2:  # shared by the members: each one's O
+            O, O_new = (xp.broadcast_to(o, (d.members, *o.shape)) for o in (O, O_new))
         dO = O_new - O
         own = dW @ O
         if d.db is not None:
-            own = own + d.db[:, None]
+            own = own + d.db[..., None]
         parts.append(
             {
                 "layer": k,
@@ -152,35 +162,64 @@ def decompose(model: Any, x: Any = None) -> list[dict[str, Any]]:
     return parts
 
 
-def step_summary(part: dict[str, Any], *, mean_loss: bool = True) -> dict[str, float]:
-    """The per-layer figures of the module doc from one `decompose` entry."""
+def _divide(num: Any, den: Any, floor: float | None = None) -> Any:
+    """num / den where den > 0, else NaN (``floor``: num / max(den, floor)); of two floats
+    (a run alone) or of each member's (arrays)."""
+    if isinstance(den, float):
+        if floor is not None:
+            return num / max(den, floor)
+        return num / den if den > 0 else math.nan
+    xp = namespace(den)
+    if floor is not None:
+        return num / xp.maximum(den, floor)
+    return xp.where(den > 0, num / xp.where(den > 0, den, 1.0), math.nan)
+
+
+def _squared(norm: Any) -> Any:
+    """‖·‖² of a run alone (a float: Python's power, a C ``pow`` call) or of each member: the
+    same power of each member's float, since ``x ** 2`` of an array (x · x) can differ from
+    it in the last bit."""
+    if isinstance(norm, float):
+        return norm**2
+    return namespace(norm).asarray([v**2 for v in norm.tolist()])
+
+
+def step_summary(part: dict[str, Any], *, mean_loss: bool = True) -> dict[str, Any]:
+    """The per-layer figures of the module doc from one `decompose` entry; of a stack's
+    entry (member axis first), each figure is an array over the members, member e's equal to
+    measuring member e alone."""
     dA, own, inh, second, delta, O = (
         part[k] for k in ("dA", "own", "inherited", "second", "delta", "input")
     )
+    xp, stacked = namespace(dA), dA.ndim == 3
     out = {
         "layer": part["layer"],
-        "dA_norm": _norm(dA),
-        "own_norm": _norm(own),
-        "inherited_norm": _norm(inh),
-        "second_norm": _norm(second),
-        "cos_own_inherited": _cos(own, inh),
-        "residual": _norm(dA - (own + inh + second)) / max(_norm(dA), 1e-300),
-        "o_norm2": _norm(O) ** 2 / O.shape[1],
+        "dA_norm": _norm(dA, stacked),
+        "own_norm": _norm(own, stacked),
+        "inherited_norm": _norm(inh, stacked),
+        "second_norm": _norm(second, stacked),
+        "cos_own_inherited": _cos(own, inh, stacked),
+        "residual": _divide(
+            _norm(dA - (own + inh + second), stacked), _norm(dA, stacked), floor=1e-300
+        ),
+        "o_norm2": _squared(_norm(O, stacked)) / O.shape[-1],
         "coherence": batch_coherence(O),
         "effective_rank": effective_rank(O),
     }
-    out["ratio"] = out["inherited_norm"] / out["own_norm"] if out["own_norm"] > 0 else math.nan
+    out["ratio"] = _divide(out["inherited_norm"], out["own_norm"])
     if delta is None:
-        out |= dict.fromkeys(("cos_total_delta", "cos_own_delta", "delta_norm2"), math.nan)
-        out |= dict.fromkeys(("grad_norm_mean", "grad_norm_max"), math.nan)
-        return out
+        nan = xp.full(dA.shape[0], math.nan) if stacked else math.nan
+        keys = ("cos_total_delta", "cos_own_delta", "delta_norm2", "grad_norm_mean",
+                "grad_norm_max")  # fmt: skip
+        return out | dict.fromkeys(keys, nan)
     g = per_sample_grad_norms(delta, O, bias=part["bias"], mean_loss=mean_loss)
-    xp = namespace(g)
-    out["cos_total_delta"] = _cos(dA, -delta)
-    out["cos_own_delta"] = _cos(own, -delta)
-    out["delta_norm2"] = _norm(delta) ** 2 / delta.shape[1]
-    out["grad_norm_mean"] = float(xp.mean(g))
-    out["grad_norm_max"] = float(xp.max(g))
+    out["cos_total_delta"] = _cos(dA, -delta, stacked)
+    out["cos_own_delta"] = _cos(own, -delta, stacked)
+    out["delta_norm2"] = _squared(_norm(delta, stacked)) / delta.shape[-1]
+    out["grad_norm_mean"], out["grad_norm_max"] = xp.mean(g, axis=-1), xp.max(g, axis=-1)
+    if not stacked:
+        out["grad_norm_mean"], out["grad_norm_max"] = (float(out["grad_norm_mean"]),
+                                                       float(out["grad_norm_max"]))  # fmt: skip
     return out
 
 
@@ -241,18 +280,20 @@ class VectorRecorder(Recorder):
             raise ValueError(f"measure_every must be ≥ 1, got {measure_every}")
         self.measure_every, self.mean_loss = measure_every, mean_loss
 
-    def record(self, model: Any, step: int, loss: float = math.nan) -> None:
-        start = len(self.rows)
-        super().record(model, step, loss)
+    def _measure(
+        self, model: Any, step: int, loss: Any, E: int | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        rows, snapshots = super()._measure(model, step, loss, E)
         if step % self.measure_every:
-            return
-        base = {r["layer"]: r for r in self.rows[start:]}
+            return rows, snapshots
+        base = {r["layer"]: r for r in rows}
         for part in decompose(model):
             row = base.get(part["layer"])
             if row is None:
                 row = {"step": step, "layer": part["layer"], "loss": loss}
-                self.rows.append(row)
+                rows.append(row)
             row.update(step_summary(part, mean_loss=self.mean_loss))
+        return rows, snapshots
 
     def matrix(self, name: str) -> np.ndarray:
         """layer × measured step array of one figure (NaN where a layer has no value)."""

@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 import tinyvec as tv
 
-from ..analysis import CompletionMonitor, VectorRecorder
+from ..analysis import CompletionMonitor, MemberMonitors, VectorRecorder, record_members
 from ..engine.tensor import data as raw
 from ..layers.base import trainables
 from .analyze_report import layer_median, write, write_seeds
@@ -68,7 +68,8 @@ def runs(
     returns per run what the summary reports (``progress``: a progress bar over the steps).
     Several runs train as one stack of models (`tv.stack`), each reading its own batches
     (`tv.stack_batches`) and taking exactly the steps of its run alone; its recorder, monitor,
-    test loss and θ drift see it alone (`tv.unstack`) after every step.
+    test loss and θ drift are measured on the stack, every member at once, each member's
+    numbers those of its run alone (`record_members`, `MemberMonitors`).
 
     The monitor watches ``ln`` of the MSE on the probe (the test set) as its observable, so
     that under SGD it can tell a noise floor from a drift (science.md §6, issue 24), and
@@ -87,17 +88,26 @@ def runs(
     loader = tv.stack_batches(loaders) if stacked else loaders[0]
     epochs = math.ceil(steps / len(loader))  # type: ignore[arg-type]  # (tv.batches: a length)
 
-    alone = tv.unstack(model) if stacked else [model]  # each run's model, as it is after a step
+    recorders = [member["recorder"] for member in members]
+    if stacked:  # the test sets, stacked: each member's test loss from one pass of the stack
+        Xt, Yt = (np.stack([member["test"][i] for member in members]) for i in (0, 1))
+        monitors = MemberMonitors(
+            [member["monitor"] for member in members],
+            observe=lambda s: [[math.log(v)] for v in _loss(monitors.outputs, Yt)],
+        )
 
     def each(step: int, m: Any, loss: Any) -> None:
-        """The recorder and the callbacks of every run, on it alone, in `tv.train`'s order."""
-        if stacked:
-            tv.unstack(m, into=alone)
-        for member, model_e, value in zip(members, alone, loss if stacked else [loss],
-                                          strict=True):  # fmt: skip
-            member["recorder"].record(model_e, step, value)
-            for callback in member["callbacks"]:
-                callback(step, model_e, value)
+        """The recorders, monitors, test losses and θ of every run, in `tv.train`'s order."""
+        if not stacked:
+            recorders[0].record(m, step, loss)
+            members[0]["monitor"](step, m, loss)
+            _evaluate(step, steps, lookback, members, lambda: [_flat(m)],
+                      lambda: _test(m, *members[0]["test"]))  # fmt: skip
+            return
+        record_members(recorders, m, step, loss)
+        monitors(step, m, loss)
+        _evaluate(step, steps, lookback, members, lambda: [_flat(m, e) for e in range(len(seeds))],
+                  lambda: _test(m, Xt, Yt))  # fmt: skip
 
     start = time.perf_counter()
     try:
@@ -115,7 +125,7 @@ def runs(
         drift = (float(np.linalg.norm(theta["now"] - theta["then"])
                        / np.linalg.norm(theta["then"]))
                  if "then" in theta else math.nan)  # fmt: skip
-        del member["callbacks"]
+        del member["test"]
         results.append({
             "lookback": lookback, "theta_drift": drift, **member,
             "history": [h[e] for h in history] if stacked else history,
@@ -133,42 +143,60 @@ def _member(
     patience: int, window: int, lookback: int,
 ) -> dict[str, Any]:  # fmt: skip
     """One run of `runs` before training: its data and model, its loader (a fresh shuffle
-    per epoch; none for one full batch), its recorder, monitor and test loss, and the
-    callback that keeps θ at ``steps − lookback`` and at the end."""
+    per epoch; none for one full batch), its recorder, monitor, test set and test losses,
+    and θ (kept at ``steps − lookback`` and at the end by `_evaluate`)."""
     rng = np.random.default_rng(seed)
     X, Xt = rng.uniform(-1, 1, size=(2, n)), rng.uniform(-1, 1, size=(2, 256))
     Y, Yt = target(X), target(Xt)
     model = build(seed, width, depth)
+    # the observable: ln of the test loss, from the probe's outputs (the probe is the test set)
     monitor = CompletionMonitor(
         Xt,
         eps=eps,
         patience=patience,
         lr=lr,
         window=window,
-        observe=lambda m: [math.log(float(tv.mse(m(Xt), Yt)))],
+        observe=lambda m: [math.log(v) for v in _loss(monitor.outputs, Yt)],
     )
     test_loss: list[tuple[int, float]] = []
     theta: dict[str, Any] = {}
-
-    def flat(m: Any) -> np.ndarray:
-        return np.concatenate([np.ravel(raw(getattr(layer, name)))
-                               for _, layer, name in trainables(m)])  # fmt: skip
-
-    def evaluate(step: int, m: Any, loss: float) -> None:
-        if step == steps - lookback:
-            theta["then"] = flat(m)
-        if step == steps:
-            theta["now"] = flat(m)
-        if step % 10 == 0 or step == steps:
-            with tv.no_grad():
-                test_loss.append((step, float(tv.mse(m(Xt), Yt))))
-
     # a fresh shuffle per epoch (none for one full batch); one tv.train call of `steps`
     # steps numbers them 1..steps for the recorder and the monitor
     loader = tv.batches(X, Y, batch, shuffle=True, rng=rng) if batch < n else tv.batches(X, Y, n)
     return {"model": model, "loader": loader, "recorder": VectorRecorder(), "monitor": monitor,
-            "test_loss": test_loss, "theta": theta,
-            "callbacks": [monitor, evaluate]}  # fmt: skip
+            "test": (Xt, Yt), "test_loss": test_loss, "theta": theta}  # fmt: skip
+
+
+def _test(model: Any, Xt: Any, Yt: Any) -> list[float]:
+    """The test loss of a model, or of each member of a stack on its own test set (stacked)."""
+    with tv.no_grad():
+        return _loss(model(Xt), Yt)
+
+
+def _loss(outputs: Any, Yt: Any) -> list[float]:
+    """The mean squared error of outputs, of a model or of each member of a stack."""
+    stacked = np.ndim(Yt) == 3
+    loss = raw(tv.mse(outputs, Yt, members=stacked))
+    return np.asarray(loss).tolist() if stacked else [float(loss)]
+
+
+def _flat(model: Any, e: int | None = None) -> np.ndarray:
+    """θ of a model, or of member e of a stack, as one vector."""
+    return np.concatenate([np.ravel(raw(getattr(layer, name))[e] if e is not None else
+                                    raw(getattr(layer, name)))
+                           for _, layer, name in trainables(model)])  # fmt: skip
+
+
+def _evaluate(step: int, steps: int, lookback: int, members: list[dict[str, Any]],
+              thetas: Any, tests: Any) -> None:  # fmt: skip
+    """After a step: every run's θ at ``steps − lookback`` and at the end (``thetas()``), its
+    test loss every 10 steps and at the end (``tests()``)."""
+    if step in (steps - lookback, steps):
+        for member, theta in zip(members, thetas(), strict=True):
+            member["theta"]["then" if step == steps - lookback else "now"] = theta
+    if step % 10 == 0 or step == steps:
+        for member, value in zip(members, tests(), strict=True):
+            member["test_loss"].append((step, value))
 
 
 def parser() -> Any:
