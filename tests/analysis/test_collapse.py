@@ -107,6 +107,16 @@ def test_bad_input():
         neural_collapse(H, np.zeros(4, dtype=int), np.zeros((1, 3)))
 
 
+def test_a_fractional_label_is_refused_not_taken_as_its_integer_part():
+    """A label 1.5 was read as class 1 (a float array of labels passed straight through)."""
+    rng = np.random.default_rng(0)
+    H, W = rng.random((4, 6)), rng.random((2, 4))
+    with pytest.raises(ValueError, match=r"whole numbers; got 1\.5"):
+        neural_collapse(H, np.array([0.0, 1.5, 0, 1, 0, 1]), W)
+    whole = neural_collapse(H, np.array([0.0, 1, 0, 1, 0, 1]), W)  # (floats that are whole: fine)
+    assert whole == neural_collapse(H, np.array([0, 1, 0, 1, 0, 1]), W)
+
+
 def test_array_api_strict():
     xp = pytest.importorskip("array_api_strict")
     rng = np.random.default_rng(2)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..backend import namespace, to_namespace
+from ..backend import has_kind, namespace, to_namespace
 
 
 def _stdmean(x: Any) -> float:
@@ -81,6 +81,11 @@ def neural_collapse(features: Any, labels: Any, W: Any, b: Any = None) -> dict[s
         )
     if C < 2:
         raise ValueError("neural collapse needs at least two classes")
+    if has_kind(labels, ("real floating",)) and not bool(xp.all(labels == xp.round(labels))):
+        raise ValueError(  # (1.5 would be taken as class 1: a silent wrong class)
+            f"labels must be class indices in 0..{C - 1}, whole numbers; got "
+            f"{float(labels[xp.argmax(xp.astype(labels != xp.round(labels), xp.int8))])}"
+        )
     Y = xp.astype(xp.arange(C)[:, None] == xp.astype(labels, xp.int64)[None, :], H.dtype)  # C × N
     counts = xp.sum(Y, axis=1)
     if float(xp.min(counts)) == 0 or float(xp.sum(counts)) != N:
