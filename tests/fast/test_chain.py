@@ -186,8 +186,10 @@ def test_at_batch_1_the_written_weight_gradient_keeps_the_sign_of_zero(E, dtype)
 
     def make(seed):
         cast = tv.f32 if dtype == "float32" else tv.f64
+        # (weights 6 × 4, 5 × 6, then 1 × 5 and 2 × 1: a row times a column of one entry each)
         return cast(tv.Chain(tv.Dense(4, 6, tv.relu, rng=seed),
-                             tv.Dense(6, 5, tv.relu, rng=seed + 1), tv.Dense(5, 2, rng=seed + 2)))  # fmt: skip
+                             tv.Dense(6, 5, tv.relu, rng=seed + 1),
+                             tv.Dense(5, 1, tv.relu, rng=seed + 2), tv.Dense(1, 2, rng=seed + 3)))  # fmt: skip
 
     models = [[make(s) for s in range(E or 1)] for _ in "ab"]
     a, b = (tv.stack(m) if E else m[0] for m in models)
@@ -195,7 +197,7 @@ def test_at_batch_1_the_written_weight_gradient_keeps_the_sign_of_zero(E, dtype)
     step = tv.compile(tv.mse, a, sa)
     g = np.random.default_rng(0)
     minus_zeros = 0
-    for _ in range(4):
+    for _ in range(8):
         x = g.standard_normal((E, 4, 1) if E else (4, 1)).astype(dtype)
         y = g.standard_normal((E, 2, 1) if E else (2, 1)).astype(dtype)
         step(x, y)
