@@ -6,6 +6,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
+from stacks import spy_on_stacks
+
 from tinyvec.experiments import analyze
 
 
@@ -90,13 +92,7 @@ def test_stacked_seeds_write_the_files_of_the_seeds_alone_and_resume(tmp_path, m
     argv = ["--steps", "12", "--n", "32", "--width", "8", "--depth", "2", "--quiet",
             "--no-plots", "--seeds", "0-3", "--jobs", "1"]  # fmt: skip
     assert analyze.main([*argv, "--stack", "1", "--out", str(tmp_path / "alone")]) == 0
-    sizes = []
-
-    def spy(specs):
-        sizes.append([s["seed"] for s in specs])
-        return analyze.seed_runs(specs)
-
-    monkeypatch.setattr(analyze.seed_run, "stacked", spy)
+    sizes = spy_on_stacks(monkeypatch, analyze.seed_run)
     assert analyze.main([*argv, "--out", str(tmp_path / "stacked")]) == 0
     assert sizes == [[0, 1, 2, 3]]
     runs = tmp_path / "stacked" / "runs.jsonl"

@@ -7,6 +7,8 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
+from stacks import spy_on_stacks
+
 from tinyvec.experiments import collapse, collapse_report
 
 
@@ -93,13 +95,7 @@ def test_stacked_seeds_write_the_files_of_the_seeds_alone_and_resume(tmp_path, m
     args = ["--epochs", "3", "--width", "8", "--depth", "1", "--batch", "512", "--quiet",
             "--seeds", "0-3", "--jobs", "1", "--no-plots"]  # fmt: skip
     assert collapse.main([*args, "--stack", "1", "--out", str(tmp_path / "alone")]) == 0
-    sizes = []
-
-    def spy(specs):
-        sizes.append([s["seed"] for s in specs])
-        return collapse.seed_runs(specs)
-
-    monkeypatch.setattr(collapse.seed_run, "stacked", spy)
+    sizes = spy_on_stacks(monkeypatch, collapse.seed_run)
     assert collapse.main([*args, "--out", str(tmp_path / "stacked")]) == 0
     assert sizes == [[0, 1, 2, 3]]
     alone, stacked = _runs(tmp_path / "alone"), _runs(tmp_path / "stacked")

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from stacks import spy_on_stacks
 
 from tinyvec.experiments import compensation as study
 from tinyvec.experiments import compensation_converged as converged
@@ -127,13 +128,7 @@ def test_stacked_runs_to_convergence_give_the_numbers_of_the_runs_alone(
     argv = ["--quick", "--cells", "sin:0.05", "sin:0.2", "sin:5.0", "--tol", "0.1", "--quiet",
             "--no-plots", "--jobs", "1", *rule]  # fmt: skip
     assert converged.main([*argv, "--stack", "1", "--out", str(tmp_path / "alone")]) == 0
-    sizes = []
-
-    def spy(specs):
-        sizes.append(len(specs))
-        return converged.run_stack(specs)
-
-    monkeypatch.setattr(converged.run_one, "stacked", spy)
+    sizes = spy_on_stacks(monkeypatch, converged.run_one, len)
     assert converged.main([*argv, "--stack", "8", "--out", str(tmp_path / "stacked")]) == 0
     assert max(sizes) == 8  # the runs did train as stacks
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from stacks import spy_on_stacks
 
 import tinyvec as tv
 from tinyvec.experiments import eigen, eigen_run, eigen_stack
@@ -19,18 +20,6 @@ SHORT = ["--steps", "40", "--probe", "50", "--record-every", "10", "--tail", "10
          "--monitor-probe", "16", "--analysis", "300", "--frames", "5", "--trend-window", "8",
          "--quiet", "--jobs", "1"]  # fmt: skip
 TIMED = ("summary.json", "summary.csv", "summary.md", "runs.jsonl")  # (they hold run times)
-
-
-def spy_on_stacks(monkeypatch) -> list[list[int]]:
-    """The seeds of every call of ``seed_run.stacked``, as the sweep makes them."""
-    calls: list[list[int]] = []
-
-    def spy(specs):
-        calls.append([s["seed"] for s in specs])
-        return eigen_stack.run_stack(specs)
-
-    monkeypatch.setattr(eigen.seed_run, "stacked", spy)
-    return calls
 
 
 def without_run_times(value):
@@ -78,7 +67,7 @@ def test_stacked_seeds_write_the_files_of_the_seeds_alone(tmp_path, monkeypatch,
     the figures, and every number of summary.json and runs.jsonl but the run times."""
     argv = [*SHORT, "--seeds", "0-3", *flags]
     assert eigen.main([*argv, "--stack", "1", "--out", str(tmp_path / "alone")]) == 0
-    calls = spy_on_stacks(monkeypatch)
+    calls = spy_on_stacks(monkeypatch, eigen.seed_run)
     assert eigen.main([*argv, "--stack", "3", "--out", str(tmp_path / "stacked")]) == 0
     assert calls == [[0, 1, 2], [3]]  # stacks of at most 3, in the order of the seeds
     assert_same_files(tmp_path / "alone", tmp_path / "stacked")
@@ -93,7 +82,7 @@ def test_k_above_one_runs_alone(tmp_path, monkeypatch):
     assert len(set(keys[:4])) == 4 and keys[4] == keys[5]
     argv = [*SHORT, "--seeds", "0-1", "--k", "2", "--no-plots"]
     assert eigen.main([*argv, "--stack", "1", "--out", str(tmp_path / "alone")]) == 0
-    calls = spy_on_stacks(monkeypatch)
+    calls = spy_on_stacks(monkeypatch, eigen.seed_run)
     assert eigen.main([*argv, "--out", str(tmp_path / "stacked")]) == 0
     assert calls == []  # every stack of one: the runner runs each alone
     assert_same_files(tmp_path / "alone", tmp_path / "stacked")
@@ -108,7 +97,7 @@ def test_a_resumed_sweep_stacks_the_seeds_left(tmp_path, monkeypatch):
     assert eigen.main([*argv, "--stack", "1", "--out", str(cut)]) == 0
     lines = (cut / "runs.jsonl").read_text().splitlines(keepends=True)
     (cut / "runs.jsonl").write_text("".join(lines[:2]))
-    calls = spy_on_stacks(monkeypatch)
+    calls = spy_on_stacks(monkeypatch, eigen.seed_run)
     assert eigen.main([*argv, "--out", str(cut)]) == 0
     assert calls == [[2, 3]]
     assert runs(cut) == runs(tmp_path / "alone")
@@ -150,7 +139,7 @@ def test_a_failing_seed_stops_the_sweep_as_alone_after_the_others(tmp_path, monk
     with pytest.raises(tv.NonFiniteStep) as alone:
         eigen.run_seeds(c, [2], tmp_path / "alone", plots=False, progress=False)
     eigen.run_seeds(c, [0, 1, 3], tmp_path / "others", plots=False, progress=False)
-    calls = spy_on_stacks(monkeypatch)
+    calls = spy_on_stacks(monkeypatch, eigen.seed_run)
     stacked = tmp_path / "stacked"
     with pytest.raises(tv.NonFiniteStep) as error:
         eigen.run_seeds(c, [0, 1, 2, 3], stacked, plots=False, progress=False, stack=4)
