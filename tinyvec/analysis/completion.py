@@ -531,10 +531,6 @@ class CompletionMonitor:
             )
         return layers
 
-    def _probe(self, model: Any) -> Any:
-        with preserved_forward(model), no_grad():
-            return data(model(self.probe))
-
     def _due(self, step: int) -> tuple[bool, bool]:
         """(whether step is checked, whether the probe is evaluated at it)."""
         check = step % self.every == 0 and len(self.ring) >= 1  # (with this step's: ≥ 2)
@@ -543,7 +539,7 @@ class CompletionMonitor:
     def __call__(self, step: int, model: Any, loss: float = math.nan) -> bool | None:
         params = self._params(model)
         check, probe = self._due(step)
-        f_new = self.outputs = self._probe(model) if probe else None
+        f_new = self.outputs = _outputs(model, self.probe) if probe else None
         observed = None
         if check and self.observe is not None:
             with preserved_forward(model), no_grad():
@@ -552,7 +548,7 @@ class CompletionMonitor:
 
     def _step(self, step: int, params: dict[str, list[Any]], loss: float, f_new: Any,
               observed: Any, residuals: Mapping[str, Any] | None = None) -> bool | None:  # fmt: skip
-        """One step's check from what the model gave (`__call__`, or `check_members` from a
+        """One step's check from what the model gave (`__call__`, or `MemberMonitors` from a
         stack, which gives its `_residuals` too)."""
         self.ring.append(params)
         first, previous = self._loss if self._loss is not None else (loss, math.nan)
@@ -658,7 +654,7 @@ class MemberMonitors:
         check, probe = first._due(step)
         f_new = f_old = residuals = observed = None
         if probe:
-            f_new = self.outputs = self._probe(stack)
+            f_new = self.outputs = _outputs(stack, self.probe)
             f_old = self._f[1] if self._f is not None and self._f[0] == step - 1 else None
             self._f = (step, f_new)
         if check:
@@ -675,6 +671,8 @@ class MemberMonitors:
                           each[e])  # fmt: skip
         return None  # (no monitor stops a stack: see __init__)
 
-    def _probe(self, stack: Any) -> Any:
-        with preserved_forward(stack), no_grad():
-            return data(stack(self.probe))
+
+def _outputs(model: Any, probe: Any) -> Any:
+    """f(X_p): the model's outputs on the probe, its records left as they were."""
+    with preserved_forward(model), no_grad():
+        return data(model(probe))
