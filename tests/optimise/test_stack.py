@@ -222,6 +222,14 @@ def test_unstack_into_earlier_members_equals_a_fresh_unstack_and_keeps_their_lay
         tv.unstack(model, into=[build([2, 4, 1], True, True, 0, np)] * 3)
     with pytest.raises(ValueError, match="not an ordinary model of the stack's architecture"):
         tv.unstack(model, into=[model] * 3)
+    # a wrong last member is refused before the others are written: nothing changes
+    kept = [d.weight for m in alone for d in tv.dense_layers(m)]
+    first = tv.dense_layers(model)[0]
+    first.weight = first.weight * 2  # (as a step would)
+    with pytest.raises(ValueError, match="not an ordinary model of the stack's architecture"):
+        tv.unstack(model, into=[*alone[:2], build([2, 4, 1], True, True, 0, np)])
+    now = [d.weight for m in alone for d in tv.dense_layers(m)]
+    assert all(a is b for a, b in zip(now, kept, strict=True))
 
 
 def test_bad_input_is_refused_clearly():

@@ -23,7 +23,7 @@ from ..backend import is_array, namespace, same_namespace
 from ..engine.tensor import data
 from .base import Node, fmap, nodes, trainables
 
-__all__ = ["members", "stack_members", "stack_models", "unstack_model"]
+__all__ = ["member_walks", "members", "stack_members", "stack_models", "unstack_model"]
 
 
 def stack_members(params: list[tuple[str, Any, str]]) -> int | None:
@@ -108,26 +108,32 @@ def _shapes(walked: list[Node], skip: int) -> list[Any]:
                                      for name in n.present]) for n in walked]  # fmt: skip
 
 
-def unstack_model(stack: Any, e: int, into: Any = None, walked: list[Node] | None = None) -> Any:
-    """Member ``e`` of ``stack`` as an ordinary model, with its parameters, the records of the
-    last pass (``records``) and the steps of the last update (``step``). ``into``: an
-    ordinary model of the stack's architecture (member e of an earlier unstack) made to hold
-    them in place of a new one, its records cleared first; its layers stay, and so does
-    what the fast road keeps for them (a model it has seen runs without being planned
-    again). ``walked``: ``nodes(stack)`` of a stack, when the caller has it and has checked
-    it (one walk and one check for E members)."""
-    if walked is None:
-        walked = nodes(stack)
-        if stack_members(trainables(stack, walked)) is None:
-            raise ValueError(f"tv.unstack takes a stack of models (tv.stack), got {stack!r}")
+def member_walks(walked: list[Node], into: Sequence[Any]) -> list[list[Node]]:
+    """The walks of the models ``into`` (the members of an earlier unstack of the stack whose
+    walk is ``walked``), each checked to be an ordinary model of the stack's architecture,
+    all of them before `unstack_model` writes into any."""
+    ours = _shapes(walked, 1)  # (a stack given as ``into`` has an axis more: not these shapes)
+    walks = [nodes(m) for m in into]
+    for m, theirs in zip(into, walks, strict=True):
+        if _shapes(theirs, 0) != ours:
+            raise ValueError(
+                f"tv.unstack(stack, into=…): {m!r} is not an ordinary model of the stack's "
+                "architecture; give the members of an earlier tv.unstack(stack)"
+            )
+    return walks
+
+
+def unstack_model(
+    stack: Any, e: int, walked: list[Node], into: Any = None, theirs: list[Node] | None = None
+) -> Any:
+    """Member ``e`` of ``stack`` (``walked``: its walk, checked to be a stack's) as an ordinary
+    model, with its parameters, the records of the last pass (``records``) and the steps of
+    the last update (``step``). ``into``: an ordinary model of the stack's architecture
+    (member e of an earlier unstack, ``theirs`` its walk, `member_walks`) made to hold them in
+    place of a new one, its records cleared first; its layers stay, and so does what the
+    fast road keeps for them (a model it has seen runs without being planned again)."""
     member = fmap(lambda a: a[e, ...], stack) if into is None else into
-    theirs = nodes(member)
-    # (a stack given as ``into`` has an axis more in every parameter: not these shapes)
-    if into is not None and _shapes(walked, 1) != _shapes(theirs, 0):
-        raise ValueError(
-            f"tv.unstack(stack, into=…): {into!r} is not an ordinary model of the stack's "
-            "architecture; give the members of an earlier tv.unstack(stack)"
-        )
+    theirs = nodes(member) if theirs is None else theirs
     for a, b in zip(walked, theirs, strict=True):
         if not a.first:
             continue

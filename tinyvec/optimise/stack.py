@@ -28,7 +28,7 @@ import numpy as np
 
 from ..backend import is_array, namespace
 from ..layers.base import nodes, trainables
-from ..layers.stack import stack_members, stack_models, unstack_model
+from ..layers.stack import member_walks, stack_members, stack_models, unstack_model
 from .rules import Rule, member_of
 from .training import OptState, setup
 
@@ -148,9 +148,10 @@ def unstack(model: Any, state: OptState | None = None, *, into: Sequence[Any] = 
         raise ValueError(f"tv.unstack takes a stack of models (tv.stack), got {model!r}")
     if into and len(into) != E:
         raise ValueError(f"tv.unstack(stack, into=…): {len(into)} models for {E} members")
+    theirs = member_walks(walked, into) if into else [None] * E  # (all checked first)
     out = []
     for e in range(E):
-        member = unstack_model(model, e, into[e] if into else None, walked)
+        member = unstack_model(model, e, walked, into[e] if into else None, theirs[e])
         if state is None:
             out.append(member)
             continue
