@@ -403,17 +403,16 @@ class _Writer:
                 lines.append(f"    {L}.delta, {L}.delta_used = {d}, None")
                 give(v, f"W{k}.mT @ {d}  # ∂L/∂O^{k - 1} = W^{k}ᵀ δ^{k}")
                 i = self.first_param[k]  # (the position of W^k among the parameters)
+                dW = f"∂L/∂W^{k} = δ^{k} O^{k - 1}ᵀ"
                 if into and self.entries[k] > 1:
                     lines += [
                         "    if column:  # (as NumPy's matmul sums, 0 + δ_i O_j: −0 becomes +0)",
-                        f"        add(0.0, multiply({d}, {v}.mT), out=G[{i}])  # ∂L/∂W^{k} = δ^{k} O^{k - 1}ᵀ",
+                        f"        add(0.0, multiply({d}, {v}.mT), out=G[{i}])  # {dW}",
                         "    else:",
-                        f"        matmul({d}, {v}.mT, out=G[{i}])  # ∂L/∂W^{k} = δ^{k} O^{k - 1}ᵀ",
+                        f"        matmul({d}, {v}.mT, out=G[{i}])  # {dW}",
                     ]
                 elif into:
-                    lines.append(
-                        f"    matmul({d}, {v}.mT, out=G[{i}])  # ∂L/∂W^{k} = δ^{k} O^{k - 1}ᵀ"
-                    )
+                    lines.append(f"    matmul({d}, {v}.mT, out=G[{i}])  # {dW}")
                 else:
                     lines.append(f"    gW{k} = {d} @ {v}.mT  # ∂L/∂W^{k} = δ^{k} O^{k - 1}ᵀ")
                 if bias and into:
