@@ -15,12 +15,13 @@ import numpy as np
 
 from .backend import cupy, is_array, namespace, to_namespace
 from .layers.base import fmap
+from .layers.checks import is_layer
 
 
 def _map(fn: Any, x: Any) -> Any:
     if is_array(x):
         return fn(x)
-    if not (hasattr(x, "params") or hasattr(x, "children")):  # else fmap would copy it as is
+    if not is_layer(x):  # (else fmap would copy it as is)
         raise TypeError(f"expected an array or a model (a layer), got {type(x).__name__}")
     return fmap(fn, x)
 

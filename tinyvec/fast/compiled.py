@@ -31,9 +31,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import seam
-from ..backend import is_array
 from ..engine.losses import model_loss, parts
 from ..engine.tensor import Tensor, grad_enabled, seed
+from ..layers.checks import is_layer
 from ..layers.containers import Chain
 from ..optimise.training import OptState, differentiate, gradients_of, interrupts_deferred, update
 from .chain import Fallback, Program, forget, program_for
@@ -54,13 +54,13 @@ class CompiledStep:
                 f"compile takes the optimiser state, got {type(state).__name__}: call "
                 "tv.setup(rule, model) first and pass what it returns"
             )
-        if not callable(loss) or _is_model(loss):
-            what = "a model" if _is_model(loss) else repr(loss)
+        if not callable(loss) or is_layer(loss):
+            what = "a model" if is_layer(loss) else repr(loss)
             raise TypeError(
                 f"tv.compile(loss, model, state): loss must be a function loss(model, *batch) "
                 f"or a loss of tinyvec's own such as tv.mse, got {what} (the loss comes first)"
             )
-        if not _is_model(model):
+        if not is_layer(model):
             raise TypeError(
                 f"tv.compile(loss, model, state): model must be a model (a layer, such as "
                 f"tv.Chain(...)), got {type(model).__name__}"
@@ -197,11 +197,6 @@ class CompiledStep:
         if leaves is not None and update_program.update(views, leaves, (), True, G):
             return L, plan, None, True
         return L, plan, [v.copy() for v in views], True  # (the buffer is the program's)
-
-
-def _is_model(x: Any) -> bool:
-    """A model: a layer, i.e. an object naming its ``params`` or ``children`` (not an array)."""
-    return not is_array(x) and (hasattr(x, "params") or hasattr(x, "children"))
 
 
 _STEP = """\

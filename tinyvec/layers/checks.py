@@ -34,7 +34,8 @@ def refuse_misnamed(layer: Any) -> None:
             continue  # (a private attribute, such as the array behind a property, is its own)
         if is_array(value) and has_kind(value, ("real floating",)):
             what, kind = "a floating-point array", "params"
-        elif any(_is_layer(v) for v in (value if isinstance(value, tuple | list) else [value])):
+        elif any(not isinstance(v, type) and is_layer(v)  # (a class is not a sub-layer)
+                 for v in (value if isinstance(value, tuple | list) else [value])):  # fmt: skip
             what, kind = "a layer", "children"
         else:
             continue
@@ -45,5 +46,7 @@ def refuse_misnamed(layer: Any) -> None:
         )
 
 
-def _is_layer(value: Any) -> bool:
-    return not isinstance(value, type) and any(hasattr(value, k) for k in ("params", "children"))
+def is_layer(x: Any) -> bool:
+    """A layer, or a model: an object naming its ``params`` or ``children`` (the protocol of
+    `tinyvec.layers.base.Layer`), not an array."""
+    return (hasattr(x, "params") or hasattr(x, "children")) and not is_array(x)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..backend import is_array
+from ..layers.checks import is_layer
 from .training import OptState
 
 
@@ -76,7 +77,7 @@ def refuse_a_batch_the_loss_cannot_take(
 ) -> None:
     """``loss(model, *batch)`` must be a call the loss can take: [x, y] given as data is two
     batches of one array each, not one batch (x, y)."""
-    if hasattr(loss, "params") or hasattr(loss, "children"):
+    if is_layer(loss):
         raise TypeError(
             f"train takes (loss, model, data, state), and its loss is a layer, {loss!r}: "
             "were loss and model swapped?"
