@@ -92,10 +92,12 @@ def test_a_losss_parts_are_what_its_graph_node_computes(C, B, seed, dtype, label
     y = g.integers(0, C, B) if labels else tv.onehot(g.integers(0, C, B), C).astype(dtype)
     cases.append((tv.crossentropy, y))
     for loss, target in cases:
-        forward, vjp = parts(loss)(yhat, target)
-        L = forward(yhat)
+        check, forward, vjp = parts(loss)
+        assert check(yhat, target)
+        L, saved = forward(yhat, target)
         expected, grad = tv.withgradient(lambda z, t=target, f=loss: f(z, t), yhat)
         assert type(L) is type(expected) and np.asarray(L).tobytes() == expected.tobytes()
-        assert vjp(tv.engine.tensor.seed(L), L, yhat).tobytes() == grad.tobytes()
+        assert vjp(tv.engine.tensor.seed(L), saved).tobytes() == grad.tobytes()
+        assert not check(yhat, tv.Tensor(np.zeros_like(yhat)))  # (a Tensor target: the graph's)
         assert model_loss(loss) is not loss
     assert parts(lambda a, b: tv.mse(a, b)) is None and model_loss(len) is len

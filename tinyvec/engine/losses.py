@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..backend import device, has_kind, is_array, namespace, same_namespace
 from . import ops
@@ -222,27 +222,51 @@ def _crossentropy_target(logits: Any, y: Any, members: bool = False) -> Any:
 
 
 # --- a loss of the model's output, written into a compiled step ------------------------------
-def _mse_parts(yhat: Any, y: Any) -> Any:
+class Parts(NamedTuple):
+    """A loss of this module as the functions its graph node runs, for a step without a graph
+    (`tv.compile`): ``check(ŷ, y)`` raises what the loss would raise for such arrays (False:
+    leave this kind of target to the graph, a Tensor say); then at every step
+    ``forward(ŷ, y) -> (L, saved)`` and ``vjp(∂L̄, saved) -> ∂L/∂ŷ``. The check depends only
+    on the two arrays' types, dtypes and shapes, so a step may make it once per kind."""
+
+    check: Callable[[Any, Any], bool]
+    forward: Callable[[Any, Any], tuple[Any, Any]]
+    vjp: Callable[[Any, Any], Any]
+
+
+def _mse_check(yhat: Any, y: Any) -> bool:
     if type(y) is Tensor:
-        return None
+        return False
     _check_pair("mse", yhat, y)
-    m = data(yhat).ndim == 3  # a stack's output: its E member losses (as `model_loss` says)
+    return True
+
+
+def _mse_forward(yhat: Any, y: Any) -> tuple[Any, Any]:
     r = yhat - y  # the residual, formed once for the value and the gradient
-    return (lambda yhat: _mean_square(r, m)), (lambda g, L, yhat: _mean_square_grad(g, r, m))
+    return _mean_square(r, r.ndim == 3), r  # (ndim 3: a stack's E member losses)
 
 
-def _crossentropy_parts(logits: Any, y: Any) -> Any:
-    if type(y) is Tensor or data(logits).ndim != 2:
-        return None
-    t = _crossentropy_target(logits, y)
-    return (lambda z: _crossentropy(z, t)), (lambda g, L, z: _crossentropy_vjp(g, L, z, t)[0])
+def _crossentropy_check(logits: Any, y: Any) -> bool:
+    return type(y) is not Tensor and data(logits).ndim == 2
 
 
-def parts(loss: Any) -> Any:
-    """For a loss of this module, ``parts(ŷ, y) -> (forward, vjp)``, the functions its graph
-    node runs, for this array ŷ (None for a y it leaves to the node: a Tensor):
-    ``forward(ŷ) = L``, ``vjp(∂L̄, L, ŷ) = ∂L/∂ŷ``. `tv.compile` writes them into its step (`model_loss`). For any
-    other function: None."""
+def _crossentropy_forward(logits: Any, y: Any) -> tuple[Any, Any]:
+    t = _crossentropy_target(logits, y)  # (labels: made one-hot, checked, at every step)
+    return _crossentropy(logits, t), (logits, t)
+
+
+def _mse_vjp_of(g: Any, r: Any) -> Any:
+    return _mean_square_grad(g, r, r.ndim == 3)
+
+
+def _crossentropy_vjp_of(g: Any, saved: tuple[Any, Any]) -> Any:
+    return _crossentropy_vjp(g, None, *saved)[0]
+
+
+def parts(loss: Any) -> Parts | None:
+    """For `mse` and `crossentropy`, their `Parts` (the functions their graph node runs); for
+    any other function, None. `tv.compile` runs them in its step without a graph
+    (`model_loss`)."""
     return next((p for f, p in _PARTS.items() if f is loss), None)
 
 
@@ -290,7 +314,10 @@ def r2(yhat: Any, y: Any) -> Any:
     return ops.sum(a * b) ** 2 / (ops.sum(a * a) * ops.sum(b * b))
 
 
-_PARTS = {mse: _mse_parts, crossentropy: _crossentropy_parts}
+_PARTS = {
+    mse: Parts(_mse_check, _mse_forward, _mse_vjp_of),
+    crossentropy: Parts(_crossentropy_check, _crossentropy_forward, _crossentropy_vjp_of),
+}
 
 
 def onehot(labels: Any, nclasses: int) -> Any:

@@ -32,7 +32,7 @@ from typing import Any
 
 from .. import seam
 from ..engine.losses import model_loss, parts
-from ..engine.tensor import Tensor, grad_enabled, seed
+from ..engine.tensor import Tensor, grad_enabled
 from ..layers.checks import is_layer
 from ..layers.containers import Chain
 from ..optimise.training import OptState, differentiate, gradients_of, interrupts_deferred, update
@@ -68,6 +68,7 @@ class CompiledStep:
         self.loss, self.model, self.state = model_loss(loss), model, state
         self._loss, self._parts = loss, parts(loss)  # a loss of tv's own: its parts (or None)
         self._plan: Plan | None = None
+        self._checked: tuple[Any, ...] | None = None  # the kind of (ŷ, y) the loss checked last
 
     def __repr__(self) -> str:
         how = f"layer by layer: {self.fallback}" if self.fallback else "compiled"
@@ -108,69 +109,83 @@ class CompiledStep:
 
     def run(self, batch: tuple[Any, ...], check: Callable[[Any], None] | None = None) -> Any:
         """One step on ``batch``; ``check(loss)`` runs between the forward and backward pass
-        (`tv.train` refuses a non-finite loss there). A Ctrl-C takes effect after the step, as
-        in `tv.train` (a second one at once)."""
+        (`tv.train` refuses a non-finite loss there). Atomic, as `update`: a Ctrl-C either
+        waits for the step (while the loss runs on Tensors, the parameters' stand-ins, and
+        while the step is written; a second one goes at once) or comes before anything of it
+        is written but the forward pass's records (the step without a graph computes into
+        memory of its own, so it need not wait: `tv.train` holds Ctrl-C for the whole step
+        anyway)."""
         loss, model, state = self.loss, self.model, self.state
-        with interrupts_deferred(second_interrupts=True):
-            if seam.road() is None:  # inside tinyvec.fast.off(): the reference road's step
+        if seam.road() is None:  # inside tinyvec.fast.off(): the reference road's step
+            with interrupts_deferred(second_interrupts=True):
                 value, grads = differentiate(lambda m: loss(m, *batch), (model,), check)
                 update(state, model, grads)
                 return value
-            direct = self._program_step(batch, check) if self._parts is not None else None
-            if direct is None:
-                trusted = False
-                plan = self._plan = plan_of(model, self._plan)
-                value, grads = gradients_of(
-                    lambda m: loss(m, *batch), [model], plan.trainables, check
-                )
-            else:
-                value, plan, grads, trusted = direct
-                if grads is None:  # (stepped already, through the gradient buffer)
-                    return value
-            program = written(state, plan) if state.transform is None else None
-            if program is not None:
-                leaves = program.leaves(state.tree)
-                # (the gradients a Chain's backward pass wrote into one buffer: stepped as it is)
-                G = None if trusted else last_gradients(plan, program.layout, grads)
-                if leaves is not None and (
-                    program.update(grads, leaves, (), trusted)
-                    if G is None
-                    else program.update(grads, leaves, (), True, G)
-                ):
-                    return value
-            # δ-rules, or anything unusual: `update`, which also says what is wrong
-            update(state, model, plan.tree(grads))
+        if self._parts is not None:
+            value = self._program_step(batch, check)
+            if value is not NotImplemented:
+                return value
+        with interrupts_deferred(second_interrupts=True):
+            plan = self._plan = plan_of(model, self._plan)
+            value, grads = gradients_of(lambda m: loss(m, *batch), [model], plan.trainables, check)
+            self._update(plan, grads, False)
             return value
 
+    def _update(self, plan: Plan, grads: Any, trusted: bool) -> None:
+        """`update` with ``grads`` in the order of ``plan.trainables``, through the written
+        update when it can (``trusted``: the gradients are of the parameters' type, dtype and
+        shape)."""
+        state = self.state
+        program = written(state, plan) if state.transform is None else None
+        if program is not None:
+            leaves = program.leaves(state.tree)
+            # (the gradients a Chain's backward pass wrote into one buffer: stepped as it is)
+            G = None if trusted else last_gradients(plan, program.layout, grads)
+            if leaves is not None and (
+                program.update(grads, leaves, (), trusted)
+                if G is None
+                else program.update(grads, leaves, (), True, G)
+            ):
+                return
+        # δ-rules, or anything unusual: `update`, which also says what is wrong
+        update(state, self.model, plan.tree(grads))
+
     def _program_step(self, batch: tuple[Any, ...], check: Any) -> Any:
-        """``(L, plan, grads, trusted)`` of ``loss(model(x), y)`` for a loss of tv's own
-        (`parts`), run as plain arrays through the model's program: the forward pass, ``L``,
-        ``∂L/∂ŷ`` and the backward pass, the very functions the graph nodes run, without the
-        graph. Where the update is flat, the backward pass writes the gradients into its
-        gradient buffer and the step is taken here: then ``grads`` is None. None: not this kind of step (the graph's road computes it, and says what is
-        wrong)."""
-        if len(batch) != 2 or type(self.model) is not Chain or not grad_enabled():
-            return None
+        """The step of ``loss(model(x), y)`` for a loss of tv's own (`parts`), run as plain
+        arrays through the model's program: the forward pass, ``L``, ``∂L/∂ŷ`` and the
+        backward pass, the very functions the graph nodes run, without the graph; where the
+        update is flat, the backward pass writes the gradients straight into the buffer it
+        steps. Returns L, or NotImplemented: not this kind of step (the graph's road computes
+        it, and says what is wrong)."""
+        loss_parts, model = self._parts, self.model
+        if loss_parts is None or len(batch) != 2 or type(model) is not Chain:
+            return NotImplemented
+        if not grad_enabled():
+            return NotImplemented
         x, y = batch
-        plan = self._plan = plan_of(self.model, self._plan)
+        plan = self._plan = plan_of(model, self._plan)
         program = program_for(plan, x) if type(x) is not Tensor else None
         if program is None:
-            return None
+            return NotImplemented
         try:
             out, saved = program.forward(x, *program.params())
         except Fallback:  # a parameter changed shape or dtype: written anew next time
             forget(plan, program)
-            return None
+            return NotImplemented
         except (ValueError, TypeError):  # as the layer-by-layer call would
-            return None
-        loss_parts = self._parts(out, y)
-        if loss_parts is None:
-            return None
-        forward, vjp = loss_parts
-        L = forward(out)
+            return NotImplemented
+        # the loss's check once per kind of (ŷ, y): it depends on nothing else
+        kind = (type(out), out.dtype, out.shape, type(y), getattr(y, "dtype", None), getattr(y, "shape", None))  # fmt: skip
+        if kind != self._checked:
+            if not loss_parts.check(out, y):
+                return NotImplemented
+            self._checked = kind
+        L, saved_by_loss = loss_parts.forward(out, y)
         if check is not None:
             check(L)
-        g = vjp(seed(L), L, out)  # ∂L/∂ŷ
+        # ∂L/∂ŷ, from ∂L/∂L = 1 as a float: it scales as the graph's seed (`seed`: 1 of L's
+        # dtype, or E ones for a stack's member losses) does, bit for bit, without making it
+        g = loss_parts.vjp(1.0, saved_by_loss)
         # the program's gradients have the parameters' type, dtype and shape when ∂L/∂ŷ has
         # the output's (a float64 target for a float32 model makes float64 ones) and the
         # program says so (`Program.exact_grads`)
@@ -180,7 +195,8 @@ class CompiledStep:
             and g.dtype is out.dtype
             and g.shape == out.shape
         )
-        update_program = written(self.state, plan) if self.state.transform is None else None
+        state = self.state
+        update_program = written(state, plan) if state.transform is None else None
         layout, backward_into = program.layout, program.backward_into
         if (
             not trusted
@@ -189,14 +205,15 @@ class CompiledStep:
             or layout is None
             or layout is not update_program.layout  # (`Plan.layout`: one object if equal)
         ):
-            return L, plan, program.backward(g, saved)[1:], trusted
+            self._update(plan, program.backward(g, saved)[1:], trusted)
+            return L
         # the gradients straight into the flat buffer the update steps: no concatenation
         G, views = gradient_memory(plan, layout)
         backward_into(g, saved, views)
-        leaves = update_program.leaves(self.state.tree)
-        if leaves is not None and update_program.update(views, leaves, (), True, G):
-            return L, plan, None, True
-        return L, plan, [v.copy() for v in views], True  # (the buffer is the program's)
+        leaves = update_program.leaves(state.tree)
+        if leaves is None or not update_program.update(views, leaves, (), True, G):
+            update(state, model, plan.tree([v.copy() for v in views]))  # (the buffer is ours)
+        return L
 
 
 _STEP = """\
