@@ -356,6 +356,39 @@ def test_a_written_loss_step_refuses_what_the_default_step_refuses(y, error):
     assert state_bytes(state, m) == before
 
 
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        (np.zeros((5, 2)), tv.DimensionMismatch),
+        (np.zeros((2, 5), dtype=complex), TypeError),
+        (np.zeros((2, 0)), ValueError),
+        ([[0.0] * 5] * 2, TypeError),
+    ],
+    ids=["transposed", "complex", "empty-batch", "a-list"],
+)
+def test_a_bad_target_after_good_ones_is_refused_as_the_default_step_refuses_it(bad, error):
+    """The written loss checks (ŷ, y) once per kind (types, dtypes, shapes): a target of
+    another kind after steps with good ones is checked again, and refused with the default
+    step's error, nothing written."""
+    m, twin = two_layers(), two_layers()
+    state, twin_state = tv.setup(tv.Descent(0.1), m), tv.setup(tv.Descent(0.1), twin)
+    step = tv.compile(tv.mse, m, state)
+    x, y = np.ones((3, 5)), np.zeros((2, 5))
+    for _ in range(2):
+        step(x, y)
+        default_step(twin, twin_state, x, y)
+    before = state_bytes(state, m)
+    with pytest.raises(error) as compiled_error:
+        step(x[:, : np.shape(bad)[1]], bad)
+    with pytest.raises(error) as default_error:
+        default_step(twin, twin_state, x[:, : np.shape(bad)[1]], bad)
+    assert str(compiled_error.value) == str(default_error.value)
+    assert state_bytes(state, m) == before
+    step(x, y)  # and good ones again
+    default_step(twin, twin_state, x, y)
+    assert state_bytes(state, m) == state_bytes(twin_state, twin)
+
+
 def test_a_written_loss_takes_batches_of_x_and_y():
     m = two_layers()
     step = tv.compile(tv.mse, m, tv.setup(tv.Descent(0.1), m))
