@@ -8,6 +8,11 @@ repeats at every step done once.
 - `compiled`: `tv.compile`, a whole training step without the gradient Tree (and, for a loss
   of tinyvec's own, without a graph).
 
+A step of this road is all or nothing, as on the reference road, without holding Ctrl-C
+back where it need not: a step without a graph computes into memory of its own and commits
+with writes that finish themselves when interrupted, so a Ctrl-C ends it before its commit
+(nothing written) or after it, at once, rather than after the step.
+
 It is an optimisation you can skip when reading tinyvec: the reference road
 (`tinyvec.engine`, `tinyvec.layers`, `tinyvec.optimise`) defines every number, and this
 package offers to do its work through the one seam `tinyvec.seam`. Inside
@@ -82,9 +87,10 @@ def update(state: OptState, model: Any, grads: Any) -> bool:
     if gathered is None:
         return False
     if state.transform is None:
+        # (no hold of Ctrl-C: the written update computes into memory of its own, and its
+        # commit finishes itself when interrupted, so the step is all or nothing without it)
         G = last_gradients(plan, program.layout, gathered[0])  # (the gradients in one buffer)
-        with interrupts_deferred():
-            return program.update(*gathered) if G is None else program.update(*gathered, grad=G)
+        return program.update(*gathered) if G is None else program.update(*gathered, grad=G)
     if any(g is None for g in gathered[0]):
         return False
     entries = [(*at, g, leaf) for at, g, leaf in zip(plan.trainables, *gathered, strict=True)]

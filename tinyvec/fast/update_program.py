@@ -338,8 +338,9 @@ def _commit(layers: dict, extra: tuple[str, ...] = ()) -> list[str]:
         for name, x in params:
             writes += [f"{L}.{name} = {x}_new", f"leaf{x[1:]}.state = state{x[1:]}"]
     writes += [*extra, "for obj, name, value in writes:", "    setattr(obj, name, value)"]
-    # a write cannot be half done, but an exception (a signal handler of your own) may land
-    # between two: every write is repeated before it propagates, so all of them are done
+    # a write cannot be half done, but an exception may land between two (a Ctrl-C, which
+    # the fast road does not hold back, or a signal handler of your own): every write is then
+    # repeated before it propagates, so all of them are done
     lines += ["    try:", *(f"        {w}" for w in writes), "    except BaseException:"]
     return [*lines, *(f"        {w}" for w in writes), "        raise", "    return True"]
 
