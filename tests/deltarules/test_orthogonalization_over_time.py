@@ -75,6 +75,7 @@ def test_remembered_samples_do_not_move(xp, n, out, bias, keep, data, seed):
     own = -0.1 * ((o**2).sum() if keep else oPo) * delta
     assert np.allclose(dA[:, M:], own, rtol=1e-8 + rounding, atol=1e-10 * scale)
 
+
 @pytest.mark.parametrize("M", [3, 8])  # memory narrower than the layer's 5 + 1 inputs, and wider
 @pytest.mark.parametrize("eps", [1e-3, 0.5])
 @pytest.mark.parametrize("keep", [True, False])
