@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..backend import device, has_kind, is_array, namespace, same_namespace
 from . import ops
@@ -222,23 +222,8 @@ def _crossentropy_target(logits: Any, y: Any, members: bool = False) -> Any:
 
 
 # --- a loss of the model's output, written into a compiled step ------------------------------
-class Parts(NamedTuple):
-    """A loss of this module as the functions its graph node runs, for a step without a graph
-    (`tv.compile`): ``check(ŷ, y)`` raises what the loss would raise for such arrays (False:
-    leave this kind of target to the graph, a Tensor say); then at every step
-    ``forward(ŷ, y) -> (L, saved)`` and ``vjp(∂L̄, saved) -> ∂L/∂ŷ``. The check depends only
-    on the two arrays' types, dtypes and shapes, so a step may make it once per kind."""
-
-    check: Callable[[Any, Any], bool]
-    forward: Callable[[Any, Any], tuple[Any, Any]]
-    vjp: Callable[[Any, Any], Any]
-
-
-def _mse_check(yhat: Any, y: Any) -> bool:
-    if type(y) is Tensor:
-        return False
-    _check_pair("mse", yhat, y)
-    return True
+def _mse_check(yhat: Any, y: Any) -> bool:  # (a Tensor target: left to the graph)
+    return type(y) is not Tensor and _check_pair("mse", yhat, y) is None
 
 
 def _mse_forward(yhat: Any, y: Any) -> tuple[Any, Any]:
@@ -246,27 +231,17 @@ def _mse_forward(yhat: Any, y: Any) -> tuple[Any, Any]:
     return _mean_square(r, r.ndim == 3), r  # (ndim 3: a stack's E member losses)
 
 
-def _crossentropy_check(logits: Any, y: Any) -> bool:
-    return type(y) is not Tensor and data(logits).ndim == 2
-
-
 def _crossentropy_forward(logits: Any, y: Any) -> tuple[Any, Any]:
-    t = _crossentropy_target(logits, y)  # (labels: made one-hot, checked, at every step)
+    t = _crossentropy_target(logits, y)  # (labels: made one-hot, and checked, at every step)
     return _crossentropy(logits, t), (logits, t)
 
 
-def _mse_vjp_of(g: Any, r: Any) -> Any:
-    return _mean_square_grad(g, r, r.ndim == 3)
-
-
-def _crossentropy_vjp_of(g: Any, saved: tuple[Any, Any]) -> Any:
-    return _crossentropy_vjp(g, None, *saved)[0]
-
-
-def parts(loss: Any) -> Parts | None:
-    """For `mse` and `crossentropy`, their `Parts` (the functions their graph node runs); for
-    any other function, None. `tv.compile` runs them in its step without a graph
-    (`model_loss`)."""
+def parts(loss: Any) -> Any:
+    """For `mse` and `crossentropy`, ``(check, forward, vjp)``: the functions their graph node
+    runs, for a step without a graph (`tv.compile`). ``check(ŷ, y)`` raises what the loss
+    would raise for such arrays (False: a target left to the graph, a Tensor) and depends on
+    their types, dtypes and shapes only; ``forward(ŷ, y) -> (L, saved)``, ``vjp(∂L̄, saved) ->
+    ∂L/∂ŷ``. For any other function: None."""
     return next((p for f, p in _PARTS.items() if f is loss), None)
 
 
@@ -315,8 +290,12 @@ def r2(yhat: Any, y: Any) -> Any:
 
 
 _PARTS = {
-    mse: Parts(_mse_check, _mse_forward, _mse_vjp_of),
-    crossentropy: Parts(_crossentropy_check, _crossentropy_forward, _crossentropy_vjp_of),
+    mse: (_mse_check, _mse_forward, lambda g, r: _mean_square_grad(g, r, r.ndim == 3)),
+    crossentropy: (
+        lambda logits, y: type(y) is not Tensor and data(logits).ndim == 2,
+        _crossentropy_forward,
+        lambda g, saved: _crossentropy_vjp(g, None, *saved)[0],
+    ),
 }
 
 

@@ -163,6 +163,7 @@ class CompiledStep:
         if not grad_enabled():
             return NotImplemented
         x, y = batch
+        check_loss, loss_forward, loss_vjp = loss_parts  # (`tinyvec.engine.losses.parts`)
         plan = self._plan = plan_of(model, self._plan)
         program = program_for(plan, x) if type(x) is not Tensor else None
         if program is None:
@@ -177,15 +178,15 @@ class CompiledStep:
         # the loss's check once per kind of (ŷ, y): it depends on nothing else
         kind = (type(out), out.dtype, out.shape, type(y), getattr(y, "dtype", None), getattr(y, "shape", None))  # fmt: skip
         if kind != self._checked:
-            if not loss_parts.check(out, y):
+            if not check_loss(out, y):
                 return NotImplemented
             self._checked = kind
-        L, saved_by_loss = loss_parts.forward(out, y)
+        L, saved_by_loss = loss_forward(out, y)
         if check is not None:
             check(L)
         # ∂L/∂ŷ, from ∂L/∂L = 1 as a float: it scales as the graph's seed (`seed`: 1 of L's
         # dtype, or E ones for a stack's member losses) does, bit for bit, without making it
-        g = loss_parts.vjp(1.0, saved_by_loss)
+        g = loss_vjp(1.0, saved_by_loss)
         # the program's gradients have the parameters' type, dtype and shape when ∂L/∂ŷ has
         # the output's (a float64 target for a float32 model makes float64 ones) and the
         # program says so (`Program.exact_grads`)
