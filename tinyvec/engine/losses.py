@@ -222,8 +222,11 @@ def _crossentropy_target(logits: Any, y: Any, members: bool = False) -> Any:
 
 
 # --- a loss of the model's output, written into a compiled step ------------------------------
-def _mse_check(yhat: Any, y: Any) -> bool:  # (a Tensor target: left to the graph)
-    return type(y) is not Tensor and _check_pair("mse", yhat, y) is None
+def _mse_check(yhat: Any, y: Any) -> bool:
+    if type(y) is Tensor:  # (a Tensor target: left to the graph)
+        return False
+    _check_pair("mse", yhat, y)
+    return True
 
 
 def _mse_forward(yhat: Any, y: Any) -> tuple[Any, Any]:
