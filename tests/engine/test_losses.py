@@ -98,6 +98,7 @@ def test_a_losss_parts_are_what_its_graph_node_computes(C, B, seed, dtype, label
         expected, grad = tv.withgradient(lambda z, t=target, f=loss: f(z, t), yhat)
         assert type(L) is type(expected) and np.asarray(L).tobytes() == expected.tobytes()
         assert vjp(tv.engine.tensor.seed(L), saved).tobytes() == grad.tobytes()
+        assert vjp(1.0, saved).tobytes() == grad.tobytes()  # (as tv.compile starts it)
         assert not check(yhat, tv.Tensor(np.zeros_like(yhat)))  # (a Tensor target: the graph's)
         assert model_loss(loss) is not loss
     assert parts(lambda a, b: tv.mse(a, b)) is None and model_loss(len) is len
