@@ -229,8 +229,15 @@ def _compiled(m, state, data):
         step(*batch)
 
 
+def _compiled_mse(m, state, data):
+    """The step without a graph, which does not hold Ctrl-C back: its commit finishes itself."""
+    step = tv.compile(tv.mse, m, state)
+    for batch in data:
+        step(*batch)
+
+
 @pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_kill"), reason="needs POSIX")
-@pytest.mark.parametrize("loop", [_by_train, _by_hand, _compiled])
+@pytest.mark.parametrize("loop", [_by_train, _by_hand, _compiled, _compiled_mse])
 def test_a_real_ctrl_c_at_random_moments_never_tears_the_model(loop, ctrl_c):
     """A real SIGINT (what Ctrl-C sends), from a timer thread at random moments of `train`, of a
     hand-written gradient/update loop and of a compiled step, with Adam and with the δ-rules
