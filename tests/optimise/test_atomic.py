@@ -237,8 +237,17 @@ def _compiled_mse(m, state, data):
 
 
 @pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_kill"), reason="needs POSIX")
-@pytest.mark.parametrize("loop", [_by_train, _by_hand, _compiled, _compiled_mse])
-def test_a_real_ctrl_c_at_random_moments_never_tears_the_model(loop, ctrl_c):
+@pytest.mark.parametrize(
+    "loop, make",
+    [
+        (_by_train, "model"),
+        (_by_hand, "model"),
+        (_compiled, "model"),
+        (_compiled_mse, "compiled_model"),  # (a model it writes whole: no graph, no hold)
+    ],
+    ids=["train", "by-hand", "compiled", "compiled-mse"],
+)
+def test_a_real_ctrl_c_at_random_moments_never_tears_the_model(loop, make, ctrl_c):
     """A real SIGINT (what Ctrl-C sends), from a timer thread at random moments of `train`, of a
     hand-written gradient/update loop and of a compiled step, with Adam and with the δ-rules
     (whose sweep briefly holds new values in the model): the model and the state always equal
@@ -247,6 +256,7 @@ def test_a_real_ctrl_c_at_random_moments_never_tears_the_model(loop, ctrl_c):
     import threading
     import time
 
+    model = globals()[make]
     data = [(X, Y)] * 30
     main = threading.main_thread().ident
     for make_state in (
