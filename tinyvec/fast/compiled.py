@@ -121,10 +121,9 @@ class CompiledStep:
                 value, grads = differentiate(lambda m: loss(m, *batch), (model,), check)
                 update(state, model, grads)
                 return value
-        if self._parts is not None:
-            value = self._program_step(batch, check)
-            if value is not NotImplemented:
-                return value
+        value = self._program_step(batch, check)  # (a loss of tv's own: no graph)
+        if value is not NotImplemented:
+            return value
         with interrupts_deferred(second_interrupts=True):
             plan = self._plan = plan_of(model, self._plan)
             value, grads = gradients_of(lambda m: loss(m, *batch), [model], plan.trainables, check)
