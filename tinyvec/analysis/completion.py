@@ -544,12 +544,13 @@ class CompletionMonitor:
         if check and self.observe is not None:
             with preserved_forward(model), no_grad():
                 observed = self.observe(model)
-        return self._step(step, params, loss, f_new, observed)
+        return self._step(step, params, loss, f_new, observed, check)
 
     def _step(self, step: int, params: dict[str, list[Any]], loss: float, f_new: Any,
-              observed: Any, residuals: Mapping[str, Any] | None = None) -> bool | None:  # fmt: skip
-        """One step's check from what the model gave (`__call__`, or `MemberMonitors` from a
-        stack, which gives its `_residuals` too)."""
+              observed: Any, check: bool,
+              residuals: Mapping[str, Any] | None = None) -> bool | None:  # fmt: skip
+        """One step's check (``check``: whether `_due` says it is one) from what the model
+        gave (`__call__`, or `MemberMonitors` from a stack, which gives its `_residuals` too)."""
         self.ring.append(params)
         first, previous = self._loss if self._loss is not None else (loss, math.nan)
         self._loss = (first, loss)
@@ -557,7 +558,7 @@ class CompletionMonitor:
         if f_new is not None:
             f_old = self._f[1] if self._f is not None and self._f[0] == step - 1 else None
             self._f = (step, f_new)
-        if not (step % self.every == 0 and len(self.ring) >= 2):
+        if not check:
             return None
         rec = _record(
             list(self.ring), self.lr, self.max_period,
@@ -668,7 +669,7 @@ class MemberMonitors:
             monitor._step(step, {k: [a[e] for a in v] for k, v in params.items()}, losses[e],
                           None if f_new is None else f_new[e],
                           None if observed is None else observed[e],
-                          each[e])  # fmt: skip
+                          check, each[e])  # fmt: skip
         return None  # (no monitor stops a stack: see __init__)
 
 
