@@ -19,6 +19,16 @@ from .flags import seeds_name
 from .tables import atomic_write
 
 
+def _by_spec(
+    runs: list[dict[str, Any]], keys: tuple[str, ...]
+) -> dict[tuple, list[dict[str, Any]]]:
+    """The runs grouped by the values of ``keys`` in their spec, each group in run order."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault(tuple(r["spec"][k] for k in keys), []).append(r)
+    return groups
+
+
 def _spread(values: list[float]) -> str:
     v = np.array([x for x in values if x is not None and math.isfinite(x)])
     if not v.size:
@@ -71,10 +81,7 @@ def write(
         "final loss | loss rises | verdict (alignment) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
-    for r in gd:
-        s = r["spec"]
-        groups.setdefault((s["task"], s["activation"], s["eta"]), []).append(r)
+    groups = _by_spec(gd, ("task", "activation", "eta"))
     for (task, act, eta), rs in sorted(groups.items()):
         rs.sort(key=lambda r: r["spec"]["seed"])
         sums = [threshold_summary(r["steps"], r["sharpness"], eta) for r in rs]
@@ -107,11 +114,7 @@ def write(
             "| task | η | rule | λ_max at the end | λη/2 | loss | mean ‖Δθ‖ per step | diverged |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        cells: dict[tuple[str, float, float], list[dict[str, Any]]] = {}
-        for r in sgd:
-            s = r["spec"]
-            cells.setdefault((s["task"], s["eta"], s["kappa"]), []).append(r)
-        for (task, eta, kappa), rs in sorted(cells.items()):
+        for (task, eta, kappa), rs in sorted(_by_spec(sgd, ("task", "eta", "kappa")).items()):
             ok = [r for r in rs if not r["diverged"]]
             lam = [r["sharpness"][-1] for r in ok]
             lines.append(
