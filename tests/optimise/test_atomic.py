@@ -243,7 +243,15 @@ def _compiled_mse(m, state, data):
         (_by_train, "model"),
         (_by_hand, "model"),
         (_compiled, "model"),
-        (_compiled_mse, "compiled_model"),  # (a model it writes whole: no graph, no hold)
+        pytest.param(  # a model it writes whole: no graph, and no hold of Ctrl-C, so a
+            # SIGINT may land while Python runs a gc callback (hypothesis installs one): the
+            # KeyboardInterrupt is raised there, where Python prints it and goes on. That
+            # interrupt is lost, as in any Python code that does not hold it; the model is
+            # untouched, which is what this test checks
+            _compiled_mse,
+            "compiled_model",
+            marks=pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+        ),
     ],
     ids=["train", "by-hand", "compiled", "compiled-mse"],
 )
