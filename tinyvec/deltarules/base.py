@@ -17,7 +17,30 @@ from typing import Any
 import numpy as np
 
 from ..backend import namespace
-from ..optimise.rules import Descent, Momentum, Nesterov, OptimiserChain, Rule, WeightDecay
+from ..optimise.rules import (
+    Descent,
+    Momentum,
+    Nesterov,
+    OptimiserChain,
+    Rule,
+    WeightDecay,
+    hyper,
+)
+
+
+def nonnegative(rule: str, name: str, value: Any) -> Any:
+    """A δ-rule's hyperparameter that must be ≥ 0 (Orthogonalization's ε), as the rule keeps
+    it: a float, or a read-only vector of one per member of a stack (`tv.stack`)."""
+    v = hyper(value)
+    if isinstance(v, np.ndarray):
+        ok = bool(np.all(v >= 0))  # (NaN is not ≥ 0)
+    else:
+        ok = isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+    if not ok:
+        raise ValueError(
+            f"{rule}: {name} must be a number ≥ 0 (or one per member of a stack), got {value!r}"
+        )
+    return v if isinstance(v, np.ndarray) else float(v)
 
 
 class LayerContext:

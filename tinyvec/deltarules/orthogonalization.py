@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from ..backend import device, namespace
-from ..optimise.rules import hyper, per_member
-from .base import LayerContext
+from ..optimise.rules import per_member
+from .base import LayerContext, nonnegative
 from .rule import DeltaRule
 
 
@@ -58,13 +58,7 @@ class Orthogonalization(DeltaRule):
     """
 
     def __init__(self, eps: Any = 1e-3) -> None:
-        eps = hyper(eps)  # a number, or one per member of a stack (tv.stack)
-        if isinstance(eps, np.ndarray):
-            if not np.all(eps >= 0):
-                raise ValueError(f"Orthogonalization: eps must be numbers ≥ 0, got {eps!r}")
-        elif not isinstance(eps, int | float) or isinstance(eps, bool) or not eps >= 0:
-            raise ValueError(f"Orthogonalization: eps must be a number ≥ 0, got {eps!r}")
-        self.eps = eps if isinstance(eps, np.ndarray) else float(eps)
+        self.eps = nonnegative("Orthogonalization", "eps", eps)  # (one per member of a stack)
 
     def rewrite(self, delta: Any, ctx: LayerContext) -> Any:
         B = delta.shape[-1]

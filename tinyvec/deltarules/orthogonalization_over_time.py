@@ -57,8 +57,8 @@ from typing import Any
 import numpy as np
 
 from ..backend import device, namespace
-from ..optimise.rules import hyper, per_member
-from .base import LayerContext
+from ..optimise.rules import per_member
+from .base import LayerContext, nonnegative
 from .rule import MemoryRule
 
 
@@ -90,18 +90,13 @@ class OrthogonalizationOverTime(MemoryRule):
                 f"OrthogonalizationOverTime: memory must be a whole number of samples ≥ 0, "
                 f"got {memory!r}"
             )
-        eps = hyper(eps)  # a number, or one per member of a stack (tv.stack)
-        if isinstance(eps, np.ndarray):
-            if not np.all(eps >= 0):
-                raise ValueError(f"OrthogonalizationOverTime: eps must be ≥ 0, got {eps!r}")
-        elif not isinstance(eps, int | float) or isinstance(eps, bool) or not eps >= 0:
-            raise ValueError(f"OrthogonalizationOverTime: eps must be a number ≥ 0, got {eps!r}")
+        eps = nonnegative("OrthogonalizationOverTime", "eps", eps)  # (one per member of a stack)
         if not isinstance(keep_own_move, bool):
             raise ValueError(
                 f"OrthogonalizationOverTime: keep_own_move must be True or False, got "
                 f"{keep_own_move!r}"
             )
-        self.memory, self.eps = memory, eps if isinstance(eps, np.ndarray) else float(eps)
+        self.memory, self.eps = memory, eps
         self.keep_own_move = keep_own_move
 
     def rewrite_remembering(
