@@ -43,25 +43,7 @@ from .io import atomic_write
 from .layers import dense_layers
 from .layers.stack import members as count_members
 from .layers.stack import take
-
-
-# ‖a‖_F and cos(a, b) on any array namespace; tinyvec.analysis uses these two as well. With
-# ``members`` (a stack's records, member axis first) they give each member's value, an array:
-# the sum over a member's axes adds its numbers in the order of the sum over that array alone.
-def _norm(a: Any, members: bool = False) -> Any:
-    xp = namespace(a)
-    if members:
-        return xp.sqrt(xp.sum(a * a, axis=tuple(range(1, a.ndim))))
-    return float(xp.sqrt(xp.sum(a * a)))
-
-
-def _cos(a: Any, b: Any, members: bool = False) -> Any:
-    xp = namespace(a)
-    denom = _norm(a, members) * _norm(b, members)
-    if members:
-        dot = xp.sum(a * b, axis=tuple(range(1, a.ndim)))
-        return xp.where(denom > 0, dot / xp.where(denom > 0, denom, 1.0), math.nan)
-    return float(xp.sum(a * b)) / denom if denom > 0 else math.nan
+from .measures import cos, norm
 
 
 def each_member(rows: list[dict[str, Any]], E: int) -> list[list[dict[str, Any]]]:
@@ -183,16 +165,16 @@ class Recorder:
                 "step": step,
                 "layer": k,
                 "loss": loss,
-                "o_norm": _norm(O, stacked),
-                "delta_norm": _norm(d.delta, stacked),
-                "dW_norm": _norm(dW, stacked),
-                "cos_dA_delta": _cos(dA_own, -d.delta, stacked),
+                "o_norm": norm(O, stacked),
+                "delta_norm": norm(d.delta, stacked),
+                "dW_norm": norm(dW, stacked),
+                "cos_dA_delta": cos(dA_own, -d.delta, stacked),
             }
             arrays = [("input", d.input), ("delta", d.delta), ("dW", dW)]
             used = getattr(d, "delta_used", None)
             if used is not None:
-                row["delta_used_norm"] = _norm(used, stacked)
-                row["cos_delta_used"] = _cos(used, d.delta, stacked)
+                row["delta_used_norm"] = norm(used, stacked)
+                row["cos_delta_used"] = cos(used, d.delta, stacked)
                 arrays.append(("delta_used", used))
             rows.append(row)
             if self.every and step % self.every == 0:

@@ -72,6 +72,7 @@ import numpy as np
 from ..backend import is_array, namespace
 from ..engine.tensor import data, no_grad
 from ..layers.base import trainables, walk
+from ..measures import sqnorm
 
 # What a forward pass records on a layer: the probe's forward pass must not overwrite the
 # training batch's values that other callbacks may still read.
@@ -94,16 +95,8 @@ def preserved_forward(model: Any) -> Iterator[None]:
                 setattr(layer, k, v)
 
 
-# ‖a‖² and num / den of a run alone (floats), or with ``members`` of each member of a stack
-# (arrays over the leading member axis; the sum over a member's axes adds its numbers in the
-# order of the sum over its array alone, and √ and / are IEEE's in NumPy as in math).
-def _sqnorm(a: Any, members: bool = False) -> Any:
-    xp = namespace(a)
-    if members:
-        return xp.sum(a * a, axis=tuple(range(1, a.ndim)))
-    return float(xp.sum(a * a))
-
-
+# √ and num / den of a run alone (floats), or with ``members`` of each member of a stack
+# (arrays over the leading member axis; √ and / are IEEE's in NumPy as in math).
 def _sqrt(v: Any) -> Any:
     return math.sqrt(v) if isinstance(v, int | float) else namespace(v).sqrt(v)
 
@@ -135,8 +128,8 @@ def parameter_residuals(
     """
     out = {}
     for name, arrays in new.items():
-        diff = sum(_sqnorm(a - b, members) for a, b in zip(arrays, old[name], strict=True))
-        size = sum(_sqnorm(b, members) for b in old[name])
+        diff = sum(sqnorm(a - b, members) for a, b in zip(arrays, old[name], strict=True))
+        size = sum(sqnorm(b, members) for b in old[name])
         out[name] = _ratio(_sqrt(diff), lr * _sqrt(size))
     return out
 
@@ -185,7 +178,7 @@ def _residuals(
     out["function_residual"] = out["prediction_change"] = math.nan
     if f_new is not None and f_old is not None:
         out["function_residual"] = _ratio(
-            _sqrt(_sqnorm(f_new - f_old, members)), _sqrt(_sqnorm(f_old, members))
+            _sqrt(sqnorm(f_new - f_old, members)), _sqrt(sqnorm(f_old, members))
         )
         out["prediction_change"] = prediction_change(f_new, f_old, predictions, tol)
     return out

@@ -33,8 +33,9 @@ import numpy as np
 from ..backend import namespace, to_numpy
 from ..engine.tensor import no_grad
 from ..layers import dense_layers
+from ..measures import cos, norm
 from ..optimise import update, withgradient
-from ..recorder import Recorder, _cos, _norm
+from ..recorder import Recorder
 from .completion import preserved_forward
 
 
@@ -194,15 +195,15 @@ def step_summary(part: dict[str, Any], *, mean_loss: bool = True) -> dict[str, A
     xp, stacked = namespace(dA), dA.ndim == 3
     out = {
         "layer": part["layer"],
-        "dA_norm": _norm(dA, stacked),
-        "own_norm": _norm(own, stacked),
-        "inherited_norm": _norm(inh, stacked),
-        "second_norm": _norm(second, stacked),
-        "cos_own_inherited": _cos(own, inh, stacked),
+        "dA_norm": norm(dA, stacked),
+        "own_norm": norm(own, stacked),
+        "inherited_norm": norm(inh, stacked),
+        "second_norm": norm(second, stacked),
+        "cos_own_inherited": cos(own, inh, stacked),
         "residual": _divide(
-            _norm(dA - (own + inh + second), stacked), _norm(dA, stacked), floor=1e-300
+            norm(dA - (own + inh + second), stacked), norm(dA, stacked), floor=1e-300
         ),
-        "o_norm2": _squared(_norm(O, stacked)) / O.shape[-1],
+        "o_norm2": _squared(norm(O, stacked)) / O.shape[-1],
         "coherence": batch_coherence(O),
         "effective_rank": effective_rank(O),
     }
@@ -213,9 +214,9 @@ def step_summary(part: dict[str, Any], *, mean_loss: bool = True) -> dict[str, A
                 "grad_norm_max")  # fmt: skip
         return out | dict.fromkeys(keys, nan)
     g = per_sample_grad_norms(delta, O, bias=part["bias"], mean_loss=mean_loss)
-    out["cos_total_delta"] = _cos(dA, -delta, stacked)
-    out["cos_own_delta"] = _cos(own, -delta, stacked)
-    out["delta_norm2"] = _squared(_norm(delta, stacked)) / delta.shape[-1]
+    out["cos_total_delta"] = cos(dA, -delta, stacked)
+    out["cos_own_delta"] = cos(own, -delta, stacked)
+    out["delta_norm2"] = _squared(norm(delta, stacked)) / delta.shape[-1]
     out["grad_norm_mean"], out["grad_norm_max"] = xp.mean(g, axis=-1), xp.max(g, axis=-1)
     if not stacked:
         out["grad_norm_mean"], out["grad_norm_max"] = (float(out["grad_norm_mean"]),
