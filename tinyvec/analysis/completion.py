@@ -102,6 +102,10 @@ def _sqrt(v: Any) -> Any:
 
 
 def _ratio(num: Any, den: Any) -> Any:
+    """A residual num / den that still says something at den = 0: 0 when nothing moved
+    (0 / 0: finished), +inf when something moved from nothing, NaN only from a NaN. (A
+    measurement of `tinyvec.analysis.vector` divides by a norm that is 0 only when the
+    quantity has no direction, and gives NaN there instead.)"""
     if not isinstance(den, float):  # each member's
         xp = namespace(den)
         ratio = xp.where(den > 0, num / xp.where(den > 0, den, 1.0),
@@ -549,8 +553,7 @@ class CompletionMonitor:
         self._loss = (first, loss)
         f_old = None
         if f_new is not None:
-            f_old = self._f[1] if self._f is not None and self._f[0] == step - 1 else None
-            self._f = (step, f_new)
+            f_old, self._f = _outputs_before(self._f, step), (step, f_new)
         if not check:
             return None
         rec = _record(
@@ -649,8 +652,7 @@ class MemberMonitors:
         f_new = f_old = residuals = observed = None
         if probe:
             f_new = self.outputs = _outputs(stack, self.probe)
-            f_old = self._f[1] if self._f is not None and self._f[0] == step - 1 else None
-            self._f = (step, f_new)
+            f_old, self._f = _outputs_before(self._f, step), (step, f_new)
         if check:
             residuals = _residuals(list(self.ring), first.lr, first.max_period, f_new, f_old,
                                    first.predictions, first.tol, members=True)  # fmt: skip
@@ -664,6 +666,12 @@ class MemberMonitors:
                           None if observed is None else observed[e],
                           check, each[e])  # fmt: skip
         return None  # (no monitor stops a stack: see __init__)
+
+
+def _outputs_before(kept: tuple[int, Any] | None, step: int) -> Any:
+    """f_{t-1}(X_p): the probe's outputs of the step before ``step``, from ``kept`` (step,
+    outputs) of the last evaluation; None when that was another step."""
+    return kept[1] if kept is not None and kept[0] == step - 1 else None
 
 
 def _outputs(model: Any, probe: Any) -> Any:
