@@ -44,16 +44,18 @@ def net(seed, width, skip, bias=True):
 
 @given(E=st.integers(1, 4), width=st.integers(1, 7), batch=st.integers(1, 6),
        skip=st.booleans(), shared=st.booleans(), every=st.sampled_from([1, 2]),
-       seed=st.integers(0, 10**6))  # fmt: skip
+       seed=st.integers(0, 10**6), f32=st.booleans())  # fmt: skip
 @settings(max_examples=30, deadline=None)
 def test_recorders_of_a_stack_are_those_of_each_member_alone(
-    E, width, batch, skip, shared, every, seed
+    E, width, batch, skip, shared, every, seed, f32
 ):
     rng = np.random.default_rng(seed)
     bias = seed % 2 == 0  # (every member alike: a stack is of one architecture)
-    stack = tv.stack([net(seed + e, width, skip, bias) for e in range(E)])
+    cast = tv.f32 if f32 else (lambda m: m)  # (in float32 a run's rows are still Python floats)
+    stack = tv.stack([cast(net(seed + e, width, skip, bias)) for e in range(E)])
     x = rng.normal(size=(3, batch)) if shared else rng.normal(size=(E, 3, batch))
     y = rng.normal(size=(E, 2, batch))
+    x, y = (x.astype(np.float32), y.astype(np.float32)) if f32 else (x, y)
     # snapshots every second step (the path is never written: the recorders are not closed)
     kw = {"measure_every": every, "every": 2, "path": "never-written.npz"}
     stacked = [VectorRecorder(**kw) for _ in range(E)]
@@ -95,18 +97,21 @@ def test_figures_of_a_stack_are_each_members(E, features, batch, seed, zero):
 
 @given(E=st.integers(1, 4), width=st.integers(1, 6), every=st.integers(1, 3),
        max_period=st.integers(1, 4), shared=st.booleans(), observe=st.booleans(),
-       seed=st.integers(0, 10**6))  # fmt: skip
+       seed=st.integers(0, 10**6), f32=st.booleans())  # fmt: skip
 @settings(max_examples=30, deadline=None)
 def test_monitors_of_a_stack_check_each_member_as_alone(
-    E, width, every, max_period, shared, observe, seed
+    E, width, every, max_period, shared, observe, seed, f32
 ):
     """`MemberMonitors`: each monitor's checks (residuals, cycles, probe outputs, observables,
     verdicts) are those of the same monitor on its member alone."""
     rng = np.random.default_rng(seed)
-    stack = tv.stack([net(seed + 3 * e, width, skip=False) for e in range(E)])
-    x, y = rng.normal(size=(E, 3, 5)), rng.normal(size=(E, 2, 5))
+    cast = tv.f32 if f32 else (lambda a: a)
+    stack = tv.stack([cast(net(seed + 3 * e, width, skip=False)) for e in range(E)])
+    x, y = cast(rng.normal(size=(E, 3, 5))), cast(rng.normal(size=(E, 2, 5)))
     probes = (
-        [rng.normal(size=(3, 7))] * E if shared else [rng.normal(size=(3, 7)) for _ in range(E)]
+        [cast(rng.normal(size=(3, 7)))] * E
+        if shared
+        else [cast(rng.normal(size=(3, 7))) for _ in range(E)]
     )
 
     def monitors():

@@ -160,7 +160,8 @@ def prediction_change(f_new: Any, f_old: Any, mode: str = "auto", tol: float = 1
         changed = xp.any(moved, axis=-2)
     else:
         raise ValueError(f"prediction mode must be 'auto', 'argmax' or 'tolerance', got {mode!r}")
-    count = xp.sum(xp.astype(changed, f_new.dtype), axis=-1)
+    # (counted in float64, so that a member's fraction of a float32 stack is its run's float)
+    count = xp.sum(xp.astype(changed, xp.float64), axis=-1)
     return float(count) / f_new.shape[-1] if f_new.ndim == 2 else count / f_new.shape[-1]
 
 
