@@ -77,11 +77,13 @@ def test_recorders_of_a_stack_are_those_of_each_member_alone(
 
 
 @given(E=st.integers(1, 5), features=st.integers(1, 9), batch=st.integers(1, 9),
-       seed=st.integers(0, 10**6), zero=st.booleans())  # fmt: skip
+       seed=st.integers(0, 10**6), zero=st.booleans(),
+       dtype=st.sampled_from(["float32", "float64"]))  # fmt: skip
 @settings(max_examples=50, deadline=None)
-def test_figures_of_a_stack_are_each_members(E, features, batch, seed, zero):
+def test_figures_of_a_stack_are_each_members(E, features, batch, seed, zero, dtype):
     rng = np.random.default_rng(seed)
-    O, delta = rng.normal(size=(E, features, batch)), rng.normal(size=(E, 2, batch))
+    O = rng.normal(size=(E, features, batch)).astype(dtype)
+    delta = rng.normal(size=(E, 2, batch)).astype(dtype)
     if zero:
         O[0] = 0.0  # a zero matrix (rank 0) and zero columns (orthogonal to all)
     for stacked, alone in (
