@@ -141,7 +141,7 @@ def mse(yhat: Any, y: Any, *, members: bool = False) -> Any:
 
 def _crossentropy(logits, y, members=False):
     xp = namespace(logits)
-    logp = logits - ops._logsumexp(logits, axis=-2)
+    logp = logits - ops.logsumexp(logits, axis=-2)  # (arrays in, an array out)
     if members:
         return -xp.sum(y * logp, axis=(-2, -1)) / logits.shape[-1]
     return -xp.sum(y * logp) / logits.shape[1]
