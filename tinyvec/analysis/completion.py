@@ -206,22 +206,13 @@ def _members(residuals: Mapping[str, Any], E: int) -> list[dict[str, Any]]:
 
 
 def _record(
-    ring: Sequence[Mapping[str, Sequence[Any]]],
-    lr: float,
-    max_period: int,
-    f_new: Any = None,
-    f_old: Any = None,
+    residuals: Mapping[str, Any],
     loss: float = math.nan,
     loss_old: float = math.nan,
     loss_first: float = math.nan,
-    predictions: str = "auto",
-    tol: float = 1e-3,
-    residuals: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The residuals of one check from the ring of parameter sets (oldest first), or from
-    its `_residuals` when given (measured on a stack)."""
-    if residuals is None:
-        residuals = _residuals(ring, lr, max_period, f_new, f_old, predictions, tol)
+    """One check's record from its `_residuals` (of a run, or a member's of a stack) and the
+    losses."""
     rec: dict[str, Any] = {"param_residual": residuals["param_residual"]}
     rec["param_residual_max"] = max(rec["param_residual"].values(), default=0.0)
     rec["cycle_residual"] = {p: max(c.values(), default=0.0)
@@ -407,13 +398,13 @@ def classify_trajectory(
         ring = points[max(0, t - max_period) : t + 1]
         history.append(
             _record(
-                ring, lr, max_period,
-                f_new=None if outputs is None else outputs[t],
-                f_old=None if outputs is None else outputs[t - 1],
+                _residuals(ring, lr, max_period,
+                           f_new=None if outputs is None else outputs[t],
+                           f_old=None if outputs is None else outputs[t - 1],
+                           predictions=predictions, tol=tol),
                 loss=math.nan if losses is None else float(losses[t]),
                 loss_old=math.nan if losses is None else float(losses[t - 1]),
                 loss_first=math.nan if losses is None else float(losses[0]),
-                predictions=predictions, tol=tol,
             )
         )  # fmt: skip
         if observables is not None:
@@ -557,12 +548,11 @@ class CompletionMonitor:
             f_old, self._f = _outputs_before(self._f, step), (step, f_new)
         if not check:
             return None
-        rec = _record(
-            list(self.ring), self.lr, self.max_period,
-            f_new=None if f_old is None else f_new, f_old=f_old,
-            loss=loss, loss_old=previous, loss_first=first,
-            predictions=self.predictions, tol=self.tol, residuals=residuals,
-        )  # fmt: skip
+        if residuals is None:
+            residuals = _residuals(list(self.ring), self.lr, self.max_period,
+                                   f_new=None if f_old is None else f_new, f_old=f_old,
+                                   predictions=self.predictions, tol=self.tol)  # fmt: skip
+        rec = _record(residuals, loss=loss, loss_old=previous, loss_first=first)
         rec["step"] = step
         if self.observe is not None:
             self.observed.append(_flat(observed))
