@@ -31,7 +31,10 @@ def _sum(a: Any, members: bool) -> Any:
 
 def _float(v: Any, members: bool) -> Any:
     """A run's value as a Python float; each member's as float64 (the same numbers)."""
-    return namespace(v).astype(v, namespace(v).float64) if members else float(v)
+    if not members:
+        return float(v)
+    xp = namespace(v)
+    return xp.astype(v, xp.float64)
 
 
 def sqnorm(a: Any, members: bool = False) -> Any:
