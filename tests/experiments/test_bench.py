@@ -178,3 +178,4 @@ def test_the_phase_script_runs_and_names_every_phase():
     ).stdout
     for phase in ("NumPy, the whole step", "forward (written program)", "gather, in update"):
         assert phase in out
+    assert "the bare pieces take the compiled step's steps, bit for bit: True" in out

@@ -6,7 +6,9 @@ and backward pass, the loss as a graph node or as its parts (`tv.compile(tv.mse,
 parameters as Tensors, the written update, what the default step adds to the compiled one
 (the gradient Tree, built and read), and the bare pieces of a compiled `tv.mse` step called
 with no check and no hold of Ctrl-C (the floor of a step that keeps every record and
-replaces the parameters). Each phase runs alone in a loop (median of interleaved rounds, one
+replaces the parameters: the same forward pass, loss parts, backward pass into the gradient
+buffer and flat update as the step), beside the look-ups and checks the step makes at every
+call so that a model, input or optimiser state edited between steps is seen. Each phase runs alone in a loop (median of interleaved rounds, one
 BLAS thread, one CPU), with NumPy's whole step in the same rounds for scale. Phases measured alone
 do not add up exactly to the step (caches, the allocator), and the machine's speed varies:
 compare phases from one run only.
@@ -56,7 +58,9 @@ def main() -> int:
     from tinyvec.engine.losses import parts
     from tinyvec.engine.tensor import Tensor
     from tinyvec.experiments import baselines, bench, bench_steps
+    from tinyvec.fast.chain import program_for
     from tinyvec.fast.plan import plan_of
+    from tinyvec.fast.update_program import gradient_memory
     from tinyvec.fast.update_program import written as written_update
     from tinyvec.optimise.training import gradients_of
 
@@ -84,20 +88,65 @@ def main() -> int:
     twin_state = tv.setup(tv.Descent(1e-6), twin)
     written = tv.compile(tv.mse, twin, twin_state)
     written(x, y)
-    twin_program = next(iter(plan_of(twin).programs.values()))
-    twin_update = written_update(twin_state, plan_of(twin))
-
     _, mse_forward, mse_vjp = parts(tv.mse)  # (its check: once per kind of arrays)
+
+    def bare_pieces(m, st):
+        """The pieces of ``tv.compile(tv.mse, m, st)``'s step, called one after the other with
+        nothing in between (after one compiled step, which writes the programs)."""
+        tv.compile(tv.mse, m, st)(x, y)
+        plan = plan_of(m)
+        program = next(iter(plan.programs.values()))
+        update = written_update(st, plan)
+        # the gradient buffer the step's backward pass writes into, and its parameters' views
+        G, views = gradient_memory(plan, program.layout)
+
+        def step() -> None:
+            o, s = program.forward(x, *program.params())
+            _, r = mse_forward(o, y)
+            program.backward_into(mse_vjp(1.0, r), s, views)
+            if not update.update(views, update.leaves(st.tree), (), True, G):
+                raise RuntimeError("the written update declined: not the compiled step's road")
+
+        return step, plan, update
+
+    # the bare pieces compute what the compiled step computes, bit for bit
+    a, b = (bench_steps.tinyvec_model(spec, "float64") for _ in "ab")
+    a_state, b_state = tv.setup(tv.Descent(1e-6), a), tv.setup(tv.Descent(1e-6), b)
+    a_step, _, _ = bare_pieces(a, a_state)
+    b_step = tv.compile(tv.mse, b, b_state)
+    b_step(x, y)
+    for _ in range(3):
+        a_step()
+        b_step(x, y)
+    same = all(
+        getattr(la, name).tobytes() == getattr(lb, name).tobytes()
+        for la, lb in zip(tv.dense_layers(a), tv.dense_layers(b), strict=True)
+        for name in ("weight", "bias", "input", "preact", "output", "delta")
+    ) and all(
+        la.step[name].tobytes() == lb.step[name].tobytes()  # ΔW and Δb, the step records
+        for la, lb in zip(tv.dense_layers(a), tv.dense_layers(b), strict=True)
+        for name in ("weight", "bias")
+    )
+    print(f"the bare pieces take the compiled step's steps, bit for bit: {same}")
+    if not same:  # then they are not the floor of that step: nothing to time
+        return 1
+    # a third model for them, so that the compiled step timed below keeps its own memory
+    bare = bench_steps.tinyvec_model(spec, "float64")
+    bare_state = tv.setup(tv.Descent(1e-6), bare)
+    bare_step, bare_plan, bare_update = bare_pieces(bare, bare_state)
 
     def loss_parts() -> None:
         _, r = mse_forward(out, y)
         mse_vjp(1.0, r)
 
-    def bare_step() -> None:
-        o, s = twin_program.forward(x, *twin_program.params())
-        _, r = mse_forward(o, y)
-        g = twin_program.backward(mse_vjp(1.0, r), s)[1:]
-        twin_update.update(g, twin_update.leaves(twin_state.tree), (), True)
+    kind = (type(out), out.dtype, out.shape, type(y), y.dtype, y.shape)
+
+    def checks() -> None:  # what the compiled step looks up and checks besides (no arithmetic)
+        plan_of(bare, bare_plan)  # the model's structure
+        program_for(bare_plan, x)  # the program for this kind of input
+        _ = (type(out), out.dtype, out.shape, type(y), y.dtype, y.shape) == kind  # the target's
+        written_update(bare_state, bare_plan)  # the update program of this state
+        bare_update.leaves(bare_state.tree)  # the Leafs, from the state's tree as it is now
 
     def reference_step() -> None:
         with tv.fast.off():
@@ -111,6 +160,7 @@ def main() -> int:
         "tinyvec default step": lambda: tv.update(state, model, tv.gradient(loss, model)),
         "tinyvec compiled step, tv.mse": lambda: written(x, y),
         "  its bare pieces (no checks, no hold of Ctrl-C)": bare_step,
+        "  its look-ups and checks alone (no arithmetic)": checks,
         "    the loss's parts, forward and vjp": loss_parts,
         "tinyvec compiled step, a loss function": lambda: compiled(x, y),
         "  the gradient, as a list (gradients_of)": lambda: gradients_of(
