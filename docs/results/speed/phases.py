@@ -8,7 +8,11 @@ parameters as Tensors, the written update, what the default step adds to the com
 with no check and no hold of Ctrl-C (the floor of a step that keeps every record and
 replaces the parameters: the same forward pass, loss parts, backward pass into the gradient
 buffer and flat update as the step), beside the look-ups and checks the step makes at every
-call so that a model, input or optimiser state edited between steps is seen. Each phase runs alone in a loop (median of interleaved rounds, one
+call so that a model, input or optimiser state edited between steps is seen. Last, the two
+halves of the default step, each called again and again, and one after the other on two
+models that share no data: a piece that runs alone in a loop finds the processor's caches
+and branch predictors trained on it alone, so the pieces measured alone add up to less than
+the step (the last line says by how much). Each phase runs alone in a loop (median of interleaved rounds, one
 BLAS thread, one CPU), with NumPy's whole step in the same rounds for scale. Phases measured alone
 do not add up exactly to the step (caches, the allocator), and the machine's speed varies:
 compare phases from one run only.
@@ -148,6 +152,22 @@ def main() -> int:
         written_update(bare_state, bare_plan)  # the update program of this state
         bare_update.leaves(bare_state.tree)  # the Leafs, from the state's tree as it is now
 
+    # two more models, which share no data: the default step's halves alone, and one after
+    # the other (each model keeps its own parameters; the update steps fixed gradients)
+    left, right = (bench_steps.tinyvec_model(spec, "float64") for _ in "lr")
+    right_state = tv.setup(tv.Descent(1e-6), right)
+    right_grads = tv.fmap(lambda a: a.copy(), tv.gradient(loss, right))
+
+    def left_gradient() -> None:
+        tv.gradient(loss, left)
+
+    def right_update() -> None:
+        tv.update(right_state, right, right_grads)
+
+    def one_after_the_other() -> None:
+        left_gradient()
+        right_update()
+
     def reference_step() -> None:
         with tv.fast.off():
             tv.update(state, model, tv.gradient(loss, model))
@@ -178,11 +198,21 @@ def main() -> int:
         "  the reference road's default step (tv.fast.off())": reference_step,
         "  the gradient as a Tree (plan.tree)": lambda: plan.tree(grads),
         "  the Tree read again (gather, in update)": lambda: update.gather(tree, state.tree),
+        "the default step's halves, each alone and one after the other:": lambda: None,
+        "  tv.gradient, called again and again": left_gradient,
+        "  tv.update (another model), called again and again": right_update,
+        "  the two, one after the other (no data shared)": one_after_the_other,
     }
     times = median_us(phases, args.rounds)
     print("seed network, batch 20, float64; µs per call, median of interleaved rounds")
     for name, t in times.items():
         print(f"{name:58s} {t:8.1f}")
+    alone = (
+        times["  tv.gradient, called again and again"]
+        + times["  tv.update (another model), called again and again"]
+    )
+    after = times["  the two, one after the other (no data shared)"]
+    print(f"{'  what running one after the other adds':58s} {after - alone:8.1f}")
     return 0
 
 
