@@ -179,3 +179,32 @@ def test_the_phase_script_runs_and_names_every_phase():
     for phase in ("NumPy, the whole step", "forward (written program)", "gather, in update"):
         assert phase in out
     assert "the bare pieces take the compiled step's steps, bit for bit: True" in out
+
+
+def test_the_before_after_script_times_two_versions_in_one_process():
+    """`docs/results/speed/before_after.py` (issue 18, item 7: before and after in the same
+    run) imports a version from git as a package of its own: keep it running, here against
+    this checkout's own HEAD."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).parents[2]
+    if (
+        shutil.which("git") is None
+        or subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True
+        ).returncode
+    ):
+        pytest.skip("not a git checkout")
+    script = repo / "docs" / "results" / "speed" / "before_after.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "HEAD", "--rounds", "1", "--block", "0.001"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for road in ("default", "compiled, tv.mse", "compiled, loss function"):
+        assert f"| {road}, HEAD |" in out and f"| {road}, this checkout |" in out
+        assert f"| {road} | " in out  # its ratio, this checkout against HEAD
