@@ -12,10 +12,10 @@ call so that a model, input or optimiser state edited between steps is seen. Las
 halves of the default step, each called again and again, and one after the other on two
 models that share no data: a piece that runs alone in a loop finds the processor's caches
 and branch predictors trained on it alone, so the pieces measured alone add up to less than
-the step (the last line says by how much). Each phase runs alone in a loop (median of interleaved rounds, one
-BLAS thread, one CPU), with NumPy's whole step in the same rounds for scale. Phases measured alone
-do not add up exactly to the step (caches, the allocator), and the machine's speed varies:
-compare phases from one run only.
+the step (the last line says by how much). Each phase runs alone in a loop (median of
+interleaved rounds, one BLAS thread, one CPU), with NumPy's whole step in the same rounds for
+scale. Phases measured alone do not add up exactly to the step (caches, the allocator), and
+the machine's speed varies: compare phases from one run only.
 
     python docs/results/speed/phases.py [--rounds 9]
 """
@@ -122,14 +122,15 @@ def main() -> int:
     for _ in range(3):
         a_step()
         b_step(x, y)
+
+    def kept(layer) -> list[bytes]:  # its parameters, its records, its ΔW and Δb
+        names = ("weight", "bias", "input", "preact", "output", "delta")
+        return [getattr(layer, n).tobytes() for n in names] + [
+            layer.step[n].tobytes() for n in ("weight", "bias")
+        ]
+
     same = all(
-        getattr(la, name).tobytes() == getattr(lb, name).tobytes()
-        for la, lb in zip(tv.dense_layers(a), tv.dense_layers(b), strict=True)
-        for name in ("weight", "bias", "input", "preact", "output", "delta")
-    ) and all(
-        la.step[name].tobytes() == lb.step[name].tobytes()  # ΔW and Δb, the step records
-        for la, lb in zip(tv.dense_layers(a), tv.dense_layers(b), strict=True)
-        for name in ("weight", "bias")
+        kept(la) == kept(lb) for la, lb in zip(tv.dense_layers(a), tv.dense_layers(b), strict=True)
     )
     print(f"the bare pieces take the compiled step's steps, bit for bit: {same}")
     if not same:  # then they are not the floor of that step: nothing to time
